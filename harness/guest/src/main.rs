@@ -1,0 +1,164 @@
+//! The versus workload program. Usage:
+//!
+//! ```text
+//! versus-guest [--fd N] <ready|cpu|mem|call|idle> [PARAM]
+//! ```
+//!
+//! It writes the protocol of `versus_workload::protocol` to file descriptor N
+//! (default 3 when open, else standard output). `idle` signals ready and then
+//! waits until its standard input reaches end of file, which is how the host
+//! asks it to stop. It is linked statically so that it runs in an empty
+//! container rootfs and as /init of a Linux guest.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::process::ExitCode;
+
+use versus_workload::protocol::{self, Report};
+use versus_workload::{self as wl, Workload};
+
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+extern "C" {
+    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    fn fcntl(fd: i32, cmd: i32, ...) -> i32;
+}
+
+const CLOCK_MONOTONIC: i32 = 1;
+const F_GETFD: i32 = 1;
+
+/// Monotonic clock in nanoseconds: the same clock the host reads, so host and
+/// workload timestamps can be subtracted.
+fn now_ns() -> u64 {
+    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { clock_gettime(CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only queries the descriptor flags; no memory is passed.
+    unsafe { fcntl(fd, F_GETFD) >= 0 }
+}
+
+/// The channel to the host, one protocol line per write.
+struct Channel(File);
+
+impl Channel {
+    fn send(&mut self, line: &str) {
+        // A host that closed the channel cannot be told anything more; the
+        // workload ends as it would have anyway.
+        let _ = self.0.write_all(line.as_bytes());
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: versus-guest [--fd N] <{}> [PARAM]", Workload::NAMES.join("|"));
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let started = now_ns();
+    let mut args = std::env::args().skip(1).peekable();
+    let mut fd: Option<i32> = None;
+    if args.peek().map(String::as_str) == Some("--fd") {
+        args.next();
+        match args.next().and_then(|v| v.parse().ok()) {
+            Some(n) => fd = Some(n),
+            None => return usage(),
+        }
+    }
+    let Some(name) = args.next() else { return usage() };
+    let param = match args.next() {
+        Some(p) => match p.parse::<u32>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                eprintln!("versus-guest: parameter `{p}` is not a non-negative integer");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let Some(workload) = Workload::from_name(&name, param) else {
+        eprintln!("versus-guest: unknown workload `{name}`");
+        return usage();
+    };
+    let fd = fd.unwrap_or(if fd_is_open(3) { 3 } else { 1 });
+    if !fd_is_open(fd) {
+        eprintln!("versus-guest: channel fd {fd} is not open");
+        return ExitCode::from(2);
+    }
+    // SAFETY: `fd` was checked to be open and is owned by this program from
+    // here on (the host handed it over for exactly this purpose).
+    let mut ch = Channel(unsafe { File::from_raw_fd(fd) });
+    run(workload, started, &mut ch)
+}
+
+fn send_result(ch: &mut Channel, workload: Workload, elapsed_ns: u64, checksum: u64, started: u64) {
+    let mut line = String::new();
+    let report = Report { workload: workload.name(), param: workload.param(), elapsed_ns, checksum, started_ns: Some(started) };
+    let _ = protocol::write_result(&mut line, &report);
+    ch.send(&line);
+}
+
+fn ready(ch: &mut Channel, started: u64) {
+    let mut line = String::new();
+    let _ = protocol::write_ready(&mut line, Some((now_ns(), started)));
+    ch.send(&line);
+}
+
+fn run(workload: Workload, started: u64, ch: &mut Channel) -> ExitCode {
+    match workload {
+        Workload::Ready => ready(ch, started),
+        Workload::Cpu { rounds } => {
+            ready(ch, started);
+            let t = now_ns();
+            let digest = wl::cpu(rounds);
+            let el = now_ns() - t;
+            send_result(ch, workload, el, wl::checksum64(&digest), started);
+        }
+        Workload::Mem { mib } => {
+            ready(ch, started);
+            let t = now_ns();
+            let mut buf = Vec::<u8>::with_capacity(mib as usize * 1024 * 1024);
+            // SAFETY: u8 has no invalid values; the pages are written by
+            // touch_pages before anything reads them, which is the point of
+            // the workload (first touch faults them in).
+            unsafe { buf.set_len(mib as usize * 1024 * 1024) };
+            let acc = wl::touch_pages(&mut buf);
+            let el = now_ns() - t;
+            send_result(ch, workload, el, acc, started);
+            drop(buf);
+        }
+        Workload::Call { n } => {
+            ready(ch, started);
+            let t = now_ns();
+            let acc = wl::call_loop(n, || std::process::id() as u64);
+            let el = now_ns() - t;
+            send_result(ch, workload, el, acc, started);
+        }
+        Workload::Idle { mib } => {
+            let mut buf = vec![0u8; mib as usize * 1024 * 1024];
+            let t = now_ns();
+            let acc = wl::touch_pages(&mut buf);
+            let el = now_ns() - t;
+            ready(ch, started);
+            send_result(ch, workload, el, acc, started);
+            // Wait for the host to close our standard input.
+            let mut sink = [0u8; 64];
+            let mut stdin = std::io::stdin();
+            while let Ok(n) = stdin.read(&mut sink) {
+                if n == 0 {
+                    break;
+                }
+            }
+            std::hint::black_box(&buf);
+        }
+    }
+    ExitCode::SUCCESS
+}

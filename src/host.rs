@@ -1,0 +1,209 @@
+//! The host fingerprint: what a result depends on (kernel, CPU, memory,
+//! cgroup mode, user namespaces, overlayfs, how KVM is provided, installed
+//! peers). Written to every run's env.json and printed by `versus env`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// How the cgroup hierarchy is mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupMode {
+    /// Only v1 hierarchies.
+    V1,
+    /// Unified v2 hierarchy at /sys/fs/cgroup.
+    V2,
+    /// v1 controllers with a (usually empty) v2 hierarchy at /sys/fs/cgroup/unified.
+    Hybrid,
+    /// No cgroup filesystem found.
+    None,
+}
+
+/// How /dev/kvm is provided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum KvmMode {
+    /// No /dev/kvm.
+    Absent,
+    /// kvm_intel or kvm_amd: hardware-assisted; `nested` when this host is
+    /// itself a guest (hypervisor CPU flag).
+    Hardware { module: String, nested_host: bool },
+    /// kvm_pvm: guest supervisor code is emulated.
+    Pvm,
+    /// /dev/kvm exists but the module is not recognised.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Peer {
+    pub name: String,
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    pub hostname: String,
+    pub kernel: String,
+    pub distribution: String,
+    pub cpu_model: String,
+    pub cores: usize,
+    pub memory_bytes: u64,
+    pub cgroup_mode: CgroupMode,
+    /// Controllers usable by versus (v1 mounted hierarchies, or v2 root controllers).
+    pub cgroup_controllers: Vec<String>,
+    pub is_root: bool,
+    pub user_namespaces: bool,
+    pub overlayfs: bool,
+    pub kvm_device: bool,
+    pub kvm_mode: KvmMode,
+    pub ksm: Option<String>,
+    pub transparent_hugepages: Option<String>,
+    pub peers: Vec<Peer>,
+}
+
+fn read_trim(p: impl AsRef<Path>) -> Option<String> {
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+}
+
+/// Mounted filesystems of a given type: (mount point, options).
+fn mounts_of(fstype: &str) -> Vec<(PathBuf, String)> {
+    let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() >= 4 && f[2] == fstype).then(|| (PathBuf::from(f[1]), f[3].to_string()))
+        })
+        .collect()
+}
+
+/// Detects the cgroup mode and the controllers versus can use.
+pub fn cgroup_mode() -> (CgroupMode, Vec<String>) {
+    let v2 = mounts_of("cgroup2");
+    let v1 = mounts_of("cgroup");
+    let v2_root = v2.iter().any(|(p, _)| p == Path::new("/sys/fs/cgroup"));
+    if v2_root {
+        let ctrls = read_trim("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+        return (CgroupMode::V2, ctrls.split_whitespace().map(String::from).collect());
+    }
+    let mut ctrls: Vec<String> = v1
+        .iter()
+        .flat_map(|(_, opts)| opts.split(',').filter(|o| ["memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer"].contains(o)).map(String::from).collect::<Vec<_>>())
+        .collect();
+    ctrls.sort();
+    ctrls.dedup();
+    let mode = match (v1.is_empty(), v2.is_empty()) {
+        (true, true) => CgroupMode::None,
+        (false, true) => CgroupMode::V1,
+        (false, false) => CgroupMode::Hybrid,
+        (true, false) => CgroupMode::V2,
+    };
+    (mode, ctrls)
+}
+
+/// Whether this process can create a user namespace.
+pub fn user_namespaces_available() -> bool {
+    let max = read_trim("/proc/sys/user/max_user_namespaces").and_then(|s| s.parse::<u64>().ok()).unwrap_or(1);
+    let debian_knob = read_trim("/proc/sys/kernel/unprivileged_userns_clone").map(|s| s == "1").unwrap_or(true);
+    max > 0 && (nix::unistd::geteuid().is_root() || debian_knob)
+}
+
+/// How KVM is provided on this host, from the loaded modules.
+pub fn kvm_mode() -> KvmMode {
+    if !Path::new("/dev/kvm").exists() {
+        return KvmMode::Absent;
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let nested_host = cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
+    if Path::new("/sys/module/kvm_pvm").exists() {
+        return KvmMode::Pvm;
+    }
+    for m in ["kvm_intel", "kvm_amd"] {
+        if Path::new("/sys/module").join(m).exists() {
+            return KvmMode::Hardware { module: m.into(), nested_host };
+        }
+    }
+    KvmMode::Unknown
+}
+
+/// Finds an executable on PATH (and in sbin directories).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file() && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok());
+    found
+}
+
+/// The peers versus can compare against when installed.
+pub const PEERS: [&str; 4] = ["runc", "crun", "youki", "qemu-system-x86_64"];
+
+impl Host {
+    /// Reads the fingerprint of this host.
+    pub fn detect() -> Host {
+        let uts = nix::sys::utsname::uname().ok();
+        let (kernel, hostname) = match &uts {
+            Some(u) => (
+                format!("{} {} {}", u.sysname().to_string_lossy(), u.release().to_string_lossy(), u.machine().to_string_lossy()),
+                u.nodename().to_string_lossy().into_owned(),
+            ),
+            None => ("unknown".into(), "unknown".into()),
+        };
+        let distribution = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string())))
+            .unwrap_or_else(|| "unknown".into());
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        let mut sys = sysinfo::System::new();
+        sys.refresh_memory();
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let (cgroup_mode, cgroup_controllers) = cgroup_mode();
+        let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        Host {
+            hostname,
+            kernel,
+            distribution,
+            cpu_model,
+            cores,
+            memory_bytes: sys.total_memory(),
+            cgroup_mode,
+            cgroup_controllers,
+            is_root: nix::unistd::geteuid().is_root(),
+            user_namespaces: user_namespaces_available(),
+            overlayfs: filesystems.lines().any(|l| l.trim_end().ends_with("overlay")),
+            kvm_device: Path::new("/dev/kvm").exists(),
+            kvm_mode: kvm_mode(),
+            ksm: read_trim("/sys/kernel/mm/ksm/run").map(|v| if v == "1" { "on".into() } else { format!("off ({v})") }),
+            transparent_hugepages: read_trim("/sys/kernel/mm/transparent_hugepage/enabled"),
+            peers: PEERS.iter().map(|p| Peer { name: p.to_string(), path: which(p) }).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_reads_this_host() {
+        let h = Host::detect();
+        assert!(h.kernel.starts_with("Linux "));
+        assert!(h.cores >= 1);
+        assert!(h.memory_bytes > 0);
+        assert_ne!(h.cgroup_mode, CgroupMode::None, "this host has cgroups");
+        // /dev/kvm presence and the mode agree.
+        assert_eq!(h.kvm_device, h.kvm_mode != KvmMode::Absent);
+    }
+
+    #[test]
+    fn which_finds_sh() {
+        assert!(which("sh").is_some());
+        assert!(which("definitely-not-a-program-versus").is_none());
+    }
+}

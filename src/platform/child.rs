@@ -1,0 +1,166 @@
+//! A workload running as a host child process (directly, or as the pid 1 of
+//! a container): its channel, its standard error, its stop pipe, waiting and
+//! reaping. Shared by the `process` and `container` platforms.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::channel::{Channel, Received};
+use crate::error::{LaunchError, Result};
+use crate::platform::{Finished, ProbeLine};
+
+/// A launched child. Dropping it kills and reaps it.
+pub struct ChildWorkload {
+    pid: Option<Pid>,
+    pub channel: Channel,
+    stderr: Option<File>,
+    /// The child's standard input; closing it asks an `idle` workload to stop.
+    control: Option<OwnedFd>,
+    pub timeout: Duration,
+    exit: Option<WaitStatus>,
+}
+
+impl ChildWorkload {
+    pub fn new(pid: Pid, channel: Channel, stderr: OwnedFd, control: OwnedFd, timeout: Duration) -> ChildWorkload {
+        // Non-blocking so a crash report never waits on a child that holds
+        // its stderr open.
+        let _ = nix::fcntl::fcntl(&stderr, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+        ChildWorkload { pid: Some(pid), channel, stderr: Some(File::from(stderr)), control: Some(control), timeout, exit: None }
+    }
+
+    pub fn pid(&self) -> Option<Pid> {
+        self.pid
+    }
+
+    /// Whatever the child wrote to stderr so far (bounded).
+    pub fn stderr_text(&mut self) -> String {
+        let mut out = Vec::new();
+        if let Some(f) = self.stderr.as_mut() {
+            let mut buf = [0u8; 4096];
+            while out.len() < 64 * 1024 {
+                match f.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Waits for READY; returns (host receive ns, workload's `started` ns).
+    pub fn wait_ready(&mut self) -> Result<(u64, Option<u64>)> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.channel.recv(deadline, "signal ready", self.timeout)? {
+                Some((Received::Ready { started_ns, .. }, t)) => return Ok((t, started_ns)),
+                Some(_) => continue,
+                None => return Err(self.crash_error("exited before signalling ready")),
+            }
+        }
+    }
+
+    /// Reads reports until the workload closes its channel, then reaps it.
+    pub fn finish(&mut self) -> Result<Finished> {
+        let deadline = Instant::now() + self.timeout;
+        let mut out = Finished::default();
+        while let Some((msg, _)) = self.channel.recv(deadline, "finish", self.timeout)? {
+            match msg {
+                Received::Result(r) => out.results.push(r),
+                Received::Probe { id, result, evidence } => out.probes.push(ProbeLine { id, result, evidence }),
+                Received::Log(l) => out.logs.push(l),
+                Received::Ready { .. } => {}
+            }
+        }
+        let status = self.wait_exit(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100)))?;
+        match status {
+            WaitStatus::Exited(_, 0) => Ok(out),
+            _ => Err(self.crash_error("exited abnormally")),
+        }
+    }
+
+    /// The error for a child that ended early: its exit status and stderr.
+    pub fn crash_error(&mut self, what: &str) -> LaunchError {
+        let status = match self.wait_exit(Duration::from_secs(2)) {
+            Ok(s) => describe(&s),
+            Err(e) => format!("{what}; {e}"),
+        };
+        LaunchError::Crashed { status: format!("{what}: {status}"), stderr: self.stderr_text() }
+    }
+
+    /// The exit status, if the child has been reaped.
+    pub fn exit_status(&self) -> Option<WaitStatus> {
+        self.exit
+    }
+
+    /// Waits up to `limit` for the child to exit and reaps it.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<WaitStatus> {
+        if let Some(s) = self.exit {
+            return Ok(s);
+        }
+        let Some(pid) = self.pid else {
+            return Err(LaunchError::Vm("no child to wait for".into()));
+        };
+        let deadline = Instant::now() + limit;
+        let mut nap = Duration::from_micros(50);
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(s) => {
+                    self.exit = Some(s);
+                    self.pid = None;
+                    return Ok(s);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(LaunchError::sys("waiting for the workload", e)),
+            }
+            if Instant::now() >= deadline {
+                return Err(LaunchError::Timeout { what: "exit", after: limit });
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the child: closes its standard input (an `idle` workload exits
+    /// on end of file), waits `grace`, then SIGKILLs it and reaps it.
+    pub fn stop(&mut self, grace: Duration) -> Result<()> {
+        self.control = None;
+        if self.pid.is_none() {
+            return Ok(());
+        }
+        if self.wait_exit(grace).is_ok() {
+            return Ok(());
+        }
+        self.kill_and_reap()
+    }
+
+    /// SIGKILL and reap (no-op once reaped).
+    pub fn kill_and_reap(&mut self) -> Result<()> {
+        if let Some(pid) = self.pid {
+            let _ = kill(pid, Signal::SIGKILL);
+            self.wait_exit(Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildWorkload {
+    fn drop(&mut self) {
+        let _ = self.kill_and_reap();
+    }
+}
+
+/// A wait status in words.
+pub fn describe(s: &WaitStatus) -> String {
+    match s {
+        WaitStatus::Exited(_, c) => format!("exit status {c}"),
+        WaitStatus::Signaled(_, sig, core) => format!("killed by {sig}{}", if *core { " (core dumped)" } else { "" }),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,234 @@
+//! `container`: versus' own launcher. The workload program runs as pid 1 of
+//! new pid, mount, uts, ipc, net and cgroup namespaces (plus a user namespace
+//! when not root), in a read-only minimal rootfs reached by pivot_root, inside
+//! a cgroup with memory, pids and cpu limits. No container runtime involved.
+//!
+//! Files: [`cgroup`] (limits), [`rootfs`] (image and mount sequence),
+//! [`spawn`] (clone and the child up to execve), [`syscall`] (the child's
+//! system calls behind a trait).
+
+pub mod cgroup;
+pub mod rootfs;
+pub mod spawn;
+pub mod syscall;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::{pipe2, Pid};
+
+use crate::channel::Channel;
+use crate::error::{LaunchError, Result};
+use crate::host::{self, CgroupMode};
+use crate::measure::clock::now_ns;
+use crate::measure::Boot;
+use crate::platform::child::ChildWorkload;
+use crate::platform::{Finished, Instance, LaunchSpec, Platform};
+use cgroup::Cgroup;
+use rootfs::{Image, RootfsPlan};
+use spawn::{ChildFds, ChildPlan, ChildStatus};
+
+/// Options of the container launcher.
+#[derive(Debug, Clone)]
+pub struct ContainerOptions {
+    /// Create a pid namespace. Only tests turn this off, as a control for
+    /// the host-PIDs probe.
+    pub pid_namespace: bool,
+    /// Apply cgroup limits. Rootless launches without a delegated cgroup
+    /// turn this off and say so in the notes.
+    pub cgroup: bool,
+}
+
+impl Default for ContainerOptions {
+    fn default() -> Self {
+        ContainerOptions { pid_namespace: true, cgroup: true }
+    }
+}
+
+pub struct ContainerPlatform {
+    image: Image,
+    opts: ContainerOptions,
+    cgroup_mode: CgroupMode,
+    controllers: Vec<String>,
+    rootless: bool,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl ContainerPlatform {
+    /// Builds the shared image. Fails with a clear error when containers
+    /// cannot run here (not root and no user namespaces).
+    pub fn new(opts: ContainerOptions) -> Result<ContainerPlatform> {
+        let rootless = !nix::unistd::geteuid().is_root();
+        if rootless && !host::user_namespaces_available() {
+            return Err(LaunchError::NoUserNamespaces);
+        }
+        let (cgroup_mode, controllers) = host::cgroup_mode();
+        let image = Image::build().map_err(|e| LaunchError::io("building the container rootfs in a temp dir", e))?;
+        Ok(ContainerPlatform { image, opts, cgroup_mode, controllers, rootless })
+    }
+
+    /// The shared image (for leak checks in tests).
+    pub fn image(&self) -> &Image {
+        &self.image
+    }
+
+    fn flags(&self) -> CloneFlags {
+        let mut f = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWNET;
+        if self.opts.pid_namespace {
+            f |= CloneFlags::CLONE_NEWPID;
+        }
+        if self.rootless {
+            f |= CloneFlags::CLONE_NEWUSER;
+        }
+        f
+    }
+}
+
+/// A running container.
+pub struct ContainerInstance {
+    // Field order is drop order: the child is killed and reaped before its
+    // cgroup is removed.
+    child: ChildWorkload,
+    cgroup: Option<Cgroup>,
+    boot: Boot,
+    name: String,
+}
+
+impl ContainerInstance {
+    /// The instance's name (its hostname and cgroup name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check_oom(&mut self, err: LaunchError) -> LaunchError {
+        if let Some(cg) = &self.cgroup {
+            let killed = matches!(self.child.exit_status(), Some(WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)));
+            if killed && cg.oom_kills() > 0 {
+                return LaunchError::OomKilled { limit_bytes: cg.memory_limit() };
+            }
+        }
+        err
+    }
+}
+
+fn write_id_maps(pid: Pid) -> Result<()> {
+    let uid = nix::unistd::geteuid();
+    let gid = nix::unistd::getegid();
+    let w = |file: &str, v: String| {
+        let p = format!("/proc/{pid}/{file}");
+        std::fs::write(&p, v).map_err(|e| LaunchError::io(format!("writing {p}"), e))
+    };
+    w("setgroups", "deny".into())?;
+    w("uid_map", format!("0 {uid} 1"))?;
+    w("gid_map", format!("0 {gid} 1"))
+}
+
+impl Platform for ContainerPlatform {
+    fn name(&self) -> &'static str {
+        "container"
+    }
+
+    fn available(&self) -> std::result::Result<(), String> {
+        if self.opts.cgroup && !self.rootless {
+            Cgroup::check(self.cgroup_mode, &self.controllers).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut n = vec![
+            "call: one getpid() system call per round trip (host kernel)".to_string(),
+            format!("namespaces: {:?}; cgroup namespace after joining the cgroup", self.flags()),
+        ];
+        if self.rootless {
+            n.push("rootless: user namespace, uid 0 mapped to the invoking user; no cgroup limits".into());
+        } else {
+            n.push(format!("cgroup {:?}: memory, pids and cpu limits", self.cgroup_mode));
+        }
+        n
+    }
+
+    fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
+        let start = now_ns();
+        let name = format!("versus-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let use_cgroup = self.opts.cgroup && !self.rootless;
+        let cgroup = if use_cgroup {
+            Cgroup::check(self.cgroup_mode, &self.controllers)?;
+            Some(Cgroup::create(self.cgroup_mode, &name, &spec.limits)?)
+        } else {
+            None
+        };
+        let t_cgroup = now_ns();
+
+        let pipe = |what: &str| pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys(format!("creating the {what} pipe"), e));
+        let (chan_r, chan_w) = pipe("channel")?;
+        let (ctl_r, ctl_w) = pipe("control")?;
+        let (err_r, err_w) = pipe("stderr")?;
+        let (sync_r, sync_w) = pipe("sync")?;
+        let (status_r, status_w) = pipe("status")?;
+        let rootfs = RootfsPlan::new(&self.image.rootfs(), &name, true).map_err(|e| LaunchError::io("preparing the rootfs mounts", e))?;
+        let fds = ChildFds {
+            sync_r: spawn::raw(&sync_r),
+            status_w: spawn::raw(&status_w),
+            stdin: spawn::raw(&ctl_r),
+            stderr: spawn::raw(&err_w),
+            channel: spawn::raw(&chan_w),
+        };
+        let plan = ChildPlan::new(rootfs, spec.workload.guest_args(), fds)?;
+        let pid = spawn::clone_child(&plan, self.flags())?;
+        // The child holds its own copies; ours must close so that end of
+        // file reaches the right side.
+        drop((sync_r, status_w, ctl_r, err_w, chan_w));
+        let child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, spec.timeout);
+        let mut inst = ContainerInstance { child, cgroup, boot: Boot::default(), name };
+
+        if self.rootless {
+            write_id_maps(pid)?;
+        }
+        if let Some(cg) = &inst.cgroup {
+            cg.add(pid.as_raw())?;
+        }
+        nix::unistd::write(&sync_w, &[1]).map_err(|e| LaunchError::sys("starting the container child", e))?;
+        drop(sync_w);
+        let ChildStatus::Exec { t_start, t_exec } = spawn::read_status(status_r)?;
+        let (ready_ns, started) = match inst.child.wait_ready() {
+            Ok(v) => v,
+            Err(e) => return Err(inst.check_oom(e)),
+        };
+        inst.boot = Boot::from_marks(
+            start,
+            &[("cgroup", t_cgroup), ("namespaces", t_start), ("rootfs", t_exec), ("exec", started.unwrap_or(ready_ns)), ("ready", ready_ns)],
+        );
+        Ok(Box::new(inst))
+    }
+}
+
+impl Instance for ContainerInstance {
+    fn boot(&self) -> &Boot {
+        &self.boot
+    }
+    fn pids(&self) -> Vec<i32> {
+        match &self.cgroup {
+            Some(cg) => cg.pids(),
+            None => self.child.pid().map(|p| p.as_raw()).into_iter().collect(),
+        }
+    }
+    fn finish(&mut self) -> Result<Finished> {
+        match self.child.finish() {
+            Ok(f) => Ok(f),
+            Err(e) => Err(self.check_oom(e)),
+        }
+    }
+    fn stop(mut self: Box<Self>) -> Result<f64> {
+        let t = now_ns();
+        self.child.stop(Duration::from_secs(2))?;
+        if let Some(mut cg) = self.cgroup.take() {
+            cg.remove()?;
+        }
+        Ok((now_ns() - t) as f64 / 1e6)
+    }
+}
