@@ -78,14 +78,15 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// The directory holding `controller`'s files. Only valid while the
+    /// cgroup exists (`dirs` complete); callers after removal get a path
+    /// that does not exist, so reads fail softly.
     fn dir(&self, controller: &str) -> &Path {
-        match self.version {
-            Version::V2 => &self.dirs[0],
-            Version::V1 => {
-                let i = CONTROLLERS.iter().position(|c| *c == controller).unwrap_or(0);
-                &self.dirs[i]
-            }
-        }
+        let i = match self.version {
+            Version::V2 => 0,
+            Version::V1 => CONTROLLERS.iter().position(|c| *c == controller).unwrap_or(0),
+        };
+        self.dirs.get(i).map(PathBuf::as_path).unwrap_or(Path::new("/nonexistent-versus-cgroup"))
     }
 
     fn apply(&self, l: &Limits) -> Result<()> {
@@ -156,6 +157,9 @@ impl Cgroup {
 
     /// Process ids currently in the cgroup.
     pub fn pids(&self) -> Vec<i32> {
+        if self.dirs.len() < CONTROLLERS.len() && self.version == Version::V1 {
+            return Vec::new();
+        }
         let text = std::fs::read_to_string(self.dir("pids").join("cgroup.procs")).unwrap_or_default();
         text.lines().filter_map(|l| l.trim().parse().ok()).collect()
     }
