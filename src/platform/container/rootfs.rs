@@ -131,10 +131,10 @@ mod tests {
         plan().apply(&sys).unwrap();
         let calls = sys.calls.borrow();
         let pos = |p: &str| calls.iter().position(|c| c.starts_with(p)).unwrap_or_else(|| panic!("no {p} in {calls:?}"));
-        assert!(pos("unshare") < pos("mount / "), "cgroup ns after joining the cgroup, before mounts");
-        assert!(pos("mount - / - MS_REC | MS_PRIVATE") < pos("mount /img/rootfs /img/rootfs"));
+        assert!(pos("unshare") < pos("mount "), "cgroup ns after joining the cgroup, before mounts");
+        assert!(pos("mount - / - MsFlags(MS_REC | MS_PRIVATE)") < pos("mount /img/rootfs /img/rootfs"));
         assert!(pos("mount proc /img/rootfs/proc proc") < pos("pivot_root"));
-        assert!(pos("pivot_root . .") < pos("umount2 . MNT_DETACH"));
+        assert!(pos("pivot_root . .") < pos("umount2 . MntFlags(MNT_DETACH)"));
         let last = calls.last().unwrap();
         assert!(last.contains("MS_RDONLY") && last.contains("MS_NOSUID"), "read-only remount keeps locked flags: {last}");
     }
