@@ -1,1 +1,65 @@
-fn main() {}
+//! `versus`: the command line. A small main that wires CLI -> options ->
+//! runner -> exporters (after hyperfine); each verb lives in src/commands/.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// Containers or virtual machines? versus launches the same workload as a
+/// plain process, a namespace container and a KVM guest and measures boot
+/// latency, memory, size, isolation and patching cost on this host.
+#[derive(Parser, Debug)]
+#[command(name = "versus", version, about, long_about = None)]
+struct Cli {
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the host fingerprint: kernel, CPU, memory, cgroups, user
+    /// namespaces, overlayfs, KVM mode and installed peers.
+    Env(commands::env::EnvArgs),
+    /// Launch one instance on one platform and print its phase times.
+    Launch(commands::launch::LaunchArgs),
+    /// Benchmark platforms and workloads; write samples.csv, summary.csv and
+    /// env.json under reports/<run-id>/.
+    Run(commands::run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)))
+        .with_writer(std::io::stderr)
+        .try_init();
+    if let Err(e) = versus::interrupt::install() {
+        eprintln!("versus: warning: cannot install the Ctrl-C handler ({e}); an interrupt may leave instances behind");
+    }
+    let result = match cli.command {
+        Command::Env(a) => commands::env::run(a),
+        Command::Launch(a) => commands::launch::run(a),
+        Command::Run(a) => commands::run::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if versus::interrupt::requested() {
+                eprintln!("versus: interrupted; everything launched was torn down");
+                return ExitCode::from(130);
+            }
+            eprintln!("versus: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

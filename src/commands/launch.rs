@@ -1,0 +1,72 @@
+//! `versus launch <platform>`: one launch, phase times printed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use versus::platform::registry::{self, NotRun, PlatformOptions};
+use versus::platform::LaunchSpec;
+use versus::runner;
+use versus::workload::WorkloadSpec;
+
+#[derive(Args, Debug)]
+pub struct LaunchArgs {
+    /// Platform: process, container, vm-bare, vm-linux, ...
+    pub platform: String,
+    /// Workload (`ready`, `cpu[:rounds]`, `mem[:MiB]`, `call[:n]`, `idle[:MiB]`).
+    #[arg(short, long, default_value = "ready")]
+    pub workload: WorkloadSpec,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for each step of the launch.
+    #[arg(long, default_value_t = 30.0, value_parser = parse_secs)]
+    pub timeout: f64,
+    /// Run the platform even where its numbers are not representative.
+    #[arg(long)]
+    pub force: bool,
+    /// Kernel image for vm-linux (vmlinux or bzImage).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Stream a VM guest's serial console to stderr.
+    #[arg(long)]
+    pub console: bool,
+}
+
+pub fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
+}
+
+pub fn run(a: LaunchArgs) -> anyhow::Result<ExitCode> {
+    registry::validate(std::slice::from_ref(&a.platform)).map_err(anyhow::Error::msg)?;
+    let popts = PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: a.console };
+    let platform = match registry::create(&a.platform, &popts) {
+        Ok(p) => p,
+        Err(NotRun::Skipped(why)) | Err(NotRun::Unknown(why)) => anyhow::bail!("cannot launch {}: {why}", a.platform),
+    };
+    let mut spec = LaunchSpec::new(a.workload);
+    spec.timeout = Duration::from_secs_f64(a.timeout);
+    let rec = runner::launch_once(platform.as_ref(), &spec).with_context(|| format!("{} {}", a.platform, a.workload))?;
+    if a.json {
+        let rows: Vec<_> = rec.rows.iter().map(|r| serde_json::json!({"metric": r.metric, "unit": r.unit, "value": r.value})).collect();
+        let results: Vec<_> = rec.finished.results.iter().map(|r| &r.fields).collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({
+            "platform": a.platform, "workload": a.workload.to_string(), "rows": rows, "results": results,
+            "notes": platform.notes(), "representative": platform.representative().err(),
+        }))?);
+    } else {
+        println!("{} {}", a.platform, a.workload);
+        for r in &rec.rows {
+            println!("  {:<22}{:>12.3} {}", r.metric, r.value, r.unit);
+        }
+        if let Err(why) = platform.representative() {
+            println!("  note: not representative on this host: {why}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

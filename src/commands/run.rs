@@ -1,0 +1,161 @@
+//! `versus run`: benchmark platforms and workloads and write the run's files.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use versus::export::json::{self, EnvDoc};
+use versus::export::{self as ex};
+use versus::platform::registry::{self, PlatformOptions};
+use versus::platform::{Limits, ALL_PLATFORMS};
+use versus::runner::{self, Progress, RunOptions};
+use versus::workload::WorkloadSpec;
+
+use super::launch::parse_secs;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Platforms to run (comma-separated); default: every platform, those
+    /// this host cannot run are skipped with the reason.
+    #[arg(short, long, value_delimiter = ',')]
+    pub platforms: Option<Vec<String>>,
+    /// Workloads (comma-separated): ready, cpu[:rounds], mem[:MiB], call[:n], idle[:MiB].
+    #[arg(short, long, value_delimiter = ',', default_value = "ready,cpu,mem,call")]
+    pub workloads: Vec<WorkloadSpec>,
+    /// Measured launches per platform and workload.
+    #[arg(short, long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Unrecorded warm-up launches before the measured ones.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u32,
+    /// Directory under which reports/<run-id>/ is written.
+    #[arg(short, long, default_value = "reports")]
+    pub out: PathBuf,
+    /// A short run: 5 runs, 1 warm-up, smaller workloads.
+    #[arg(long)]
+    pub quick: bool,
+    /// Seconds to wait for each step of a launch.
+    #[arg(long, default_value_t = 30.0, value_parser = parse_secs)]
+    pub timeout: f64,
+    /// Memory limit of a container instance, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory_limit_mib: u64,
+    /// Run platforms even where their numbers are not representative.
+    #[arg(long)]
+    pub force: bool,
+    /// Kernel image for vm-linux (vmlinux or bzImage).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+}
+
+struct Bar(ProgressBar);
+impl Progress for Bar {
+    fn start(&self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn set_message(&self, msg: String) {
+        self.0.set_message(msg);
+    }
+    fn inc(&self) {
+        self.0.inc(1);
+    }
+    fn println(&self, line: String) {
+        self.0.suspend(|| eprintln!("{line}"));
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// Creates `dir` and checks that a file can be written in it.
+fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}; choose another with --out", dir.display()))?;
+    let probe = dir.join(".versus-write-test");
+    std::fs::write(&probe, b"").with_context(|| format!("cannot write to output directory {}; choose another with --out", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Removes a partially written run directory unless disarmed.
+struct PartialRun(Option<PathBuf>);
+impl Drop for PartialRun {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let platforms = a.platforms.clone().unwrap_or_else(|| ALL_PLATFORMS.iter().map(|s| s.to_string()).collect());
+    registry::validate(&platforms).map_err(anyhow::Error::msg)?;
+    let (runs, warmup) = if a.quick { (5, 1) } else { (a.runs, a.warmup) };
+    let workloads: Vec<WorkloadSpec> = if a.quick { a.workloads.iter().map(quick_variant).collect() } else { a.workloads.clone() };
+    check_writable(&a.out)?;
+    let run_id = runner::new_run_id();
+    let dir = runner::run_dir(&a.out, &run_id);
+    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut partial = PartialRun(Some(dir.clone()));
+
+    let opts = RunOptions {
+        platforms: platforms.clone(),
+        workloads,
+        runs,
+        warmup,
+        timeout: Duration::from_secs_f64(a.timeout),
+        limits: Limits { memory_bytes: a.memory_limit_mib << 20, ..Limits::default() },
+        platform_options: PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false },
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (host, measurements) = super::env::fingerprint();
+    let result = runner::run(&run_id, &opts, &Bar(bar))?;
+
+    ex::write_samples(&dir.join("samples.csv"), &result.samples)?;
+    let summary = ex::summarize_samples(&result.samples);
+    ex::write_summary(&dir.join("summary.csv"), &summary)?;
+    let doc = EnvDoc {
+        run_id: run_id.clone(),
+        versus_version: env!("CARGO_PKG_VERSION").into(),
+        git_revision: json::git_revision(),
+        command_line: std::env::args().collect(),
+        started_at_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        host: serde_json::to_value(&host)?,
+        host_measurements: measurements,
+        platforms: result.statuses.clone(),
+    };
+    json::write_env(&dir.join("env.json"), &doc)?;
+    partial.0 = None;
+
+    print!("{}", super::table::render(&summary));
+    for s in &result.statuses {
+        match (s.status.as_str(), &s.reason) {
+            ("ran", _) => {
+                if let Some(n) = &s.representative_note {
+                    println!("note: {} ran, but its numbers are not representative on this host: {n}", s.platform);
+                }
+            }
+            (st, Some(r)) => println!("{}: {st}: {r}", s.platform),
+            (st, None) => println!("{}: {st}", s.platform),
+        }
+    }
+    println!("wrote {}", dir.display());
+    Ok(if result.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Smaller parameters for `--quick`.
+fn quick_variant(w: &WorkloadSpec) -> WorkloadSpec {
+    use versus::workload::Workload::*;
+    WorkloadSpec(match w.0 {
+        Cpu { rounds } => Cpu { rounds: rounds.min(50_000) },
+        Mem { mib } => Mem { mib: mib.min(16) },
+        Call { n } => Call { n: n.min(20_000) },
+        other => other,
+    })
+}
