@@ -8,6 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{RwLock, RwLockReadGuard};
 
 pub use versus_workload::Workload;
 use versus_workload::protocol::Fields;
@@ -101,12 +102,25 @@ impl GuestProgram {
     }
 }
 
-/// Writes `bytes` to `path` with mode 0755.
+/// Serialises writing executables against forking children. A child forked
+/// while another thread holds an executable open for writing inherits that
+/// descriptor until its own exec, and exec of that file then fails with
+/// ETXTBSY ("text file busy"). Writers hold the write side from open to
+/// close; every fork/clone in versus holds the read side around the call.
+static EXEC_FILES: RwLock<()> = RwLock::new(());
+
+/// Held around every fork or clone of a workload (see [`EXEC_FILES`]).
+pub fn fork_guard() -> RwLockReadGuard<'static, ()> {
+    EXEC_FILES.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes `bytes` to `path` with mode 0755 (see [`fork_guard`]).
 pub fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let _g = EXEC_FILES.write().unwrap_or_else(|e| e.into_inner());
     let mut f = std::fs::File::create(path)?;
     f.write_all(bytes)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
-    f.sync_all().or(Ok(()))
+    Ok(())
 }
 
 #[cfg(test)]

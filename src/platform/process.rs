@@ -66,7 +66,10 @@ impl Platform for ProcessPlatform {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| LaunchError::io("starting the workload program", e))?;
+        let child = {
+            let _fork = crate::workload::fork_guard();
+            cmd.spawn().map_err(|e| LaunchError::io("starting the workload program", e))?
+        };
         let pid = Pid::from_raw(child.id() as i32);
         drop(cmd);
         drop(chan_w);

@@ -149,6 +149,7 @@ fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> isize {
 pub fn clone_child(plan: &ChildPlan, flags: CloneFlags) -> Result<Pid> {
     let mut stack = vec![0u8; 256 * 1024];
     let cb = Box::new(|| child_main(plan, &LinuxSyscall));
+    let _fork = crate::workload::fork_guard();
     // SAFETY: without CLONE_VM the child gets a copy of the address space,
     // so `plan` and `stack` stay valid for it; the child only makes
     // async-signal-safe calls (see module docs) and ends in execve or _exit.

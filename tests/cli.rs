@@ -1,0 +1,134 @@
+//! The `versus` binary as a user runs it: a real run and its files, bad
+//! input, and Ctrl-C in the middle of a run.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use versus::export::json::read_env;
+use versus::export::{read_samples, read_summary};
+
+fn versus() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_versus"))
+}
+
+fn only_run_dir(out: &Path) -> std::path::PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(out).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    assert_eq!(dirs.len(), 1, "expected one run dir in {}: {dirs:?}", out.display());
+    dirs[0].clone()
+}
+
+#[test]
+fn quick_run_writes_valid_files() {
+    assert!(common::is_root(), "needs root for the container platform");
+    let out = tempfile::tempdir().unwrap();
+    let o = versus().args(["run", "-p", "process,container,qemu", "-w", "ready,cpu:2000,call:1000", "--runs", "3", "--warmup", "0", "-o"]).arg(out.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "run failed: {stdout}\n{stderr}");
+    assert!(stdout.contains("ready / boot [ms]") && stdout.contains("vs process"), "{stdout}");
+    let dir = only_run_dir(out.path());
+    let run_id = dir.file_name().unwrap().to_string_lossy().to_string();
+
+    let samples = read_samples(&dir.join("samples.csv")).expect("samples.csv matches the schema");
+    let summary = read_summary(&dir.join("summary.csv")).expect("summary.csv matches the schema");
+    assert!(samples.iter().all(|s| s.run_id == run_id));
+    for p in ["process", "container"] {
+        for (w, m) in [("ready", "boot"), ("cpu", "cpu"), ("call", "call"), ("ready", "teardown")] {
+            let n = samples.iter().filter(|s| s.platform == p && s.workload == w && s.metric == m).count();
+            assert_eq!(n, 3, "{p} {w} {m}: 3 samples");
+            let row = summary.iter().find(|r| r.platform == p && r.workload == w && r.metric == m).expect("summary row");
+            assert_eq!(row.n, 3);
+            assert!(row.min <= row.median && row.median <= row.max);
+        }
+    }
+    // Phase rows add up to boot, launch by launch.
+    for s in samples.iter().filter(|s| s.metric == "boot") {
+        let sum: f64 = samples
+            .iter()
+            .filter(|x| x.platform == s.platform && x.workload == s.workload && x.iteration == s.iteration && x.metric.starts_with("boot."))
+            .map(|x| x.value)
+            .sum();
+        assert!((sum - s.value).abs() < 1e-3, "{} {} #{}: phases {sum} != boot {}", s.platform, s.workload, s.iteration, s.value);
+    }
+    let env = read_env(&dir.join("env.json")).unwrap();
+    assert_eq!(env.run_id, run_id);
+    assert!(env.host["kernel"].as_str().unwrap().starts_with("Linux"));
+    let st = |p: &str| env.platforms.iter().find(|s| s.platform == p).unwrap().clone();
+    assert_eq!(st("process").status, "ran");
+    assert_eq!(st("container").status, "ran");
+    assert_eq!(st("qemu").status, "skipped");
+    assert!(st("qemu").reason.unwrap().contains("not implemented"));
+}
+
+#[test]
+fn bad_input_gets_one_line_errors_and_leaves_nothing() {
+    let out = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "-p", "docker"], "unknown platform `docker`"),
+        (vec!["run", "-w", "cpu:lots"], "not a non-negative integer"),
+        (vec!["run", "-w", "sleep"], "unknown workload `sleep`"),
+        (vec!["run", "--runs", "0"], "0 is not in 1.."),
+        (vec!["launch", "process", "--timeout=0"], "not a positive number"),
+        (vec!["launch", "hyperv"], "unknown platform `hyperv`"),
+        (vec!["run", "-p", "process", "-o", "/proc/versus-cannot-write-here"], "choose another with --out"),
+    ];
+    for (mut args, want) in cases {
+        let o_dir = out.path().to_string_lossy().to_string();
+        if args[0] == "run" && !args.contains(&"-o") {
+            args.extend(["-o", o_dir.as_str()]);
+        }
+        let o = versus().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(err.contains(want), "{args:?}: stderr {err:?} should contain {want:?}");
+    }
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing written on errors");
+}
+
+#[test]
+fn ctrl_c_during_a_run_tears_everything_down() {
+    assert!(common::is_root(), "needs root for the container platform");
+    let out = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = versus()
+        .args(["run", "-p", "container", "-w", "idle:8,cpu", "--runs", "1000", "-o"])
+        .arg(out.path())
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // Let it get going, then interrupt as a terminal would.
+    let prefix = format!("versus-{pid}-");
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        let seen = std::fs::read_dir("/sys/fs/cgroup/pids").unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+        if seen {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "exit status after Ctrl-C; stderr: {err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let left: Vec<_> = ["memory", "pids", "cpu"]
+        .iter()
+        .flat_map(|c| std::fs::read_dir(format!("/sys/fs/cgroup/{c}")).unwrap().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "temp dirs left in TMPDIR");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "a partial run dir was left");
+    let procs = std::fs::read_dir("/proc").unwrap().flatten().filter(|e| {
+        std::fs::read_to_string(e.path().join("stat")).ok().and_then(|s| s.rsplit(") ").next().map(|r| r.split(' ').nth(1) == Some(&pid.to_string()))).unwrap_or(false)
+    });
+    assert_eq!(procs.count(), 0, "children of the interrupted versus still alive");
+}

@@ -1,0 +1,199 @@
+//! Real containers: isolation basics, limits, errors and cleanup on every
+//! path. Needs root (CI runs as root); without root the tests say so and
+//! fail, since a skipped isolation test is not a pass.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use versus::error::LaunchError;
+use versus::platform::container::{ContainerOptions, ContainerPlatform};
+use versus::platform::process::ProcessPlatform;
+use versus::platform::{LaunchSpec, Limits, Platform};
+use versus::runner::launch_once;
+
+/// The leak checks look at the whole test process, so these tests run one
+/// at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn container() -> ContainerPlatform {
+    assert!(is_root(), "the container integration tests need root (run them as root, as CI does)");
+    ContainerPlatform::new(ContainerOptions::default()).expect("container platform")
+}
+
+fn spec(w: &str) -> LaunchSpec {
+    LaunchSpec::new(w.parse().expect("workload"))
+}
+
+fn checksum_of(p: &dyn Platform, w: &str) -> u64 {
+    let mut i = p.launch(&spec(w)).expect("launch");
+    let f = i.finish().expect("finish");
+    i.stop().expect("stop");
+    u64::from_str_radix(f.results[0].checksum().expect("checksum"), 16).expect("hex")
+}
+
+#[test]
+fn workload_is_pid_1_of_its_own_pid_namespace() {
+    let _serial = serial();
+    // `call:1` makes one getpid() and reports it as its checksum.
+    let c = container();
+    assert_eq!(checksum_of(&c, "call:1"), 1, "container workload must be pid 1");
+    let p = ProcessPlatform::new().unwrap();
+    assert_ne!(checksum_of(&p, "call:1"), 1, "control: a plain process is not pid 1");
+    let no_pidns = ContainerPlatform::new(ContainerOptions { pid_namespace: false, ..Default::default() }).unwrap();
+    assert_ne!(checksum_of(&no_pidns, "call:1"), 1, "control: without a pid namespace it is not pid 1");
+}
+
+#[test]
+fn hostname_change_does_not_reach_the_host() {
+    let _serial = serial();
+    let before = nix::unistd::gethostname().unwrap();
+    let c = container();
+    for _ in 0..3 {
+        let i = c.launch(&spec("ready")).unwrap();
+        i.stop().unwrap();
+    }
+    assert_eq!(nix::unistd::gethostname().unwrap(), before);
+}
+
+#[test]
+fn cpu_checksum_matches_process_and_host() {
+    let _serial = serial();
+    let c = container();
+    let p = ProcessPlatform::new().unwrap();
+    let s = spec("cpu:1000");
+    let rc = launch_once(&c, &s).expect("container cpu");
+    let rp = launch_once(&p, &s).expect("process cpu");
+    let want = versus::workload::expected_cpu_checksum(1000);
+    assert_eq!(rc.finished.results[0].checksum(), Some(want.as_str()));
+    assert_eq!(rp.finished.results[0].checksum(), Some(want.as_str()));
+}
+
+#[test]
+fn boot_phases_add_up() {
+    let _serial = serial();
+    let c = container();
+    let rec = launch_once(&c, &spec("ready")).unwrap();
+    let names: Vec<&str> = rec.boot.phases.iter().map(|p| p.0).collect();
+    assert_eq!(names, ["cgroup", "namespaces", "rootfs", "exec", "ready"]);
+    let sum: f64 = rec.boot.phases.iter().map(|p| p.1).sum();
+    assert!((sum - rec.boot.total_ms()).abs() < 1e-6, "phases {sum} vs total {}", rec.boot.total_ms());
+    assert!(rec.boot.total_ms() > 0.0);
+}
+
+#[test]
+fn memory_limit_is_enforced_and_reported() {
+    let _serial = serial();
+    let c = container();
+    let mut s = spec("mem:256");
+    s.limits = Limits { memory_bytes: 64 << 20, ..Limits::default() };
+    let before = own_children().len();
+    let err = match launch_once(&c, &s) {
+        Err(versus::runner::LaunchOnceError::Launch(e)) => e,
+        other => panic!("expected an OOM kill, got {other:?}"),
+    };
+    assert!(matches!(err, LaunchError::OomKilled { limit_bytes } if limit_bytes == 64 << 20), "{err}");
+    assert!(err.to_string().contains("memory limit"), "{err}");
+    // Under the limit the same workload runs.
+    let mut ok = spec("mem:16");
+    ok.limits = Limits { memory_bytes: 64 << 20, ..Limits::default() };
+    launch_once(&c, &ok).expect("16 MiB fits in 64 MiB");
+    assert_eq!(own_children().len(), before);
+}
+
+#[test]
+fn hundred_launches_leave_nothing_behind() {
+    let _serial = serial();
+    let fds = open_fds();
+    let c = container();
+    let image = c.image().path().to_path_buf();
+    for _ in 0..100 {
+        let i = c.launch(&spec("ready")).unwrap();
+        i.stop().unwrap();
+    }
+    assert!(own_cgroups().is_empty(), "cgroups left: {:?}", own_cgroups());
+    assert!(own_children().is_empty(), "children left: {:?}", own_children());
+    assert!(mounts_under(&image).is_empty(), "mounts leaked to the host: {:?}", mounts_under(&image));
+    drop(c);
+    assert!(!image.exists(), "image dir {} left behind", image.display());
+    assert_eq!(open_fds(), fds, "file descriptors leaked");
+}
+
+/// Launches that fail half-way: set-up failures in the child, a workload
+/// that never signals ready in time, a crash, an abandoned instance.
+#[test]
+fn failed_launches_leave_nothing_behind() {
+    let _serial = serial();
+    let fds = open_fds();
+    let c = container();
+    let rootfs = c.image().rootfs();
+
+    // Timeout before ready.
+    let mut s = spec("ready");
+    s.timeout = Duration::from_micros(1);
+    match c.launch(&s) {
+        Err(LaunchError::Timeout { what, .. }) => assert_eq!(what, "signal ready"),
+        Err(e) => panic!("expected a timeout, got {e}"),
+        Ok(_) => panic!("expected a timeout"),
+    }
+
+    // Crash: kill the workload behind the platform's back while it idles.
+    let mut i = c.launch(&spec("idle:1")).unwrap();
+    let pid = i.pids()[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    match i.finish() {
+        Err(LaunchError::Crashed { status, .. }) => assert!(status.contains("SIGKILL"), "{status}"),
+        other => panic!("expected a crash, got {other:?}"),
+    }
+    drop(i);
+
+    // An instance dropped without stop (e.g. on a panic path) is torn down.
+    let i = c.launch(&spec("idle:1")).unwrap();
+    drop(i);
+
+    // Exec failure: the rootfs has no /init.
+    let init = rootfs.join("init");
+    std::fs::rename(&init, rootfs.join("init.moved")).unwrap();
+    match c.launch(&spec("ready")) {
+        Err(LaunchError::ChildSetup { step, .. }) => assert_eq!(step, "execve /init"),
+        Err(e) => panic!("expected an exec failure, got {e}"),
+        Ok(_) => panic!("expected an exec failure"),
+    }
+    std::fs::rename(rootfs.join("init.moved"), &init).unwrap();
+
+    // Mount failure: no /proc mount point.
+    std::fs::remove_dir(rootfs.join("proc")).unwrap();
+    match c.launch(&spec("ready")) {
+        Err(LaunchError::ChildSetup { step, errno }) => {
+            assert_eq!(step, "mount /proc");
+            assert_eq!(errno, nix::errno::Errno::ENOENT);
+        }
+        Err(e) => panic!("expected a mount failure, got {e}"),
+        Ok(_) => panic!("expected a mount failure"),
+    }
+    std::fs::create_dir(rootfs.join("proc")).unwrap();
+
+    assert!(own_cgroups().is_empty(), "cgroups left: {:?}", own_cgroups());
+    assert!(own_children().is_empty(), "children left: {:?}", own_children());
+    assert!(mounts_under(&rootfs).is_empty());
+    drop(c);
+    assert_eq!(open_fds(), fds, "file descriptors leaked");
+}
+
+#[test]
+fn a_panic_with_a_live_container_releases_it() {
+    let _serial = serial();
+    let c = container();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _i = c.launch(&spec("idle:1")).unwrap();
+        panic!("boom while a container runs");
+    }));
+    assert!(r.is_err());
+    assert!(own_cgroups().is_empty(), "cgroups left: {:?}", own_cgroups());
+    assert!(own_children().is_empty(), "children left: {:?}", own_children());
+}
