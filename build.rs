@@ -41,4 +41,16 @@ fn main() {
 
     let guest_dir = nested_cargo(&root.join("harness/guest"), &out.join("harness-guest"), &["-C", "target-feature=+crt-static"]);
     println!("cargo:rustc-env=VERSUS_GUEST_BIN={}", guest_dir.join("versus-guest").display());
+
+    // The kernel-less VM guest: freestanding, static, linked at the load
+    // address of src/platform/vm/abi.rs (IMAGE_BASE), which it includes.
+    for p in ["harness/bare/src", "harness/bare/Cargo.toml", "src/platform/vm/abi.rs"] {
+        println!("cargo:rerun-if-changed={}", root.join(p).display());
+    }
+    let bare_dir = nested_cargo(
+        &root.join("harness/bare"),
+        &out.join("harness-bare"),
+        &["-C", "relocation-model=static", "-C", "link-arg=-nostartfiles", "-C", "link-arg=-nostdlib", "-C", "link-arg=-static", "-C", "link-arg=-Wl,--image-base=0x100000"],
+    );
+    println!("cargo:rustc-env=VERSUS_BARE_BIN={}", bare_dir.join("versus-bare").display());
 }

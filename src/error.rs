@@ -47,6 +47,11 @@ pub enum LaunchError {
 
     #[error("virtual machine error: {0}")]
     Vm(String),
+
+    /// A KVM guest ended with a VMM-detected error (exit kind, port or
+    /// address, guest RIP): see `platform::vm::VmError`.
+    #[error(transparent)]
+    VmGuest(Box<crate::platform::vm::VmError>),
 }
 
 fn fmt_stderr(s: &str) -> String {

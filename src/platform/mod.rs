@@ -5,6 +5,7 @@
 pub mod child;
 pub mod container;
 pub mod process;
+pub mod vm;
 pub mod registry;
 
 use std::time::Duration;

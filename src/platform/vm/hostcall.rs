@@ -1,0 +1,120 @@
+//! The host side of the bare guest's port-I/O host calls (see
+//! [`super::abi`]): a [`PioDevice`] on `PORT_LINE .. PORT_LINE+3` that reads
+//! protocol lines from the guest's mailbox page, answers the `call`
+//! workload's trivial host call, and records the guest's exit request.
+
+use vm_memory::{Bytes, GuestAddress};
+
+use super::abi::{EXIT_DONE, EXIT_IDLE, MAILBOX_ADDR, MAILBOX_SIZE, PORT_CALL, PORT_EXIT, PORT_LINE};
+use super::bus::{DeviceResult, Flow, PioDevice};
+use super::memory::GuestMemoryMmap;
+use super::VmError;
+use crate::channel::{self, Received};
+use crate::measure::clock::now_ns;
+
+/// Why the guest paused the run loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// `READY` received at this monotonic ns.
+    Ready(u64),
+    /// The guest finished (`EXIT_DONE`).
+    Done,
+    /// The guest parked itself until stopped (`EXIT_IDLE`).
+    Idle,
+}
+
+/// The host-call device of one bare guest.
+pub struct HostCall {
+    mem: GuestMemoryMmap,
+    instance_id: u64,
+    /// Messages other than READY, in order.
+    pub received: Vec<Received>,
+    /// Set when the guest paused the loop.
+    pub event: Option<Event>,
+    /// Set when the guest sent ABORT or a malformed line.
+    pub error: Option<VmError>,
+    /// Host calls answered on `PORT_CALL`.
+    pub calls: u64,
+}
+
+impl HostCall {
+    pub fn new(mem: GuestMemoryMmap, instance_id: u64) -> HostCall {
+        HostCall { mem, instance_id, received: Vec::new(), event: None, error: None, calls: 0 }
+    }
+
+    /// Takes what paused the loop: the event, or the guest's error.
+    pub fn take(&mut self) -> Result<Option<Event>, VmError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        Ok(self.event.take())
+    }
+
+    fn line(&mut self, len: u32) -> DeviceResult {
+        let t = now_ns();
+        if len as u64 > MAILBOX_SIZE {
+            return Err(format!("line length {len} exceeds the {MAILBOX_SIZE}-byte mailbox"));
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.mem.read_slice(&mut buf, GuestAddress(MAILBOX_ADDR)).map_err(|e| format!("reading the mailbox: {e}"))?;
+        let text = String::from_utf8_lossy(&buf);
+        match channel::parse(&text) {
+            Ok(Received::Ready { .. }) => {
+                self.event = Some(Event::Ready(t));
+                Ok(Flow::Pause)
+            }
+            Ok(m) => {
+                self.received.push(m);
+                Ok(Flow::Continue)
+            }
+            Err(e) => {
+                self.error = Some(match e {
+                    crate::error::LaunchError::Aborted(s) => VmError::Aborted(s),
+                    crate::error::LaunchError::Protocol { line, reason } => VmError::Protocol { line, reason },
+                    other => VmError::Protocol { line: text.into_owned(), reason: other.to_string() },
+                });
+                Ok(Flow::Pause)
+            }
+        }
+    }
+}
+
+fn u32_of(data: &[u8]) -> u32 {
+    let mut b = [0u8; 4];
+    let n = data.len().min(4);
+    b[..n].copy_from_slice(&data[..n]);
+    u32::from_le_bytes(b)
+}
+
+impl PioDevice for HostCall {
+    fn pio_read(&mut self, port: u16, data: &mut [u8]) -> DeviceResult {
+        match port {
+            PORT_CALL => {
+                self.calls += 1;
+                let v = self.instance_id.to_le_bytes();
+                let n = data.len().min(8);
+                data[..n].copy_from_slice(&v[..n]);
+                Ok(Flow::Continue)
+            }
+            _ => Err(format!("port {port:#x} is write-only")),
+        }
+    }
+
+    fn pio_write(&mut self, port: u16, data: &[u8]) -> DeviceResult {
+        match port {
+            PORT_LINE => self.line(u32_of(data)),
+            PORT_EXIT => match u32_of(data) {
+                EXIT_DONE => {
+                    self.event = Some(Event::Done);
+                    Ok(Flow::Pause)
+                }
+                EXIT_IDLE => {
+                    self.event = Some(Event::Idle);
+                    Ok(Flow::Pause)
+                }
+                v => Err(format!("unknown exit code {v}")),
+            },
+            _ => Err(format!("port {port:#x} is read-only")),
+        }
+    }
+}
