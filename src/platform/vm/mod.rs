@@ -55,6 +55,7 @@ pub mod layout;
 // pub mod linux; (declared once src/platform/vm/linux/mod.rs exists)
 pub mod memory;
 pub mod speed;
+pub mod tiny;
 pub mod vcpu;
 pub mod vm;
 pub mod vmm_process;
