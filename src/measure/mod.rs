@@ -2,6 +2,10 @@
 //! (in submodules) memory and the other metrics of DESIGN.md.
 
 pub mod clock;
+pub mod density;
+pub mod footprint;
+pub mod memory;
 pub mod phases;
+pub mod probes;
 
 pub use phases::Boot;

@@ -1,0 +1,256 @@
+//! Density (difference 1 of DESIGN.md): how many idle instances of a
+//! platform fit on this host, seen as the drop of the host's `MemAvailable`
+//! per instance while N instances run at once, and how fast N instances can
+//! be launched.
+//!
+//! N doubles (1, 2, 4, ...) up to `max_instances`, and stops earlier when
+//! the next step could bring `MemAvailable` below the safety margin, or when
+//! the time budget is spent. Instances of one step are launched one after the
+//! other as fast as the platform allows (a `Platform` is not shared between
+//! threads) and all run together while the host is read. Every instance is
+//! stopped before the next step, and on every path out (error, panic) by
+//! [`Fleet`]'s `Drop`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::export::Sample;
+use crate::measure::memory::sample;
+use crate::platform::{Instance, LaunchSpec, Platform};
+
+/// Bounds of a density measurement.
+#[derive(Debug, Clone)]
+pub struct DensityOptions {
+    /// Largest N tried.
+    pub max_instances: usize,
+    /// Never let MemAvailable fall below this many bytes.
+    pub safety_margin_bytes: u64,
+    /// Stop starting new steps after this long.
+    pub time_budget: Duration,
+    /// Pause after the last launch of a step before reading MemAvailable,
+    /// so that deferred kernel work (page tables, slab) is counted.
+    pub settle: Duration,
+}
+
+impl Default for DensityOptions {
+    fn default() -> Self {
+        DensityOptions { max_instances: 16, safety_margin_bytes: default_margin(), time_budget: Duration::from_secs(20), settle: Duration::from_millis(100) }
+    }
+}
+
+/// The default safety margin: 25% of the host's memory, at least 1 GiB.
+pub fn default_margin() -> u64 {
+    let total = meminfo("MemTotal:").unwrap_or(4 << 30);
+    (total / 4).max(1 << 30)
+}
+
+/// A field of /proc/meminfo, in bytes.
+pub fn meminfo(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_meminfo(&text, key)
+}
+
+/// Parses `key` (e.g. `MemAvailable:`) from a /proc/meminfo text, in bytes.
+pub fn parse_meminfo(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse::<u64>().ok()).map(|kb| kb * 1024)
+}
+
+/// The host's MemAvailable, in bytes.
+pub fn mem_available() -> anyhow::Result<u64> {
+    meminfo("MemAvailable:").context("reading MemAvailable from /proc/meminfo (needs Linux 3.14 or later)")
+}
+
+/// One step of the curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DensityPoint {
+    /// Instances running together.
+    pub n: usize,
+    /// MemAvailable before the first launch and after the last, bytes.
+    pub available_before: u64,
+    pub available_after: u64,
+    /// Seconds from the first launch start to the last instance ready.
+    pub launch_secs: f64,
+}
+
+impl DensityPoint {
+    /// MemAvailable drop per instance, bytes (0 when the host gained memory
+    /// meanwhile, e.g. another process freed some).
+    pub fn mem_per_instance(&self) -> f64 {
+        self.available_before.saturating_sub(self.available_after) as f64 / self.n as f64
+    }
+    /// Instances launched per second.
+    pub fn launch_rate(&self) -> f64 {
+        if self.launch_secs > 0.0 {
+            self.n as f64 / self.launch_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The result of a density run.
+#[derive(Debug, Clone, Default)]
+pub struct DensityResult {
+    pub points: Vec<DensityPoint>,
+    /// Why the curve stopped before `max_instances`, if it did.
+    pub stopped_early: Option<String>,
+}
+
+impl DensityResult {
+    /// Rows for samples.csv, `iteration` = N: `density.mem_per_instance`
+    /// (bytes), `density.launch_rate` (instances/s) and
+    /// `density.mem_available_drop` (bytes, all N together).
+    pub fn samples(&self, run_id: &str, platform: &str, workload: &str) -> Vec<Sample> {
+        let mut rows = Vec::new();
+        for p in &self.points {
+            let n = p.n as u32;
+            rows.push(sample(run_id, platform, workload, "density.mem_per_instance", "bytes", n, p.mem_per_instance()));
+            rows.push(sample(run_id, platform, workload, "density.launch_rate", "instances/s", n, p.launch_rate()));
+            rows.push(sample(run_id, platform, workload, "density.mem_available_drop", "bytes", n, p.available_before.saturating_sub(p.available_after) as f64));
+        }
+        rows
+    }
+}
+
+/// Running instances of one step; every one is stopped when the fleet is
+/// dropped, whatever the path out.
+pub struct Fleet {
+    instances: Vec<Box<dyn Instance>>,
+}
+
+impl Fleet {
+    pub fn new() -> Fleet {
+        Fleet { instances: Vec::new() }
+    }
+    pub fn push(&mut self, i: Box<dyn Instance>) {
+        self.instances.push(i);
+    }
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+    /// Host pids of every instance.
+    pub fn pids(&self) -> Vec<i32> {
+        self.instances.iter().flat_map(|i| i.pids()).collect()
+    }
+    /// Stops every instance; returns the first error after trying them all.
+    pub fn stop_all(&mut self) -> anyhow::Result<()> {
+        let mut first = None;
+        for i in self.instances.drain(..) {
+            if let Err(e) = i.stop() {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            Some(e) => Err(anyhow::Error::new(e).context("stopping a density instance")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet::new()
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_all() {
+            tracing::warn!("{e:#}");
+        }
+    }
+}
+
+/// Runs the doubling curve. `spec` should be an `idle` workload (anything
+/// that stays up until stopped).
+pub fn measure_density(platform: &dyn Platform, spec: &LaunchSpec, opts: &DensityOptions) -> anyhow::Result<DensityResult> {
+    let deadline = Instant::now() + opts.time_budget;
+    let mut out = DensityResult::default();
+    // Before the first step, guess an instance costs its workload memory
+    // plus 32 MiB; afterwards use the worst per-instance figure seen, doubled.
+    let mut est = (u64::from(spec.workload.0.param()) << 20) + (32 << 20);
+    let mut n = 1usize;
+    while n <= opts.max_instances.max(1) {
+        if Instant::now() >= deadline {
+            out.stopped_early = Some(format!("time budget of {:?} spent before N={n}", opts.time_budget));
+            break;
+        }
+        let avail = mem_available()?;
+        let need = est.saturating_mul(n as u64);
+        if avail.saturating_sub(need) < opts.safety_margin_bytes {
+            out.stopped_early = Some(format!(
+                "N={n} would need about {} MiB while MemAvailable is {} MiB and the safety margin {} MiB",
+                need >> 20,
+                avail >> 20,
+                opts.safety_margin_bytes >> 20
+            ));
+            break;
+        }
+        let (point, early) = step(platform, spec, n, opts, deadline)?;
+        if let Some(p) = point {
+            est = est.max((p.mem_per_instance() as u64).saturating_mul(2));
+            out.points.push(p);
+        }
+        if let Some(why) = early {
+            out.stopped_early = Some(why);
+            break;
+        }
+        n *= 2;
+    }
+    Ok(out)
+}
+
+/// One step: N instances at once. Returns the point (None when the step was
+/// cut short) and why the curve must stop, if it must.
+fn step(platform: &dyn Platform, spec: &LaunchSpec, n: usize, opts: &DensityOptions, deadline: Instant) -> anyhow::Result<(Option<DensityPoint>, Option<String>)> {
+    let mut fleet = Fleet::new();
+    let before = mem_available()?;
+    let t0 = Instant::now();
+    for k in 0..n {
+        let inst = platform.launch(spec).with_context(|| format!("launching instance {} of {n} of {} for the density curve", k + 1, platform.name()))?;
+        fleet.push(inst);
+        let avail = mem_available()?;
+        if avail < opts.safety_margin_bytes {
+            fleet.stop_all()?;
+            return Ok((None, Some(format!("MemAvailable fell to {} MiB (margin {} MiB) at instance {} of N={n}", avail >> 20, opts.safety_margin_bytes >> 20, k + 1))));
+        }
+        if Instant::now() >= deadline + opts.time_budget {
+            fleet.stop_all()?;
+            return Ok((None, Some(format!("launching N={n} ran past twice the time budget"))));
+        }
+    }
+    let launch_secs = t0.elapsed().as_secs_f64();
+    std::thread::sleep(opts.settle);
+    let after = mem_available()?;
+    fleet.stop_all()?;
+    Ok((Some(DensityPoint { n, available_before: before, available_after: after, launch_secs }), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_parses() {
+        let t = "MemTotal:       24684224 kB\nMemAvailable:   24339124 kB\n";
+        assert_eq!(parse_meminfo(t, "MemAvailable:"), Some(24339124 * 1024));
+        assert_eq!(parse_meminfo(t, "Nope:"), None);
+        assert!(mem_available().unwrap() > 0);
+    }
+
+    #[test]
+    fn point_arithmetic() {
+        let p = DensityPoint { n: 4, available_before: 1000, available_after: 600, launch_secs: 0.5 };
+        assert_eq!(p.mem_per_instance(), 100.0);
+        assert_eq!(p.launch_rate(), 8.0);
+        let gained = DensityPoint { available_after: 2000, ..p.clone() };
+        assert_eq!(gained.mem_per_instance(), 0.0);
+        let rows = DensityResult { points: vec![p], stopped_early: None }.samples("r", "process", "idle:1");
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|r| r.iteration == 4));
+    }
+}
