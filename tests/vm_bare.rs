@@ -11,6 +11,14 @@ use versus::platform::{LaunchSpec, Platform};
 use versus::workload::{expected_cpu_checksum, WorkloadSpec};
 use versus::LaunchError;
 
+/// The tests of this file run one at a time, so that the leak checks see
+/// only their own VMs, fds and threads.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn kvm_or_skip() -> bool {
     match versus::platform::vm::vm::available() {
         Ok(()) => true,
@@ -29,6 +37,7 @@ fn spec(w: &str) -> LaunchSpec {
 
 #[test]
 fn every_workload_runs_and_cpu_matches_the_process_checksum() {
+    let _g = serial();
     if !kvm_or_skip() {
         return;
     }
@@ -74,6 +83,7 @@ fn launch_err(m: u32, param: u32, timeout: Duration) -> VmError {
 
 #[test]
 fn faulting_guest_is_a_shutdown_with_rip() {
+    let _g = serial();
     if !kvm_or_skip() {
         return;
     }
@@ -85,6 +95,7 @@ fn faulting_guest_is_a_shutdown_with_rip() {
 
 #[test]
 fn endless_loop_times_out() {
+    let _g = serial();
     if !kvm_or_skip() {
         return;
     }
@@ -98,6 +109,7 @@ fn endless_loop_times_out() {
 
 #[test]
 fn unknown_port_is_rejected() {
+    let _g = serial();
     if !kvm_or_skip() {
         return;
     }
@@ -112,6 +124,7 @@ fn unknown_port_is_rejected() {
 
 #[test]
 fn access_outside_ram_is_an_mmio_error() {
+    let _g = serial();
     if !kvm_or_skip() {
         return;
     }
@@ -127,6 +140,7 @@ fn access_outside_ram_is_an_mmio_error() {
 
 #[test]
 fn guest_panic_is_an_abort() {
+    let _g = serial();
     if !kvm_or_skip() {
         return;
     }
@@ -137,4 +151,56 @@ fn guest_panic_is_an_abort() {
     }
     let l: LaunchError = VmError::Aborted("x".into()).into();
     assert!(matches!(l, LaunchError::Aborted(_)));
+}
+
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+    s.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096
+}
+
+fn count(dir: &str) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
+}
+
+#[test]
+fn thousand_launches_keep_rss_flat_and_leak_no_fd_thread_or_mapping() {
+    let _g = serial();
+    if !kvm_or_skip() {
+        return;
+    }
+    let p = VmBarePlatform::new();
+    let s = spec("ready");
+    let mut one = |i: usize| {
+        let mut inst = p.launch(&s).unwrap_or_else(|e| panic!("launch {i}: {e}"));
+        inst.finish().unwrap();
+        inst.stop().unwrap();
+    };
+    // Warm up: process-wide state (the /dev/kvm fd, the CPUID table, the
+    // thread's kick timer, allocator pools) is created once.
+    for i in 0..50 {
+        one(i);
+    }
+    // Also the error paths.
+    for _ in 0..20 {
+        let _ = BareVm::launch(GuestRun { mode: mode::BADPORT, param: 0x99 }, Duration::from_secs(5)).err().unwrap();
+    }
+    let (rss0, fds0, tasks0, maps0) = (rss_bytes(), count("/proc/self/fd"), count("/proc/self/task"), mappings());
+    let t = std::time::Instant::now();
+    for i in 0..1000 {
+        one(i);
+        if i % 100 == 0 {
+            let _ = BareVm::launch(GuestRun { mode: mode::FAULT, param: 0 }, Duration::from_secs(5)).err().unwrap();
+        }
+    }
+    let el = t.elapsed();
+    let (rss1, fds1, tasks1, maps1) = (rss_bytes(), count("/proc/self/fd"), count("/proc/self/task"), mappings());
+    eprintln!("1000 launches in {el:?}; rss {rss0} -> {rss1}; fds {fds0} -> {fds1}; tasks {tasks0} -> {tasks1}; maps {maps0} -> {maps1}");
+    assert_eq!(fds1, fds0, "fd leak");
+    assert!(tasks1 <= tasks0, "thread leak: {tasks0} -> {tasks1}");
+    assert!(maps1 <= maps0 + 2, "mapping leak: {maps0} -> {maps1}");
+    assert!(rss1 < rss0 + (4 << 20), "RSS grew by {} bytes over 1000 launches", rss1.saturating_sub(rss0));
 }
