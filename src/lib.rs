@@ -6,12 +6,14 @@
 //! [`stats`] summarises them and [`export`] writes the CSV/JSON of DESIGN.md.
 
 pub mod channel;
+pub mod chart;
 pub mod error;
 pub mod export;
 pub mod host;
 pub mod interrupt;
 pub mod measure;
 pub mod platform;
+pub mod report;
 pub mod runner;
 pub mod stats;
 pub mod workload;

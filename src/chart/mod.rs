@@ -1,0 +1,218 @@
+//! Charts of a run, drawn with plotters as SVG and PNG from `samples.csv`
+//! rows. PNG text is rasterised from a bundled font (DejaVu Sans, under
+//! `src/chart/fonts/`, Bitstream Vera licence: redistribution allowed), so
+//! charts have labels on a host without any font installed.
+//!
+//! Every chart colours a platform the same way ([`platform_colour`]).
+
+pub mod boot;
+pub mod data;
+pub mod density;
+pub mod footprint;
+pub mod memory;
+pub mod phases;
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::Context;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::export::Sample;
+
+/// DejaVu Sans 2.37 (fonts-dejavu-core); licence in fonts/LICENSE-DejaVu.txt.
+pub static FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
+
+/// The font family every chart uses.
+pub const FAMILY: &str = "sans-serif";
+
+/// Size of every chart, in pixels (PNG) and user units (SVG).
+pub const SIZE: (u32, u32) = (1000, 600);
+
+static REGISTER: Once = Once::new();
+
+/// Registers the bundled font with plotters (once per process).
+pub fn register_font() {
+    REGISTER.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique] {
+            if plotters::style::register_font(FAMILY, style, FONT).is_err() {
+                tracing::error!("the bundled chart font could not be parsed; PNG charts will have no text");
+            }
+        }
+    });
+}
+
+/// The colour of a platform, the same in every chart (Okabe-Ito palette,
+/// readable by colour-blind readers).
+pub fn platform_colour(platform: &str) -> RGBColor {
+    match platform {
+        "process" => RGBColor(0x55, 0x55, 0x55),
+        "container" => RGBColor(0x00, 0x72, 0xB2),
+        "oci" => RGBColor(0x56, 0xB4, 0xE9),
+        "vm-bare" => RGBColor(0xE6, 0x9F, 0x00),
+        "vm-linux" => RGBColor(0xD5, 0x5E, 0x00),
+        "qemu" => RGBColor(0xCC, 0x79, 0xA7),
+        other => {
+            let extra = [RGBColor(0x00, 0x9E, 0x73), RGBColor(0xB8, 0xA4, 0x00), RGBColor(0x7F, 0x3C, 0x8D)];
+            let h = other.bytes().fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
+            extra[h % extra.len()]
+        }
+    }
+}
+
+/// Colours for stacked parts (boot phases), by index.
+pub fn part_colour(i: usize) -> RGBColor {
+    const P: [RGBColor; 12] = [
+        RGBColor(0x44, 0x77, 0xAA),
+        RGBColor(0xEE, 0x66, 0x77),
+        RGBColor(0x22, 0x88, 0x33),
+        RGBColor(0xCC, 0xBB, 0x44),
+        RGBColor(0x66, 0xCC, 0xEE),
+        RGBColor(0xAA, 0x33, 0x77),
+        RGBColor(0xBB, 0xBB, 0xBB),
+        RGBColor(0x33, 0x22, 0x88),
+        RGBColor(0x99, 0x99, 0x33),
+        RGBColor(0x88, 0x22, 0x55),
+        RGBColor(0x44, 0xAA, 0x99),
+        RGBColor(0xDD, 0xCC, 0x77),
+    ];
+    P[i % P.len()]
+}
+
+/// A text style of the chart font.
+pub fn font(size: f64) -> TextStyle<'static> {
+    (FAMILY, size).into_font().color(&BLACK)
+}
+
+/// Human-readable milliseconds.
+pub fn fmt_ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2} s", v / 1000.0)
+    } else if v >= 10.0 {
+        format!("{v:.0} ms")
+    } else if v >= 1.0 {
+        format!("{v:.2} ms")
+    } else {
+        format!("{:.0} µs", v * 1000.0)
+    }
+}
+
+/// Human-readable bytes (binary units).
+pub fn fmt_bytes(v: f64) -> String {
+    let a = v.abs();
+    if a >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", v / (1u64 << 30) as f64)
+    } else if a >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", v / (1u64 << 20) as f64)
+    } else if a >= 1024.0 {
+        format!("{:.1} KiB", v / 1024.0)
+    } else {
+        format!("{v:.0} B")
+    }
+}
+
+/// A chart that can draw itself on any plotters backend.
+pub trait Chart {
+    /// File stem (`boot` gives `boot.svg` and `boot.png`).
+    fn stem(&self) -> &'static str;
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>;
+}
+
+/// Turns a plotters error into an anyhow error.
+pub fn perr<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing a chart: {e:?}")
+}
+
+/// Draws `chart` as `<dir>/<stem>.svg` and `<dir>/<stem>.png`; returns both paths.
+pub fn render<C: Chart>(chart: &C, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    register_font();
+    let svg = dir.join(format!("{}.svg", chart.stem()));
+    let png = dir.join(format!("{}.png", chart.stem()));
+    {
+        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(perr)?;
+        chart.draw(&root).with_context(|| format!("drawing {}", svg.display()))?;
+        root.present().map_err(perr)?;
+    }
+    {
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(perr)?;
+        chart.draw(&root).with_context(|| format!("drawing {}", png.display()))?;
+        root.present().map_err(perr)?;
+    }
+    Ok(vec![svg, png])
+}
+
+/// Renders every chart the samples have data for into `dir` (created if
+/// needed). Returns the stems written, in report order.
+pub fn render_all(samples: &[Sample], dir: &Path) -> anyhow::Result<Vec<&'static str>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut out = Vec::new();
+    if let Some(c) = boot::BootChart::from_samples(samples) {
+        render(&c, dir)?;
+        out.push(c.stem());
+    }
+    if let Some(c) = phases::PhaseChart::from_samples(samples) {
+        render(&c, dir)?;
+        out.push(c.stem());
+    }
+    if let Some(c) = memory::MemoryChart::from_samples(samples) {
+        render(&c, dir)?;
+        out.push(c.stem());
+    }
+    if let Some(c) = density::DensityChart::from_samples(samples) {
+        render(&c, dir)?;
+        out.push(c.stem());
+    }
+    if let Some(c) = footprint::FootprintChart::from_samples(samples) {
+        render(&c, dir)?;
+        out.push(c.stem());
+    }
+    Ok(out)
+}
+
+/// Draws category names under a chart's x axis at the pixel positions
+/// given (absolute backend coordinates; `root` must be the whole image).
+pub fn draw_category_labels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, labels: &[(String, (i32, i32))]) -> anyhow::Result<()> {
+    for (name, (x, y)) in labels {
+        let style = font(17.0).pos(plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Center,
+            plotters::style::text_anchor::VPos::Top,
+        ));
+        root.draw(&Text::new(name.clone(), (*x, *y + 8), style)).map_err(perr)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_are_stable_and_distinct() {
+        let names = ["process", "container", "oci", "vm-bare", "vm-linux", "qemu"];
+        let cs: Vec<_> = names.iter().map(|n| platform_colour(n)).collect();
+        for i in 0..cs.len() {
+            for j in i + 1..cs.len() {
+                assert_ne!(cs[i], cs[j]);
+            }
+        }
+        assert_eq!(platform_colour("zz"), platform_colour("zz"));
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt_ms(0.25), "250 µs");
+        assert_eq!(fmt_ms(1.234), "1.23 ms");
+        assert_eq!(fmt_ms(85_000.0), "85.00 s");
+        assert_eq!(fmt_bytes(64.0 * 1048576.0), "64.0 MiB");
+        assert_eq!(fmt_bytes(12288.0), "12.0 KiB");
+    }
+
+    #[test]
+    fn bundled_font_parses() {
+        register_font();
+        assert!(plotters::style::register_font("versus-test", FontStyle::Normal, FONT).is_ok());
+    }
+}

@@ -1,0 +1,134 @@
+//! Charts and the report: every PNG decodes with the expected size, text is
+//! drawn (the bundled font works), and `render_report` reproduces the same
+//! report and charts from a run's files.
+
+use std::path::Path;
+
+use versus::chart::SIZE;
+use versus::export::json::{write_env, EnvDoc, PlatformStatus};
+use versus::export::{summarize_samples, write_samples, write_summary, Sample};
+use versus::report::render_report;
+
+fn s(p: &str, w: &str, m: &str, unit: &str, i: u32, v: f64) -> Sample {
+    Sample { run_id: "20250101-000000".into(), platform: p.into(), workload: w.into(), metric: m.into(), unit: unit.into(), iteration: i, value: v }
+}
+
+/// A deterministic run with every kind of row the charts use.
+fn synthetic_run(dir: &Path) {
+    let mut rows = Vec::new();
+    let plats = [("process", 0.45, vec![("spawn", 0.3), ("ready", 0.15)]), ("container", 1.1, vec![("cgroup", 0.2), ("namespaces", 0.5), ("rootfs", 0.2), ("exec", 0.1), ("ready", 0.1)]), ("vm-bare", 0.6, vec![("create_vm", 0.3), ("memory", 0.1), ("vcpu", 0.1), ("ready", 0.1)])];
+    for (p, base, phases) in &plats {
+        for i in 0..20u32 {
+            let jitter = 1.0 + ((i * 7919) % 13) as f64 / 40.0 + if i == 19 { 2.0 } else { 0.0 };
+            rows.push(s(p, "ready", "boot", "ms", i, base * jitter));
+            for (ph, v) in phases {
+                rows.push(s(p, "ready", &format!("boot.{ph}"), "ms", i, v * jitter));
+            }
+        }
+        let mem = match *p { "process" => 65.0, "container" => 66.5, _ => 68.0 } * 1048576.0;
+        for i in 0..5u32 {
+            rows.push(s(p, "idle", "mem.host", "bytes", i, mem + i as f64 * 50_000.0));
+            if *p == "container" {
+                rows.push(s(p, "idle", "mem.cgroup", "bytes", i, mem + 2.0 * 1048576.0));
+            }
+        }
+        for (k, n) in [1u32, 2, 4, 8].iter().enumerate() {
+            rows.push(s(p, "idle", "density.mem_per_instance", "bytes", *n, mem * (1.05 - k as f64 * 0.01)));
+            rows.push(s(p, "idle", "density.launch_rate", "instances/s", *n, 1000.0 / base / (1.0 + k as f64 * 0.2)));
+        }
+    }
+    versus::measure::memory::add_overhead_rows(&mut rows);
+    for (p, m, shared, per) in [("process", "shared", 700_000.0, 0.0), ("container", "shared", 720_000.0, 0.0), ("container", "overlay", 720_000.0, 12_288.0), ("vm-linux", "copy", 9e6, 33_554_432.0), ("vm-linux", "qcow2", 9e6 + 8.7e6, 200_704.0)] {
+        rows.push(s(p, m, "image.shared", "bytes", 0, shared));
+        rows.push(s(p, m, "image.total", "bytes", 0, shared + per));
+        for n in 1..=8u32 {
+            rows.push(s(p, m, "image.per_instance", "bytes", n - 1, per));
+            rows.push(s(p, m, "image.n_instances", "bytes", n, shared + per * n as f64));
+        }
+    }
+    write_samples(&dir.join("samples.csv"), &rows).unwrap();
+    write_summary(&dir.join("summary.csv"), &summarize_samples(&rows)).unwrap();
+    let st = |p: &str, status: &str, reason: Option<&str>, rep: bool| PlatformStatus {
+        platform: p.into(),
+        status: status.into(),
+        reason: reason.map(String::from),
+        representative: rep,
+        representative_note: (!rep).then(|| "guest kernel code is emulated by kvm_pvm".to_string()),
+        notes: vec![],
+    };
+    let env = EnvDoc {
+        run_id: "20250101-000000".into(),
+        versus_version: "0.1.0".into(),
+        git_revision: None,
+        command_line: vec!["versus".into(), "run".into()],
+        started_at_unix: 1_735_689_600,
+        host: serde_json::json!({"kernel": "Linux 6.18 x86_64", "cores": 2, "memory_bytes": 25_000_000_000u64, "kvm_mode": {"kind": "pvm"}, "ksm": "off (0)", "transparent_hugepages": "always [madvise] never", "cgroup_mode": "hybrid", "cgroup_controllers": ["cpu", "memory", "pids"], "peers": []}),
+        host_measurements: serde_json::json!({}),
+        platforms: vec![st("process", "ran", None, true), st("container", "ran", None, true), st("oci", "skipped", Some("runc not installed"), false), st("vm-bare", "ran", None, true), st("vm-linux", "skipped", Some("no kernel given (--kernel)"), false)],
+    };
+    write_env(&dir.join("env.json"), &env).unwrap();
+}
+
+fn decode(path: &Path) -> (u32, u32, Vec<u8>) {
+    let dec = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut r = dec.read_info().unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
+    let mut buf = vec![0; r.output_buffer_size()];
+    let info = r.next_frame(&mut buf).unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+#[test]
+fn every_chart_decodes_and_the_report_rerenders_identically() {
+    let d = tempfile::tempdir().unwrap();
+    synthetic_run(d.path());
+    let report = render_report(d.path()).unwrap();
+    let first = std::fs::read_to_string(&report).unwrap();
+    for stem in ["boot", "phases", "memory", "density", "footprint"] {
+        let png = d.path().join("charts").join(format!("{stem}.png"));
+        let (w, h, pixels) = decode(&png);
+        assert_eq!((w, h), SIZE, "{stem}.png size");
+        // Text and marks drawn: a good share of non-white pixels, and more
+        // than two colours (anti-aliased glyphs give many grey levels).
+        let px: Vec<&[u8]> = pixels.chunks(3).collect();
+        let non_white = px.iter().filter(|p| p.iter().any(|c| *c < 250)).count();
+        assert!(non_white > px.len() / 100, "{stem}.png is nearly blank");
+        let greys = px.iter().filter(|p| p[0] == p[1] && p[1] == p[2] && p[0] > 30 && p[0] < 220).count();
+        assert!(greys > 500, "{stem}.png has no anti-aliased text ({greys} grey pixels)");
+        let svg = std::fs::read_to_string(d.path().join("charts").join(format!("{stem}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<text"), "{stem}.svg has no text");
+        assert!(first.contains(&format!("charts/{stem}.png")), "report links {stem}");
+    }
+    // The report carries the KVM mode, the five sections and the skips.
+    for needle in ["kvm_pvm", "## 1. OS", "## 2. Size", "## 3. Boot", "## 4. Isolation", "## 5. Maintenance", "`oci` skipped: runc not installed", "a plain process starts in", "mem.overhead"] {
+        assert!(first.contains(needle), "report lacks {needle:?}");
+    }
+    // Findings come from the numbers: the container's median boot.
+    assert!(first.contains("a container in 1."), "{first}");
+    // To look at the charts: VERSUS_CHART_OUT=/some/dir cargo test --test charts
+    if let Ok(out) = std::env::var("VERSUS_CHART_OUT") {
+        std::fs::create_dir_all(&out).unwrap();
+        for e in std::fs::read_dir(d.path().join("charts")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), Path::new(&out).join(e.file_name())).unwrap();
+        }
+        std::fs::copy(&report, Path::new(&out).join("report.md")).unwrap();
+    }
+
+    // Re-render from the files alone: same report, same charts.
+    let pngs: Vec<Vec<u8>> = ["boot", "memory"].iter().map(|s| std::fs::read(d.path().join(format!("charts/{s}.png"))).unwrap()).collect();
+    std::fs::remove_dir_all(d.path().join("charts")).unwrap();
+    std::fs::remove_file(&report).unwrap();
+    render_report(d.path()).unwrap();
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), first);
+    for (s, old) in ["boot", "memory"].iter().zip(pngs) {
+        assert_eq!(std::fs::read(d.path().join(format!("charts/{s}.png"))).unwrap(), old, "{s}.png differs on re-render");
+    }
+}
+
+#[test]
+fn a_run_without_samples_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    let e = render_report(d.path()).unwrap_err().to_string();
+    assert!(e.contains("samples.csv"), "{e}");
+}
