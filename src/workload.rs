@@ -16,9 +16,93 @@ use versus_workload::protocol::Fields;
 /// The static workload program, built by build.rs from `harness/guest`.
 pub static GUEST_BINARY: &[u8] = include_bytes!(env!("VERSUS_GUEST_BIN"));
 
-/// A workload as given on the command line: `cpu`, `cpu:50000`, `idle:64`.
+/// A workload as given on the command line: `cpu`, `cpu:50000`, `idle:64`;
+/// or one of the workload program's own modes: `probe`, `stress-cpu:2000`.
+///
+/// `spec.0` is the [`Workload`] and `WorkloadSpec(w)` builds a spec from one,
+/// as when this was a one-field tuple struct: the struct derefs to
+/// [`WorkloadOnly`] (a tuple struct holding the workload) and a function of
+/// the same name constructs it. [`WorkloadSpec::mode`] is `Some` for the
+/// program-only modes; `.0` is then [`Workload::Ready`], and a platform that
+/// does not run the workload program (`vm-bare`) must refuse the spec
+/// rather than run `.0` (see [`WorkloadSpec::guest_mode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkloadSpec(pub Workload);
+pub struct WorkloadSpec {
+    workload: WorkloadOnly,
+    /// A mode of the workload program that is not a benchmark workload.
+    pub mode: Option<GuestMode>,
+}
+
+/// The workload of a [`WorkloadSpec`], reached as `spec.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkloadOnly(pub Workload);
+
+impl std::ops::Deref for WorkloadSpec {
+    type Target = WorkloadOnly;
+    fn deref(&self) -> &WorkloadOnly {
+        &self.workload
+    }
+}
+
+impl std::ops::DerefMut for WorkloadSpec {
+    fn deref_mut(&mut self) -> &mut WorkloadOnly {
+        &mut self.workload
+    }
+}
+
+/// Builds the spec of a benchmark workload (the constructor of the former
+/// tuple struct).
+#[allow(non_snake_case)]
+pub fn WorkloadSpec(w: Workload) -> WorkloadSpec {
+    WorkloadSpec { workload: WorkloadOnly(w), mode: None }
+}
+
+/// What a noisy neighbour stresses (`harness/guest/src/probe.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StressKind {
+    /// SHA-256 on every CPU the sandbox may use.
+    Cpu,
+    /// Copies between two 16 MiB halves of a buffer on every CPU.
+    Mem,
+    /// A fork bomb: forks until the pids limit (or `max_procs`) refuses.
+    Fork,
+}
+
+impl StressKind {
+    pub const ALL: [StressKind; 3] = [StressKind::Cpu, StressKind::Mem, StressKind::Fork];
+    /// `cpu`, `mem`, `fork`: the suffix of `interference.<stress>` rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            StressKind::Cpu => "cpu",
+            StressKind::Mem => "mem",
+            StressKind::Fork => "fork",
+        }
+    }
+}
+
+/// Modes of the workload program that are not benchmark workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestMode {
+    /// Run the isolation probes; `port` is the TCP port on the host's
+    /// 127.0.0.1 (and the abstract unix socket `@versus-probe-<port>`) that
+    /// the reachability probes try to connect to.
+    Probe { port: u16 },
+    /// A noisy neighbour, for at most `ms` milliseconds (or until stopped);
+    /// the fork bomb keeps at most `max_procs` processes alive.
+    Stress { kind: StressKind, ms: u32, max_procs: u32 },
+}
+
+impl WorkloadSpec {
+    /// A spec for a mode of the workload program.
+    pub fn mode(mode: GuestMode) -> WorkloadSpec {
+        WorkloadSpec { workload: WorkloadOnly(Workload::Ready), mode: Some(mode) }
+    }
+
+    /// The program-only mode, if any.
+    pub fn guest_mode(&self) -> Option<GuestMode> {
+        self.mode
+    }
+}
 
 impl FromStr for WorkloadSpec {
     type Err = String;
@@ -27,14 +111,27 @@ impl FromStr for WorkloadSpec {
             Some((n, p)) => (n, Some(p.parse::<u32>().map_err(|_| format!("workload parameter `{p}` in `{s}` is not a non-negative integer"))?)),
             None => (s, None),
         };
-        Workload::from_name(name, param)
-            .map(WorkloadSpec)
-            .ok_or_else(|| format!("unknown workload `{name}`; expected one of {}", Workload::NAMES.join(", ")))
+        let stress = |kind| GuestMode::Stress { kind, ms: param.unwrap_or(1000), max_procs: 256 };
+        match name {
+            "probe" => return Ok(WorkloadSpec::mode(GuestMode::Probe { port: param.unwrap_or(0).min(u16::MAX as u32) as u16 })),
+            "stress-cpu" => return Ok(WorkloadSpec::mode(stress(StressKind::Cpu))),
+            "stress-mem" => return Ok(WorkloadSpec::mode(stress(StressKind::Mem))),
+            "stress-fork" => return Ok(WorkloadSpec::mode(stress(StressKind::Fork))),
+            _ => {}
+        }
+        Workload::from_name(name, param).map(WorkloadSpec).ok_or_else(|| {
+            format!("unknown workload `{name}`; expected one of {} (or probe, stress-cpu, stress-mem, stress-fork)", Workload::NAMES.join(", "))
+        })
     }
 }
 
 impl fmt::Display for WorkloadSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mode {
+            Some(GuestMode::Probe { port }) => return write!(f, "probe:{port}"),
+            Some(GuestMode::Stress { kind, ms, .. }) => return write!(f, "stress-{}:{ms}", kind.name()),
+            None => {}
+        }
         match self.0 {
             Workload::Ready => f.write_str("ready"),
             w => write!(f, "{}:{}", w.name(), w.param()),
@@ -45,6 +142,13 @@ impl fmt::Display for WorkloadSpec {
 impl WorkloadSpec {
     /// The argument vector of the workload program after `--fd N`.
     pub fn guest_args(&self) -> Vec<String> {
+        match self.mode {
+            Some(GuestMode::Probe { port }) => return vec!["probe".into(), port.to_string()],
+            Some(GuestMode::Stress { kind, ms, max_procs }) => {
+                return vec![format!("stress-{}", kind.name()), ms.to_string(), max_procs.to_string()]
+            }
+            None => {}
+        }
         let w = self.0;
         match w {
             Workload::Ready => vec!["ready".into()],
@@ -134,6 +238,21 @@ mod tests {
         assert!("cpu:x".parse::<WorkloadSpec>().unwrap_err().contains("not a non-negative integer"));
         assert!("nope".parse::<WorkloadSpec>().unwrap_err().contains("expected one of"));
         assert_eq!("idle:8".parse::<WorkloadSpec>().unwrap().guest_args(), vec!["idle", "8"]);
+    }
+
+    #[test]
+    fn program_modes_parse_and_keep_the_tuple_syntax() {
+        let s: WorkloadSpec = "stress-fork:500".parse().unwrap();
+        assert_eq!(s.guest_mode(), Some(GuestMode::Stress { kind: StressKind::Fork, ms: 500, max_procs: 256 }));
+        assert_eq!(s.guest_args(), vec!["stress-fork", "500", "256"]);
+        assert_eq!(s.to_string(), "stress-fork:500");
+        assert_eq!(s.0, Workload::Ready);
+        let p = WorkloadSpec::mode(GuestMode::Probe { port: 4242 });
+        assert_eq!(p.guest_args(), vec!["probe", "4242"]);
+        let w = WorkloadSpec(Workload::Cpu { rounds: 3 });
+        assert_eq!(w.0, Workload::Cpu { rounds: 3 });
+        assert_eq!(w.guest_mode(), None);
+        assert_eq!(w, "cpu:3".parse().unwrap());
     }
 
     #[test]

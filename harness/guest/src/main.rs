@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! versus-guest [--fd N] <ready|cpu|mem|call|idle> [PARAM]
+//! versus-guest [--fd N] probe PORT
+//! versus-guest [--fd N] <stress-cpu|stress-mem|stress-fork> MS [MAX_PROCS]
 //! ```
+//!
+//! `probe` and `stress-*` are modes of this program only (see `probe.rs`).
 //!
 //! It writes the protocol of `versus_workload::protocol` to file descriptor N
 //! (default 3 when open, else standard output). `idle` signals ready and then
@@ -17,6 +21,8 @@ use std::process::ExitCode;
 
 use versus_workload::protocol::{self, Report};
 use versus_workload::{self as wl, Workload};
+
+mod probe;
 
 #[repr(C)]
 struct Timespec {
@@ -74,6 +80,20 @@ fn main() -> ExitCode {
         }
     }
     let Some(name) = args.next() else { return usage() };
+    if probe::is_mode(&name) {
+        let mut params = Vec::new();
+        for p in args {
+            match p.parse::<u32>() {
+                Ok(v) => params.push(v),
+                Err(_) => {
+                    eprintln!("versus-guest: parameter `{p}` is not a non-negative integer");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        let Some(mut ch) = open_channel(fd) else { return ExitCode::from(2) };
+        return probe::run(&name, &params, started, &mut ch);
+    }
     let param = match args.next() {
         Some(p) => match p.parse::<u32>() {
             Ok(v) => Some(v),
@@ -88,15 +108,21 @@ fn main() -> ExitCode {
         eprintln!("versus-guest: unknown workload `{name}`");
         return usage();
     };
+    let Some(mut ch) = open_channel(fd) else { return ExitCode::from(2) };
+    run(workload, started, &mut ch)
+}
+
+/// The channel to the host: fd N of `--fd N`, else 3 when open, else
+/// standard output.
+fn open_channel(fd: Option<i32>) -> Option<Channel> {
     let fd = fd.unwrap_or(if fd_is_open(3) { 3 } else { 1 });
     if !fd_is_open(fd) {
         eprintln!("versus-guest: channel fd {fd} is not open");
-        return ExitCode::from(2);
+        return None;
     }
     // SAFETY: `fd` was checked to be open and is owned by this program from
     // here on (the host handed it over for exactly this purpose).
-    let mut ch = Channel(unsafe { File::from_raw_fd(fd) });
-    run(workload, started, &mut ch)
+    Some(Channel(unsafe { File::from_raw_fd(fd) }))
 }
 
 fn send_result(ch: &mut Channel, workload: Workload, elapsed_ns: u64, checksum: u64, started: u64) {
