@@ -22,6 +22,7 @@ use std::process::ExitCode;
 use versus_workload::protocol::{self, Report};
 use versus_workload::{self as wl, Workload};
 
+mod init;
 mod probe;
 
 #[repr(C)]
@@ -69,6 +70,10 @@ fn usage() -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // pid 1 of a vm-linux guest: set up, run the workload, reboot.
+    if let Some(code) = init::dispatch() {
+        return code;
+    }
     let started = now_ns();
     let mut args = std::env::args().skip(1).peekable();
     let mut fd: Option<i32> = None;

@@ -52,7 +52,7 @@ pub mod devices;
 pub mod error;
 pub mod hostcall;
 pub mod layout;
-// pub mod linux; (declared once src/platform/vm/linux/mod.rs exists)
+pub mod linux;
 pub mod memory;
 pub mod speed;
 pub mod tiny;

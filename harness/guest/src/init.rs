@@ -1,0 +1,169 @@
+//! The /init mode: when this program is pid 1 of a `vm-linux` guest (argv[0]
+//! is `/init`), it
+//!
+//! 1. signals boot-done at once: a 32-bit `out` of the magic to the
+//!    boot-done port (after ioperm(2), since even root needs I/O permission);
+//! 2. mounts /proc (for the command line) and devtmpfs on /dev (for the
+//!    serial ports);
+//! 3. reads the workload from the kernel command line
+//!    (`versus.args=cpu,1000`: the argument vector, comma-separated);
+//! 4. runs this same program as a child with `--fd 3` and the serial port
+//!    COM2 (/dev/ttyS1) as fd 3, so the workload speaks the same protocol as
+//!    everywhere else, on a line that kernel messages never touch;
+//! 5. when the child ends, reboots: with `reboot=k` the kernel resets the
+//!    CPU through the i8042, which ends the VM (a power-off without ACPI
+//!    would only halt).
+//!
+//! Must match `src/platform/vm/devices/boot_done.rs` (port, magic) and
+//! `src/platform/vm/linux/mod.rs` (command-line key, channel tty).
+
+use std::ffi::CString;
+use std::process::ExitCode;
+
+/// `devices::boot_done::BOOT_DONE_PORT` / `BOOT_DONE_MAGIC` on the host.
+pub const BOOT_DONE_PORT: u16 = 0x0440;
+pub const BOOT_DONE_MAGIC: u32 = 0x5353_5256;
+/// The kernel command-line key carrying the workload's arguments.
+pub const ARGS_KEY: &str = "versus.args=";
+/// The workload channel (COM2).
+pub const CHANNEL_TTY: &str = "/dev/ttyS1";
+
+extern "C" {
+    fn ioperm(from: u64, num: u64, turn_on: i32) -> i32;
+    fn mount(src: *const i8, target: *const i8, fstype: *const i8, flags: u64, data: *const u8) -> i32;
+    fn mkdir(path: *const i8, mode: u32) -> i32;
+    fn open(path: *const i8, flags: i32, ...) -> i32;
+    fn dup2(old: i32, new: i32) -> i32;
+    fn close(fd: i32) -> i32;
+    fn fork() -> i32;
+    fn execv(path: *const i8, argv: *const *const i8) -> i32;
+    fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+    fn reboot(cmd: i32) -> i32;
+    fn sync();
+    fn getpid() -> i32;
+    fn _exit(code: i32) -> !;
+}
+
+const O_RDWR: i32 = 2;
+const O_NOCTTY: i32 = 0o400;
+const RB_AUTOBOOT: i32 = 0x0123_4567;
+
+/// `Some(exit code)` when this process is a guest's /init (and then it
+/// never really returns: it reboots the VM); `None` otherwise.
+pub fn dispatch() -> Option<ExitCode> {
+    // SAFETY: getpid has no preconditions.
+    if unsafe { getpid() } != 1 {
+        return None;
+    }
+    let argv0 = std::env::args().next().unwrap_or_default();
+    if argv0 != "/init" {
+        return None;
+    }
+    signal_boot_done();
+    run_as_init();
+    poweroff();
+}
+
+fn signal_boot_done() {
+    // SAFETY: ioperm only changes this process's I/O permission bitmap.
+    if unsafe { ioperm(BOOT_DONE_PORT as u64, 4, 1) } != 0 {
+        eprintln!("versus-init: ioperm failed; boot-done not signalled");
+        return;
+    }
+    // SAFETY: the port is granted by ioperm above and belongs to versus'
+    // boot-done device; a 32-bit OUT has no memory effects.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") BOOT_DONE_PORT, in("eax") BOOT_DONE_MAGIC, options(nomem, nostack, preserves_flags));
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}
+
+fn mount_fs(fstype: &str, target: &str) {
+    let (t, f) = (cstr(target), cstr(fstype));
+    // SAFETY: valid NUL-terminated strings that outlive the calls.
+    unsafe {
+        mkdir(t.as_ptr(), 0o755);
+        if mount(f.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) != 0 {
+            eprintln!("versus-init: mounting {fstype} on {target} failed: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+/// The workload's argument vector from the kernel command line.
+pub fn args_from_cmdline(cmdline: &str) -> Option<Vec<String>> {
+    let v = cmdline.split_whitespace().find_map(|w| w.strip_prefix(ARGS_KEY))?;
+    let args: Vec<String> = v.split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+    (!args.is_empty()).then_some(args)
+}
+
+fn run_as_init() {
+    mount_fs("proc", "/proc");
+    mount_fs("devtmpfs", "/dev");
+    mount_fs("sysfs", "/sys");
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let Some(args) = args_from_cmdline(&cmdline) else {
+        eprintln!("versus-init: no `{ARGS_KEY}` on the kernel command line: nothing to run");
+        return;
+    };
+    let tty = cstr(CHANNEL_TTY);
+    // SAFETY: a valid path; the fd is handed to the child as fd 3.
+    let fd = unsafe { open(tty.as_ptr(), O_RDWR | O_NOCTTY) };
+    if fd < 0 {
+        eprintln!("versus-init: cannot open {CHANNEL_TTY}: {}", std::io::Error::last_os_error());
+        return;
+    }
+    let mut argv_s = vec![cstr("versus-guest"), cstr("--fd"), cstr("3")];
+    argv_s.extend(args.iter().map(|a| cstr(a)));
+    let mut argv: Vec<*const i8> = argv_s.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let path = cstr("/init");
+    // SAFETY: fork in a single-threaded process; the child only calls
+    // async-signal-safe functions (dup2, close, execv, _exit) before exec.
+    let pid = unsafe { fork() };
+    if pid == 0 {
+        // SAFETY: see above; argv is NULL-terminated and outlives execv.
+        unsafe {
+            if fd != 3 {
+                dup2(fd, 3);
+                close(fd);
+            }
+            execv(path.as_ptr(), argv.as_ptr());
+            _exit(127);
+        }
+    }
+    if pid < 0 {
+        eprintln!("versus-init: fork failed: {}", std::io::Error::last_os_error());
+        return;
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is a valid out pointer.
+    unsafe { waitpid(pid, &mut status, 0) };
+}
+
+fn poweroff() -> ! {
+    // SAFETY: sync and reboot have no memory preconditions; as pid 1 in the
+    // guest we hold CAP_SYS_BOOT.
+    unsafe {
+        sync();
+        reboot(RB_AUTOBOOT);
+        // Only reached if reboot failed: leaving pid 1 panics the kernel,
+        // and `panic=-1` reboots it.
+        _exit(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_are_read_from_the_command_line() {
+        assert_eq!(args_from_cmdline("console=ttyS0 versus.args=cpu,1000 quiet"), Some(vec!["cpu".to_string(), "1000".to_string()]));
+        assert_eq!(args_from_cmdline("versus.args=ready\n"), Some(vec!["ready".to_string()]));
+        assert_eq!(args_from_cmdline("console=ttyS0"), None);
+        assert_eq!(args_from_cmdline("versus.args="), None);
+    }
+}
