@@ -289,16 +289,18 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
         for p in &dens_platforms {
             let mem = by_iteration(s, p, None, "density.mem_per_instance", None);
             let rate = by_iteration(s, p, None, "density.launch_rate", None);
+            let pss = by_iteration(s, p, None, "density.pss_per_instance", None);
             for (n, v) in &mem {
                 let r = rate.iter().find(|x| x.0 == *n).map(|x| format!("{:.1}", x.1)).unwrap_or_else(|| "-".into());
-                rows.push(vec![flag(p), n.to_string(), fmt_bytes(*v), r]);
+                let ps = pss.iter().find(|x| x.0 == *n).map(|x| fmt_bytes(x.1)).unwrap_or_else(|| "-".into());
+                rows.push(vec![flag(p), n.to_string(), fmt_bytes(*v), ps, r]);
             }
             if let Some((n, v)) = mem.last() {
                 let r = rate.iter().find(|x| x.0 == *n).map(|x| x.1).unwrap_or(0.0);
                 parts.push(format!("{p}: {} each at N={n}, launched at {r:.0}/s", fmt_bytes(*v)));
             }
         }
-        table(&mut o, &["platform", "N", "MemAvailable drop per instance", "launches per second"], &rows);
+        table(&mut o, &["platform", "N", "MemAvailable drop per instance", "PSS per instance", "launches per second"], &rows);
         chart_ref(&mut o, charts, "density", "density curve");
         let _ = writeln!(
             o,

@@ -122,3 +122,18 @@ fn vm_disks_full_copy_vs_copy_on_write() {
     let left: Vec<_> = std::fs::read_dir(t.path()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(left.len(), 2, "only src and base.img remain: {left:?}");
 }
+
+#[test]
+fn standard_footprints_cover_process_container_and_vm_disks() {
+    let (rows, notes) = footprint::standard_footprints("t", 4, 256 * KIB, "vm-linux", &[], 16 * MIB).unwrap();
+    eprintln!("notes: {notes:?}");
+    let methods: Vec<(String, String)> = rows.iter().filter(|r| r.metric == "image.total" && r.unit == "bytes").map(|r| (r.platform.clone(), r.workload.clone())).collect();
+    eprintln!("{methods:?}");
+    for r in rows.iter().filter(|r| r.metric == "image.total" && r.unit == "bytes") {
+        eprintln!("{} {}: one instance {} bytes", r.platform, r.workload, r.value);
+    }
+    assert!(methods.contains(&("process".into(), "shared".into())));
+    assert!(methods.contains(&("vm-linux".into(), "copy".into())));
+    // N=4 rows exist for each method and grow with N by what an instance adds.
+    assert!(rows.iter().any(|r| r.metric == "image.n_instances" && r.iteration == 4));
+}

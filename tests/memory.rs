@@ -89,8 +89,11 @@ fn density_curve_is_bounded_and_tears_down() {
     let r = measure_density(&p, &spec("idle:32"), &opts).unwrap();
     assert_eq!(r.points.iter().map(|p| p.n).collect::<Vec<_>>(), vec![1, 2, 4], "stopped early: {:?}", r.stopped_early);
     for pt in &r.points {
-        eprintln!("density N={} per instance {:.2} MiB, {:.1} launches/s", pt.n, pt.mem_per_instance() / MIB, pt.launch_rate());
+        let pss = pt.pss_total as f64 / pt.n as f64;
+        eprintln!("density N={} MemAvailable drop {:.2} MiB/instance, PSS {:.2} MiB/instance, {:.1} launches/s", pt.n, pt.mem_per_instance() / MIB, pss / MIB, pt.launch_rate());
         assert!(pt.launch_rate() > 0.0);
+        // Every instance of the step was running and holding its 32 MiB.
+        assert!((pss - 32.0 * MIB).abs() < 3.2 * MIB, "PSS per instance {:.2} MiB at N={}", pss / MIB, pt.n);
     }
     assert!(my_children().is_empty(), "instances left running: {:?}", my_children());
     // A margin larger than the host's memory stops the curve before any launch.

@@ -71,6 +71,9 @@ pub struct DensityPoint {
     pub available_after: u64,
     /// Seconds from the first launch start to the last instance ready.
     pub launch_secs: f64,
+    /// Sum of the PSS of every instance's host processes, bytes: the same
+    /// question without the host-wide noise of MemAvailable.
+    pub pss_total: u64,
 }
 
 impl DensityPoint {
@@ -100,7 +103,8 @@ pub struct DensityResult {
 impl DensityResult {
     /// Rows for samples.csv, `iteration` = N: `density.mem_per_instance`
     /// (bytes), `density.launch_rate` (instances/s) and
-    /// `density.mem_available_drop` (bytes, all N together).
+    /// `density.mem_available_drop` (bytes, all N together) and
+    /// `density.pss_per_instance` (bytes).
     pub fn samples(&self, run_id: &str, platform: &str, workload: &str) -> Vec<Sample> {
         let mut rows = Vec::new();
         for p in &self.points {
@@ -108,6 +112,7 @@ impl DensityResult {
             rows.push(sample(run_id, platform, workload, "density.mem_per_instance", "bytes", n, p.mem_per_instance()));
             rows.push(sample(run_id, platform, workload, "density.launch_rate", "instances/s", n, p.launch_rate()));
             rows.push(sample(run_id, platform, workload, "density.mem_available_drop", "bytes", n, p.available_before.saturating_sub(p.available_after) as f64));
+            rows.push(sample(run_id, platform, workload, "density.pss_per_instance", "bytes", n, p.pss_total as f64 / p.n as f64));
         }
         rows
     }
@@ -226,8 +231,9 @@ fn step(platform: &dyn Platform, spec: &LaunchSpec, n: usize, opts: &DensityOpti
     let launch_secs = t0.elapsed().as_secs_f64();
     std::thread::sleep(opts.settle);
     let after = mem_available()?;
+    let pss_total = crate::measure::memory::read_pids(&fleet.pids()).pss_bytes;
     fleet.stop_all()?;
-    Ok((Some(DensityPoint { n, available_before: before, available_after: after, launch_secs }), None))
+    Ok((Some(DensityPoint { n, available_before: before, available_after: after, launch_secs, pss_total }), None))
 }
 
 #[cfg(test)]
@@ -244,13 +250,13 @@ mod tests {
 
     #[test]
     fn point_arithmetic() {
-        let p = DensityPoint { n: 4, available_before: 1000, available_after: 600, launch_secs: 0.5 };
+        let p = DensityPoint { n: 4, available_before: 1000, available_after: 600, launch_secs: 0.5, pss_total: 40 };
         assert_eq!(p.mem_per_instance(), 100.0);
         assert_eq!(p.launch_rate(), 8.0);
         let gained = DensityPoint { available_after: 2000, ..p.clone() };
         assert_eq!(gained.mem_per_instance(), 0.0);
         let rows = DensityResult { points: vec![p], stopped_early: None }.samples("r", "process", "idle:1");
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
         assert!(rows.iter().all(|r| r.iteration == 4));
     }
 }

@@ -374,6 +374,48 @@ pub fn footprint_disk(platform: &str, artefacts: &[PathBuf], base_disk: &Path, m
     Ok(FootprintResult { platform: platform.into(), method, shared, per_instance: disk_instances(base_disk, method, n, write_bytes)? })
 }
 
+/// The footprint rows of this host's platforms, built for real with `n`
+/// instances each: `process` (the workload binary, shared), `container`
+/// (versus' read-only rootfs, shared; and an overlayfs writable layer per
+/// instance, each writing `write_bytes`), and a VM disk holding the same
+/// rootfs as an ext4 image of `disk_bytes`, given to each instance as a full
+/// copy, a qcow2 overlay and a reflink clone, recorded under `vm_platform`
+/// with `vm_artefacts` (kernel, initramfs) as shared bytes. A method that
+/// cannot run here (no root for overlayfs, no qemu-img, no reflink) is left
+/// out and named in the returned notes.
+pub fn standard_footprints(run_id: &str, n: usize, write_bytes: u64, vm_platform: &str, vm_artefacts: &[PathBuf], disk_bytes: u64) -> anyhow::Result<(Vec<Sample>, Vec<String>)> {
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let guest = crate::workload::GuestProgram::materialize().context("writing the workload program to a temp dir")?;
+    rows.extend(footprint_shared("process", &[guest.path()], n)?.samples(run_id));
+    let image = crate::platform::container::rootfs::Image::build().context("building the container rootfs")?;
+    rows.extend(footprint_shared("container", &[image.rootfs()], n)?.samples(run_id));
+    match footprint_overlay("container", &image.rootfs(), n, write_bytes) {
+        Ok(r) => rows.extend(r.samples(run_id)),
+        Err(e) => notes.push(format!("container overlay footprint not measured: {e:#}")),
+    }
+    let work = tempfile::Builder::new().prefix("versus-footprint-vm-").tempdir().context("creating a temp dir for the VM disk")?;
+    let base = work.path().join("rootfs.ext4");
+    match make_ext4_image(&image.rootfs(), &base, disk_bytes) {
+        Ok(()) => {
+            for m in [Method::Copy, Method::Qcow2, Method::Reflink] {
+                if m == Method::Reflink {
+                    if let Err(why) = reflink_supported(work.path()) {
+                        notes.push(format!("reflink VM disks not measured: {why}"));
+                        continue;
+                    }
+                }
+                match footprint_disk(vm_platform, vm_artefacts, &base, m, n, write_bytes) {
+                    Ok(r) => rows.extend(r.samples(run_id)),
+                    Err(e) => notes.push(format!("{} VM disks not measured: {e:#}", m.name())),
+                }
+            }
+        }
+        Err(e) => notes.push(format!("VM disk footprint not measured: {e:#}")),
+    }
+    Ok((rows, notes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
