@@ -88,14 +88,29 @@ pub fn bzimage_version(image: &[u8], hdr: &setup_header) -> Option<String> {
     Some(String::from_utf8_lossy(&s[..end]).trim().to_string())
 }
 
-/// The banner a vmlinux prints first (`Linux version ...`), read from the
-/// image, without its trailing newline.
-pub fn vmlinux_banner(image: &[u8]) -> Option<String> {
+/// Every `Linux version ...` string in a vmlinux image, without newlines.
+pub fn vmlinux_banners(image: &[u8]) -> Vec<String> {
     let needle = b"Linux version ";
-    let start = image.windows(needle.len()).position(|w| w == needle)?;
-    let rest = &image[start..];
-    let end = rest.iter().position(|&b| b == b'\n' || b == 0).unwrap_or(rest.len()).min(512);
-    Some(String::from_utf8_lossy(&rest[..end]).to_string())
+    let mut v = Vec::new();
+    let mut from = 0;
+    while let Some(i) = image[from..].windows(needle.len()).position(|w| w == needle) {
+        let start = from + i;
+        let rest = &image[start..];
+        let end = rest.iter().position(|&b| b == b'\n' || b == 0).unwrap_or(rest.len()).min(512);
+        v.push(String::from_utf8_lossy(&rest[..end]).to_string());
+        from = start + end.max(1);
+    }
+    v
+}
+
+/// The banner a vmlinux prints first (`Linux version ...`). Kernels since
+/// 6.1 carry two: init/version.c's with an empty build number (`# SMP`) and
+/// the linked-in one from version-timestamp.c (`#1 SMP`), which is printed;
+/// the one whose `#` is followed by a digit wins, else the last one.
+pub fn vmlinux_banner(image: &[u8]) -> Option<String> {
+    let all = vmlinux_banners(image);
+    let numbered = |b: &&String| b.split(" #").nth(1).is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+    all.iter().find(numbered).or(all.last()).cloned()
 }
 
 /// A compression the kernel build can use for its payload.
@@ -646,6 +661,10 @@ mod tests {
         let mut img = b"\x7fELF junk\0Linux version 6.1.0-test (x@y) #1 SMP\n\0more".to_vec();
         img.extend_from_slice(&[0u8; 16]);
         assert_eq!(vmlinux_banner(&img).as_deref(), Some("Linux version 6.1.0-test (x@y) #1 SMP"));
+        // 6.1+: the unnumbered copy from init/version.c comes first.
+        let two = b"..Linux version 6.1 (x@y) # SMP\n\0..Linux version 6.1 (x@y) #1 SMP\n\0".to_vec();
+        assert_eq!(vmlinux_banners(&two).len(), 2);
+        assert_eq!(vmlinux_banner(&two).as_deref(), Some("Linux version 6.1 (x@y) #1 SMP"));
     }
 
     /// Tests on the real distribution kernel fetched by harness/fetch-kernel.

@@ -297,7 +297,7 @@ impl From<LinuxError> for LaunchError {
     fn from(e: LinuxError) -> LaunchError {
         match e {
             LinuxError::Vm(v) => (*v).into(),
-            LinuxError::NotRepresentative(why) => LaunchError::Unsupported(why),
+            LinuxError::NotRepresentative(why) => LaunchError::Unsupported(format!("{why}; pass --force (versus launch vm-linux --force) to boot it anyway")),
             other => LaunchError::Vm(other.to_string()),
         }
     }

@@ -1,0 +1,124 @@
+//! vm-linux integration tests: a real Linux kernel (Debian's cloud kernel,
+//! fetched by harness/fetch-kernel) booted in the versus VMM.
+//!
+//! - `forced_boot_prints_banner_cmdline_and_e820`: runs on every KVM host,
+//!   including kvm_pvm hosts where guest kernel code is emulated (`--force`
+//!   semantics): boots the extracted vmlinux and reads the console until the
+//!   kernel printed its banner, command line and e820 map, and checks them
+//!   against what the VMM configured.
+//! - `boot_to_ready_runs_every_workload`: needs hardware-assisted KVM; it is
+//!   `#[ignore]`d with the reason, and run with `--ignored` on another host
+//!   it fails (never passes) when the host is not hardware-assisted.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use versus::host::{kvm_mode, KvmMode};
+use versus::platform::vm::linux::bootparams::e820_map;
+use versus::platform::vm::linux::{self, cmdline, LinuxOptions, LinuxPlatform};
+use versus::platform::{LaunchSpec, Platform};
+use versus::workload::{Workload, WorkloadSpec};
+
+fn kernel() -> PathBuf {
+    if let Some(p) = std::env::var_os("VERSUS_TEST_KERNEL") {
+        return p.into();
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/harness/fetch-kernel");
+    let o = Command::new(script).output().unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    assert!(o.status.success(), "harness/fetch-kernel failed: {}; run it by hand (as root it can apt-get update) or set VERSUS_TEST_KERNEL", String::from_utf8_lossy(&o.stderr));
+    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}
+
+/// Strips the `[    0.000000] ` timestamp printk adds.
+fn message(line: &str) -> &str {
+    match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((ts, rest)) if ts.trim().parse::<f64>().is_ok() => rest,
+        _ => line,
+    }
+}
+
+#[test]
+fn forced_boot_prints_banner_cmdline_and_e820() {
+    if matches!(kvm_mode(), KvmMode::Absent) {
+        panic!("/dev/kvm is absent: this test boots a real kernel in the versus VMM and cannot run here");
+    }
+    let mem_mib = 256;
+    let opts = LinuxOptions { kernel: Some(kernel()), force: true, timeout: Duration::from_secs(240), mem_mib, ..Default::default() };
+    let args = vec!["ready".to_string()];
+    let want_cmdline = format!("Command line: {}", cmdline(&args, true, ""));
+    let want_e820: Vec<String> = e820_map(mem_mib << 20).iter().map(|e| e.kernel_log_line()).collect();
+    let cb = linux::boot_console(&opts, &args, |lines| {
+        let msgs: Vec<&str> = lines.iter().map(|l| message(l)).collect();
+        msgs.iter().any(|m| m.starts_with("Linux version "))
+            && msgs.iter().any(|m| *m == want_cmdline)
+            && want_e820.iter().all(|w| msgs.iter().any(|m| m == w))
+    })
+    .expect("build and start the VM");
+    eprintln!(
+        "vm-linux forced boot: VM set-up {:?}, guest ran {:?} until the e820 map was printed ({} console lines; reached: {}; kvm mode {:?})",
+        cb.setup_time,
+        cb.guest_time,
+        cb.lines.len(),
+        cb.reached,
+        kvm_mode()
+    );
+    let msgs: Vec<&str> = cb.lines.iter().map(|l| message(l)).collect();
+    assert!(cb.reached, "the kernel did not print banner, command line and e820 map; ended: {:?}; console:\n{}", cb.ended, cb.lines.join("\n"));
+    // The banner printed is the one in the image.
+    let banner = cb.banner.as_deref().expect("the vmlinux carries a `Linux version` banner");
+    assert!(msgs.contains(&banner), "banner {banner:?} not printed; console:\n{}", cb.lines.join("\n"));
+    // The command line is exactly the configured one.
+    assert_eq!(format!("Command line: {}", cb.cmdline), want_cmdline);
+    assert_eq!(msgs.iter().filter(|m| m.starts_with("Command line: ")).collect::<Vec<_>>(), vec![&want_cmdline.as_str()]);
+    // Every e820 entry, and nothing else, is the one the VMM configured.
+    let printed: Vec<&str> = msgs.iter().copied().filter(|m| m.starts_with("BIOS-e820: ")).collect();
+    let configured: Vec<String> = cb.e820.iter().map(|e| e.kernel_log_line()).collect();
+    assert_eq!(configured, want_e820);
+    assert_eq!(printed, configured.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+#[ignore = "boots Linux to ready and runs every workload: needs hardware-assisted KVM (kvm_intel/kvm_amd); run with --ignored on such a host"]
+fn boot_to_ready_runs_every_workload() {
+    let mode = kvm_mode();
+    if !matches!(mode, KvmMode::Hardware { .. }) {
+        panic!("SKIPPED, NOT PASSED: this host's KVM is {mode:?}; {}", linux::not_representative_reason(&mode).unwrap_or_default());
+    }
+    let p = LinuxPlatform::new(LinuxOptions { kernel: Some(kernel()), ..Default::default() });
+    p.available().expect("vm-linux available");
+    p.representative().expect("representative on a hardware-assisted host");
+    for w in [Workload::Ready, Workload::Cpu { rounds: 2000 }, Workload::Mem { mib: 16 }, Workload::Call { n: 10_000 }] {
+        let mut spec = LaunchSpec::new(WorkloadSpec(w));
+        spec.timeout = Duration::from_secs(30);
+        let mut inst = p.launch(&spec).unwrap_or_else(|e| panic!("{w:?}: {e}"));
+        let boot = inst.boot().clone();
+        assert_eq!(boot.phases.iter().map(|p| p.0).collect::<Vec<_>>(), linux::PHASES.to_vec());
+        let fin = inst.finish().unwrap_or_else(|e| panic!("{w:?}: {e}"));
+        let teardown = inst.stop().unwrap();
+        eprintln!("{w:?}: boot {:.1} ms {:?}, teardown {teardown:.1} ms", boot.total_ms(), boot.phases);
+        if let Workload::Cpu { rounds } = w {
+            let r = fin.results.iter().find(|r| r.get("workload") == Some("cpu")).expect("cpu result");
+            assert_eq!(r.checksum(), Some(versus::workload::expected_cpu_checksum(rounds).as_str()), "cpu checksum equals the other platforms'");
+        } else if w != Workload::Ready {
+            assert!(fin.results.iter().any(|r| r.get("workload") == Some(w.name())), "{w:?}: {fin:?}");
+        }
+    }
+}
+
+#[test]
+fn unforced_launch_is_refused_where_kernel_code_is_emulated() {
+    let mode = kvm_mode();
+    let p = LinuxPlatform::new(LinuxOptions { kernel: Some(kernel()), ..Default::default() });
+    let Some(why) = linux::not_representative_reason(&mode) else {
+        // Hardware-assisted: representative, and the refusal does not apply.
+        assert_eq!(p.representative(), Ok(()));
+        return;
+    };
+    assert_eq!(p.representative(), Err(why.clone()));
+    let err = p.launch(&LaunchSpec::new(WorkloadSpec(Workload::Ready))).err().expect("an unforced launch must be refused here");
+    assert!(err.to_string().contains("--force"), "{err}");
+    // No kernel: not available, with what to do.
+    let none = LinuxPlatform::new(LinuxOptions { kernel: Some("/nonexistent/vmlinuz".into()), ..Default::default() });
+    assert!(none.available().unwrap_err().contains("/nonexistent/vmlinuz"));
+}
