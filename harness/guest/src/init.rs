@@ -55,8 +55,10 @@ pub fn dispatch() -> Option<ExitCode> {
     if unsafe { getpid() } != 1 {
         return None;
     }
-    let argv0 = std::env::args().next().unwrap_or_default();
-    if argv0 != "/init" {
+    // The kernel starts /init with no arguments; a container's pid 1 is the
+    // same program as /init too, but always gets its workload as arguments.
+    let mut args = std::env::args();
+    if args.next().as_deref() != Some("/init") || args.next().is_some() {
         return None;
     }
     signal_boot_done();
