@@ -3,6 +3,8 @@
 
 use super::container::{ContainerOptions, ContainerPlatform};
 use super::process::ProcessPlatform;
+use super::vm::bare::VmBarePlatform;
+use super::vm::linux::{LinuxOptions, LinuxPlatform};
 use super::{Platform, ALL_PLATFORMS};
 
 /// Options that platforms take from the command line.
@@ -43,15 +45,21 @@ pub fn create(name: &str, opts: &PlatformOptions) -> Result<Box<dyn Platform>, N
         "container" => Box::new(ContainerPlatform::new(ContainerOptions::default()).map_err(|e| NotRun::Skipped(e.to_string()))?),
         "oci" => return Err(NotRun::Skipped("the `oci` peer platform (runc/crun/youki) is not implemented in this version of versus".into())),
         "qemu" => return Err(NotRun::Skipped("the `qemu` peer platform is not implemented in this version of versus".into())),
-        "vm-bare" | "vm-linux" => return Err(NotRun::Skipped(format!("the `{name}` platform is not built into this version of versus"))),
+        "vm-bare" => Box::new(VmBarePlatform::new()),
+        "vm-linux" => Box::new(LinuxPlatform::new(LinuxOptions {
+            kernel: opts.kernel.clone(),
+            force: opts.force,
+            console: opts.console,
+            ..LinuxOptions::default()
+        })),
         other => return Err(NotRun::Unknown(other.to_string())),
     };
     p.available().map_err(NotRun::Skipped)?;
+    // A platform whose numbers would not represent a typical host (vm-linux
+    // where guest kernel code is emulated) runs only when forced.
     if !opts.force {
-        if let Err(why) = p.representative() {
-            if name == "vm-linux" {
-                return Err(NotRun::Skipped(format!("{why} (use `versus launch vm-linux --force` to run it anyway)")));
-            }
+        if let (Err(why), "vm-linux") = (p.representative(), name) {
+            return Err(NotRun::Skipped(format!("{why} (use `versus launch vm-linux --force` to run it anyway)")));
         }
     }
     Ok(p)
