@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod density;
 pub mod footprint;
+pub mod interference;
 pub mod memory;
 pub mod phases;
 pub mod probes;

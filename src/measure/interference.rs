@@ -1,0 +1,206 @@
+//! Noisy-neighbour interference (after the Isolation Benchmark Suite of
+//! Matthews et al.): the victim workloads (`cpu`, `mem`) run alone, then
+//! beside a neighbour instance of the same platform running a stress of the
+//! workload program (`stress-cpu`, `stress-mem`, `stress-fork`). Each
+//! `interference.<stress>` sample is one victim time under that stress
+//! divided by the median victim time alone (ratio; 1.0 = no interference).
+//!
+//! Everything is bounded in time: the neighbour stops by itself at the end
+//! of its window (sized from the victims' time alone, capped by
+//! [`Config::max_window`]), and the victims run only while it is alive. The
+//! fork bomb is bounded by the platform's pids limit and by
+//! [`Config::max_procs`]; versus counts the processes running the platform's
+//! workload binary before and after each neighbour, and reports any left.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use crate::error::{LaunchError, Result};
+use crate::export::csv::Sample;
+use crate::platform::{Instance, LaunchSpec, Platform};
+use crate::workload::{GuestMode, StressKind, Workload, WorkloadSpec};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The victims (benchmark workloads that report `elapsed_ns`).
+    pub victims: Vec<WorkloadSpec>,
+    pub stresses: Vec<StressKind>,
+    /// Victim runs alone and under each stress.
+    pub reps: u32,
+    /// Upper bound on one neighbour's lifetime.
+    pub max_window: Duration,
+    /// Most processes the fork bomb keeps alive (above the container's pids
+    /// limit, so that the limit is what stops it there).
+    pub max_procs: u32,
+    /// Bound on every launch and wait.
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            victims: vec![WorkloadSpec(Workload::Cpu { rounds: 50_000 }), WorkloadSpec(Workload::Mem { mib: 32 })],
+            stresses: StressKind::ALL.to_vec(),
+            reps: 3,
+            max_window: Duration::from_secs(10),
+            max_procs: 256,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What one neighbour did.
+#[derive(Debug, Clone)]
+pub struct Neighbour {
+    pub stress: StressKind,
+    /// The window it was given, in ms.
+    pub window_ms: u64,
+    /// Its own count of work: SHA-256 rounds, MiB copied, or (fork) the
+    /// peak number of live processes of the bomb.
+    pub work: u64,
+    /// Processes running the platform's workload binary before the
+    /// neighbour started and after it ended (should be equal: zero).
+    pub procs_before: usize,
+    pub procs_after: usize,
+    /// Victim runs that fit in the window, per victim.
+    pub victim_runs: BTreeMap<String, u32>,
+}
+
+/// The result of one platform's interference measurement.
+#[derive(Debug, Clone, Default)]
+pub struct Interference {
+    /// `interference.<stress>` samples (unit `ratio`), plus
+    /// `interference.alone` (ms) for the victims' time alone.
+    pub samples: Vec<Sample>,
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// The (device, inode) of a process's executable.
+fn exe_id(pid: i32) -> Option<(u64, u64)> {
+    std::fs::metadata(format!("/proc/{pid}/exe")).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Host processes whose executable is `id` (the platform's workload binary).
+pub fn count_running(id: (u64, u64)) -> usize {
+    let Ok(d) = std::fs::read_dir("/proc") else { return 0 };
+    d.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| exe_id(*pid) == Some(id))
+        .count()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs one victim to the end; returns (its own elapsed ns, wall time).
+fn run_victim(platform: &dyn Platform, spec: &LaunchSpec) -> Result<(f64, Duration, Option<(u64, u64)>)> {
+    let t = Instant::now();
+    let mut inst = platform.launch(spec)?;
+    let exe = inst.pids().first().and_then(|p| exe_id(*p));
+    let finished = inst.finish();
+    let stopped = inst.stop();
+    let finished = finished?;
+    stopped?;
+    let name = spec.workload.0.name();
+    let el = finished
+        .results
+        .iter()
+        .find(|r| r.get("workload") == Some(name))
+        .and_then(|r| r.elapsed_ns())
+        .ok_or_else(|| LaunchError::Aborted(format!("the {name} victim finished without reporting elapsed_ns")))?;
+    Ok((el as f64, t.elapsed(), exe))
+}
+
+fn sample(platform: &str, workload: &WorkloadSpec, metric: String, unit: &str, iteration: u32, value: f64) -> Sample {
+    Sample { run_id: String::new(), platform: platform.into(), workload: workload.to_string(), metric, unit: unit.into(), iteration, value }
+}
+
+/// Measures interference on `platform`. Every instance it starts is
+/// stopped on every path (instances release themselves when dropped).
+pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interference> {
+    let mut out = Interference::default();
+    let mut alone = BTreeMap::new();
+    let mut wall_total = Duration::ZERO;
+    let mut exe = None;
+    for v in &cfg.victims {
+        let mut spec = LaunchSpec::new(*v);
+        spec.timeout = cfg.timeout;
+        let mut times = Vec::new();
+        for i in 0..cfg.reps.max(1) {
+            let (el, wall, id) = run_victim(platform, &spec)?;
+            exe = exe.or(id);
+            wall_total += wall;
+            out.samples.push(sample(platform.name(), v, "interference.alone".into(), "ms", i, el / 1e6));
+            times.push(el);
+        }
+        alone.insert(v.to_string(), median(&mut times));
+    }
+    let warmup = Duration::from_millis(200);
+    // Room for every victim run at up to 12x its time alone (launch
+    // included: a fork bomb slows launches most), plus margin.
+    let window = (warmup + wall_total * 12 + Duration::from_millis(500)).min(cfg.max_window);
+    for &stress in &cfg.stresses {
+        // A fork bomb slows launches far more than the other stresses (36x
+        // for `cpu` on the process platform here): give it the whole bound.
+        let window = if stress == StressKind::Fork { cfg.max_window } else { window };
+        let before = exe.map(count_running).unwrap_or(0);
+        let mut spec = LaunchSpec::new(WorkloadSpec::mode(GuestMode::Stress { kind: stress, ms: window.as_millis() as u32, max_procs: cfg.max_procs }));
+        spec.timeout = cfg.timeout.max(window * 2);
+        let started = Instant::now();
+        let mut neighbour: Box<dyn Instance> = platform.launch(&spec)?;
+        std::thread::sleep(warmup);
+        let mut runs = BTreeMap::new();
+        let mut last_wall = Duration::ZERO;
+        // Round-robin over the victims, so each gets runs even when the
+        // stress slows them more than expected.
+        'victims: for i in 0..cfg.reps.max(1) {
+            for v in &cfg.victims {
+                // Only while the neighbour is certainly still running.
+                if started.elapsed() + last_wall * 2 + Duration::from_millis(100) >= window {
+                    break 'victims;
+                }
+                let mut vspec = LaunchSpec::new(*v);
+                vspec.timeout = cfg.timeout;
+                let (el, wall, _) = run_victim(platform, &vspec)?;
+                last_wall = last_wall.max(wall);
+                let base = alone[&v.to_string()];
+                out.samples.push(sample(platform.name(), v, format!("interference.{}", stress.name()), "ratio", i, el / base));
+                *runs.entry(v.to_string()).or_insert(0) += 1;
+            }
+        }
+        let finished = neighbour.finish();
+        let stopped = neighbour.stop();
+        let finished = finished?;
+        stopped?;
+        let work = finished.results.first().and_then(|r| r.checksum()).and_then(|c| u64::from_str_radix(c, 16).ok()).unwrap_or(0);
+        let after = exe.map(count_running).unwrap_or(0);
+        out.neighbours.push(Neighbour { stress, window_ms: window.as_millis() as u64, work, procs_before: before, procs_after: after, victim_runs: runs });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_own_exe_count() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&mut []).is_nan());
+        let me = exe_id(std::process::id() as i32).expect("own exe");
+        assert!(count_running(me) >= 1);
+    }
+}

@@ -1,0 +1,60 @@
+//! Noisy-neighbour interference on real platforms: rows for every stress,
+//! and a fork bomb that never escapes its sandbox.
+
+use std::time::Duration;
+
+use versus::measure::interference::{run_interference, Config, Interference};
+use versus::platform::container::{ContainerOptions, ContainerPlatform};
+use versus::platform::process::ProcessPlatform;
+use versus::platform::{Limits, Platform};
+use versus::workload::StressKind;
+
+fn config() -> Config {
+    Config { reps: 2, max_window: Duration::from_secs(8), ..Config::default() }
+}
+
+fn check(p: &dyn Platform, r: &Interference) {
+    for s in &r.samples {
+        println!("{} {} {} {} {:.3}", s.platform, s.workload, s.metric, s.iteration, s.value);
+    }
+    for n in &r.neighbours {
+        println!("{}: neighbour {:?} window {} ms work {} procs before {} after {} victim runs {:?}", p.name(), n.stress, n.window_ms, n.work, n.procs_before, n.procs_after, n.victim_runs);
+    }
+    let cfg = config();
+    for stress in StressKind::ALL {
+        for v in &cfg.victims {
+            let rows: Vec<_> = r.samples.iter().filter(|s| s.metric == format!("interference.{}", stress.name()) && s.workload == v.to_string()).collect();
+            assert!(!rows.is_empty(), "{}: no interference.{} rows for {v}", p.name(), stress.name());
+            assert!(rows.iter().all(|s| s.value.is_finite() && s.value > 0.0 && s.unit == "ratio"), "{rows:?}");
+        }
+    }
+    assert_eq!(r.neighbours.len(), 3);
+    for n in &r.neighbours {
+        assert!(n.work > 0, "{:?} did no work", n.stress);
+        assert_eq!(n.procs_after, n.procs_before, "{:?} neighbour left processes behind", n.stress);
+        assert_eq!(n.procs_after, 0, "no instance of this platform may be left running");
+    }
+}
+
+fn fork_peak(r: &Interference) -> u64 {
+    r.neighbours.iter().find(|n| n.stress == StressKind::Fork).map(|n| n.work).unwrap_or(0)
+}
+
+#[test]
+fn process_interference_and_unbounded_fork_bomb() {
+    let p = ProcessPlatform::new().unwrap();
+    let r = run_interference(&p, &config()).unwrap();
+    check(&p, &r);
+    // Nothing but the bomb's own cap limits it on the process platform:
+    // it grows past the container's pids limit.
+    assert!(fork_peak(&r) > Limits::default().pids, "peak {}", fork_peak(&r));
+}
+
+#[test]
+fn container_interference_and_fork_bomb_contained_by_pids_limit() {
+    let p = ContainerPlatform::new(ContainerOptions::default()).unwrap();
+    let r = run_interference(&p, &config()).unwrap();
+    check(&p, &r);
+    let peak = fork_peak(&r);
+    assert!(peak > 1 && peak <= Limits::default().pids, "the pids limit ({}) must stop the bomb: peak {peak}", Limits::default().pids);
+}
