@@ -593,17 +593,28 @@ fn fork_bomb(deadline: u64, max: u32) -> u64 {
     }
     // SAFETY: the mapping is 4096 bytes, page-aligned, zero-filled, and
     // AtomicU32 has the layout of u32; it lives as long as the processes.
-    let (live, peak) = unsafe { (&*(p as *const AtomicU32), &*(p.add(4) as *const AtomicU32)) };
+    let (live, peak, alive) = unsafe { (&*(p as *const AtomicU32), &*(p.add(4) as *const AtomicU32), &*(p.add(8) as *const AtomicU32)) };
     live.store(1, Ordering::SeqCst);
     peak.store(1, Ordering::SeqCst);
-    let root = bomb_loop(deadline, max, live, peak);
+    alive.store(1, Ordering::SeqCst);
+    let root = bomb_loop(deadline, max, &Counters { live, peak, alive });
     debug_assert!(root);
     peak.load(Ordering::SeqCst) as u64
 }
 
+/// The fork bomb's shared counters: `live` reserves a slot before each
+/// fork (the cap), `alive` counts processes that exist, `peak` is the most
+/// that existed at once.
+struct Counters<'a> {
+    live: &'a AtomicU32,
+    peak: &'a AtomicU32,
+    alive: &'a AtomicU32,
+}
+
 /// The body every process of the bomb runs. Returns true in the root; the
 /// children never return.
-fn bomb_loop(deadline: u64, max: u32, live: &AtomicU32, peak: &AtomicU32) -> bool {
+fn bomb_loop(deadline: u64, max: u32, c: &Counters) -> bool {
+    let (live, peak, alive) = (c.live, c.peak, c.alive);
     let mut is_root = true;
     loop {
         if now_ns() >= deadline || stdin_closed() {
@@ -631,20 +642,23 @@ fn bomb_loop(deadline: u64, max: u32, live: &AtomicU32, peak: &AtomicU32) -> boo
             is_root = false;
             // SAFETY: PR_SET_PDEATHSIG with a signal number; no memory passed.
             unsafe { prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) };
+            let now_alive = alive.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now_alive, Ordering::SeqCst);
             // SAFETY: getppid takes no arguments. If the parent died before
             // the death signal was armed, leave now.
             if unsafe { getppid() } != parent {
+                alive.fetch_sub(1, Ordering::SeqCst);
                 live.fetch_sub(1, Ordering::SeqCst);
                 // SAFETY: ends a forked child without running the root's exit path.
                 unsafe { _exit(0) }
             }
-            peak.fetch_max(live.load(Ordering::SeqCst), Ordering::SeqCst);
             continue;
         }
         reap(false);
     }
     reap(true);
     if !is_root {
+        alive.fetch_sub(1, Ordering::SeqCst);
         live.fetch_sub(1, Ordering::SeqCst);
         // SAFETY: ends a forked child without running the root's exit path.
         unsafe { _exit(0) }
