@@ -7,7 +7,7 @@ use std::time::Duration;
 use versus::platform::vm::abi::mode;
 use versus::platform::vm::bare::{BareVm, GuestRun, VmBarePlatform};
 use versus::platform::vm::VmError;
-use versus::platform::{LaunchSpec, Platform};
+use versus::platform::{Instance, LaunchSpec, Platform};
 use versus::workload::{expected_cpu_checksum, WorkloadSpec};
 use versus::LaunchError;
 
@@ -174,7 +174,7 @@ fn thousand_launches_keep_rss_flat_and_leak_no_fd_thread_or_mapping() {
     }
     let p = VmBarePlatform::new();
     let s = spec("ready");
-    let mut one = |i: usize| {
+    let one = |i: usize| {
         let mut inst = p.launch(&s).unwrap_or_else(|e| panic!("launch {i}: {e}"));
         inst.finish().unwrap();
         inst.stop().unwrap();
@@ -203,4 +203,43 @@ fn thousand_launches_keep_rss_flat_and_leak_no_fd_thread_or_mapping() {
     assert!(tasks1 <= tasks0, "thread leak: {tasks0} -> {tasks1}");
     assert!(maps1 <= maps0 + 2, "mapping leak: {maps0} -> {maps1}");
     assert!(rss1 < rss0 + (4 << 20), "RSS grew by {} bytes over 1000 launches", rss1.saturating_sub(rss0));
+}
+
+#[test]
+fn vmm_process_runs_workloads_and_reports_memory() {
+    let _g = serial();
+    if !kvm_or_skip() {
+        return;
+    }
+    use versus::platform::vm::vmm_process::VmBareProcessPlatform;
+    let p = VmBareProcessPlatform::with_binary(std::path::Path::new(env!("CARGO_BIN_EXE_versus-vmm")));
+    p.available().unwrap();
+    let fds0 = count("/proc/self/fd");
+
+    let mut inst = p.launch(&spec("cpu:1000")).unwrap();
+    let names: Vec<_> = inst.boot().phases.iter().map(|p| p.0).collect();
+    assert_eq!(names, ["vmm_spawn", "vm_create", "guest_memory", "image_load", "vcpu_setup", "ready"]);
+    assert_eq!(inst.pids().len(), 1);
+    let fin = inst.finish().unwrap();
+    assert_eq!(fin.results[0].checksum(), Some(expected_cpu_checksum(1000).as_str()));
+    inst.stop().unwrap();
+
+    // An idle guest that touched 16 MiB: its VMM's PSS includes them, the
+    // VMM's own resident memory excludes them.
+    let inst = p.launch_process(&spec("idle:16")).unwrap();
+    assert!(!inst.guest_ram.is_empty());
+    let m = inst.memory().unwrap();
+    eprintln!("idle:16 in versus-vmm: {m:?}");
+    assert!(m.guest_ram_rss >= 16 << 20, "{m:?}");
+    assert!(m.host_pss >= m.guest_ram_rss, "{m:?}");
+    assert!(m.vmm_rss_excl_guest > 0 && m.vmm_rss_excl_guest < 16 << 20, "{m:?}");
+    let pid = inst.pids()[0];
+    Box::new(inst).stop().unwrap();
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true), "VMM process {pid} still alive after stop");
+
+    // A guest error reaches the caller as the VMM's ABORT.
+    let err = p.launch(&spec("mem:4000")).err().expect("a 4000 MiB heap is above the guest RAM limit");
+    eprintln!("mem:4000 -> {err}");
+    assert!(err.to_string().contains("at most 3072 MiB"), "{err}");
+    assert_eq!(count("/proc/self/fd"), fds0, "fd leak");
 }

@@ -39,6 +39,9 @@ pub const HEAP_BASE: u64 = 0x40_0000;
 /// The identity map covers this much; RAM is smaller, so an access between
 /// RAM's end and here reaches the VMM as an MMIO exit.
 pub const MAPPED_LIMIT: u64 = 4 << 30;
+/// The most guest RAM a bare guest gets (below `MAPPED_LIMIT`, leaving a
+/// mapped hole above RAM for out-of-RAM probes).
+pub const MAX_RAM: u64 = 3 << 30;
 
 pub const PORT_LINE: u16 = 0x7e0;
 pub const PORT_CALL: u16 = 0x7e1;

@@ -166,6 +166,9 @@ impl BareVm {
         let t_vm = now_ns();
 
         let ram = run.ram_bytes();
+        if ram > abi::MAX_RAM {
+            return Err(VmError::Memory { bytes: ram, reason: format!("a vm-bare guest has at most {} MiB of RAM (its identity map ends at 4 GiB)", abi::MAX_RAM >> 20) });
+        }
         let mem = memory::allocate(&[(GuestAddress(0), ram as usize)])?;
         memory::register(&vmfd, &mem)?;
         let t_mem = now_ns();
@@ -310,12 +313,16 @@ impl Platform for VmBarePlatform {
         image().map(|_| ()).map_err(|e| e.to_string())
     }
     fn notes(&self) -> Vec<String> {
-        vec![
+        let mut n = vec![
             "kernel-less KVM guest: the workload runs in 64-bit user mode (CPL3), entered directly by versus' VMM".into(),
             "call: one port-I/O host call to the VMM per round trip (a VM exit and re-entry; the guest has no kernel to make a system call to)".into(),
             "elapsed_ns: measured in the guest with rdtsc, converted with the guest TSC frequency from KVM_GET_TSC_KHZ".into(),
             "the VMM runs inside the versus process: mem.host / mem.vmm come from vm::vmm_process::measure_memory (a separate versus-vmm process)".into(),
-        ]
+        ];
+        if crate::host::kvm_mode() == crate::host::KvmMode::Pvm {
+            n.push("kvm_pvm: guest user code runs natively, but each port-I/O host call is a #GP trap plus instruction emulation, dearer than a hardware VM exit".into());
+        }
+        n
     }
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
         let vm = BareVm::launch(GuestRun::workload(spec.workload.0), spec.timeout)?;

@@ -10,11 +10,20 @@
 //! | [`memory`] | guest RAM as a vm-memory `GuestMemoryMmap`: [`memory::allocate`], [`memory::register`], [`memory::host_ranges`] |
 //! | [`vcpu`] | [`vcpu::create_vcpu`], CPUID, and the run loop [`vcpu::run`] that dispatches exits to a [`bus::Bus`] under a deadline |
 //! | [`bus`] | the device bus: [`bus::PioDevice`] on port ranges, [`bus::MmioDevice`] on address ranges, [`bus::Flow`] |
+//! | [`abi`] | the VMM/guest contract (layout, boot block, ports, modes), `no_std`, included by the guest itself |
+//! | [`tiny`] | a VM around a few bytes of code: the raw KVM floor ([`tiny::raw_floor_ns`]) and the speed loop |
 //! | [`layout`] | the bare guest's physical layout, GDT, identity page tables, long-mode sregs |
 //! | [`hostcall`] | the port-I/O host-call protocol of the bare guest ([`hostcall::HostCall`] device) |
 //! | [`bare`] | [`bare::VmBarePlatform`]: the `vm-bare` [`crate::platform::Platform`] |
 //! | [`speed`] | [`speed::measure`]: guest CPL0 vs CPL3 loop rates (the KVM-mode fingerprint) |
-//! | [`vmm_process`] | running a bare guest in the small `versus-vmm` process, for honest `mem.host` / `mem.vmm` |
+//! | [`vmm_process`] | running a bare guest in the small `versus-vmm` process, for honest `mem.host` / `mem.vmm` ([`vmm_process::measure_memory`]) |
+//!
+//! Port I/O from guest CPL3: the VMM sets IOPL 3 *and* gives the TSS an
+//! I/O permission bitmap that allows every port. kvm_pvm ignores IOPL for
+//! guest user mode (its instruction emulator then consults the TSS bitmap),
+//! so without the bitmap every `in`/`out` at CPL3 is a #GP, i.e. a triple
+//! fault in a guest with no IDT. With it, each access reaches the VMM as
+//! KVM_EXIT_IO, and the VMM rejects ports no device serves.
 //!
 //! # API for other VM kinds (vm-linux)
 //!

@@ -1,1 +1,279 @@
-//! placeholder, filled below
+//! `vm-bare` with the VMM in a process of its own (`versus-vmm`,
+//! src/bin/versus-vmm.rs): the honest way to attribute host memory to one
+//! guest. `mem.host` is that process's PSS (guest RAM it touched included);
+//! `mem.vmm` is its resident memory minus the guest-RAM mapping, as
+//! Firecracker measures its overhead.
+//!
+//! The in-process [`super::bare::VmBarePlatform`] is the one to time boots
+//! with (no fork+exec in the way); this one is for memory, and for anyone
+//! who wants the VMM isolated from versus.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use nix::fcntl::OFlag;
+use nix::unistd::{pipe2, Pid};
+use serde::Serialize;
+
+use super::VmError;
+use crate::channel::{Channel, Received};
+use crate::error::{LaunchError, Result};
+use crate::measure::clock::now_ns;
+use crate::measure::Boot;
+use crate::platform::child::ChildWorkload;
+use crate::platform::{Finished, Instance, LaunchSpec, Platform};
+
+/// The fd the VMM process writes the protocol to.
+const CHANNEL_FD: i32 = 3;
+
+/// Finds the `versus-vmm` binary: `$VERSUS_VMM`, else next to the running
+/// executable, else one directory up (tests and benches run from `deps/`).
+pub fn vmm_binary() -> std::result::Result<PathBuf, VmError> {
+    if let Some(p) = std::env::var_os("VERSUS_VMM") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| VmError::VmmProcess(format!("cannot find the running executable: {e}")))?;
+    let mut dir = exe.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let c = d.join("versus-vmm");
+        if c.is_file() {
+            return Ok(c);
+        }
+        dir = d.parent();
+    }
+    Err(VmError::VmmProcess(format!(
+        "the versus-vmm binary is not next to {}; build it with `cargo build --bins` (or --release) or point VERSUS_VMM at it",
+        exe.display()
+    )))
+}
+
+/// Memory of one idle `vm-bare` guest whose VMM is its own process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct VmMemory {
+    /// PSS of the VMM process, guest RAM it touched included (`mem.host`).
+    pub host_pss: u64,
+    /// Resident memory of the VMM process outside the guest-RAM mapping
+    /// (`mem.vmm`).
+    pub vmm_rss_excl_guest: u64,
+    /// Resident guest RAM.
+    pub guest_ram_rss: u64,
+    /// Total resident memory of the VMM process.
+    pub vmm_rss: u64,
+}
+
+/// Sums `/proc/<pid>/smaps`: total Pss and Rss, and the Rss of mappings
+/// that start inside one of `guest` (host address, length).
+pub fn smaps_memory(pid: i32, guest: &[(u64, u64)]) -> std::io::Result<VmMemory> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+    Ok(parse_smaps(&text, guest))
+}
+
+fn parse_smaps(text: &str, guest: &[(u64, u64)]) -> VmMemory {
+    let mut m = VmMemory::default();
+    let mut in_guest = false;
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let Some(first) = it.next() else { continue };
+        if let Some((a, _)) = first.split_once('-') {
+            if let Ok(start) = u64::from_str_radix(a, 16) {
+                in_guest = guest.iter().any(|&(g, len)| start >= g && start < g + len);
+                continue;
+            }
+        }
+        let kb = || it.clone().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024;
+        match first {
+            "Rss:" => {
+                let v = kb();
+                m.vmm_rss += v;
+                if in_guest {
+                    m.guest_ram_rss += v;
+                }
+            }
+            "Pss:" => m.host_pss += kb(),
+            _ => {}
+        }
+    }
+    m.vmm_rss_excl_guest = m.vmm_rss - m.guest_ram_rss;
+    m
+}
+
+/// `vm-bare`, one `versus-vmm` process per instance.
+pub struct VmBareProcessPlatform {
+    bin: PathBuf,
+}
+
+impl VmBareProcessPlatform {
+    pub fn new() -> std::result::Result<VmBareProcessPlatform, VmError> {
+        Ok(VmBareProcessPlatform { bin: vmm_binary()? })
+    }
+    pub fn with_binary(bin: &Path) -> VmBareProcessPlatform {
+        VmBareProcessPlatform { bin: bin.to_path_buf() }
+    }
+}
+
+/// A ready guest in its own VMM process.
+pub struct VmmProcessInstance {
+    child: ChildWorkload,
+    boot: Boot,
+    /// Host address ranges of the guest RAM inside the VMM process.
+    pub guest_ram: Vec<(u64, u64)>,
+}
+
+impl VmmProcessInstance {
+    /// Reads the VMM process's memory now.
+    pub fn memory(&self) -> Result<VmMemory> {
+        let pid = self.child.pid().ok_or_else(|| LaunchError::from(VmError::VmmProcess("the VMM process has exited".into())))?;
+        smaps_memory(pid.as_raw(), &self.guest_ram).map_err(|e| LaunchError::io("reading the VMM process's smaps", e))
+    }
+}
+
+/// Parses `LOG vmm guest_ram=<hex>+<hex> ... boot started=<ns> start=<ns> <phase>=<ns>...`.
+fn parse_vmm_log(l: &str) -> Option<(Vec<(u64, u64)>, Vec<(String, u64)>)> {
+    let rest = l.strip_prefix("vmm ")?;
+    let mut ram = Vec::new();
+    let mut marks = Vec::new();
+    let mut in_boot = false;
+    for tok in rest.split(' ') {
+        if tok == "boot" {
+            in_boot = true;
+            continue;
+        }
+        let (k, v) = tok.split_once('=')?;
+        if !in_boot && k == "guest_ram" {
+            let (a, n) = v.split_once('+')?;
+            ram.push((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(n, 16).ok()?));
+        } else if in_boot {
+            marks.push((k.to_string(), v.parse().ok()?));
+        }
+    }
+    Some((ram, marks))
+}
+
+impl VmBareProcessPlatform {
+    /// Launches one guest in a fresh `versus-vmm` process and waits for READY.
+    pub fn launch_process(&self, spec: &LaunchSpec) -> Result<VmmProcessInstance> {
+        let start = now_ns();
+        let (chan_r, chan_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("creating the channel pipe", e))?;
+        let (ctl_r, ctl_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("creating the control pipe", e))?;
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("creating the stderr pipe", e))?;
+        let chan_w_raw = chan_w.as_raw_fd();
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--fd").arg(CHANNEL_FD.to_string()).args(spec.workload.guest_args());
+        cmd.env("VERSUS_VMM_TIMEOUT_MS", spec.timeout.as_millis().to_string());
+        cmd.stdin(Stdio::from(ctl_r)).stdout(Stdio::null()).stderr(Stdio::from(err_w));
+        // SAFETY: the closure runs in the forked child before exec and only
+        // calls dup2, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(chan_w_raw, CHANNEL_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = {
+            let _fork = crate::workload::fork_guard();
+            cmd.spawn().map_err(|e| LaunchError::io(format!("starting the VMM process {}", self.bin.display()), e))?
+        };
+        let pid = Pid::from_raw(child.id() as i32);
+        drop(cmd);
+        drop(chan_w);
+        let mut child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, spec.timeout);
+        let deadline = Instant::now() + spec.timeout;
+        let mut guest_ram = Vec::new();
+        let mut marks: Vec<(String, u64)> = Vec::new();
+        let ready_ns = loop {
+            match child.channel.recv(deadline, "signal ready", spec.timeout)? {
+                Some((Received::Ready { .. }, t)) => break t,
+                Some((Received::Log(l), _)) => {
+                    if let Some((r, m)) = parse_vmm_log(&l) {
+                        guest_ram = r;
+                        marks = m;
+                    }
+                }
+                Some(_) => {}
+                None => return Err(child.crash_error("the VMM process exited before the guest signalled ready")),
+            }
+        };
+        let get = |k: &str| marks.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+        let mut m: Vec<(&'static str, u64)> = vec![("vmm_spawn", get("start").unwrap_or(start))];
+        for p in super::bare::PHASES {
+            if p == "ready" {
+                m.push(("ready", ready_ns));
+            } else if let Some(t) = get(p) {
+                m.push((p, t));
+            }
+        }
+        let boot = Boot::from_marks(start, &m);
+        Ok(VmmProcessInstance { child, boot, guest_ram })
+    }
+}
+
+impl Platform for VmBareProcessPlatform {
+    fn name(&self) -> &'static str {
+        "vm-bare"
+    }
+    fn available(&self) -> std::result::Result<(), String> {
+        super::vm::available()?;
+        if !self.bin.is_file() {
+            return Err(format!("the VMM binary {} does not exist", self.bin.display()));
+        }
+        Ok(())
+    }
+    fn notes(&self) -> Vec<String> {
+        let mut n: Vec<String> = super::bare::VmBarePlatform::new().notes().into_iter().filter(|l| !l.starts_with("the VMM runs inside")).collect();
+        n.push("the VMM is its own process (versus-vmm): boot includes its fork+exec (phase vmm_spawn); mem.host is that process's PSS".into());
+        n
+    }
+    fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
+        Ok(Box::new(self.launch_process(spec)?))
+    }
+}
+
+impl Instance for VmmProcessInstance {
+    fn boot(&self) -> &Boot {
+        &self.boot
+    }
+    fn pids(&self) -> Vec<i32> {
+        self.child.pid().map(|p| p.as_raw()).into_iter().collect()
+    }
+    fn finish(&mut self) -> Result<Finished> {
+        self.child.finish()
+    }
+    fn stop(mut self: Box<Self>) -> Result<f64> {
+        let t = now_ns();
+        self.child.stop(self.child.timeout)?;
+        Ok((now_ns() - t) as f64 / 1e6)
+    }
+}
+
+/// Launches `spec` (normally an `idle` workload) in its own VMM process,
+/// waits until it is ready, reads its memory, and stops it.
+pub fn measure_memory(spec: &LaunchSpec) -> Result<VmMemory> {
+    let p = VmBareProcessPlatform::new()?;
+    let inst = p.launch_process(spec)?;
+    let m = inst.memory();
+    Box::new(inst).stop()?;
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_vmm_log_and_smaps() {
+        let (ram, marks) = parse_vmm_log("vmm guest_ram=7f0000000000+600000 boot started=5 start=7 vm_create=9 ready=12").unwrap();
+        assert_eq!(ram, vec![(0x7f00_0000_0000, 0x60_0000)]);
+        assert_eq!(marks[1], ("start".to_string(), 7));
+        assert!(parse_vmm_log("something else").is_none());
+        let smaps = "55d000000000-55d000001000 r-xp 00000000 08:01 1 /bin/x\nRss:                   8 kB\nPss:                   4 kB\n\
+7f0000000000-7f0000600000 rw-p 00000000 00:00 0\nRss:                2048 kB\nPss:                2048 kB\n";
+        let m = parse_smaps(smaps, &ram);
+        assert_eq!(m, VmMemory { host_pss: 2052 * 1024, vmm_rss_excl_guest: 8 * 1024, guest_ram_rss: 2048 * 1024, vmm_rss: 2056 * 1024 });
+    }
+}

@@ -1,0 +1,106 @@
+//! `cargo bench --bench vm_launch`: launch-to-ready latency of `vm-bare`
+//! against the raw KVM floor, in the criterion group `launch`:
+//! - `vm-bare`: the platform's launch (KVM_CREATE_VM to the guest's READY
+//!   host call), the VM torn down outside the timed part;
+//! - `kvm-floor`: KVM_CREATE_VM + guest memory (same size) + one vCPU in
+//!   long mode at CPL3 + first entry to the first port-I/O exit, nothing
+//!   else (`versus::platform::vm::tiny::raw_floor_ns`).
+//!
+//! Before criterion runs, both are sampled interleaved (so that they see the
+//! same host state) and the medians and their ratio are printed: the goal is
+//! a `vm-bare` median within 1.5x of the floor.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, Criterion};
+use versus::platform::vm::bare::VmBarePlatform;
+use versus::platform::vm::tiny::raw_floor_ns;
+use versus::platform::{LaunchSpec, Platform};
+
+fn ready_spec() -> LaunchSpec {
+    LaunchSpec::new("ready".parse().expect("`ready` is a workload"))
+}
+
+fn bare_once(p: &VmBarePlatform, spec: &LaunchSpec) -> Duration {
+    let t = Instant::now();
+    let inst = p.launch(spec).expect("vm-bare launch");
+    let el = t.elapsed();
+    inst.stop().expect("stop");
+    el
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Interleaved samples of both, medians and ratio on stdout.
+fn interleaved_summary(n: usize) {
+    let p = VmBarePlatform::new();
+    let spec = ready_spec();
+    for _ in 0..20 {
+        bare_once(&p, &spec);
+        raw_floor_ns().expect("floor");
+    }
+    let (mut bare, mut floor) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        bare.push(bare_once(&p, &spec).as_secs_f64() * 1e3);
+        floor.push(raw_floor_ns().expect("floor") as f64 / 1e6);
+    }
+    let (b, f) = (median(&mut bare), median(&mut floor));
+    println!("vm_launch summary ({n} interleaved samples each): vm-bare median {b:.4} ms, kvm-floor median {f:.4} ms, ratio {:.3} (goal <= 1.5)", b / f);
+}
+
+/// The `cpu` workload's own timing (elapsed_ns) in `process` and `vm-bare`,
+/// interleaved; medians and ratio on stdout (goal: within 5%).
+fn cpu_summary(n: usize) {
+    use versus::platform::process::ProcessPlatform;
+    let spec = LaunchSpec::new("cpu:200000".parse().expect("workload"));
+    let bare = VmBarePlatform::new();
+    let process = ProcessPlatform::new().expect("process platform");
+    let run = |p: &dyn Platform| -> (f64, String) {
+        let mut inst = p.launch(&spec).expect("launch");
+        let fin = inst.finish().expect("finish");
+        inst.stop().expect("stop");
+        let r = &fin.results[0];
+        (r.elapsed_ns().expect("elapsed_ns") as f64 / 1e6, r.checksum().unwrap_or("").to_string())
+    };
+    let (mut b, mut p) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let (tb, cb) = run(&bare);
+        let (tp, cp) = run(&process);
+        assert_eq!(cb, cp, "cpu checksums differ between vm-bare and process");
+        b.push(tb);
+        p.push(tp);
+    }
+    let (mb, mp) = (median(&mut b), median(&mut p));
+    println!("vm_launch cpu:200000 ({n} interleaved runs each): vm-bare median {mb:.3} ms, process median {mp:.3} ms, vm-bare/process {:.4} (goal within 5%)", mb / mp);
+}
+
+fn launch(c: &mut Criterion) {
+    if let Err(why) = versus::platform::vm::vm::available() {
+        eprintln!("vm_launch: SKIPPED, no usable KVM: {why}");
+        return;
+    }
+    interleaved_summary(300);
+    cpu_summary(15);
+    let mut g = c.benchmark_group("launch");
+    g.sample_size(50).measurement_time(Duration::from_secs(5));
+    let p = VmBarePlatform::new();
+    let spec = ready_spec();
+    g.bench_function("vm-bare", |b| b.iter_custom(|iters| (0..iters).map(|_| bare_once(&p, &spec)).sum()));
+    g.bench_function("kvm-floor", |b| b.iter_custom(|iters| (0..iters).map(|_| Duration::from_nanos(raw_floor_ns().expect("floor"))).sum()));
+    g.finish();
+}
+
+criterion_group!(benches, launch);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
