@@ -12,6 +12,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use versus::host::{kvm_mode, KvmMode};
@@ -30,6 +31,22 @@ fn kernel() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
 }
 
+/// Tests that create VMs run one at a time, so the leak checks below see
+/// only their own VM.
+static VM_TESTS: Mutex<()> = Mutex::new(());
+
+/// KVM fds (VM, vCPU) and eventfds (irqfds) open in this process, and live vCPU threads of
+/// vm-linux (comm truncated to 15 bytes).
+fn kvm_resources() -> (usize, usize) {
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.flatten().filter(|e| std::fs::read_link(e.path()).map(|l| { let l = l.to_string_lossy(); l.starts_with("anon_inode:kvm-") || l == "anon_inode:[eventfd]" }).unwrap_or(false)).count())
+        .unwrap_or(0);
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map(|d| d.flatten().filter(|e| std::fs::read_to_string(e.path().join("comm")).map(|c| c.trim() == "versus-linux-vc").unwrap_or(false)).count())
+        .unwrap_or(0);
+    (fds, threads)
+}
+
 /// Strips the `[    0.000000] ` timestamp printk adds.
 fn message(line: &str) -> &str {
     match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
@@ -43,10 +60,15 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
     if matches!(kvm_mode(), KvmMode::Absent) {
         panic!("/dev/kvm is absent: this test boots a real kernel in the versus VMM and cannot run here");
     }
+    let _serial = VM_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = kvm_resources();
     let mem_mib = 256;
     let opts = LinuxOptions { kernel: Some(kernel()), force: true, timeout: Duration::from_secs(240), mem_mib, ..Default::default() };
     let args = vec!["ready".to_string()];
-    let want_cmdline = format!("Command line: {}", cmdline(&args, true, ""));
+    // The VMM's command line: the base one, plus the emulation workarounds
+    // where guest kernel code is emulated.
+    let extra = if matches!(kvm_mode(), KvmMode::Pvm) { linux::EMULATION_WORKAROUNDS } else { "" };
+    let want_cmdline = format!("Command line: {}", cmdline(&args, true, extra));
     let want_e820: Vec<String> = e820_map(mem_mib << 20).iter().map(|e| e.kernel_log_line()).collect();
     let cb = linux::boot_console(&opts, &args, |lines| {
         let msgs: Vec<&str> = lines.iter().map(|l| message(l)).collect();
@@ -76,6 +98,8 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
     let configured: Vec<String> = cb.e820.iter().map(|e| e.kernel_log_line()).collect();
     assert_eq!(configured, want_e820);
     assert_eq!(printed, configured.iter().map(String::as_str).collect::<Vec<_>>());
+    // The stopped VM left no KVM fd and no vCPU thread behind.
+    assert_eq!(kvm_resources(), before, "(KVM fds, vCPU threads) before vs after the VM");
 }
 
 #[test]
@@ -85,6 +109,8 @@ fn boot_to_ready_runs_every_workload() {
     if !matches!(mode, KvmMode::Hardware { .. }) {
         panic!("SKIPPED, NOT PASSED: this host's KVM is {mode:?}; {}", linux::not_representative_reason(&mode).unwrap_or_default());
     }
+    let _serial = VM_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = kvm_resources();
     let p = LinuxPlatform::new(LinuxOptions { kernel: Some(kernel()), ..Default::default() });
     p.available().expect("vm-linux available");
     p.representative().expect("representative on a hardware-assisted host");
@@ -103,6 +129,7 @@ fn boot_to_ready_runs_every_workload() {
         } else if w != Workload::Ready {
             assert!(fin.results.iter().any(|r| r.get("workload") == Some(w.name())), "{w:?}: {fin:?}");
         }
+        assert_eq!(kvm_resources(), before, "{w:?}: (KVM fds, vCPU threads) before vs after the VM");
     }
 }
 
@@ -121,4 +148,21 @@ fn unforced_launch_is_refused_where_kernel_code_is_emulated() {
     // No kernel: not available, with what to do.
     let none = LinuxPlatform::new(LinuxOptions { kernel: Some("/nonexistent/vmlinuz".into()), ..Default::default() });
     assert!(none.available().unwrap_err().contains("/nonexistent/vmlinuz"));
+}
+
+#[test]
+#[ignore = "long (minutes where guest kernel code is emulated): a forced boot to ready, or to the first failure, whose report must name the exit, RIP, instruction bytes and console lines"]
+fn forced_boot_reaches_ready_or_reports_the_failure() {
+    let _serial = VM_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = kvm_resources();
+    let opts = LinuxOptions { kernel: Some(kernel()), force: true, timeout: Duration::from_secs(400), ..Default::default() };
+    let cb = linux::boot_console(&opts, &["ready".to_string()], |_| false).expect("build and start the VM");
+    eprintln!("guest ran {:?}; {} console lines; ended: {:?}", cb.guest_time, cb.lines.len(), cb.ended);
+    eprintln!("console:\n{}", cb.lines.join("\n"));
+    match &cb.ended {
+        Some(why) if why.contains("rebooted") => {}
+        Some(why) => assert!(why.contains("RIP") && why.contains("instruction bytes") && why.contains("console"), "{why}"),
+        None => panic!("neither ready nor a failure within {:?}: the guest still ran", opts.timeout),
+    }
+    assert_eq!(kvm_resources(), before, "(KVM fds, vCPU threads) before vs after the VM");
 }

@@ -31,7 +31,7 @@ use super::error::LinuxError;
 use super::kernel::{self, LoadedKernel};
 
 /// Longest time the vCPU thread runs without looking at its stop flag.
-pub const SLICE: Duration = Duration::from_millis(100);
+pub const SLICE: Duration = Duration::from_millis(10);
 
 /// What to boot.
 #[derive(Debug, Clone)]

@@ -190,7 +190,8 @@ pub const CPUID1_ECX_HYPERVISOR: u32 = 1 << 31;
 /// and logical count in leaf 1, the hypervisor bit set. With
 /// `hide_unemulated` (hosts where guest kernel code is emulated, whose
 /// emulator cannot run XRSTOR or CMPXCHG16B), XSAVE/AVX and CX16 are hidden
-/// so that the kernel does not use them.
+/// so that the kernel does not use them. (kvm_pvm overrides leaf 1 from the
+/// host, so the command line carries `EMULATION_WORKAROUNDS` there too.)
 pub fn guest_cpuid(supported: &CpuId, id: u8, hide_unemulated: bool) -> CpuId {
     let mut c = supported.clone();
     for e in c.as_mut_slice() {

@@ -195,12 +195,23 @@ pub fn not_representative_reason(mode: &KvmMode) -> Option<String> {
     }
 }
 
+/// Kernel parameters that keep a guest kernel away from instructions the
+/// host's emulator cannot run, where guest kernel code is emulated: XSAVE
+/// (`noxsave`: the kernel would run XRSTOR at FPU init) and CMPXCHG16B
+/// (`clearcpuid=141`, X86_FEATURE_CX16: SLUB's cmpxchg_double). Hiding them
+/// in CPUID is not enough on kvm_pvm, which sets leaf 1 from the host.
+pub const EMULATION_WORKAROUNDS: &str = "noxsave clearcpuid=141";
+
 fn vm_config(opts: &LinuxOptions, path: &Path, args: &[String], kernel_log: bool) -> Result<VmConfig, LinuxError> {
     let emulated = matches!(crate::host::kvm_mode(), KvmMode::Pvm);
+    let mut extra = opts.extra_cmdline.clone();
+    if emulated {
+        extra = format!("{EMULATION_WORKAROUNDS} {extra}");
+    }
     Ok(VmConfig {
         kernel: prepare_kernel(path, opts.boot_bzimage)?,
         initramfs: Some(guest_initramfs()?),
-        cmdline: cmdline(args, kernel_log || opts.console || opts.kernel_log, &opts.extra_cmdline),
+        cmdline: cmdline(args, kernel_log || opts.console || opts.kernel_log, &extra),
         mem_bytes: opts.mem_mib << 20,
         console_echo: opts.console,
         hide_unemulated: emulated,
