@@ -26,7 +26,9 @@ fn kernel() -> PathBuf {
         return p.into();
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/harness/fetch-kernel");
-    let o = Command::new(script).output().unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    let o = Command::new(script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
     assert!(o.status.success(), "harness/fetch-kernel failed: {}; run it by hand (as root it can apt-get update) or set VERSUS_TEST_KERNEL", String::from_utf8_lossy(&o.stderr));
     PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
 }
@@ -39,10 +41,29 @@ static VM_TESTS: Mutex<()> = Mutex::new(());
 /// vm-linux (comm truncated to 15 bytes).
 fn kvm_resources() -> (usize, usize) {
     let fds = std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.flatten().filter(|e| std::fs::read_link(e.path()).map(|l| { let l = l.to_string_lossy(); l.starts_with("anon_inode:kvm-") || l == "anon_inode:[eventfd]" }).unwrap_or(false)).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .map(|l| {
+                            let l = l.to_string_lossy();
+                            l.starts_with("anon_inode:kvm-") || l == "anon_inode:[eventfd]"
+                        })
+                        .unwrap_or(false)
+                })
+                .count()
+        })
         .unwrap_or(0);
     let threads = std::fs::read_dir("/proc/self/task")
-        .map(|d| d.flatten().filter(|e| std::fs::read_to_string(e.path().join("comm")).map(|c| c.trim() == "versus-linux-vc").unwrap_or(false)).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm"))
+                        .map(|c| c.trim() == "versus-linux-vc")
+                        .unwrap_or(false)
+                })
+                .count()
+        })
         .unwrap_or(0);
     (fds, threads)
 }
@@ -63,13 +84,26 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
     let _serial = VM_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let before = kvm_resources();
     let mem_mib = 256;
-    let opts = LinuxOptions { kernel: Some(kernel()), force: true, timeout: Duration::from_secs(240), mem_mib, ..Default::default() };
+    let opts = LinuxOptions {
+        kernel: Some(kernel()),
+        force: true,
+        timeout: Duration::from_secs(240),
+        mem_mib,
+        ..Default::default()
+    };
     let args = vec!["ready".to_string()];
     // The VMM's command line: the base one, plus the emulation workarounds
     // where guest kernel code is emulated.
-    let extra = if matches!(kvm_mode(), KvmMode::Pvm) { linux::EMULATION_WORKAROUNDS } else { "" };
+    let extra = if matches!(kvm_mode(), KvmMode::Pvm) {
+        linux::EMULATION_WORKAROUNDS
+    } else {
+        ""
+    };
     let want_cmdline = format!("Command line: {}", cmdline(&args, true, extra));
-    let want_e820: Vec<String> = e820_map(mem_mib << 20).iter().map(|e| e.kernel_log_line()).collect();
+    let want_e820: Vec<String> = e820_map(mem_mib << 20)
+        .iter()
+        .map(|e| e.kernel_log_line())
+        .collect();
     let cb = linux::boot_console(&opts, &args, |lines| {
         let msgs: Vec<&str> = lines.iter().map(|l| message(l)).collect();
         msgs.iter().any(|m| m.starts_with("Linux version "))
@@ -86,20 +120,48 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
         kvm_mode()
     );
     let msgs: Vec<&str> = cb.lines.iter().map(|l| message(l)).collect();
-    assert!(cb.reached, "the kernel did not print banner, command line and e820 map; ended: {:?}; console:\n{}", cb.ended, cb.lines.join("\n"));
+    assert!(
+        cb.reached,
+        "the kernel did not print banner, command line and e820 map; ended: {:?}; console:\n{}",
+        cb.ended,
+        cb.lines.join("\n")
+    );
     // The banner printed is the one in the image.
-    let banner = cb.banner.as_deref().expect("the vmlinux carries a `Linux version` banner");
-    assert!(msgs.contains(&banner), "banner {banner:?} not printed; console:\n{}", cb.lines.join("\n"));
+    let banner = cb
+        .banner
+        .as_deref()
+        .expect("the vmlinux carries a `Linux version` banner");
+    assert!(
+        msgs.contains(&banner),
+        "banner {banner:?} not printed; console:\n{}",
+        cb.lines.join("\n")
+    );
     // The command line is exactly the configured one.
     assert_eq!(format!("Command line: {}", cb.cmdline), want_cmdline);
-    assert_eq!(msgs.iter().filter(|m| m.starts_with("Command line: ")).collect::<Vec<_>>(), vec![&want_cmdline.as_str()]);
+    assert_eq!(
+        msgs.iter()
+            .filter(|m| m.starts_with("Command line: "))
+            .collect::<Vec<_>>(),
+        vec![&want_cmdline.as_str()]
+    );
     // Every e820 entry, and nothing else, is the one the VMM configured.
-    let printed: Vec<&str> = msgs.iter().copied().filter(|m| m.starts_with("BIOS-e820: ")).collect();
+    let printed: Vec<&str> = msgs
+        .iter()
+        .copied()
+        .filter(|m| m.starts_with("BIOS-e820: "))
+        .collect();
     let configured: Vec<String> = cb.e820.iter().map(|e| e.kernel_log_line()).collect();
     assert_eq!(configured, want_e820);
-    assert_eq!(printed, configured.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        printed,
+        configured.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     // The stopped VM left no KVM fd and no vCPU thread behind.
-    assert_eq!(kvm_resources(), before, "(KVM fds, vCPU threads) before vs after the VM");
+    assert_eq!(
+        kvm_resources(),
+        before,
+        "(KVM fds, vCPU threads) before vs after the VM"
+    );
 }
 
 #[test]
@@ -107,47 +169,95 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
 fn boot_to_ready_runs_every_workload() {
     let mode = kvm_mode();
     if !matches!(mode, KvmMode::Hardware { .. }) {
-        panic!("SKIPPED, NOT PASSED: this host's KVM is {mode:?}; {}", linux::not_representative_reason(&mode).unwrap_or_default());
+        panic!(
+            "SKIPPED, NOT PASSED: this host's KVM is {mode:?}; {}",
+            linux::not_representative_reason(&mode).unwrap_or_default()
+        );
     }
     let _serial = VM_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let before = kvm_resources();
-    let p = LinuxPlatform::new(LinuxOptions { kernel: Some(kernel()), ..Default::default() });
+    let p = LinuxPlatform::new(LinuxOptions {
+        kernel: Some(kernel()),
+        ..Default::default()
+    });
     p.available().expect("vm-linux available");
-    p.representative().expect("representative on a hardware-assisted host");
-    for w in [Workload::Ready, Workload::Cpu { rounds: 2000 }, Workload::Mem { mib: 16 }, Workload::Call { n: 10_000 }] {
+    p.representative()
+        .expect("representative on a hardware-assisted host");
+    for w in [
+        Workload::Ready,
+        Workload::Cpu { rounds: 2000 },
+        Workload::Mem { mib: 16 },
+        Workload::Call { n: 10_000 },
+    ] {
         let mut spec = LaunchSpec::new(WorkloadSpec(w));
         spec.timeout = Duration::from_secs(30);
         let mut inst = p.launch(&spec).unwrap_or_else(|e| panic!("{w:?}: {e}"));
         let boot = inst.boot().clone();
-        assert_eq!(boot.phases.iter().map(|p| p.0).collect::<Vec<_>>(), linux::PHASES.to_vec());
+        assert_eq!(
+            boot.phases.iter().map(|p| p.0).collect::<Vec<_>>(),
+            linux::PHASES.to_vec()
+        );
         let fin = inst.finish().unwrap_or_else(|e| panic!("{w:?}: {e}"));
         let teardown = inst.stop().unwrap();
-        eprintln!("{w:?}: boot {:.1} ms {:?}, teardown {teardown:.1} ms", boot.total_ms(), boot.phases);
+        eprintln!(
+            "{w:?}: boot {:.1} ms {:?}, teardown {teardown:.1} ms",
+            boot.total_ms(),
+            boot.phases
+        );
         if let Workload::Cpu { rounds } = w {
-            let r = fin.results.iter().find(|r| r.get("workload") == Some("cpu")).expect("cpu result");
-            assert_eq!(r.checksum(), Some(versus::workload::expected_cpu_checksum(rounds).as_str()), "cpu checksum equals the other platforms'");
+            let r = fin
+                .results
+                .iter()
+                .find(|r| r.get("workload") == Some("cpu"))
+                .expect("cpu result");
+            assert_eq!(
+                r.checksum(),
+                Some(versus::workload::expected_cpu_checksum(rounds).as_str()),
+                "cpu checksum equals the other platforms'"
+            );
         } else if w != Workload::Ready {
-            assert!(fin.results.iter().any(|r| r.get("workload") == Some(w.name())), "{w:?}: {fin:?}");
+            assert!(
+                fin.results
+                    .iter()
+                    .any(|r| r.get("workload") == Some(w.name())),
+                "{w:?}: {fin:?}"
+            );
         }
-        assert_eq!(kvm_resources(), before, "{w:?}: (KVM fds, vCPU threads) before vs after the VM");
+        assert_eq!(
+            kvm_resources(),
+            before,
+            "{w:?}: (KVM fds, vCPU threads) before vs after the VM"
+        );
     }
 }
 
 #[test]
 fn unforced_launch_is_refused_where_kernel_code_is_emulated() {
     let mode = kvm_mode();
-    let p = LinuxPlatform::new(LinuxOptions { kernel: Some(kernel()), ..Default::default() });
+    let p = LinuxPlatform::new(LinuxOptions {
+        kernel: Some(kernel()),
+        ..Default::default()
+    });
     let Some(why) = linux::not_representative_reason(&mode) else {
         // Hardware-assisted: representative, and the refusal does not apply.
         assert_eq!(p.representative(), Ok(()));
         return;
     };
     assert_eq!(p.representative(), Err(why.clone()));
-    let err = p.launch(&LaunchSpec::new(WorkloadSpec(Workload::Ready))).err().expect("an unforced launch must be refused here");
+    let err = p
+        .launch(&LaunchSpec::new(WorkloadSpec(Workload::Ready)))
+        .err()
+        .expect("an unforced launch must be refused here");
     assert!(err.to_string().contains("--force"), "{err}");
     // No kernel: not available, with what to do.
-    let none = LinuxPlatform::new(LinuxOptions { kernel: Some("/nonexistent/vmlinuz".into()), ..Default::default() });
-    assert!(none.available().unwrap_err().contains("/nonexistent/vmlinuz"));
+    let none = LinuxPlatform::new(LinuxOptions {
+        kernel: Some("/nonexistent/vmlinuz".into()),
+        ..Default::default()
+    });
+    assert!(none
+        .available()
+        .unwrap_err()
+        .contains("/nonexistent/vmlinuz"));
 }
 
 #[test]
@@ -155,14 +265,35 @@ fn unforced_launch_is_refused_where_kernel_code_is_emulated() {
 fn forced_boot_reaches_ready_or_reports_the_failure() {
     let _serial = VM_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let before = kvm_resources();
-    let opts = LinuxOptions { kernel: Some(kernel()), force: true, timeout: Duration::from_secs(400), ..Default::default() };
-    let cb = linux::boot_console(&opts, &["ready".to_string()], |_| false).expect("build and start the VM");
-    eprintln!("guest ran {:?}; {} console lines; ended: {:?}", cb.guest_time, cb.lines.len(), cb.ended);
+    let opts = LinuxOptions {
+        kernel: Some(kernel()),
+        force: true,
+        timeout: Duration::from_secs(400),
+        ..Default::default()
+    };
+    let cb = linux::boot_console(&opts, &["ready".to_string()], |_| false)
+        .expect("build and start the VM");
+    eprintln!(
+        "guest ran {:?}; {} console lines; ended: {:?}",
+        cb.guest_time,
+        cb.lines.len(),
+        cb.ended
+    );
     eprintln!("console:\n{}", cb.lines.join("\n"));
     match &cb.ended {
         Some(why) if why.contains("rebooted") => {}
-        Some(why) => assert!(why.contains("RIP") && why.contains("instruction bytes") && why.contains("console"), "{why}"),
-        None => panic!("neither ready nor a failure within {:?}: the guest still ran", opts.timeout),
+        Some(why) => assert!(
+            why.contains("RIP") && why.contains("instruction bytes") && why.contains("console"),
+            "{why}"
+        ),
+        None => panic!(
+            "neither ready nor a failure within {:?}: the guest still ran",
+            opts.timeout
+        ),
     }
-    assert_eq!(kvm_resources(), before, "(KVM fds, vCPU threads) before vs after the VM");
+    assert_eq!(
+        kvm_resources(),
+        before,
+        "(KVM fds, vCPU threads) before vs after the VM"
+    );
 }

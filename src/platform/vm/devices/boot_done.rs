@@ -22,7 +22,11 @@ pub struct BootDone {
 
 impl BootDone {
     pub fn new(events: Events) -> BootDone {
-        BootDone { events, t_ns: None, ignored: 0 }
+        BootDone {
+            events,
+            t_ns: None,
+            ignored: 0,
+        }
     }
 }
 
@@ -63,11 +67,13 @@ mod tests {
         d.pio_write(BOOT_DONE_PORT, &7u32.to_le_bytes()).unwrap();
         assert!(d.t_ns.is_none());
         let before = now_ns();
-        d.pio_write(BOOT_DONE_PORT, &BOOT_DONE_MAGIC.to_le_bytes()).unwrap();
+        d.pio_write(BOOT_DONE_PORT, &BOOT_DONE_MAGIC.to_le_bytes())
+            .unwrap();
         let t = d.t_ns.unwrap();
         assert!(t >= before);
         assert_eq!(rx.try_recv().unwrap(), GuestEvent::BootDone { t_ns: t });
-        d.pio_write(BOOT_DONE_PORT, &BOOT_DONE_MAGIC.to_le_bytes()).unwrap();
+        d.pio_write(BOOT_DONE_PORT, &BOOT_DONE_MAGIC.to_le_bytes())
+            .unwrap();
         assert!(rx.try_recv().is_err(), "a second signal is ignored");
         assert_eq!((d.t_ns, d.ignored), (Some(t), 3));
     }

@@ -20,7 +20,9 @@ use vmm_sys_util::eventfd::EventFd;
 use super::super::bus::Bus;
 use super::super::devices::boot_done::{BootDone, BOOT_DONE_PORT};
 use super::super::devices::i8042::{I8042, I8042_COMMAND_PORT, I8042_PORT};
-use super::super::devices::serial::{Role, SerialDevice, Tail, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, UART_PORTS};
+use super::super::devices::serial::{
+    Role, SerialDevice, Tail, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, UART_PORTS,
+};
 use super::super::devices::sink::{self, Sink};
 use super::super::devices::{now_ns, Events, GuestEvent};
 use super::super::vcpu::{self, Paused, RunLimit};
@@ -64,14 +66,23 @@ pub fn load_guest(mem: &GuestMemoryMmap, cfg: &VmConfig) -> Result<GuestLayout, 
     let max = bootparams::cmdline_max(&k);
     bootparams::load_cmdline(mem, &cfg.cmdline, max)?;
     let initrd = match &cfg.initramfs {
-        Some(data) => Some(bootparams::load_initrd(mem, &k, bootparams::initrd_addr_max(&k), data)?),
+        Some(data) => Some(bootparams::load_initrd(
+            mem,
+            &k,
+            bootparams::initrd_addr_max(&k),
+            data,
+        )?),
         None => None,
     };
     let e820 = bootparams::e820_map(cfg.mem_bytes);
     let params = bootparams::build_boot_params(&k, cfg.cmdline.len(), initrd, &e820)?;
     bootparams::write_boot_params(mem, &params)?;
     cpu::write_tables(mem)?;
-    Ok(GuestLayout { kernel: k, e820, initrd })
+    Ok(GuestLayout {
+        kernel: k,
+        e820,
+        initrd,
+    })
 }
 
 /// A guest whose memory, vCPU and devices are set up, not yet running.
@@ -105,11 +116,16 @@ impl LinuxVm {
         let mem = memory::allocate(&bootparams::memory_regions(cfg.mem_bytes)).map_err(vmerr)?;
         memory::register(&vmfd, &mem).map_err(vmerr)?;
 
-        let GuestLayout { kernel: k, e820, initrd } = load_guest(&mem, cfg)?;
+        let GuestLayout {
+            kernel: k,
+            e820,
+            initrd,
+        } = load_guest(&mem, cfg)?;
 
         let vcpu = vcpu::create_vcpu(&vmfd, 0).map_err(vmerr)?;
         let supported = vcpu::supported_cpuid().map_err(vmerr)?;
-        vcpu.set_cpuid2(&cpu::guest_cpuid(supported, 0, cfg.hide_unemulated)).map_err(LinuxError::kvm("KVM_SET_CPUID2"))?;
+        vcpu.set_cpuid2(&cpu::guest_cpuid(supported, 0, cfg.hide_unemulated))
+            .map_err(LinuxError::kvm("KVM_SET_CPUID2"))?;
         let refused_msrs = cpu::setup_msrs(&vcpu)?;
         cpu::setup_regs(&vcpu, k.entry.0)?;
         cpu::setup_fpu(&vcpu)?;
@@ -119,32 +135,70 @@ impl LinuxVm {
         let (tx, rx) = channel();
         let events = Events(Some(tx));
         let irq = |gsi: u32| -> Result<EventFd, LinuxError> {
-            let e = EventFd::new(libc::EFD_NONBLOCK).map_err(|x| LinuxError::Load(format!("eventfd: {x}")))?;
-            vmfd.register_irqfd(&e, gsi).map_err(LinuxError::kvm("KVM_IRQFD"))?;
+            let e = EventFd::new(libc::EFD_NONBLOCK)
+                .map_err(|x| LinuxError::Load(format!("eventfd: {x}")))?;
+            vmfd.register_irqfd(&e, gsi)
+                .map_err(LinuxError::kvm("KVM_IRQFD"))?;
             Ok(e)
         };
-        let console = Arc::new(Mutex::new(SerialDevice::new(COM1_PORT, Role::Console, irq(COM1_IRQ)?, events.clone(), cfg.console_echo)));
-        let chan = Arc::new(Mutex::new(SerialDevice::new(COM2_PORT, Role::Channel, irq(COM2_IRQ)?, events.clone(), false)));
+        let console = Arc::new(Mutex::new(SerialDevice::new(
+            COM1_PORT,
+            Role::Console,
+            irq(COM1_IRQ)?,
+            events.clone(),
+            cfg.console_echo,
+        )));
+        let chan = Arc::new(Mutex::new(SerialDevice::new(
+            COM2_PORT,
+            Role::Channel,
+            irq(COM2_IRQ)?,
+            events.clone(),
+            false,
+        )));
         let i8042 = Arc::new(Mutex::new(I8042::new(events.clone())));
         let boot_done = Arc::new(Mutex::new(BootDone::new(events)));
         let mut bus = Bus::new();
         let overlap = |e: super::super::bus::Overlap| LinuxError::Load(e.to_string());
-        bus.add_pio(COM1_PORT, UART_PORTS, console.clone()).map_err(overlap)?;
+        bus.add_pio(COM1_PORT, UART_PORTS, console.clone())
+            .map_err(overlap)?;
         bus.add_pio(COM2_PORT, UART_PORTS, chan).map_err(overlap)?;
         bus.add_pio(I8042_PORT, 1, i8042.clone()).map_err(overlap)?;
-        bus.add_pio(I8042_COMMAND_PORT, 1, i8042.clone()).map_err(overlap)?;
+        bus.add_pio(I8042_COMMAND_PORT, 1, i8042.clone())
+            .map_err(overlap)?;
         bus.add_pio(BOOT_DONE_PORT, 4, boot_done).map_err(overlap)?;
-        let used = [(COM1_PORT, UART_PORTS), (COM2_PORT, UART_PORTS), (I8042_PORT, 1), (I8042_COMMAND_PORT, 1), (BOOT_DONE_PORT, 4)];
+        let used = [
+            (COM1_PORT, UART_PORTS),
+            (COM2_PORT, UART_PORTS),
+            (I8042_PORT, 1),
+            (I8042_COMMAND_PORT, 1),
+            (BOOT_DONE_PORT, 4),
+        ];
         let sinkdev = Arc::new(Mutex::new(Sink::default()));
         for (base, len) in sink::gaps(&used) {
             bus.add_pio(base, len, sinkdev.clone()).map_err(overlap)?;
         }
-        Ok(LinuxVm { vcpu, vm: vmfd, mem, bus, kernel: k, e820, cmdline: cfg.cmdline.clone(), initrd, refused_msrs, console, i8042, events: rx })
+        Ok(LinuxVm {
+            vcpu,
+            vm: vmfd,
+            mem,
+            bus,
+            kernel: k,
+            e820,
+            cmdline: cfg.cmdline.clone(),
+            initrd,
+            refused_msrs,
+            console,
+            i8042,
+            events: rx,
+        })
     }
 
     /// The console tail (last lines).
     pub fn console_tail(&self) -> Tail {
-        self.console.lock().map(|c| c.tail_handle()).unwrap_or_default()
+        self.console
+            .lock()
+            .map(|c| c.tail_handle())
+            .unwrap_or_default()
     }
 
     /// Starts the vCPU thread. It ends when the guest resets (reboot), on
@@ -153,23 +207,55 @@ impl LinuxVm {
         let deadline = Instant::now() + timeout;
         let stop = Arc::new(AtomicBool::new(false));
         let tail = self.console_tail();
-        let LinuxVm { vcpu, vm, mem, bus, console, i8042, events, .. } = self;
+        let LinuxVm {
+            vcpu,
+            vm,
+            mem,
+            bus,
+            console,
+            i8042,
+            events,
+            ..
+        } = self;
         let flag = stop.clone();
-        let thread = std::thread::Builder::new().name("versus-linux-vcpu".into()).spawn(move || {
-            let mut vcpu = vcpu;
-            let out = run_vcpu(&mut vcpu, &mem, &bus, &i8042, &console, &flag, (deadline, timeout), what);
-            // Drop order: vCPU, VM, memory.
-            drop(vcpu);
-            drop(vm);
-            drop(bus);
-            drop(mem);
-            out
-        });
+        let thread = std::thread::Builder::new()
+            .name("versus-linux-vcpu".into())
+            .spawn(move || {
+                let mut vcpu = vcpu;
+                let out = run_vcpu(
+                    &mut vcpu,
+                    &mem,
+                    &bus,
+                    &i8042,
+                    &console,
+                    &flag,
+                    (deadline, timeout),
+                    what,
+                );
+                // Drop order: vCPU, VM, memory.
+                drop(vcpu);
+                drop(vm);
+                drop(bus);
+                drop(mem);
+                out
+            });
         match thread {
-            Ok(t) => Running { thread: Some(t), stop, events, tail },
+            Ok(t) => Running {
+                thread: Some(t),
+                stop,
+                events,
+                tail,
+            },
             Err(e) => {
                 let (_tx, rx) = channel();
-                Running { thread: None, stop, events: rx, tail: Arc::new(Mutex::new(std::iter::once(format!("cannot start the vCPU thread: {e}")).collect())) }
+                Running {
+                    thread: None,
+                    stop,
+                    events: rx,
+                    tail: Arc::new(Mutex::new(
+                        std::iter::once(format!("cannot start the vCPU thread: {e}")).collect(),
+                    )),
+                }
             }
         }
     }
@@ -211,7 +297,14 @@ impl std::fmt::Display for Failure {
             write!(f, "; internal error sub-code {s}{what}")?;
         }
         match &self.insn {
-            Some(b) => write!(f, "; instruction bytes at RIP: {}", b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" "))?,
+            Some(b) => write!(
+                f,
+                "; instruction bytes at RIP: {}",
+                b.iter()
+                    .map(|x| format!("{x:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )?,
             None => write!(f, "; instruction bytes at RIP unreadable")?,
         }
         if self.console.is_empty() {
@@ -227,14 +320,26 @@ impl std::fmt::Display for Failure {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_vcpu(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, bus: &Bus, i8042: &Mutex<I8042>, console: &Mutex<SerialDevice>, stop: &AtomicBool, (deadline, timeout): (Instant, Duration), what: &'static str) -> Ended {
+fn run_vcpu(
+    vcpu: &mut VcpuFd,
+    mem: &GuestMemoryMmap,
+    bus: &Bus,
+    i8042: &Mutex<I8042>,
+    console: &Mutex<SerialDevice>,
+    stop: &AtomicBool,
+    (deadline, timeout): (Instant, Duration),
+    what: &'static str,
+) -> Ended {
     loop {
         if stop.load(Ordering::SeqCst) {
             return Ended::Stopped;
         }
         let now = Instant::now();
         if now >= deadline {
-            let e = VmError::Timeout { what, after: timeout };
+            let e = VmError::Timeout {
+                what,
+                after: timeout,
+            };
             return Ended::Failed(Box::new(diagnose(vcpu, mem, console, e)));
         }
         let limit = RunLimit::new(SLICE.min(deadline - now), what);
@@ -252,12 +357,23 @@ fn run_vcpu(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, bus: &Bus, i8042: &Mutex<I
 
 /// Collects what explains a failure: instruction bytes at RIP (through the
 /// guest's page tables), the internal-error sub-code, the console tail.
-fn diagnose(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, console: &Mutex<SerialDevice>, error: VmError) -> Failure {
+fn diagnose(
+    vcpu: &mut VcpuFd,
+    mem: &GuestMemoryMmap,
+    console: &Mutex<SerialDevice>,
+    error: VmError,
+) -> Failure {
     let rip = vcpu::rip(vcpu);
-    let insn = vcpu.translate_gva(rip).ok().filter(|t| t.valid != 0).and_then(|t| {
-        let mut b = vec![0u8; 15];
-        mem.read_slice(&mut b, GuestAddress(t.physical_address)).ok().map(|_| b)
-    });
+    let insn = vcpu
+        .translate_gva(rip)
+        .ok()
+        .filter(|t| t.valid != 0)
+        .and_then(|t| {
+            let mut b = vec![0u8; 15];
+            mem.read_slice(&mut b, GuestAddress(t.physical_address))
+                .ok()
+                .map(|_| b)
+        });
     let suberror = match &error {
         VmError::UnexpectedExit { exit, .. } if exit.contains("InternalError") => {
             let run = vcpu.get_kvm_run();
@@ -268,7 +384,12 @@ fn diagnose(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, console: &Mutex<SerialDevi
         _ => None,
     };
     let console = console.lock().map(|c| c.tail()).unwrap_or_default();
-    Failure { error, insn, suberror, console }
+    Failure {
+        error,
+        insn,
+        suberror,
+        console,
+    }
 }
 
 /// A guest whose vCPU thread is running.
@@ -293,7 +414,9 @@ impl Running {
     /// thread has ended and every event is drained, returns how it ended.
     pub fn next(&mut self, deadline: Instant) -> Next {
         loop {
-            let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50));
             match self.events.recv_timeout(wait) {
                 Ok(e) => return Next::Event(e),
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
@@ -316,8 +439,20 @@ impl Running {
 
     fn join(&mut self) -> Ended {
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| Ended::Failed(Box::new(Failure { error: VmError::VmmProcess("the vCPU thread panicked".into()), insn: None, suberror: None, console: Vec::new() }))),
-            None => Ended::Failed(Box::new(Failure { error: VmError::VmmProcess("the vCPU thread did not start".into()), insn: None, suberror: None, console: self.console_tail() })),
+            Some(t) => t.join().unwrap_or_else(|_| {
+                Ended::Failed(Box::new(Failure {
+                    error: VmError::VmmProcess("the vCPU thread panicked".into()),
+                    insn: None,
+                    suberror: None,
+                    console: Vec::new(),
+                }))
+            }),
+            None => Ended::Failed(Box::new(Failure {
+                error: VmError::VmmProcess("the vCPU thread did not start".into()),
+                insn: None,
+                suberror: None,
+                console: self.console_tail(),
+            })),
         }
     }
 
@@ -330,7 +465,10 @@ impl Running {
 
     /// The last console lines.
     pub fn console_tail(&self) -> Vec<String> {
-        self.tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default()
+        self.tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Host ns now (for phase marks).
@@ -352,13 +490,22 @@ impl Drop for Running {
 mod tests {
     use super::*;
     use crate::platform::vm::linux::bootparams::{layout, read_boot_params, E820_RAM};
-    use crate::platform::vm::linux::kernel::{bzimage_header, extract_vmlinux, test_kernel, HDRS_MAGIC};
+    use crate::platform::vm::linux::kernel::{
+        bzimage_header, extract_vmlinux, test_kernel, HDRS_MAGIC,
+    };
     use crate::platform::vm::linux::{cmdline, initramfs};
 
     fn check_layout(image: Vec<u8>, bz: bool) {
         let mem_bytes = 512u64 << 20;
         let init = initramfs::guest_initramfs(b"\x7fELF fake init").unwrap();
-        let cfg = VmConfig { kernel: Arc::new(image), initramfs: Some(Arc::new(init.clone())), cmdline: cmdline(&["cpu".into(), "7".into()], true, ""), mem_bytes, console_echo: false, hide_unemulated: false };
+        let cfg = VmConfig {
+            kernel: Arc::new(image),
+            initramfs: Some(Arc::new(init.clone())),
+            cmdline: cmdline(&["cpu".into(), "7".into()], true, ""),
+            mem_bytes,
+            console_echo: false,
+            hide_unemulated: false,
+        };
         let mem = memory::allocate(&bootparams::memory_regions(mem_bytes)).unwrap();
         let l = load_guest(&mem, &cfg).unwrap();
         let p = read_boot_params(&mem).unwrap();
@@ -369,24 +516,53 @@ mod tests {
         assert_eq!({ p.hdr.cmd_line_ptr } as u64, layout::CMDLINE);
         assert_eq!({ p.hdr.cmdline_size } as usize, cfg.cmdline.len());
         let mut c = vec![0u8; cfg.cmdline.len() + 1];
-        mem.read_slice(&mut c, GuestAddress(layout::CMDLINE)).unwrap();
+        mem.read_slice(&mut c, GuestAddress(layout::CMDLINE))
+            .unwrap();
         assert_eq!(&c[..cfg.cmdline.len()], cfg.cmdline.as_bytes());
         assert_eq!(c[cfg.cmdline.len()], 0, "NUL-terminated");
         let rd = l.initrd.unwrap();
-        assert_eq!(({ p.hdr.ramdisk_image } as u64, { p.hdr.ramdisk_size } as u64), (rd.addr, rd.size));
+        assert_eq!(
+            ({ p.hdr.ramdisk_image } as u64, { p.hdr.ramdisk_size }
+                as u64),
+            (rd.addr, rd.size)
+        );
         assert_eq!(rd.addr % 4096, 0);
-        assert!(rd.addr >= l.kernel.end_addr && rd.addr + rd.size <= mem_bytes, "initrd {rd:?} vs kernel end {:#x}", l.kernel.end_addr);
+        assert!(
+            rd.addr >= l.kernel.end_addr && rd.addr + rd.size <= mem_bytes,
+            "initrd {rd:?} vs kernel end {:#x}",
+            l.kernel.end_addr
+        );
         let mut back = vec![0u8; init.len()];
         mem.read_slice(&mut back, GuestAddress(rd.addr)).unwrap();
-        assert_eq!(initramfs::parse(&back).unwrap(), initramfs::guest_entries(b"\x7fELF fake init"));
+        assert_eq!(
+            initramfs::parse(&back).unwrap(),
+            initramfs::guest_entries(b"\x7fELF fake init")
+        );
         let e820 = bootparams::e820_of(&p);
         assert_eq!(e820, l.e820);
-        assert_eq!(e820, vec![E820 { addr: 0, size: 0x9fc00, kind: E820_RAM }, E820 { addr: 0x10_0000, size: mem_bytes - 0x10_0000, kind: E820_RAM }]);
+        assert_eq!(
+            e820,
+            vec![
+                E820 {
+                    addr: 0,
+                    size: 0x9fc00,
+                    kind: E820_RAM
+                },
+                E820 {
+                    addr: 0x10_0000,
+                    size: mem_bytes - 0x10_0000,
+                    kind: E820_RAM
+                }
+            ]
+        );
         if bz {
             let orig = bzimage_header(&cfg.kernel).unwrap();
             assert_eq!(l.kernel.entry, GuestAddress(0x10_0200));
             // The kernel's own header fields survive into the zero page.
-            assert_eq!(({ p.hdr.version }, { p.hdr.xloadflags }, { p.hdr.init_size }), ({ orig.version }, { orig.xloadflags }, { orig.init_size }));
+            assert_eq!(
+                ({ p.hdr.version }, { p.hdr.xloadflags }, { p.hdr.init_size }),
+                ({ orig.version }, { orig.xloadflags }, { orig.init_size })
+            );
             assert_eq!({ p.hdr.code32_start }, 0x10_0000);
         } else {
             assert_eq!(l.kernel.entry, GuestAddress(0x100_0000));
@@ -396,7 +572,9 @@ mod tests {
         // Boot page tables and GDT are in place.
         let pml4: u64 = mem.read_obj(GuestAddress(layout::PML4)).unwrap();
         assert_eq!(pml4, layout::PDPT | 3);
-        let cs: u64 = mem.read_obj(GuestAddress(layout::GDT_ADDR + cpu::BOOT_CS as u64)).unwrap();
+        let cs: u64 = mem
+            .read_obj(GuestAddress(layout::GDT_ADDR + cpu::BOOT_CS as u64))
+            .unwrap();
         assert_eq!(cs, cpu::GDT[2]);
     }
 
@@ -407,6 +585,9 @@ mod tests {
 
     #[test]
     fn real_extracted_vmlinux_guest_layout_and_zero_page() {
-        check_layout(extract_vmlinux(&std::fs::read(test_kernel()).unwrap()).unwrap(), false);
+        check_layout(
+            extract_vmlinux(&std::fs::read(test_kernel()).unwrap()).unwrap(),
+            false,
+        );
     }
 }

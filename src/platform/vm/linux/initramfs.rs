@@ -32,16 +32,44 @@ pub struct Entry {
 
 impl Entry {
     pub fn dir(name: &str, perm: u32) -> Entry {
-        Entry { name: name.into(), mode: S_IFDIR | perm, uid: 0, gid: 0, rdev: (0, 0), data: Vec::new() }
+        Entry {
+            name: name.into(),
+            mode: S_IFDIR | perm,
+            uid: 0,
+            gid: 0,
+            rdev: (0, 0),
+            data: Vec::new(),
+        }
     }
     pub fn file(name: &str, perm: u32, data: &[u8]) -> Entry {
-        Entry { name: name.into(), mode: S_IFREG | perm, uid: 0, gid: 0, rdev: (0, 0), data: data.to_vec() }
+        Entry {
+            name: name.into(),
+            mode: S_IFREG | perm,
+            uid: 0,
+            gid: 0,
+            rdev: (0, 0),
+            data: data.to_vec(),
+        }
     }
     pub fn char_dev(name: &str, perm: u32, major: u32, minor: u32) -> Entry {
-        Entry { name: name.into(), mode: S_IFCHR | perm, uid: 0, gid: 0, rdev: (major, minor), data: Vec::new() }
+        Entry {
+            name: name.into(),
+            mode: S_IFCHR | perm,
+            uid: 0,
+            gid: 0,
+            rdev: (major, minor),
+            data: Vec::new(),
+        }
     }
     pub fn symlink(name: &str, target: &str) -> Entry {
-        Entry { name: name.into(), mode: S_IFLNK | 0o777, uid: 0, gid: 0, rdev: (0, 0), data: target.as_bytes().to_vec() }
+        Entry {
+            name: name.into(),
+            mode: S_IFLNK | 0o777,
+            uid: 0,
+            gid: 0,
+            rdev: (0, 0),
+            data: target.as_bytes().to_vec(),
+        }
     }
     pub fn is_dir(&self) -> bool {
         self.mode & S_IFMT == S_IFDIR
@@ -56,7 +84,21 @@ fn pad4(v: &mut Vec<u8>) {
 
 fn header(out: &mut Vec<u8>, ino: u32, e: &Entry, name_len: usize) {
     let nlink = if e.is_dir() { 2 } else { 1 };
-    let fields = [ino, e.mode, e.uid, e.gid, nlink, 0, e.data.len() as u32, 0, 0, e.rdev.0, e.rdev.1, (name_len + 1) as u32, 0];
+    let fields = [
+        ino,
+        e.mode,
+        e.uid,
+        e.gid,
+        nlink,
+        0,
+        e.data.len() as u32,
+        0,
+        0,
+        e.rdev.0,
+        e.rdev.1,
+        (name_len + 1) as u32,
+        0,
+    ];
     out.extend_from_slice(MAGIC);
     for f in fields {
         out.extend_from_slice(format!("{f:08x}").as_bytes());
@@ -66,13 +108,25 @@ fn header(out: &mut Vec<u8>, ino: u32, e: &Entry, name_len: usize) {
 /// Writes a newc archive of `entries` (in order; parents before children)
 /// followed by the trailer.
 pub fn write(entries: &[Entry]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(entries.iter().map(|e| e.data.len() + HEADER_LEN + e.name.len() + 8).sum::<usize>() + 256);
+    let mut out = Vec::with_capacity(
+        entries
+            .iter()
+            .map(|e| e.data.len() + HEADER_LEN + e.name.len() + 8)
+            .sum::<usize>()
+            + 256,
+    );
     for (i, e) in entries.iter().enumerate() {
         if e.name.is_empty() || e.name.starts_with('/') || e.name.contains('\0') {
-            return Err(LinuxError::Initramfs(format!("bad member name {:?} (relative, non-empty, no NUL)", e.name)));
+            return Err(LinuxError::Initramfs(format!(
+                "bad member name {:?} (relative, non-empty, no NUL)",
+                e.name
+            )));
         }
         if e.data.len() > u32::MAX as usize {
-            return Err(LinuxError::Initramfs(format!("{} is larger than 4 GiB", e.name)));
+            return Err(LinuxError::Initramfs(format!(
+                "{} is larger than 4 GiB",
+                e.name
+            )));
         }
         header(&mut out, i as u32 + 1, e, e.name.len());
         out.extend_from_slice(e.name.as_bytes());
@@ -81,8 +135,23 @@ pub fn write(entries: &[Entry]) -> Result<Vec<u8>> {
         out.extend_from_slice(&e.data);
         pad4(&mut out);
     }
-    let t = Entry { name: TRAILER.into(), mode: 0, uid: 0, gid: 0, rdev: (0, 0), data: Vec::new() };
-    header(&mut out, 0, &Entry { mode: 0, ..t.clone() }, TRAILER.len());
+    let t = Entry {
+        name: TRAILER.into(),
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        rdev: (0, 0),
+        data: Vec::new(),
+    };
+    header(
+        &mut out,
+        0,
+        &Entry {
+            mode: 0,
+            ..t.clone()
+        },
+        TRAILER.len(),
+    );
     // The trailer has nlink 1 in GNU cpio; the kernel ignores it.
     out.extend_from_slice(TRAILER.as_bytes());
     out.push(0);
@@ -100,26 +169,50 @@ pub fn parse(data: &[u8]) -> Result<Vec<Entry>> {
     let mut p = 0;
     let mut v = Vec::new();
     loop {
-        let h = data.get(p..p + HEADER_LEN).ok_or_else(|| bad(format!("truncated header at {p}")))?;
+        let h = data
+            .get(p..p + HEADER_LEN)
+            .ok_or_else(|| bad(format!("truncated header at {p}")))?;
         if &h[..6] != MAGIC {
             return Err(bad(format!("bad magic at {p}")));
         }
         let field = |i: usize| -> Result<u32> {
-            let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).map_err(|_| bad(format!("non-ASCII field at {p}")))?;
+            let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i])
+                .map_err(|_| bad(format!("non-ASCII field at {p}")))?;
             u32::from_str_radix(s, 16).map_err(|_| bad(format!("bad hex field {s:?} at {p}")))
         };
-        let (mode, uid, gid, filesize, rmaj, rmin, namesize) = (field(1)?, field(2)?, field(3)?, field(6)? as usize, field(9)?, field(10)?, field(11)? as usize);
+        let (mode, uid, gid, filesize, rmaj, rmin, namesize) = (
+            field(1)?,
+            field(2)?,
+            field(3)?,
+            field(6)? as usize,
+            field(9)?,
+            field(10)?,
+            field(11)? as usize,
+        );
         let name_start = p + HEADER_LEN;
-        let name_bytes = data.get(name_start..name_start + namesize).ok_or_else(|| bad("truncated name".into()))?;
-        let name = String::from_utf8_lossy(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes)).into_owned();
+        let name_bytes = data
+            .get(name_start..name_start + namesize)
+            .ok_or_else(|| bad("truncated name".into()))?;
+        let name = String::from_utf8_lossy(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes))
+            .into_owned();
         let mut q = name_start + namesize;
         q = (q + 3) & !3;
         if name == TRAILER {
             return Ok(v);
         }
-        let body = data.get(q..q + filesize).ok_or_else(|| bad(format!("truncated contents of {name}")))?.to_vec();
+        let body = data
+            .get(q..q + filesize)
+            .ok_or_else(|| bad(format!("truncated contents of {name}")))?
+            .to_vec();
         q = (q + filesize + 3) & !3;
-        v.push(Entry { name, mode, uid, gid, rdev: (rmaj, rmin), data: body });
+        v.push(Entry {
+            name,
+            mode,
+            uid,
+            gid,
+            rdev: (rmaj, rmin),
+            data: body,
+        });
         p = q;
     }
 }
@@ -149,7 +242,13 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let entries = vec![Entry::dir("dev", 0o755), Entry::char_dev("dev/console", 0o600, 5, 1), Entry::file("a/odd", 0o644, b"xyz"), Entry::symlink("bin", "usr/bin"), Entry::file("empty", 0o600, b"")];
+        let entries = vec![
+            Entry::dir("dev", 0o755),
+            Entry::char_dev("dev/console", 0o600, 5, 1),
+            Entry::file("a/odd", 0o644, b"xyz"),
+            Entry::symlink("bin", "usr/bin"),
+            Entry::file("empty", 0o600, b""),
+        ];
         let a = write(&entries).unwrap();
         assert_eq!(&a[..6], b"070701");
         assert_eq!(a.len() % 512, 0);

@@ -51,7 +51,10 @@ pub fn detect(image: &[u8]) -> Option<KernelFormat> {
     if image.len() >= 4 && &image[..4] == b"\x7fELF" {
         return Some(KernelFormat::Elf);
     }
-    if image.len() >= 0x206 && u32::from_le_bytes([image[0x202], image[0x203], image[0x204], image[0x205]]) == HDRS_MAGIC {
+    if image.len() >= 0x206
+        && u32::from_le_bytes([image[0x202], image[0x203], image[0x204], image[0x205]])
+            == HDRS_MAGIC
+    {
         return Some(KernelFormat::BzImage);
     }
     None
@@ -61,18 +64,29 @@ pub fn detect(image: &[u8]) -> Option<KernelFormat> {
 pub fn bzimage_header(image: &[u8]) -> Result<setup_header> {
     let size = std::mem::size_of::<setup_header>();
     let Some(bytes) = image.get(SETUP_HEADER_OFFSET..SETUP_HEADER_OFFSET + size) else {
-        return Err(LinuxError::BadBzImage(format!("{} bytes is too short for a setup header", image.len())));
+        return Err(LinuxError::BadBzImage(format!(
+            "{} bytes is too short for a setup header",
+            image.len()
+        )));
     };
-    let hdr = setup_header::from_slice(bytes).copied().ok_or_else(|| LinuxError::BadBzImage("setup header unreadable".into()))?;
+    let hdr = setup_header::from_slice(bytes)
+        .copied()
+        .ok_or_else(|| LinuxError::BadBzImage("setup header unreadable".into()))?;
     if { hdr.header } != HDRS_MAGIC {
-        return Err(LinuxError::BadBzImage("no `HdrS` signature at 0x202".into()));
+        return Err(LinuxError::BadBzImage(
+            "no `HdrS` signature at 0x202".into(),
+        ));
     }
     Ok(hdr)
 }
 
 /// Size of the real-mode setup code that precedes the protected-mode kernel.
 pub fn setup_size(hdr: &setup_header) -> usize {
-    let sects = if hdr.setup_sects == 0 { 4 } else { hdr.setup_sects as usize };
+    let sects = if hdr.setup_sects == 0 {
+        4
+    } else {
+        hdr.setup_sects as usize
+    };
     (sects + 1) * 512
 }
 
@@ -93,10 +107,17 @@ pub fn vmlinux_banners(image: &[u8]) -> Vec<String> {
     let needle = b"Linux version ";
     let mut v = Vec::new();
     let mut from = 0;
-    while let Some(i) = image[from..].windows(needle.len()).position(|w| w == needle) {
+    while let Some(i) = image[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+    {
         let start = from + i;
         let rest = &image[start..];
-        let end = rest.iter().position(|&b| b == b'\n' || b == 0).unwrap_or(rest.len()).min(512);
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n' || b == 0)
+            .unwrap_or(rest.len())
+            .min(512);
         v.push(String::from_utf8_lossy(&rest[..end]).to_string());
         from = start + end.max(1);
     }
@@ -109,7 +130,11 @@ pub fn vmlinux_banners(image: &[u8]) -> Vec<String> {
 /// the one whose `#` is followed by a digit wins, else the last one.
 pub fn vmlinux_banner(image: &[u8]) -> Option<String> {
     let all = vmlinux_banners(image);
-    let numbered = |b: &&String| b.split(" #").nth(1).is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+    let numbered = |b: &&String| {
+        b.split(" #")
+            .nth(1)
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+    };
     all.iter().find(numbered).or(all.last()).cloned()
 }
 
@@ -178,20 +203,36 @@ pub struct Payload<'a> {
 pub fn find_payload(image: &[u8]) -> Result<Payload<'_>> {
     let hdr = bzimage_header(image)?;
     if { hdr.version } < 0x0208 {
-        return Err(LinuxError::BadBzImage(format!("boot protocol {:#x} predates payload_offset (2.08); pass a vmlinux with --kernel", { hdr.version })));
+        return Err(LinuxError::BadBzImage(format!(
+            "boot protocol {:#x} predates payload_offset (2.08); pass a vmlinux with --kernel",
+            { hdr.version }
+        )));
     }
     let start = setup_size(&hdr) + { hdr.payload_offset } as usize;
     let len = { hdr.payload_length } as usize;
-    let payload = image
-        .get(start..start.saturating_add(len))
-        .ok_or_else(|| LinuxError::BadBzImage(format!("payload {start:#x}+{len:#x} lies past the end of the {}-byte file (truncated?)", image.len())))?;
+    let payload = image.get(start..start.saturating_add(len)).ok_or_else(|| {
+        LinuxError::BadBzImage(format!(
+            "payload {start:#x}+{len:#x} lies past the end of the {}-byte file (truncated?)",
+            image.len()
+        ))
+    })?;
     if payload.len() < 8 {
         return Err(LinuxError::BadBzImage("empty payload".into()));
     }
-    let compression = Compression::detect(payload).ok_or_else(|| LinuxError::BadBzImage(format!("unknown compression magic {:02x?} at payload start", &payload[..4])))?;
+    let compression = Compression::detect(payload).ok_or_else(|| {
+        LinuxError::BadBzImage(format!(
+            "unknown compression magic {:02x?} at payload start",
+            &payload[..4]
+        ))
+    })?;
     let (data, trailer) = payload.split_at(payload.len() - 4);
     let uncompressed_len = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
-    Ok(Payload { compression, data, uncompressed_len, file_offset: start })
+    Ok(Payload {
+        compression,
+        data,
+        uncompressed_len,
+        file_offset: start,
+    })
 }
 
 /// Extracts the uncompressed vmlinux ELF from a bzImage.
@@ -201,11 +242,18 @@ pub fn extract_vmlinux(image: &[u8]) -> Result<Vec<u8>> {
     if out.len() as u32 != p.uncompressed_len {
         return Err(LinuxError::Decompress {
             format: p.compression.name(),
-            detail: format!("got {} bytes, the image says {}", out.len(), p.uncompressed_len),
+            detail: format!(
+                "got {} bytes, the image says {}",
+                out.len(),
+                p.uncompressed_len
+            ),
         });
     }
     if detect(&out) != Some(KernelFormat::Elf) {
-        return Err(LinuxError::Decompress { format: p.compression.name(), detail: "the decompressed payload is not an ELF vmlinux".into() });
+        return Err(LinuxError::Decompress {
+            format: p.compression.name(),
+            detail: "the decompressed payload is not an ELF vmlinux".into(),
+        });
     }
     Ok(out)
 }
@@ -219,18 +267,25 @@ pub fn decompress(c: Compression, data: &[u8], expected: usize) -> Result<Vec<u8
     let mut out = Vec::with_capacity(expected);
     match c {
         Compression::Gzip => {
-            flate2::read::GzDecoder::new(data).read_to_end(&mut out).map_err(|e| derr("gzip")(e.to_string()))?;
+            flate2::read::GzDecoder::new(data)
+                .read_to_end(&mut out)
+                .map_err(|e| derr("gzip")(e.to_string()))?;
         }
         Compression::Zstd => {
-            let mut d = ruzstd::StreamingDecoder::new(data).map_err(|e| derr("zstd")(e.to_string()))?;
-            d.read_to_end(&mut out).map_err(|e| derr("zstd")(e.to_string()))?;
+            let mut d =
+                ruzstd::StreamingDecoder::new(data).map_err(|e| derr("zstd")(e.to_string()))?;
+            d.read_to_end(&mut out)
+                .map_err(|e| derr("zstd")(e.to_string()))?;
         }
         Compression::Lzma => {
-            lzma_rs::lzma_decompress(&mut std::io::BufReader::new(data), &mut out).map_err(|e| derr("lzma")(e.to_string()))?;
+            lzma_rs::lzma_decompress(&mut std::io::BufReader::new(data), &mut out)
+                .map_err(|e| derr("lzma")(e.to_string()))?;
         }
         Compression::Xz => out = xz_decompress(data, expected)?,
         Compression::Lz4Legacy => out = lz4_legacy_decompress(data, expected)?,
-        Compression::Bzip2 | Compression::Lzo => return Err(LinuxError::UnsupportedCompression(c.name())),
+        Compression::Bzip2 | Compression::Lzo => {
+            return Err(LinuxError::UnsupportedCompression(c.name()))
+        }
     }
     Ok(out)
 }
@@ -243,7 +298,10 @@ const LZ4_LEGACY_BLOCK: usize = 8 << 20;
 /// the magic may repeat (concatenated streams).
 pub fn lz4_legacy_decompress(data: &[u8], expected: usize) -> Result<Vec<u8>> {
     let e = derr("lz4");
-    let rd = |p: usize| -> Option<u32> { data.get(p..p + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) };
+    let rd = |p: usize| -> Option<u32> {
+        data.get(p..p + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
     if rd(0) != Some(LZ4_LEGACY_MAGIC) {
         return Err(e("missing legacy lz4 magic".into()));
     }
@@ -255,15 +313,21 @@ pub fn lz4_legacy_decompress(data: &[u8], expected: usize) -> Result<Vec<u8>> {
             continue;
         }
         let n = n as usize;
-        let block = data.get(p..p + n).ok_or_else(|| e(format!("block of {n} bytes at {p:#x} runs past the end")))?;
+        let block = data
+            .get(p..p + n)
+            .ok_or_else(|| e(format!("block of {n} bytes at {p:#x} runs past the end")))?;
         let start = out.len();
         out.resize(start + LZ4_LEGACY_BLOCK, 0);
-        let got = lz4_flex::block::decompress_into(block, &mut out[start..]).map_err(|x| e(format!("block at {p:#x}: {x}")))?;
+        let got = lz4_flex::block::decompress_into(block, &mut out[start..])
+            .map_err(|x| e(format!("block at {p:#x}: {x}")))?;
         out.truncate(start + got);
         p += n;
     }
     if p != data.len() {
-        return Err(e(format!("{} stray bytes after the last block", data.len() - p)));
+        return Err(e(format!(
+            "{} stray bytes after the last block",
+            data.len() - p
+        )));
     }
     Ok(out)
 }
@@ -281,19 +345,25 @@ pub fn xz_decompress(data: &[u8], expected: usize) -> Result<Vec<u8>> {
     let mut p = 12;
     let mut out = Vec::with_capacity(expected);
     loop {
-        let hsize_byte = *data.get(p).ok_or_else(|| e("truncated before a block".into()))?;
+        let hsize_byte = *data
+            .get(p)
+            .ok_or_else(|| e("truncated before a block".into()))?;
         if hsize_byte == 0 {
             break; // index indicator: no more blocks
         }
         let hsize = (hsize_byte as usize + 1) * 4;
-        let hdr = data.get(p..p + hsize).ok_or_else(|| e("truncated block header".into()))?;
+        let hdr = data
+            .get(p..p + hsize)
+            .ok_or_else(|| e("truncated block header".into()))?;
         let flags = hdr[1];
         let nfilters = (flags & 3) as usize + 1;
         let mut q = 2;
         let varint = |q: &mut usize| -> Result<u64> {
             let mut v = 0u64;
             for i in 0..9 {
-                let b = *hdr.get(*q).ok_or_else(|| e("truncated block header".into()))?;
+                let b = *hdr
+                    .get(*q)
+                    .ok_or_else(|| e("truncated block header".into()))?;
                 *q += 1;
                 v |= ((b & 0x7f) as u64) << (7 * i);
                 if b & 0x80 == 0 {
@@ -312,14 +382,19 @@ pub fn xz_decompress(data: &[u8], expected: usize) -> Result<Vec<u8>> {
         for _ in 0..nfilters {
             let id = varint(&mut q)?;
             let plen = varint(&mut q)? as usize;
-            let props = hdr.get(q..q + plen).ok_or_else(|| e("truncated filter properties".into()))?.to_vec();
+            let props = hdr
+                .get(q..q + plen)
+                .ok_or_else(|| e("truncated filter properties".into()))?
+                .to_vec();
             q += plen;
             filters.push((id, props));
         }
         p += hsize;
         let (last_id, _) = filters.last().cloned().unwrap_or((0, Vec::new()));
         if last_id != 0x21 {
-            return Err(e(format!("last filter is {last_id:#x}, expected LZMA2 (0x21)")));
+            return Err(e(format!(
+                "last filter is {last_id:#x}, expected LZMA2 (0x21)"
+            )));
         }
         let mut cursor = Cursor::new(&data[p..]);
         let mut block = Vec::with_capacity(expected.saturating_sub(out.len()));
@@ -328,10 +403,18 @@ pub fn xz_decompress(data: &[u8], expected: usize) -> Result<Vec<u8>> {
         for (id, props) in filters[..filters.len() - 1].iter().rev() {
             match id {
                 0x04 => {
-                    let start = if props.len() == 4 { u32::from_le_bytes([props[0], props[1], props[2], props[3]]) } else { 0 };
+                    let start = if props.len() == 4 {
+                        u32::from_le_bytes([props[0], props[1], props[2], props[3]])
+                    } else {
+                        0
+                    };
                     bcj_x86_decode(&mut block, start);
                 }
-                other => return Err(e(format!("filter {other:#x} is not supported (only x86 BCJ and LZMA2)"))),
+                other => {
+                    return Err(e(format!(
+                        "filter {other:#x} is not supported (only x86 BCJ and LZMA2)"
+                    )))
+                }
             }
         }
         out.extend_from_slice(&block);
@@ -447,17 +530,29 @@ fn last_addr(mem: &GuestMemoryMmap) -> u64 {
 }
 
 fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<LoadedKernel> {
-    let res = Elf::load(mem, None, &mut Cursor::new(image), Some(GuestAddress(HIMEM_START))).map_err(|e| {
+    let res = Elf::load(
+        mem,
+        None,
+        &mut Cursor::new(image),
+        Some(GuestAddress(HIMEM_START)),
+    )
+    .map_err(|e| {
         let s = e.to_string();
         if s.contains("ReadKernelImage") || s.to_lowercase().contains("read kernel image") {
-            LinuxError::Load(format!("{s} (guest memory ends at {:#x})", last_addr(mem) + 1))
+            LinuxError::Load(format!(
+                "{s} (guest memory ends at {:#x})",
+                last_addr(mem) + 1
+            ))
         } else {
             LinuxError::BadElf(s)
         }
     })?;
     let mem_end = last_addr(mem) + 1;
     if res.kernel_end > mem_end {
-        return Err(LinuxError::MemoryTooSmall { mem_bytes: mem_end, need_bytes: res.kernel_end });
+        return Err(LinuxError::MemoryTooSmall {
+            mem_bytes: mem_end,
+            need_bytes: res.kernel_end,
+        });
     }
     Ok(LoadedKernel {
         format: KernelFormat::Elf,
@@ -473,23 +568,40 @@ fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<LoadedKernel> {
 fn load_bzimage(mem: &GuestMemoryMmap, image: &[u8]) -> Result<LoadedKernel> {
     let hdr = bzimage_header(image)?;
     if { hdr.version } < 0x0206 {
-        return Err(LinuxError::BadBzImage(format!("boot protocol {:#x} is older than 2.06", { hdr.version })));
+        return Err(LinuxError::BadBzImage(format!(
+            "boot protocol {:#x} is older than 2.06",
+            { hdr.version }
+        )));
     }
     if { hdr.xloadflags } & XLF_KERNEL_64 == 0 {
-        return Err(LinuxError::BadBzImage("it has no 64-bit entry point (xloadflags bit 0 clear): a 32-bit kernel?".into()));
+        return Err(LinuxError::BadBzImage(
+            "it has no 64-bit entry point (xloadflags bit 0 clear): a 32-bit kernel?".into(),
+        ));
     }
     let mem_end = last_addr(mem) + 1;
     // The decompressor moves itself and writes the kernel at pref_address,
     // needing init_size bytes there.
     let need = { hdr.pref_address }.max(HIMEM_START) + { hdr.init_size } as u64;
     if need > mem_end {
-        return Err(LinuxError::MemoryTooSmall { mem_bytes: mem_end, need_bytes: need });
+        return Err(LinuxError::MemoryTooSmall {
+            mem_bytes: mem_end,
+            need_bytes: need,
+        });
     }
-    let res = BzImage::load(mem, None, &mut Cursor::new(image), Some(GuestAddress(HIMEM_START))).map_err(|e| LinuxError::Load(e.to_string()))?;
+    let res = BzImage::load(
+        mem,
+        None,
+        &mut Cursor::new(image),
+        Some(GuestAddress(HIMEM_START)),
+    )
+    .map_err(|e| LinuxError::Load(e.to_string()))?;
     let header = res.setup_header.unwrap_or(hdr);
     Ok(LoadedKernel {
         format: KernelFormat::BzImage,
-        entry: res.kernel_load.checked_add(BZIMAGE_64BIT_ENTRY_OFFSET).ok_or_else(|| LinuxError::Load("entry overflows".into()))?,
+        entry: res
+            .kernel_load
+            .checked_add(BZIMAGE_64BIT_ENTRY_OFFSET)
+            .ok_or_else(|| LinuxError::Load("entry overflows".into()))?,
         load_addr: res.kernel_load,
         end_addr: res.kernel_end,
         setup_header: Some(header),
@@ -508,7 +620,9 @@ pub(crate) fn test_kernel() -> std::path::PathBuf {
         return p.into();
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/harness/fetch-kernel");
-    let out = std::process::Command::new(script).stderr(std::process::Stdio::inherit()).output();
+    let out = std::process::Command::new(script)
+        .stderr(std::process::Stdio::inherit())
+        .output();
     match out {
         Ok(o) if o.status.success() => std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
         Ok(o) => panic!("harness/fetch-kernel failed ({}); run it by hand (as root: it may need apt-get update) or set VERSUS_TEST_KERNEL", o.status),
@@ -533,18 +647,41 @@ mod tests {
 
     #[test]
     fn compression_magics() {
-        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8, 0]), Some(Compression::Gzip));
-        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Some(Compression::Zstd));
-        assert_eq!(Compression::detect(&[0x02, 0x21, 0x4c, 0x18]), Some(Compression::Lz4Legacy));
-        assert_eq!(Compression::detect(b"\xfd7zXZ\x00\x00"), Some(Compression::Xz));
+        assert_eq!(
+            Compression::detect(&[0x1f, 0x8b, 8, 0]),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(
+            Compression::detect(&[0x02, 0x21, 0x4c, 0x18]),
+            Some(Compression::Lz4Legacy)
+        );
+        assert_eq!(
+            Compression::detect(b"\xfd7zXZ\x00\x00"),
+            Some(Compression::Xz)
+        );
         assert_eq!(Compression::detect(b"BZh91AY"), Some(Compression::Bzip2));
         assert_eq!(Compression::detect(b"plain"), None);
-        assert!(matches!(decompress(Compression::Bzip2, b"BZh9", 0), Err(LinuxError::UnsupportedCompression("bzip2"))));
+        assert!(matches!(
+            decompress(Compression::Bzip2, b"BZh9", 0),
+            Err(LinuxError::UnsupportedCompression("bzip2"))
+        ));
     }
 
     fn sample() -> Vec<u8> {
         // Compressible but not trivial, with x86 call opcodes sprinkled in.
-        (0..200_000u32).map(|i| if i % 97 == 0 { 0xe8 } else { (i.wrapping_mul(2654435761) >> 27) as u8 }).collect()
+        (0..200_000u32)
+            .map(|i| {
+                if i % 97 == 0 {
+                    0xe8
+                } else {
+                    (i.wrapping_mul(2654435761) >> 27) as u8
+                }
+            })
+            .collect()
     }
 
     #[test]
@@ -651,7 +788,10 @@ mod tests {
         }
         let orig = code.clone();
         bcj_x86_encode(&mut code);
-        assert_ne!(code, orig, "the encoder changed nothing: the test would prove nothing");
+        assert_ne!(
+            code, orig,
+            "the encoder changed nothing: the test would prove nothing"
+        );
         bcj_x86_decode(&mut code, 0);
         assert_eq!(code, orig);
     }
@@ -660,11 +800,18 @@ mod tests {
     fn vmlinux_banner_is_found() {
         let mut img = b"\x7fELF junk\0Linux version 6.1.0-test (x@y) #1 SMP\n\0more".to_vec();
         img.extend_from_slice(&[0u8; 16]);
-        assert_eq!(vmlinux_banner(&img).as_deref(), Some("Linux version 6.1.0-test (x@y) #1 SMP"));
+        assert_eq!(
+            vmlinux_banner(&img).as_deref(),
+            Some("Linux version 6.1.0-test (x@y) #1 SMP")
+        );
         // 6.1+: the unnumbered copy from init/version.c comes first.
-        let two = b"..Linux version 6.1 (x@y) # SMP\n\0..Linux version 6.1 (x@y) #1 SMP\n\0".to_vec();
+        let two =
+            b"..Linux version 6.1 (x@y) # SMP\n\0..Linux version 6.1 (x@y) #1 SMP\n\0".to_vec();
         assert_eq!(vmlinux_banners(&two).len(), 2);
-        assert_eq!(vmlinux_banner(&two).as_deref(), Some("Linux version 6.1 (x@y) #1 SMP"));
+        assert_eq!(
+            vmlinux_banner(&two).as_deref(),
+            Some("Linux version 6.1 (x@y) #1 SMP")
+        );
     }
 
     /// Tests on the real distribution kernel fetched by harness/fetch-kernel.
@@ -683,7 +830,9 @@ mod tests {
 
         pub(crate) fn vmlinux() -> &'static [u8] {
             static IMG: OnceLock<Vec<u8>> = OnceLock::new();
-            IMG.get_or_init(|| extract_vmlinux(bz()).expect("extract vmlinux from the real bzImage"))
+            IMG.get_or_init(|| {
+                extract_vmlinux(bz()).expect("extract vmlinux from the real bzImage")
+            })
         }
 
         fn mem(bytes: usize) -> GuestMemoryMmap {
@@ -707,7 +856,9 @@ mod tests {
             let img = bz();
             assert_eq!(detect(img), Some(KernelFormat::BzImage));
             let h = bzimage_header(img).unwrap();
-            assert!({ h.version } >= 0x020c, "boot protocol {:#x}", { h.version });
+            assert!({ h.version } >= 0x020c, "boot protocol {:#x}", {
+                h.version
+            });
             assert_ne!({ h.xloadflags } & XLF_KERNEL_64, 0, "64-bit entry point");
             assert_eq!({ h.pref_address }, 0x100_0000, "CONFIG_PHYSICAL_START");
             let v = bzimage_version(img, &h).unwrap();
@@ -715,13 +866,37 @@ mod tests {
             let p = find_payload(img).unwrap();
             // Debian builds with CONFIG_KERNEL_LZ4; read the config next to
             // the cached image when there is one.
-            let cfg = test_kernel().with_file_name(test_kernel().file_name().unwrap().to_string_lossy().replace("vmlinuz-", "config-"));
+            let cfg = test_kernel().with_file_name(
+                test_kernel()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace("vmlinuz-", "config-"),
+            );
             if let Ok(c) = std::fs::read_to_string(&cfg) {
-                let want = [("CONFIG_KERNEL_LZ4=y", Compression::Lz4Legacy), ("CONFIG_KERNEL_ZSTD=y", Compression::Zstd), ("CONFIG_KERNEL_XZ=y", Compression::Xz), ("CONFIG_KERNEL_GZIP=y", Compression::Gzip)];
-                let exp = want.iter().find(|(k, _)| c.lines().any(|l| l == *k)).map(|w| w.1);
-                assert_eq!(Some(p.compression), exp, "payload compression vs {}", cfg.display());
+                let want = [
+                    ("CONFIG_KERNEL_LZ4=y", Compression::Lz4Legacy),
+                    ("CONFIG_KERNEL_ZSTD=y", Compression::Zstd),
+                    ("CONFIG_KERNEL_XZ=y", Compression::Xz),
+                    ("CONFIG_KERNEL_GZIP=y", Compression::Gzip),
+                ];
+                let exp = want
+                    .iter()
+                    .find(|(k, _)| c.lines().any(|l| l == *k))
+                    .map(|w| w.1);
+                assert_eq!(
+                    Some(p.compression),
+                    exp,
+                    "payload compression vs {}",
+                    cfg.display()
+                );
             }
-            assert!(p.uncompressed_len as usize > 4 * img.len() / 2, "uncompressed {} vs image {}", p.uncompressed_len, img.len());
+            assert!(
+                p.uncompressed_len as usize > 4 * img.len() / 2,
+                "uncompressed {} vs image {}",
+                p.uncompressed_len,
+                img.len()
+            );
         }
 
         #[test]
@@ -730,11 +905,22 @@ mod tests {
             assert_eq!(detect(v), Some(KernelFormat::Elf));
             let h = bzimage_header(bz()).unwrap();
             let banner = vmlinux_banner(v).unwrap();
-            let release = bzimage_version(bz(), &h).unwrap().split_whitespace().next().unwrap().to_string();
-            assert!(banner.starts_with(&format!("Linux version {release} ")), "{banner} vs {release}");
+            let release = bzimage_version(bz(), &h)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+            assert!(
+                banner.starts_with(&format!("Linux version {release} ")),
+                "{banner} vs {release}"
+            );
             // x86-64 ELF, entry at the physical load address.
             assert_eq!(u16::from_le_bytes([v[0x12], v[0x13]]), 62, "EM_X86_64");
-            assert_eq!(u64::from_le_bytes(v[0x18..0x20].try_into().unwrap()), 0x100_0000);
+            assert_eq!(
+                u64::from_le_bytes(v[0x18..0x20].try_into().unwrap()),
+                0x100_0000
+            );
         }
 
         #[test]
@@ -745,7 +931,11 @@ mod tests {
             assert_eq!(k.format, KernelFormat::Elf);
             assert_eq!(k.entry, GuestAddress(0x100_0000));
             assert!(k.setup_header.is_none());
-            assert!(k.version.as_deref().unwrap().starts_with("Linux version 6."));
+            assert!(k
+                .version
+                .as_deref()
+                .unwrap()
+                .starts_with("Linux version 6."));
             let segs = loads(v);
             assert!(segs.len() >= 3, "{segs:?}");
             for (off, paddr, filesz) in segs {
@@ -756,7 +946,10 @@ mod tests {
                 assert!(paddr + filesz as u64 <= k.end_addr);
             }
             // Too little memory is an error that says so.
-            assert!(matches!(load(&mem(32 << 20), v), Err(LinuxError::Load(_) | LinuxError::MemoryTooSmall { .. })));
+            assert!(matches!(
+                load(&mem(32 << 20), v),
+                Err(LinuxError::Load(_) | LinuxError::MemoryTooSmall { .. })
+            ));
         }
 
         #[test]
@@ -776,7 +969,10 @@ mod tests {
             let kh = k.setup_header.unwrap();
             assert_eq!({ kh.header }, HDRS_MAGIC);
             assert_eq!({ kh.init_size }, { h.init_size });
-            assert!(matches!(load(&mem(64 << 20), img), Err(LinuxError::MemoryTooSmall { .. })));
+            assert!(matches!(
+                load(&mem(64 << 20), img),
+                Err(LinuxError::MemoryTooSmall { .. })
+            ));
         }
     }
 }

@@ -85,7 +85,16 @@ pub struct LinuxOptions {
 
 impl Default for LinuxOptions {
     fn default() -> Self {
-        LinuxOptions { kernel: None, force: false, console: false, timeout: Duration::from_secs(60), mem_mib: DEFAULT_MEM_MIB, boot_bzimage: false, kernel_log: false, extra_cmdline: String::new() }
+        LinuxOptions {
+            kernel: None,
+            force: false,
+            console: false,
+            timeout: Duration::from_secs(60),
+            mem_mib: DEFAULT_MEM_MIB,
+            boot_bzimage: false,
+            kernel_log: false,
+            extra_cmdline: String::new(),
+        }
     }
 }
 
@@ -95,7 +104,11 @@ pub fn kernel_cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("VERSUS_KERNEL_CACHE") {
         return d.into();
     }
-    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache"));
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
+        });
     base.join("versus").join("kernels")
 }
 
@@ -109,10 +122,15 @@ pub fn find_kernel(explicit: Option<&Path>) -> Result<PathBuf, LinuxError> {
     if let Some(p) = explicit {
         return match std::fs::File::open(p) {
             Ok(_) => Ok(p.to_path_buf()),
-            Err(source) => Err(LinuxError::ReadKernel { path: p.to_path_buf(), source }),
+            Err(source) => Err(LinuxError::ReadKernel {
+                path: p.to_path_buf(),
+                source,
+            }),
         };
     }
-    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
     let host = PathBuf::from(format!("/boot/vmlinuz-{release}"));
     if readable(&host) {
         return Ok(host);
@@ -125,7 +143,10 @@ pub fn find_kernel(explicit: Option<&Path>) -> Result<PathBuf, LinuxError> {
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
     cached.sort();
-    cached.pop().map(|c| c.1).ok_or(LinuxError::NoKernel { release })
+    cached
+        .pop()
+        .map(|c| c.1)
+        .ok_or(LinuxError::NoKernel { release })
 }
 
 type KernelKey = (PathBuf, u64, Option<SystemTime>, bool);
@@ -135,13 +156,24 @@ type KernelKey = (PathBuf, u64, Option<SystemTime>, bool);
 /// per process: extraction is preparation, not boot.
 pub fn prepare_kernel(path: &Path, boot_bzimage: bool) -> Result<Arc<Vec<u8>>, LinuxError> {
     static CACHE: OnceLock<Mutex<HashMap<KernelKey, Arc<Vec<u8>>>>> = OnceLock::new();
-    let meta = std::fs::metadata(path).map_err(|source| LinuxError::ReadKernel { path: path.into(), source })?;
-    let key = (path.to_path_buf(), meta.len(), meta.modified().ok(), boot_bzimage);
+    let meta = std::fs::metadata(path).map_err(|source| LinuxError::ReadKernel {
+        path: path.into(),
+        source,
+    })?;
+    let key = (
+        path.to_path_buf(),
+        meta.len(),
+        meta.modified().ok(),
+        boot_bzimage,
+    );
     let cache = CACHE.get_or_init(Default::default);
     if let Some(img) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(img);
     }
-    let raw = std::fs::read(path).map_err(|source| LinuxError::ReadKernel { path: path.into(), source })?;
+    let raw = std::fs::read(path).map_err(|source| LinuxError::ReadKernel {
+        path: path.into(),
+        source,
+    })?;
     let img = match kernel::detect(&raw) {
         Some(kernel::KernelFormat::Elf) => raw,
         Some(kernel::KernelFormat::BzImage) if boot_bzimage => raw,
@@ -202,7 +234,12 @@ pub fn not_representative_reason(mode: &KvmMode) -> Option<String> {
 /// in CPUID is not enough on kvm_pvm, which sets leaf 1 from the host.
 pub const EMULATION_WORKAROUNDS: &str = "noxsave clearcpuid=141";
 
-fn vm_config(opts: &LinuxOptions, path: &Path, args: &[String], kernel_log: bool) -> Result<VmConfig, LinuxError> {
+fn vm_config(
+    opts: &LinuxOptions,
+    path: &Path,
+    args: &[String],
+    kernel_log: bool,
+) -> Result<VmConfig, LinuxError> {
     let emulated = matches!(crate::host::kvm_mode(), KvmMode::Pvm);
     let mut extra = opts.extra_cmdline.clone();
     if emulated {
@@ -242,12 +279,20 @@ pub struct ConsoleBoot {
 /// `until(lines)` is true, the guest ends, or `opts.timeout` passes; then
 /// stops it. Runs on any host (it is how a forced boot is watched where
 /// guest kernel code is emulated).
-pub fn boot_console(opts: &LinuxOptions, args: &[String], mut until: impl FnMut(&[String]) -> bool) -> Result<ConsoleBoot, LinuxError> {
+pub fn boot_console(
+    opts: &LinuxOptions,
+    args: &[String],
+    mut until: impl FnMut(&[String]) -> bool,
+) -> Result<ConsoleBoot, LinuxError> {
     let path = find_kernel(opts.kernel.as_deref())?;
     let cfg = vm_config(opts, &path, args, true)?;
     let t0 = Instant::now();
     let vm = LinuxVm::build(&cfg)?;
-    let (cmdline, e820, banner) = (vm.cmdline.clone(), vm.e820.clone(), vm.kernel.version.clone());
+    let (cmdline, e820, banner) = (
+        vm.cmdline.clone(),
+        vm.e820.clone(),
+        vm.kernel.version.clone(),
+    );
     let banner = banner.filter(|b| b.starts_with("Linux version "));
     let setup_time = t0.elapsed();
     let t1 = Instant::now();
@@ -281,7 +326,16 @@ pub fn boot_console(opts: &LinuxOptions, args: &[String], mut until: impl FnMut(
             }
         }
     }
-    Ok(ConsoleBoot { lines, cmdline, e820, banner, reached, ended, guest_time, setup_time })
+    Ok(ConsoleBoot {
+        lines,
+        cmdline,
+        e820,
+        banner,
+        reached,
+        ended,
+        guest_time,
+        setup_time,
+    })
 }
 
 fn describe(e: &Ended) -> String {
@@ -308,7 +362,9 @@ impl From<LinuxError> for LaunchError {
     fn from(e: LinuxError) -> LaunchError {
         match e {
             LinuxError::Vm(v) => (*v).into(),
-            LinuxError::NotRepresentative(why) => LaunchError::Unsupported(format!("{why}; pass --force (versus launch vm-linux --force) to boot it anyway")),
+            LinuxError::NotRepresentative(why) => LaunchError::Unsupported(format!(
+                "{why}; pass --force (versus launch vm-linux --force) to boot it anyway"
+            )),
             other => LaunchError::Vm(other.to_string()),
         }
     }
@@ -370,7 +426,10 @@ impl Platform for LinuxPlatform {
                 return Err(LinuxError::NotRepresentative(why).into());
             }
         }
-        let path = self.kernel.as_ref().map_err(|e| LaunchError::Unsupported(e.clone()))?;
+        let path = self
+            .kernel
+            .as_ref()
+            .map_err(|e| LaunchError::Unsupported(e.clone()))?;
         let cfg = vm_config(&self.opts, path, &spec.workload.guest_args(), false)?;
         let t0 = now_ns();
         let vm = LinuxVm::build(&cfg)?;
@@ -400,8 +459,21 @@ impl Platform for LinuxPlatform {
             }
         };
         let t_kernel = t_boot_done.unwrap_or(t_ready).clamp(t_vmm, t_ready);
-        let boot = Boot::from_marks(t0, &[(PHASES[0], t_vmm), (PHASES[1], t_kernel), (PHASES[2], t_ready)]);
-        Ok(Box::new(LinuxInstance { running: Some(running), boot, pending, deadline, timeout: spec.timeout }))
+        let boot = Boot::from_marks(
+            t0,
+            &[
+                (PHASES[0], t_vmm),
+                (PHASES[1], t_kernel),
+                (PHASES[2], t_ready),
+            ],
+        );
+        Ok(Box::new(LinuxInstance {
+            running: Some(running),
+            boot,
+            pending,
+            deadline,
+            timeout: spec.timeout,
+        }))
     }
 }
 
@@ -428,13 +500,23 @@ impl Instance for LinuxInstance {
         let take = |m: Received, out: &mut Finished| match m {
             Received::Result(r) => out.results.push(r),
             Received::Log(l) => out.logs.push(l),
-            Received::Probe { id, result, evidence } => out.probes.push(ProbeLine { id, result, evidence }),
+            Received::Probe {
+                id,
+                result,
+                evidence,
+            } => out.probes.push(ProbeLine {
+                id,
+                result,
+                evidence,
+            }),
             Received::Ready { .. } => {}
         };
         for m in self.pending.drain(..) {
             take(m, &mut out);
         }
-        let Some(running) = self.running.as_mut() else { return Ok(out) };
+        let Some(running) = self.running.as_mut() else {
+            return Ok(out);
+        };
         loop {
             match running.next(self.deadline) {
                 Next::Event(GuestEvent::Channel(line)) => take(channel::parse(&line)?, &mut out),
@@ -447,7 +529,12 @@ impl Instance for LinuxInstance {
                     self.running = None;
                     return Err(ended_error(e, "finished", self.timeout));
                 }
-                Next::TimedOut => return Err(LaunchError::Timeout { what: "finish", after: self.timeout }),
+                Next::TimedOut => {
+                    return Err(LaunchError::Timeout {
+                        what: "finish",
+                        after: self.timeout,
+                    })
+                }
             }
         }
     }
@@ -458,7 +545,11 @@ impl Instance for LinuxInstance {
             match r.stop() {
                 Ended::Reset | Ended::Stopped => {}
                 Ended::Failed(f) if matches!(f.error, super::VmError::Timeout { .. }) => {}
-                Ended::Failed(f) => return Err(LaunchError::Vm(format!("the guest failed while stopping: {f}"))),
+                Ended::Failed(f) => {
+                    return Err(LaunchError::Vm(format!(
+                        "the guest failed while stopping: {f}"
+                    )))
+                }
             }
         }
         Ok((now_ns() - t) as f64 / 1e6)
@@ -472,10 +563,18 @@ mod tests {
     #[test]
     fn command_line_carries_the_workload() {
         let c = cmdline(&["cpu".into(), "1000".into()], false, "");
-        assert!(c.contains("console=ttyS0") && c.contains("reboot=k") && c.contains(" quiet"), "{c}");
+        assert!(
+            c.contains("console=ttyS0") && c.contains("reboot=k") && c.contains(" quiet"),
+            "{c}"
+        );
         assert!(c.ends_with(" versus.args=cpu,1000"), "{c}");
         let v = cmdline(&[], true, " foo=1 ");
-        assert!(v.contains("earlyprintk=serial,ttyS0,115200") && !v.contains("quiet") && v.ends_with(" foo=1"), "{v}");
+        assert!(
+            v.contains("earlyprintk=serial,ttyS0,115200")
+                && !v.contains("quiet")
+                && v.ends_with(" foo=1"),
+            "{v}"
+        );
     }
 
     #[test]
@@ -492,8 +591,14 @@ mod tests {
 
     #[test]
     fn pvm_hosts_are_not_representative() {
-        assert!(not_representative_reason(&KvmMode::Pvm).unwrap().contains("emulated"));
-        assert!(not_representative_reason(&KvmMode::Hardware { module: "kvm_intel".into(), nested_host: false }).is_none());
+        assert!(not_representative_reason(&KvmMode::Pvm)
+            .unwrap()
+            .contains("emulated"));
+        assert!(not_representative_reason(&KvmMode::Hardware {
+            module: "kvm_intel".into(),
+            nested_host: false
+        })
+        .is_none());
     }
 
     #[test]
@@ -503,13 +608,22 @@ mod tests {
         let init = e.iter().find(|e| e.name == "init").expect("/init");
         assert_eq!(init.data, crate::workload::GUEST_BINARY);
         assert_eq!(init.mode, initramfs::S_IFREG | 0o755);
-        let console = e.iter().find(|e| e.name == "dev/console").expect("/dev/console");
-        assert_eq!((console.mode & initramfs::S_IFMT, console.rdev), (initramfs::S_IFCHR, (5, 1)));
+        let console = e
+            .iter()
+            .find(|e| e.name == "dev/console")
+            .expect("/dev/console");
+        assert_eq!(
+            (console.mode & initramfs::S_IFMT, console.rdev),
+            (initramfs::S_IFCHR, (5, 1))
+        );
         for d in ["dev", "proc", "sys"] {
             assert!(e.iter().any(|x| x.name == d && x.is_dir()), "{d}/");
         }
         // The guest program must carry the /init mode.
         let needle = b"versus.args=";
-        assert!(init.data.windows(needle.len()).any(|w| w == needle), "the embedded guest program has no /init mode (harness/guest/src/init.rs)");
+        assert!(
+            init.data.windows(needle.len()).any(|w| w == needle),
+            "the embedded guest program has no /init mode (harness/guest/src/init.rs)"
+        );
     }
 }
