@@ -212,7 +212,10 @@ fn vmm_process_runs_workloads_and_reports_memory() {
         return;
     }
     use versus::platform::vm::vmm_process::VmBareProcessPlatform;
-    let p = VmBareProcessPlatform::with_binary(std::path::Path::new(env!("CARGO_BIN_EXE_versus-vmm")));
+    // VERSUS_VMM picks another build (e.g. target/release/versus-vmm, to
+    // measure the optimised VMM's memory).
+    let bin = std::env::var("VERSUS_VMM").unwrap_or_else(|_| env!("CARGO_BIN_EXE_versus-vmm").to_string());
+    let p = VmBareProcessPlatform::with_binary(std::path::Path::new(&bin));
     p.available().unwrap();
     let fds0 = count("/proc/self/fd");
 
@@ -242,4 +245,38 @@ fn vmm_process_runs_workloads_and_reports_memory() {
     eprintln!("mem:4000 -> {err}");
     assert!(err.to_string().contains("at most 3072 MiB"), "{err}");
     assert_eq!(count("/proc/self/fd"), fds0, "fd leak");
+}
+
+#[test]
+fn guest_rdtsc_timing_agrees_with_the_host_clock() {
+    let _g = serial();
+    if !kvm_or_skip() {
+        return;
+    }
+    let mut vm = BareVm::launch(GuestRun { mode: mode::CPU, param: 100_000 }, Duration::from_secs(20)).unwrap();
+    let t = std::time::Instant::now();
+    let fin = vm.finish().unwrap();
+    let host_ns = t.elapsed().as_nanos() as u64;
+    let guest_ns = fin.results[0].elapsed_ns().unwrap();
+    eprintln!("cpu:100000 guest rdtsc {guest_ns} ns, host around it {host_ns} ns");
+    // The host interval contains the guest's; the difference is a VM exit
+    // or two (well under 10 ms) unless the guest clock is wrong.
+    assert!(guest_ns <= host_ns, "guest {guest_ns} > host {host_ns}: guest TSC conversion too slow");
+    assert!(host_ns - guest_ns < 10_000_000, "guest {guest_ns} vs host {host_ns}: guest TSC conversion too fast");
+}
+
+#[test]
+fn oversized_guest_is_refused_before_allocating() {
+    let _g = serial();
+    if !kvm_or_skip() {
+        return;
+    }
+    match BareVm::launch(GuestRun { mode: mode::MEM, param: 4000 }, Duration::from_secs(5)) {
+        Err(VmError::Memory { bytes, reason }) => {
+            assert!(bytes > 3 << 30);
+            assert!(reason.contains("at most 3072 MiB"), "{reason}");
+        }
+        Err(e) => panic!("expected a memory error, got {e}"),
+        Ok(_) => panic!("a 4000 MiB heap must be refused"),
+    }
 }

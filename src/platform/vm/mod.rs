@@ -41,6 +41,21 @@
 //! match vcpu::run(&mut cpu, &bus, &limit)? { vcpu::Paused::ByDevice => .., vcpu::Paused::Hlt => .. }
 //! ```
 //!
+//! # API for the lead (CLI, runner, env)
+//!
+//! ```ignore
+//! // the platform (VMM in the versus process; boot timing):
+//! let p = versus::platform::vm::bare::VmBarePlatform::new();
+//! // the same guest with its VMM in a `versus-vmm` process (pids() = that process):
+//! let p = versus::platform::vm::vmm_process::VmBareProcessPlatform::new()?;
+//! // mem.host (PSS) and mem.vmm (RSS outside guest RAM) of one idle guest:
+//! let m: VmMemory = versus::platform::vm::vmm_process::measure_memory(&spec)?;
+//! // the KVM-mode fingerprint for `versus env` / env.json:
+//! let s: SpeedRatio = versus::platform::vm::speed::measure()?;   // s.ratio, s.supervisor_emulated()
+//! // the raw KVM launch floor (ns), as in `cargo bench --bench vm_launch`:
+//! let ns = versus::platform::vm::tiny::raw_floor_ns()?;
+//! ```
+//!
 //! [`vcpu::run`] returns when a device answers [`bus::Flow::Pause`] (the
 //! owner then inspects its own `Arc<Mutex<Device>>`), or, if
 //! `RunLimit::hlt_pauses` is set, on HLT. Every other exit is an error:

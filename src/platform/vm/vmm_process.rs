@@ -59,6 +59,9 @@ pub struct VmMemory {
     /// Resident memory of the VMM process outside the guest-RAM mapping
     /// (`mem.vmm`).
     pub vmm_rss_excl_guest: u64,
+    /// PSS of the VMM process outside the guest-RAM mapping: its own cost
+    /// with shared library pages divided among their users.
+    pub vmm_pss_excl_guest: u64,
     /// Resident guest RAM.
     pub guest_ram_rss: u64,
     /// Total resident memory of the VMM process.
@@ -75,6 +78,7 @@ pub fn smaps_memory(pid: i32, guest: &[(u64, u64)]) -> std::io::Result<VmMemory>
 fn parse_smaps(text: &str, guest: &[(u64, u64)]) -> VmMemory {
     let mut m = VmMemory::default();
     let mut in_guest = false;
+    let mut guest_pss = 0;
     for line in text.lines() {
         let mut it = line.split_whitespace();
         let Some(first) = it.next() else { continue };
@@ -93,11 +97,18 @@ fn parse_smaps(text: &str, guest: &[(u64, u64)]) -> VmMemory {
                     m.guest_ram_rss += v;
                 }
             }
-            "Pss:" => m.host_pss += kb(),
+            "Pss:" => {
+                let v = kb();
+                m.host_pss += v;
+                if in_guest {
+                    guest_pss += v;
+                }
+            }
             _ => {}
         }
     }
     m.vmm_rss_excl_guest = m.vmm_rss - m.guest_ram_rss;
+    m.vmm_pss_excl_guest = m.host_pss - guest_pss;
     m
 }
 
@@ -274,6 +285,6 @@ mod tests {
         let smaps = "55d000000000-55d000001000 r-xp 00000000 08:01 1 /bin/x\nRss:                   8 kB\nPss:                   4 kB\n\
 7f0000000000-7f0000600000 rw-p 00000000 00:00 0\nRss:                2048 kB\nPss:                2048 kB\n";
         let m = parse_smaps(smaps, &ram);
-        assert_eq!(m, VmMemory { host_pss: 2052 * 1024, vmm_rss_excl_guest: 8 * 1024, guest_ram_rss: 2048 * 1024, vmm_rss: 2056 * 1024 });
+        assert_eq!(m, VmMemory { host_pss: 2052 * 1024, vmm_rss_excl_guest: 8 * 1024, vmm_pss_excl_guest: 4 * 1024, guest_ram_rss: 2048 * 1024, vmm_rss: 2056 * 1024 });
     }
 }
