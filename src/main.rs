@@ -30,6 +30,10 @@ enum Command {
     /// Benchmark platforms and workloads; write samples.csv, summary.csv and
     /// env.json under reports/<run-id>/.
     Run(commands::run::RunArgs),
+    /// Run the isolation probe matrix inside each platform.
+    Probe(commands::probe::ProbeArgs),
+    /// Re-render charts and report.md of a run from its CSV files.
+    Report(commands::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,8 @@ fn main() -> ExitCode {
         Command::Env(a) => commands::env::run(a),
         Command::Launch(a) => commands::launch::run(a),
         Command::Run(a) => commands::run::run(a),
+        Command::Probe(a) => commands::probe::run(a),
+        Command::Report(a) => commands::report::run(a),
     };
     match result {
         Ok(code) => code,

@@ -25,6 +25,33 @@ pub struct RunOptions {
     pub timeout: Duration,
     pub limits: Limits,
     pub platform_options: PlatformOptions,
+    /// What is measured after the launches (memory, density, footprint,
+    /// isolation); `CostOptions::none()` for launches only.
+    pub costs: CostOptions,
+}
+
+/// The measurements of a run beyond launch latency.
+#[derive(Debug, Clone)]
+pub struct CostOptions {
+    /// `mem.host` / `mem.vmm` of an idle instance holding this many MiB,
+    /// measured on this many fresh instances (0: not measured).
+    pub memory_mib: u32,
+    pub memory_iterations: u32,
+    /// The density curve, when set.
+    pub density: Option<crate::measure::density::DensityOptions>,
+    /// Footprint with this many instances (0: not measured).
+    pub footprint_instances: usize,
+    /// The isolation probe matrix.
+    pub probes: bool,
+    /// Noisy-neighbour interference, when set.
+    pub interference: Option<crate::measure::interference::Config>,
+}
+
+impl CostOptions {
+    /// Launch latency only.
+    pub fn none() -> CostOptions {
+        CostOptions { memory_mib: 0, memory_iterations: 0, density: None, footprint_instances: 0, probes: false, interference: None }
+    }
 }
 
 /// One measured value before it gets a run id and iteration.
@@ -129,9 +156,12 @@ impl Progress for Silent {
 #[derive(Debug, Clone, Default)]
 pub struct RunResult {
     pub samples: Vec<Sample>,
+    pub probes: Vec<crate::measure::probes::ProbeRow>,
     pub statuses: Vec<PlatformStatus>,
-    /// Per platform, the notes it records.
+    /// Launches or measurements that failed, in words.
     pub failures: Vec<String>,
+    /// What was not measured on this host, and why.
+    pub not_measured: Vec<String>,
 }
 
 /// Runs every platform and workload. Returns `Err` only for failures of the
@@ -157,7 +187,9 @@ pub fn run(run_id: &str, opts: &RunOptions, progress: &dyn Progress) -> Result<R
             }
         }
     }
-    progress.start(per_platform * created.len() as u64);
+    let c = &opts.costs;
+    let cost_steps = (c.memory_iterations > 0) as u64 + c.density.is_some() as u64 + c.probes as u64 + c.interference.is_some() as u64;
+    progress.start((per_platform + cost_steps) * created.len() as u64);
     for p in &created {
         let mut status = PlatformStatus {
             platform: p.name().into(),
@@ -202,12 +234,142 @@ pub fn run(run_id: &str, opts: &RunOptions, progress: &dyn Progress) -> Result<R
                 progress.inc();
             }
         }
+        if status.status == "ran" {
+            measure_costs(run_id, p.as_ref(), opts, progress, &mut out, &mut status)?;
+        }
         out.statuses.push(status);
+    }
+    if opts.costs.memory_iterations > 0 {
+        crate::measure::memory::add_overhead_rows(&mut out.samples);
+    }
+    if opts.costs.footprint_instances > 0 {
+        progress.set_message("footprint".into());
+        measure_footprint(run_id, opts, &mut out);
     }
     progress.finish();
     // Keep statuses in the order the user gave.
     out.statuses.sort_by_key(|s| opts.platforms.iter().position(|p| *p == s.platform).unwrap_or(usize::MAX));
     Ok(out)
+}
+
+/// Records a failed measurement step: the run goes on, the failure is
+/// reported and makes the run exit non-zero.
+fn step_failed(out: &mut RunResult, status: &mut PlatformStatus, platform: &str, step: &str, e: impl std::fmt::Display) {
+    let why = format!("{platform} {step}: {e:#}");
+    status.notes.push(format!("{step} failed: {e:#}"));
+    out.failures.push(why);
+}
+
+/// Memory, density, probes and interference of one platform.
+fn measure_costs(
+    run_id: &str,
+    p: &dyn Platform,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    out: &mut RunResult,
+    status: &mut PlatformStatus,
+) -> Result<(), LaunchOnceError> {
+    let c = &opts.costs;
+    let name = p.name();
+    let idle = LaunchSpec { workload: WorkloadSpec(Workload::Idle { mib: c.memory_mib }), timeout: opts.timeout, limits: opts.limits };
+    let check_interrupt = || if crate::interrupt::requested() { Err(LaunchOnceError::from(LaunchError::Interrupted)) } else { Ok(()) };
+
+    if c.memory_iterations > 0 {
+        check_interrupt()?;
+        progress.set_message(format!("{name} memory"));
+        match memory_rows(run_id, p, &idle, c.memory_iterations) {
+            Ok(rows) => out.samples.extend(rows),
+            Err(e) => step_failed(out, status, name, "memory", e),
+        }
+        progress.inc();
+    }
+    if let Some(d) = &c.density {
+        check_interrupt()?;
+        progress.set_message(format!("{name} density"));
+        match crate::measure::density::measure_density(p, &idle, d) {
+            Ok(r) => {
+                if let Some(why) = &r.stopped_early {
+                    status.notes.push(format!("density curve stopped early: {why}"));
+                }
+                out.samples.extend(r.samples(run_id, name, idle.workload.0.name()));
+            }
+            Err(e) => step_failed(out, status, name, "density", e),
+        }
+        progress.inc();
+    }
+    if c.probes {
+        check_interrupt()?;
+        progress.set_message(format!("{name} probes"));
+        match crate::measure::probes::run_probes(p, opts.timeout) {
+            Ok(rows) => out.probes.extend(crate::measure::probes::with_run_id(rows, run_id)),
+            Err(e) => step_failed(out, status, name, "probes", e),
+        }
+        progress.inc();
+    }
+    if let Some(cfg) = &c.interference {
+        check_interrupt()?;
+        progress.set_message(format!("{name} interference"));
+        match crate::measure::interference::run_interference(p, cfg) {
+            Ok(r) => out.samples.extend(r.samples.into_iter().map(|mut s| {
+                s.run_id = run_id.into();
+                s
+            })),
+            Err(e) => step_failed(out, status, name, "interference", e),
+        }
+        progress.inc();
+    }
+    Ok(())
+}
+
+/// `mem.host` (and `mem.vmm` for the kernel-less VM) of idle instances.
+/// The `vm-bare` VMM normally runs inside versus; for memory it runs in its
+/// own small `versus-vmm` process, so that its PSS is the instance's alone.
+fn memory_rows(run_id: &str, p: &dyn Platform, idle: &LaunchSpec, iterations: u32) -> anyhow::Result<Vec<Sample>> {
+    use crate::measure::memory::{measure_memory, sample};
+    use crate::platform::vm::vmm_process;
+    let mut rows = if p.name() == "vm-bare" {
+        let vmm = vmm_process::VmBareProcessPlatform::new()?;
+        let mut rows = measure_memory(&vmm, idle, iterations, run_id)?;
+        for i in 0..iterations {
+            let m = vmm_process::measure_memory(idle)?;
+            rows.push(sample(run_id, p.name(), "idle", "mem.vmm", "bytes", i, m.vmm_rss_excl_guest as f64));
+        }
+        rows
+    } else {
+        measure_memory(p, idle, iterations, run_id)?
+    };
+    // Rows carry the workload's name, as the launch rows do.
+    for r in &mut rows {
+        r.workload = idle.workload.0.name().into();
+    }
+    Ok(rows)
+}
+
+/// Footprint rows: built for real with N instances per platform.
+fn measure_footprint(run_id: &str, opts: &RunOptions, out: &mut RunResult) {
+    use crate::measure::footprint;
+    let n = opts.costs.footprint_instances;
+    let kernel = crate::platform::vm::linux::find_kernel(opts.platform_options.kernel.as_deref()).ok();
+    let artefacts: Vec<PathBuf> = kernel.iter().cloned().collect();
+    if kernel.is_none() {
+        out.not_measured.push("footprint of vm-linux's kernel: no kernel found (harness/fetch-kernel, or --kernel)".into());
+    }
+    match footprint::standard_footprints(run_id, n, 1 << 20, "vm-linux", &artefacts, 64 << 20) {
+        Ok((rows, notes)) => {
+            out.samples.extend(rows);
+            out.not_measured.extend(notes);
+        }
+        Err(e) => out.failures.push(format!("footprint: {e:#}")),
+    }
+    let bare = tempfile::Builder::new().prefix("versus-footprint-").tempdir().and_then(|d| {
+        let img = d.path().join("vm-bare-guest.elf");
+        std::fs::write(&img, crate::platform::vm::bare::BARE_BINARY)?;
+        Ok((d, img))
+    });
+    match bare.map_err(anyhow::Error::from).and_then(|(_d, img)| footprint::footprint_shared("vm-bare", &[img], n)) {
+        Ok(r) => out.samples.extend(r.samples(run_id)),
+        Err(e) => out.failures.push(format!("footprint of vm-bare: {e:#}")),
+    }
 }
 
 /// A run id from the current UTC time: `YYYYMMDD-HHMMSS`.

@@ -2,5 +2,7 @@
 
 pub mod env;
 pub mod launch;
+pub mod probe;
+pub mod report;
 pub mod run;
 pub mod table;

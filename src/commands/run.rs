@@ -11,7 +11,9 @@ use versus::export::json::{self, EnvDoc};
 use versus::export::{self as ex};
 use versus::platform::registry::{self, PlatformOptions};
 use versus::platform::{Limits, ALL_PLATFORMS};
-use versus::runner::{self, Progress, RunOptions};
+use versus::measure::density::DensityOptions;
+use versus::measure::interference;
+use versus::runner::{self, CostOptions, Progress, RunOptions};
 use versus::workload::WorkloadSpec;
 
 use super::launch::parse_secs;
@@ -49,6 +51,23 @@ pub struct RunArgs {
     /// Kernel image for vm-linux (vmlinux or bzImage).
     #[arg(long)]
     pub kernel: Option<PathBuf>,
+    /// MiB an idle instance holds for the memory measurement (mem.host,
+    /// mem.overhead, mem.vmm) and the density curve.
+    #[arg(long, default_value_t = 16)]
+    pub memory_mib: u32,
+    /// Largest number of idle instances of the density curve (1, 2, 4, ...).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_instances: u32,
+    /// Instances built for real in the footprint measurement.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub footprint_instances: u32,
+    /// Launch latency and workloads only: no memory, density, footprint,
+    /// probes, interference, charts or report.
+    #[arg(long)]
+    pub launch_only: bool,
+    /// Skip the noisy-neighbour interference measurement.
+    #[arg(long)]
+    pub no_interference: bool,
 }
 
 struct Bar(ProgressBar);
@@ -100,6 +119,26 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut partial = PartialRun(Some(dir.clone()));
 
+    let costs = if a.launch_only {
+        CostOptions::none()
+    } else {
+        let mut density = DensityOptions { max_instances: a.max_instances as usize, ..DensityOptions::default() };
+        let mut interference = interference::Config::default();
+        if a.quick {
+            density.max_instances = density.max_instances.min(4);
+            density.time_budget = Duration::from_secs(4);
+            interference.reps = 1;
+            interference.max_window = Duration::from_secs(2);
+        }
+        CostOptions {
+            memory_mib: a.memory_mib,
+            memory_iterations: if a.quick { 2 } else { 5 },
+            density: Some(density),
+            footprint_instances: a.footprint_instances as usize,
+            probes: true,
+            interference: (!a.no_interference).then_some(interference),
+        }
+    };
     let opts = RunOptions {
         platforms: platforms.clone(),
         workloads,
@@ -108,6 +147,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs_f64(a.timeout),
         limits: Limits { memory_bytes: a.memory_limit_mib << 20, ..Limits::default() },
         platform_options: PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false },
+        costs,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -129,8 +169,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         host: serde_json::to_value(&host)?,
         host_measurements: measurements,
         platforms: result.statuses.clone(),
+        not_measured: result.not_measured.clone(),
     };
     json::write_env(&dir.join("env.json"), &doc)?;
+    if !result.probes.is_empty() {
+        ex::write_probes(&dir.join("probes.csv"), &result.probes)?;
+    }
+    let report = if a.launch_only { None } else { Some(versus::report::render_report(&dir).context("rendering charts and report.md")?) };
     partial.0 = None;
 
     print!("{}", super::table::render(&summary));
@@ -145,7 +190,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             (st, None) => println!("{}: {st}", s.platform),
         }
     }
-    println!("wrote {}", dir.display());
+    for n in &result.not_measured {
+        println!("not measured: {n}");
+    }
+    match report {
+        Some(r) => println!("wrote {} (report: {})", dir.display(), r.display()),
+        None => println!("wrote {}", dir.display()),
+    }
     Ok(if result.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

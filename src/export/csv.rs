@@ -76,6 +76,18 @@ pub fn write_samples(path: &Path, rows: &[Sample]) -> anyhow::Result<()> {
 pub fn write_summary(path: &Path, rows: &[SummaryRow]) -> anyhow::Result<()> {
     write_rows(path, rows)
 }
+/// Columns of probes.csv, in order.
+pub const PROBE_COLUMNS: [&str; 6] = ["run_id", "platform", "probe", "category", "result", "evidence"];
+
+/// Writes probes.csv.
+pub fn write_probes(path: &Path, rows: &[crate::measure::probes::ProbeRow]) -> anyhow::Result<()> {
+    write_rows(path, rows)
+}
+/// Reads probes.csv back, checking its columns.
+pub fn read_probes(path: &Path) -> anyhow::Result<Vec<crate::measure::probes::ProbeRow>> {
+    read_rows(path, &PROBE_COLUMNS)
+}
+
 /// Reads samples.csv back, checking its columns.
 pub fn read_samples(path: &Path) -> anyhow::Result<Vec<Sample>> {
     read_rows(path, &SAMPLE_COLUMNS)

@@ -35,6 +35,9 @@ pub struct EnvDoc {
     #[serde(default)]
     pub host_measurements: serde_json::Value,
     pub platforms: Vec<PlatformStatus>,
+    /// Measurements that could not be made on this host, and why.
+    #[serde(default)]
+    pub not_measured: Vec<String>,
 }
 
 pub fn write_env(path: &Path, doc: &EnvDoc) -> anyhow::Result<()> {

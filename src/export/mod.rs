@@ -4,4 +4,4 @@
 pub mod csv;
 pub mod json;
 
-pub use self::csv::{read_samples, read_summary, summarize_samples, write_samples, write_summary, Sample, SummaryRow};
+pub use self::csv::{read_probes, read_samples, read_summary, summarize_samples, write_probes, write_samples, write_summary, Sample, SummaryRow};
