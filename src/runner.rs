@@ -274,19 +274,38 @@ fn measure_costs(
     let idle = LaunchSpec { workload: WorkloadSpec(Workload::Idle { mib: c.memory_mib }), timeout: opts.timeout, limits: opts.limits };
     let check_interrupt = || if crate::interrupt::requested() { Err(LaunchOnceError::from(LaunchError::Interrupted)) } else { Ok(()) };
 
-    if c.memory_iterations > 0 {
+    // The `vm-bare` VMM normally runs inside versus; for memory and density
+    // it runs in its own small `versus-vmm` process, so that each
+    // instance's PSS is its own.
+    let vmm_process = if name == "vm-bare" && (c.memory_iterations > 0 || c.density.is_some()) {
+        match crate::platform::vm::vmm_process::VmBareProcessPlatform::new() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                step_failed(out, status, name, "memory", e);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mem_platform: Option<&dyn Platform> = match (&vmm_process, name) {
+        (Some(v), _) => Some(v),
+        (None, "vm-bare") => None,
+        (None, _) => Some(p),
+    };
+    if let (true, Some(mp)) = (c.memory_iterations > 0, mem_platform) {
         check_interrupt()?;
         progress.set_message(format!("{name} memory"));
-        match memory_rows(run_id, p, &idle, c.memory_iterations) {
+        match memory_rows(run_id, mp, vmm_process.as_ref(), &idle, c.memory_iterations) {
             Ok(rows) => out.samples.extend(rows),
             Err(e) => step_failed(out, status, name, "memory", e),
         }
         progress.inc();
     }
-    if let Some(d) = &c.density {
+    if let (Some(d), Some(mp)) = (&c.density, mem_platform) {
         check_interrupt()?;
         progress.set_message(format!("{name} density"));
-        match crate::measure::density::measure_density(p, &idle, d) {
+        match crate::measure::density::measure_density(mp, &idle, d) {
             Ok(r) => {
                 if let Some(why) = &r.stopped_early {
                     status.notes.push(format!("density curve stopped early: {why}"));
@@ -321,26 +340,35 @@ fn measure_costs(
     Ok(())
 }
 
-/// `mem.host` (and `mem.vmm` for the kernel-less VM) of idle instances.
-/// The `vm-bare` VMM normally runs inside versus; for memory it runs in its
-/// own small `versus-vmm` process, so that its PSS is the instance's alone.
-fn memory_rows(run_id: &str, p: &dyn Platform, idle: &LaunchSpec, iterations: u32) -> anyhow::Result<Vec<Sample>> {
+/// `mem.host` of idle instances; for the kernel-less VM in its
+/// `versus-vmm` process also `mem.vmm`, the VMM's resident memory outside
+/// the guest RAM, read from the same instance.
+fn memory_rows(
+    run_id: &str,
+    p: &dyn Platform,
+    vmm: Option<&crate::platform::vm::vmm_process::VmBareProcessPlatform>,
+    idle: &LaunchSpec,
+    iterations: u32,
+) -> anyhow::Result<Vec<Sample>> {
     use crate::measure::memory::{measure_memory, sample};
-    use crate::platform::vm::vmm_process;
-    let mut rows = if p.name() == "vm-bare" {
-        let vmm = vmm_process::VmBareProcessPlatform::new()?;
-        let mut rows = measure_memory(&vmm, idle, iterations, run_id)?;
-        for i in 0..iterations {
-            let m = vmm_process::measure_memory(idle)?;
-            rows.push(sample(run_id, p.name(), "idle", "mem.vmm", "bytes", i, m.vmm_rss_excl_guest as f64));
+    use crate::platform::Instance;
+    let workload = idle.workload.0.name();
+    let Some(vmm) = vmm else {
+        let mut rows = measure_memory(p, idle, iterations, run_id)?;
+        // Rows carry the workload's name, as the launch rows do.
+        for r in &mut rows {
+            r.workload = workload.into();
         }
-        rows
-    } else {
-        measure_memory(p, idle, iterations, run_id)?
+        return Ok(rows);
     };
-    // Rows carry the workload's name, as the launch rows do.
-    for r in &mut rows {
-        r.workload = idle.workload.0.name().into();
+    let mut rows = Vec::new();
+    for i in 0..iterations {
+        let inst = vmm.launch_process(idle)?;
+        let m = inst.memory();
+        Box::new(inst).stop()?;
+        let m = m?;
+        let row = |metric: &str, v: u64| sample(run_id, p.name(), workload, metric, "bytes", i, v as f64);
+        rows.extend([row("mem.host", m.host_pss), row("mem.rss", m.vmm_rss), row("mem.vmm", m.vmm_rss_excl_guest)]);
     }
     Ok(rows)
 }
