@@ -79,7 +79,9 @@ fn cpu_summary(n: usize) {
         p.push(tp);
     }
     let (mb, mp) = (median(&mut b), median(&mut p));
-    println!("vm_launch cpu:200000 ({n} interleaved runs each): vm-bare median {mb:.3} ms, process median {mp:.3} ms, vm-bare/process {:.4} (goal within 5%)", mb / mp);
+    // Sorted by median(); the minimum is the least disturbed run on a busy host.
+    let (nb, np) = (b[0], p[0]);
+    println!("vm_launch cpu:200000 ({n} interleaved runs each): vm-bare median {mb:.3} ms, process median {mp:.3} ms, vm-bare/process {:.4}; minima {nb:.3} / {np:.3} ms = {:.4} (goal within 5%)", mb / mp, nb / np);
 }
 
 fn launch(c: &mut Criterion) {
@@ -88,7 +90,7 @@ fn launch(c: &mut Criterion) {
         return;
     }
     interleaved_summary(300);
-    cpu_summary(15);
+    cpu_summary(25);
     let mut g = c.benchmark_group("launch");
     g.sample_size(50).measurement_time(Duration::from_secs(5));
     let p = VmBarePlatform::new();
