@@ -455,11 +455,35 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
         let _ = writeln!(o, "**Finding.** {}.\n", and_list(&parts));
     }
     if interference {
-        let mut rows = Vec::new();
-        for r in f.summary.iter().filter(|r| r.metric.starts_with("interference.")) {
-            rows.push(vec![flag(&r.platform), r.metric.clone(), format!("{:.2}", r.median), r.n.to_string()]);
+        let _ = writeln!(o, "### Noisy neighbour\n\nThe victim's time beside a neighbour of the same platform running a stress, divided by its time alone (median; 1.0x = no interference).\n");
+        let ir: Vec<&SummaryRow> = f.summary.iter().filter(|r| r.metric.starts_with("interference.")).collect();
+        let mut keys: Vec<(&str, &str)> = Vec::new();
+        for r in &ir {
+            if !keys.contains(&(r.platform.as_str(), r.workload.as_str())) {
+                keys.push((&r.platform, &r.workload));
+            }
         }
-        table(&mut o, &["platform", "metric", "median slowdown", "n"], &rows);
+        let get = |pl: &str, w: &str, m: &str| ir.iter().find(|r| r.platform == pl && r.workload == w && r.metric == m).map(|r| r.median);
+        let mut rows = Vec::new();
+        let mut worst: Vec<(String, f64, String)> = Vec::new();
+        for (pl, w) in &keys {
+            let mut row = vec![flag(pl), w.to_string(), get(pl, w, "interference.alone").map(|v| format!("{v:.2} ms")).unwrap_or_else(|| "-".into())];
+            for (m, label) in [("interference.cpu", "cpu hog"), ("interference.mem", "memory hog"), ("interference.fork", "fork bomb")] {
+                let v = get(pl, w, m);
+                row.push(v.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into()));
+                if let Some(v) = v {
+                    match worst.iter_mut().find(|x| x.0 == *pl) {
+                        Some(x) if x.1 < v => *x = (pl.to_string(), v, format!("{label} ({w})")),
+                        Some(_) => {}
+                        None => worst.push((pl.to_string(), v, format!("{label} ({w})"))),
+                    }
+                }
+            }
+            rows.push(row);
+        }
+        table(&mut o, &["platform", "victim", "alone", "cpu hog", "memory hog", "fork bomb"], &rows);
+        let parts: Vec<String> = worst.iter().map(|(pl, v, what)| format!("{pl} slowed down at most {v:.1}x, beside a {what}")).collect();
+        let _ = writeln!(o, "**Finding.** {}. A fork bomb in a container is stopped by its pids limit; a plain process has none.\n", and_list(&parts));
     } else {
         missing.push("noisy-neighbour interference (no `interference.*` rows)".into());
     }
