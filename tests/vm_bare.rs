@@ -280,3 +280,36 @@ fn oversized_guest_is_refused_before_allocating() {
         Ok(_) => panic!("a 4000 MiB heap must be refused"),
     }
 }
+
+#[test]
+fn ctrl_c_stops_a_spinning_guest_promptly() {
+    let _g = serial();
+    if !kvm_or_skip() {
+        return;
+    }
+    versus::interrupt::clear();
+    let t = std::time::Instant::now();
+    let stopper = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(200));
+        versus::interrupt::request();
+    });
+    let r = BareVm::launch(GuestRun { mode: mode::LOOP, param: 0 }, Duration::from_secs(60));
+    stopper.join().unwrap();
+    versus::interrupt::clear();
+    assert!(matches!(r, Err(VmError::Interrupted)), "{:?}", r.err());
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+}
+
+#[test]
+fn probe_mode_reports_probe_lines() {
+    let _g = serial();
+    if !kvm_or_skip() {
+        return;
+    }
+    let mut vm = BareVm::launch(GuestRun { mode: mode::PROBE, param: 0 }, Duration::from_secs(10)).unwrap();
+    let fin = vm.finish().unwrap();
+    let ids: Vec<_> = fin.probes.iter().map(|p| p.id.as_str()).collect();
+    assert!(ids.contains(&"cpuid_vendor") && ids.contains(&"guest_ram"), "{:?}", fin.probes);
+    let cpuid = fin.probes.iter().find(|p| p.id == "cpuid_vendor").unwrap();
+    assert!(cpuid.evidence.contains("vendor"), "{cpuid:?}");
+}
