@@ -238,7 +238,11 @@ fn vmm_process_runs_workloads_and_reports_memory() {
     assert!(m.vmm_rss_excl_guest > 0 && m.vmm_rss_excl_guest < 16 << 20, "{m:?}");
     let pid = inst.pids()[0];
     Box::new(inst).stop().unwrap();
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true), "VMM process {pid} still alive after stop");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true),
+        "VMM process {pid} still alive after stop"
+    );
 
     // A guest error reaches the caller as the VMM's ABORT.
     let err = p.launch(&spec("mem:4000")).err().expect("a 4000 MiB heap is above the guest RAM limit");

@@ -167,7 +167,10 @@ impl BareVm {
 
         let ram = run.ram_bytes();
         if ram > abi::MAX_RAM {
-            return Err(VmError::Memory { bytes: ram, reason: format!("a vm-bare guest has at most {} MiB of RAM (its identity map ends at 4 GiB)", abi::MAX_RAM >> 20) });
+            return Err(VmError::Memory {
+                bytes: ram,
+                reason: format!("a vm-bare guest has at most {} MiB of RAM (its identity map ends at 4 GiB)", abi::MAX_RAM >> 20),
+            });
         }
         let mem = memory::allocate(&[(GuestAddress(0), ram as usize)])?;
         memory::register(&vmfd, &mem)?;
@@ -320,7 +323,10 @@ impl Platform for VmBarePlatform {
             "the VMM runs inside the versus process: mem.host / mem.vmm come from vm::vmm_process::measure_memory (a separate versus-vmm process)".into(),
         ];
         if crate::host::kvm_mode() == crate::host::KvmMode::Pvm {
-            n.push("kvm_pvm: guest user code runs natively, but each port-I/O host call is a #GP trap plus instruction emulation, dearer than a hardware VM exit".into());
+            n.push(
+                "kvm_pvm: guest user code runs natively, but each port-I/O host call is a #GP trap plus instruction emulation, dearer than a hardware VM exit"
+                    .into(),
+            );
         }
         n
     }

@@ -45,7 +45,8 @@ pub enum Cpl {
 }
 
 fn gdt() -> [u64; 7] {
-    let tss_lo = (TSS_LIMIT & 0xffff) | (((TSS_LIMIT >> 16) & 0xf) << 48) | ((TSS_ADDR & 0xff_ffff) << 16) | (0x89u64 << 40) | (((TSS_ADDR >> 24) & 0xff) << 56);
+    let tss_lo =
+        (TSS_LIMIT & 0xffff) | (((TSS_LIMIT >> 16) & 0xf) << 48) | ((TSS_ADDR & 0xff_ffff) << 16) | (0x89u64 << 40) | (((TSS_ADDR >> 24) & 0xff) << 56);
     [
         0,
         0x00af_9a00_0000_ffff, // 64-bit code, DPL0
@@ -64,7 +65,8 @@ fn gdt() -> [u64; 7] {
 /// beyond RAM then reaches the VMM as an MMIO exit rather than a page
 /// fault).
 pub fn write_tables(mem: &GuestMemoryMmap) -> Result<(), VmError> {
-    let w = |addr: u64, bytes: &[u8]| mem.write_slice(bytes, GuestAddress(addr)).map_err(|e| VmError::Image(format!("writing the page tables at {addr:#x}: {e}")));
+    let w =
+        |addr: u64, bytes: &[u8]| mem.write_slice(bytes, GuestAddress(addr)).map_err(|e| VmError::Image(format!("writing the page tables at {addr:#x}: {e}")));
     let mut buf = Vec::with_capacity(4096);
     for d in gdt() {
         buf.extend_from_slice(&d.to_le_bytes());
@@ -138,7 +140,21 @@ pub fn long_mode_sregs(base: kvm_sregs, cpl: Cpl) -> kvm_sregs {
     s.fs = data;
     s.gs = data;
     s.ss = data;
-    s.tr = kvm_segment { base: TSS_ADDR, limit: TSS_LIMIT as u32, selector: SEL_TSS, type_: 0xb, present: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0, unusable: 0, padding: 0 };
+    s.tr = kvm_segment {
+        base: TSS_ADDR,
+        limit: TSS_LIMIT as u32,
+        selector: SEL_TSS,
+        type_: 0xb,
+        present: 1,
+        dpl: 0,
+        db: 0,
+        s: 0,
+        l: 0,
+        g: 0,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    };
     s.ldt = kvm_segment { base: 0, limit: 0, selector: 0, type_: 0x2, present: 0, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0, unusable: 1, padding: 0 };
     s.gdt.base = GDT_ADDR;
     s.gdt.limit = (gdt().len() * 8 - 1) as u16;

@@ -285,6 +285,9 @@ mod tests {
         let smaps = "55d000000000-55d000001000 r-xp 00000000 08:01 1 /bin/x\nRss:                   8 kB\nPss:                   4 kB\n\
 7f0000000000-7f0000600000 rw-p 00000000 00:00 0\nRss:                2048 kB\nPss:                2048 kB\n";
         let m = parse_smaps(smaps, &ram);
-        assert_eq!(m, VmMemory { host_pss: 2052 * 1024, vmm_rss_excl_guest: 8 * 1024, vmm_pss_excl_guest: 4 * 1024, guest_ram_rss: 2048 * 1024, vmm_rss: 2056 * 1024 });
+        assert_eq!(
+            m,
+            VmMemory { host_pss: 2052 * 1024, vmm_rss_excl_guest: 8 * 1024, vmm_pss_excl_guest: 4 * 1024, guest_ram_rss: 2048 * 1024, vmm_rss: 2056 * 1024 }
+        );
     }
 }
