@@ -81,6 +81,7 @@ pub mod memory;
 pub mod speed;
 pub mod tiny;
 pub mod vcpu;
+#[allow(clippy::module_inception)] // `vm::vm`: the VM-creation file of the VMM, by the one-job-per-file layout
 pub mod vm;
 pub mod vmm_process;
 

@@ -143,7 +143,10 @@ impl VmmProcessInstance {
 }
 
 /// Parses `LOG vmm guest_ram=<hex>+<hex> ... boot started=<ns> start=<ns> <phase>=<ns>...`.
-fn parse_vmm_log(l: &str) -> Option<(Vec<(u64, u64)>, Vec<(String, u64)>)> {
+/// Guest RAM host ranges, and named monotonic-ns boot marks.
+type VmmLog = (Vec<(u64, u64)>, Vec<(String, u64)>);
+
+fn parse_vmm_log(l: &str) -> Option<VmmLog> {
     let rest = l.strip_prefix("vmm ")?;
     let mut ram = Vec::new();
     let mut marks = Vec::new();
