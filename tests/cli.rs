@@ -70,6 +70,7 @@ fn bad_input_gets_one_line_errors_and_leaves_nothing() {
         (vec!["run", "-p", "docker"], "unknown platform `docker`"),
         (vec!["run", "-w", "cpu:lots"], "not a non-negative integer"),
         (vec!["run", "-w", "sleep"], "unknown workload `sleep`"),
+        (vec!["run", "-w", "ready,stress-cpu:100"], "not a benchmark workload"),
         (vec!["run", "--runs", "0"], "0 is not in 1.."),
         (vec!["launch", "process", "--timeout=0"], "not a positive number"),
         (vec!["launch", "hyperv"], "unknown platform `hyperv`"),

@@ -111,6 +111,9 @@ impl Drop for PartialRun {
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let platforms = a.platforms.clone().unwrap_or_else(|| ALL_PLATFORMS.iter().map(|s| s.to_string()).collect());
     registry::validate(&platforms).map_err(anyhow::Error::msg)?;
+    if let Some(w) = a.workloads.iter().find(|w| w.guest_mode().is_some()) {
+        anyhow::bail!("`{w}` is a mode of the workload program, not a benchmark workload: probes run with `versus probe` (and in every `versus run`), stresses in the interference measurement");
+    }
     let (runs, warmup) = if a.quick { (5, 1) } else { (a.runs, a.warmup) };
     let workloads: Vec<WorkloadSpec> = if a.quick { a.workloads.iter().map(quick_variant).collect() } else { a.workloads.clone() };
     check_writable(&a.out)?;
