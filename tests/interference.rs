@@ -6,29 +6,52 @@ use std::time::Duration;
 use versus::measure::interference::{run_interference, Config, Interference};
 use versus::platform::container::{ContainerOptions, ContainerPlatform};
 use versus::platform::process::ProcessPlatform;
+use versus::platform::vm::bare::VmBarePlatform;
 use versus::platform::{Limits, Platform};
 use versus::workload::StressKind;
+
+/// One test at a time: each measures slowdowns, and a concurrent test's
+/// neighbour (a fork bomb above all) would be everyone's neighbour.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn config() -> Config {
     Config { reps: 2, max_window: Duration::from_secs(8), ..Config::default() }
 }
 
 fn check(p: &dyn Platform, r: &Interference) {
+    check_stresses(p, r, &StressKind::ALL);
+    assert!(r.not_applicable.is_empty(), "{:?}", r.not_applicable);
+}
+
+fn check_stresses(p: &dyn Platform, r: &Interference, stresses: &[StressKind]) {
     for s in &r.samples {
         println!("{} {} {} {} {:.3}", s.platform, s.workload, s.metric, s.iteration, s.value);
     }
     for n in &r.neighbours {
-        println!("{}: neighbour {:?} window {} ms work {} procs before {} after {} victim runs {:?}", p.name(), n.stress, n.window_ms, n.work, n.procs_before, n.procs_after, n.victim_runs);
+        println!(
+            "{}: neighbour {:?} window {} ms work {} procs before {} after {} victim runs {:?}",
+            p.name(),
+            n.stress,
+            n.window_ms,
+            n.work,
+            n.procs_before,
+            n.procs_after,
+            n.victim_runs
+        );
     }
     let cfg = config();
-    for stress in StressKind::ALL {
+    for &stress in stresses {
         for v in &cfg.victims {
             let rows: Vec<_> = r.samples.iter().filter(|s| s.metric == format!("interference.{}", stress.name()) && s.workload == v.to_string()).collect();
             assert!(!rows.is_empty(), "{}: no interference.{} rows for {v}", p.name(), stress.name());
             assert!(rows.iter().all(|s| s.value.is_finite() && s.value > 0.0 && s.unit == "ratio"), "{rows:?}");
         }
     }
-    assert_eq!(r.neighbours.len(), 3);
+    assert_eq!(r.neighbours.len(), stresses.len());
     for n in &r.neighbours {
         assert!(n.work > 0, "{:?} did no work", n.stress);
         assert_eq!(n.procs_after, n.procs_before, "{:?} neighbour left processes behind", n.stress);
@@ -42,6 +65,7 @@ fn fork_peak(r: &Interference) -> u64 {
 
 #[test]
 fn process_interference_and_unbounded_fork_bomb() {
+    let _g = serial();
     let p = ProcessPlatform::new().unwrap();
     let r = run_interference(&p, &config()).unwrap();
     check(&p, &r);
@@ -52,9 +76,32 @@ fn process_interference_and_unbounded_fork_bomb() {
 
 #[test]
 fn container_interference_and_fork_bomb_contained_by_pids_limit() {
+    let _g = serial();
     let p = ContainerPlatform::new(ContainerOptions::default()).unwrap();
     let r = run_interference(&p, &config()).unwrap();
     check(&p, &r);
     let peak = fork_peak(&r);
     assert!(peak > 1 && peak <= Limits::default().pids, "the pids limit ({}) must stop the bomb: peak {peak}", Limits::default().pids);
+}
+
+#[test]
+fn vm_bare_interference_for_cpu_and_mem_and_no_fork_bomb() {
+    let _g = serial();
+    if let Err(why) = versus::platform::vm::vm::available() {
+        eprintln!("SKIPPED: no usable KVM on this host: {why}");
+        return;
+    }
+    let p = VmBarePlatform::new();
+    let threads = || std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+    let before = threads();
+    let r = run_interference(&p, &config()).unwrap();
+    check_stresses(&p, &r, &[StressKind::Cpu, StressKind::Mem]);
+    // A fork bomb has no meaning without a kernel: refused, recorded as not
+    // applicable, and no row pretends otherwise.
+    assert!(r.samples.iter().all(|s| s.metric != "interference.fork"), "fork rows on vm-bare");
+    assert_eq!(r.not_applicable.len(), 1, "{:?}", r.not_applicable);
+    assert_eq!(r.not_applicable[0].0, StressKind::Fork);
+    assert!(r.not_applicable[0].1.contains("no kernel"), "{}", r.not_applicable[0].1);
+    // The neighbours' vCPU threads are gone.
+    assert!(threads() <= before, "threads before {before}, after {}", threads());
 }

@@ -227,6 +227,14 @@ fn vmm_process_runs_workloads_and_reports_memory() {
     assert_eq!(fin.results[0].checksum(), Some(expected_cpu_checksum(1000).as_str()));
     inst.stop().unwrap();
 
+    // Mode specs in the VMM process: probe runs for real, stress-fork is
+    // refused before any process is spawned.
+    let mut inst = p.launch(&spec("probe")).unwrap();
+    let fin = inst.finish().unwrap();
+    inst.stop().unwrap();
+    assert!(fin.probes.iter().any(|l| l.id == "dev.cpu_identity"), "{fin:?}");
+    assert!(matches!(p.launch(&spec("stress-fork:100")), Err(LaunchError::Unsupported(_))));
+
     // An idle guest that touched 16 MiB: its VMM's PSS includes them, the
     // VMM's own resident memory excludes them.
     let inst = p.launch_process(&spec("idle:16")).unwrap();
@@ -313,7 +321,48 @@ fn probe_mode_reports_probe_lines() {
     let mut vm = BareVm::launch(GuestRun { mode: mode::PROBE, param: 0 }, Duration::from_secs(10)).unwrap();
     let fin = vm.finish().unwrap();
     let ids: Vec<_> = fin.probes.iter().map(|p| p.id.as_str()).collect();
-    assert!(ids.contains(&"cpuid_vendor") && ids.contains(&"guest_ram"), "{:?}", fin.probes);
-    let cpuid = fin.probes.iter().find(|p| p.id == "cpuid_vendor").unwrap();
-    assert!(cpuid.evidence.contains("vendor"), "{cpuid:?}");
+    assert_eq!(ids, ["kernel.shared", "dev.cpu_identity"], "{:?}", fin.probes);
+    assert!(fin.probes[0].evidence.starts_with("kernel=none cs=0x"), "{:?}", fin.probes[0]);
+    let cpuid = &fin.probes[1];
+    assert!(cpuid.evidence.contains("brand=") && cpuid.evidence.contains("vendor="), "{cpuid:?}");
+}
+
+/// A probe or stress spec is run for real or refused, never run as the
+/// `ready` workload its `.0` holds.
+#[test]
+fn mode_specs_run_for_real_or_are_refused() {
+    let _g = serial();
+    if !kvm_or_skip() {
+        return;
+    }
+    let p = VmBarePlatform::new();
+    // probe: PROBE lines come back (`ready` would report none).
+    let mut i = p.launch(&spec("probe")).unwrap();
+    let fin = i.finish().unwrap();
+    i.stop().unwrap();
+    assert!(fin.probes.iter().any(|l| l.id == "kernel.shared"), "{fin:?}");
+    // stress-cpu / stress-mem: a RESULT of that stress with work done.
+    for (w, name) in [("stress-cpu:150", "stress-cpu"), ("stress-mem:150", "stress-mem")] {
+        let t = std::time::Instant::now();
+        let mut i = p.launch(&spec(w)).unwrap();
+        let fin = i.finish().unwrap();
+        i.stop().unwrap();
+        let r = fin.results.iter().find(|r| r.get("workload") == Some(name)).unwrap_or_else(|| panic!("{w}: {fin:?}"));
+        let work = u64::from_str_radix(r.checksum().unwrap(), 16).unwrap();
+        assert!(work > 0, "{w}: {r:?}");
+        assert!(r.elapsed_ns().unwrap() >= 150_000_000, "{w} ran {:?}", r.elapsed_ns());
+        println!("{w}: work {work} in {:?}", t.elapsed());
+    }
+    // A stress neighbour stopped early ends promptly (its stop flag).
+    let t = std::time::Instant::now();
+    let i = p.launch(&spec("stress-cpu:20000")).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    i.stop().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "stop took {:?}", t.elapsed());
+    // stress-fork: refused as unsupported, with the reason.
+    match p.launch(&spec("stress-fork:100")) {
+        Err(LaunchError::Unsupported(why)) => assert!(why.contains("no kernel"), "{why}"),
+        Err(e) => panic!("expected Unsupported, got {e}"),
+        Ok(_) => panic!("stress-fork must be refused on vm-bare"),
+    }
 }

@@ -3,7 +3,7 @@
 //! be measured apart from versus. Same interface as the workload program:
 //!
 //! ```text
-//! versus-vmm [--fd N] <ready|cpu|mem|call|idle> [PARAM]
+//! versus-vmm [--fd N] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem> [PARAM]
 //! ```
 //!
 //! It writes the workload protocol to fd N (default 3): first
@@ -55,7 +55,12 @@ fn main() -> ExitCode {
     // for exactly this purpose; it is owned from here on.
     let mut out = unsafe { File::from_raw_fd(fd) };
 
-    let mut vm = match BareVm::launch(GuestRun::workload(spec.0), timeout) {
+    // A mode the kernel-less guest cannot run is refused, never replaced.
+    let run = match GuestRun::from_spec(&spec) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut out, &e.to_string()),
+    };
+    let mut vm = match BareVm::launch(run, timeout) {
         Ok(vm) => vm,
         Err(e) => return fail(&mut out, &e.to_string()),
     };
@@ -113,6 +118,6 @@ fn fail(out: &mut File, msg: &str) -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: versus-vmm [--fd N] <ready|cpu|mem|call|idle> [PARAM]");
+    eprintln!("usage: versus-vmm [--fd N] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem> [PARAM]");
     ExitCode::from(2)
 }

@@ -11,6 +11,10 @@
 //! fork bomb is bounded by the platform's pids limit and by
 //! [`Config::max_procs`]; versus counts the processes running the platform's
 //! workload binary before and after each neighbour, and reports any left.
+//! A platform that cannot run a stress refuses it with
+//! `LaunchError::Unsupported` (vm-bare: `stress-fork`, there is no kernel to
+//! fork in); that stress is then recorded in
+//! [`Interference::not_applicable`] and has no rows.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -75,6 +79,10 @@ pub struct Interference {
     /// `interference.alone` (ms) for the victims' time alone.
     pub samples: Vec<Sample>,
     pub neighbours: Vec<Neighbour>,
+    /// Stresses the platform refused to run (`LaunchError::Unsupported`:
+    /// a fork bomb in a guest with no kernel), with its reason. They have
+    /// no rows: not applicable, never a stand-in measurement.
+    pub not_applicable: Vec<(StressKind, String)>,
 }
 
 /// The (device, inode) of a process's executable.
@@ -159,7 +167,14 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
         let mut spec = LaunchSpec::new(WorkloadSpec::mode(GuestMode::Stress { kind: stress, ms: window.as_millis() as u32, max_procs: cfg.max_procs }));
         spec.timeout = cfg.timeout.max(window * 2);
         let started = Instant::now();
-        let mut neighbour: Box<dyn Instance> = platform.launch(&spec)?;
+        let mut neighbour: Box<dyn Instance> = match platform.launch(&spec) {
+            Ok(n) => n,
+            Err(LaunchError::Unsupported(why)) => {
+                out.not_applicable.push((stress, why));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         std::thread::sleep(warmup);
         let mut runs = BTreeMap::new();
         let mut last_wall = Duration::ZERO;

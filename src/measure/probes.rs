@@ -418,6 +418,18 @@ fn kernel_shared(f: &BTreeMap<String, String>, h: &HostFacts) -> Verdict {
         (Some(r), Some(v)) => format!("uname {r} {v}"),
         _ => "no uname".into(),
     };
+    if f.get("kernel").map(String::as_str) == Some("none") && f.get("boot_id").is_none() {
+        return (
+            Outcome::Isolated,
+            format!(
+                "no kernel under the workload: it was entered directly by the VMM in user mode (CS reads {}, CPL {}); no boot id or uname exists to read, and the host's kernel ({} {}) is reachable only through VM exits",
+                f.get("cs").map(String::as_str).unwrap_or("?"),
+                f.get("cpl").map(String::as_str).unwrap_or("?"),
+                h.release,
+                h.version
+            ),
+        );
+    }
     match (f.get("boot_id"), &h.boot_id) {
         (Some(g), Some(b)) if g == b => (Outcome::Exposed, format!("boot id {g} is the host's ({uname})")),
         (Some(g), Some(b)) => (Outcome::Isolated, format!("boot id {g}, host's {b} ({uname}; host {} {})", h.release, h.version)),
@@ -669,12 +681,17 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
         },
         "dev.cpu_identity" => {
             let b = dec(f.get("brand").map(String::as_str).unwrap_or(""));
+            // The kernel-less guest also reports vendor and signature.
+            let more = match (f.get("vendor"), f.get("sig")) {
+                (Some(v), Some(s)) => format!(" (vendor `{}`, signature {s})", dec(v)),
+                _ => String::new(),
+            };
             if h.cpu_brand.is_empty() {
                 (NotApplicable, "the host CPU reports no brand string".into())
             } else if b == h.cpu_brand {
-                (Exposed, format!("CPUID brand `{b}` is the host's"))
+                (Exposed, format!("CPUID brand `{b}` is the host's{more}"))
             } else {
-                (Isolated, format!("CPUID brand `{b}`, host's `{}`", h.cpu_brand))
+                (Isolated, format!("CPUID brand `{b}`, host's `{}`{more}", h.cpu_brand))
             }
         }
         _ => (Error, format!("no rule to judge `{id}`")),
@@ -708,7 +725,12 @@ pub fn run_probes(platform: &dyn Platform, timeout: Duration) -> Result<Vec<Prob
     let listeners = Listeners::open()?;
     let mut spec = LaunchSpec::new(WorkloadSpec::mode(GuestMode::Probe { port: listeners.port }));
     spec.timeout = timeout;
-    let lines = run_probe_workload(platform, &spec)?;
+    let mut lines = run_probe_workload(platform, &spec)?;
+    if scope_of(platform.name()) == Scope::Bare {
+        // The VMM-answered probes end the guest: one launch per attempt,
+        // in the versus process's VMM (the same code versus-vmm runs).
+        lines.extend(crate::platform::vm::bare::vmm_probes(timeout));
+    }
     let after = nix::sys::utsname::uname().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default();
     let ctx = Context { port: listeners.port, hostname_changed_to: (after != host.hostname && !host.hostname.is_empty()).then_some(after) };
     drop(listeners);

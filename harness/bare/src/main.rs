@@ -178,29 +178,275 @@ pub extern "C" fn _start() -> ! {
         }
         mode::PROBE => {
             ready();
-            probe(&args);
+            probe();
+        }
+        mode::PROBE_SUPERVISOR => {
+            ready();
+            probe_supervisor(p);
+        }
+        mode::PROBE_MEM => {
+            ready();
+            let addr = ((p >> 1) as u64) << 20;
+            if p & 1 == 0 {
+                // SAFETY: deliberately reads `addr` (normally outside RAM): the
+                // VMM must stop us; if it returns, that is the finding.
+                let v = unsafe { core::ptr::read_volatile(addr as *const u32) };
+                probe_line("vm.mem_outside_ram", "exposed", format_args!("a dword read of {addr:#x} returned {v:#x}"));
+            } else {
+                // SAFETY: as above, a deliberate write.
+                let back = unsafe {
+                    core::ptr::write_volatile(addr as *mut u32, 0x5eed_f00d);
+                    core::ptr::read_volatile(addr as *const u32)
+                };
+                probe_line("vm.mem_outside_ram", "exposed", format_args!("a dword write to {addr:#x} was accepted (reads back {back:#x})"));
+            }
+        }
+        mode::PROBE_PORT => {
+            ready();
+            let port = (p & 0xffff) as u16;
+            if p & 0x1_0000 != 0 {
+                let v = inl(port);
+                probe_line("vm.unknown_port", "exposed", format_args!("in from port {port:#x} returned {v:#x}"));
+            } else {
+                outl(port, 0x42);
+                probe_line("vm.unknown_port", "exposed", format_args!("out to port {port:#x} was accepted"));
+            }
+        }
+        mode::STRESS_CPU => {
+            ready();
+            let limit = p as u64 * args.tsc_khz;
+            let t = rdtsc();
+            let mut h = [0u8; 32];
+            let mut rounds = 0u64;
+            while rdtsc().wrapping_sub(t) < limit && !stop_requested() {
+                for _ in 0..100 {
+                    h = wl::sha256::digest(&h);
+                }
+                rounds += 100;
+            }
+            core::hint::black_box(h);
+            result("stress-cpu", p, clock.ns(rdtsc().wrapping_sub(t)), rounds);
+        }
+        mode::STRESS_MEM => {
+            let buf = heap(&args, (abi::STRESS_MEM_BYTES >> 20) as u32);
+            ready();
+            let limit = p as u64 * args.tsc_khz;
+            let half = buf.len() / 2;
+            let t = rdtsc();
+            let mut mib = 0u64;
+            let mut flip = false;
+            while rdtsc().wrapping_sub(t) < limit && !stop_requested() {
+                let (a, b) = buf.split_at_mut(half);
+                if flip {
+                    a.copy_from_slice(b);
+                } else {
+                    b.copy_from_slice(a);
+                }
+                flip = !flip;
+                core::hint::black_box(&mut *buf);
+                mib += (half >> 20) as u64;
+            }
+            result("stress-mem", p, clock.ns(rdtsc().wrapping_sub(t)), mib);
         }
         m => send(|w| writeln!(w, "ABORT unknown guest mode {m:#x}")),
     }
     exit(abi::EXIT_DONE)
 }
 
-/// Kernel-less isolation probes (extend here; one PROBE line each).
-fn probe(args: &BootArgs) {
-    // CPUID: what the guest learns about the host CPU.
+fn cpuid(leaf: u32) -> [u32; 4] {
     let (a, b, c, d): (u32, u32, u32, u32);
-    // SAFETY: cpuid leaf 0 only writes the four registers; rbx is saved and
+    // SAFETY: cpuid only writes the four registers; rbx is saved and
     // restored around it because LLVM reserves it.
     unsafe {
-        asm!("mov {tmp:r}, rbx", "cpuid", "xchg {tmp:r}, rbx", tmp = out(reg) b, inout("eax") 0u32 => a, out("ecx") c, out("edx") d, options(nostack));
+        asm!("mov {tmp:r}, rbx", "cpuid", "xchg {tmp:r}, rbx", tmp = out(reg) b, inout("eax") leaf => a, inout("ecx") 0u32 => c, out("edx") d, options(nostack));
     }
+    [a, b, c, d]
+}
+
+fn read_cs() -> u16 {
+    let cs: u16;
+    // SAFETY: reading CS is allowed at every privilege level.
+    unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags)) };
+    cs
+}
+
+fn stop_requested() -> bool {
+    // SAFETY: the boot block page is guest RAM mapped user-readable; the VMM
+    // writes the flag from outside (hence volatile).
+    unsafe { core::ptr::read_volatile(abi::STOP_FLAG_ADDR as *const u32) != 0 }
+}
+
+/// Percent-encodes what the evidence grammar reserves (as the workload
+/// program's `enc`).
+struct Enc<'a>(&'a [u8]);
+
+impl fmt::Display for Enc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for &b in self.0 {
+            if b.is_ascii_graphic() && !matches!(b, b'%' | b'=' | b',' | b';') {
+                f.write_char(b as char)?;
+            } else {
+                write!(f, "%{b:02X}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The probes the guest answers itself (the VMM-answered `vm.*` probes are
+/// the `PROBE_*` modes, one launch each). Values are observations; versus
+/// judges them against the host's.
+fn probe() {
+    // kernel.shared: there is no kernel under this code; CS is the VMM's
+    // GDT user selector, not a host kernel's.
+    let cs = read_cs();
+    probe_line("kernel.shared", "observed", format_args!("kernel=none cs={cs:#x} cpl={}", cs & 3));
+    // dev.cpu_identity: vendor (leaf 0), signature (leaf 1), brand string
+    // (leaves 0x80000002..4).
+    let l0 = cpuid(0);
     let mut vendor = [0u8; 12];
-    vendor[..4].copy_from_slice(&b.to_le_bytes());
-    vendor[4..8].copy_from_slice(&d.to_le_bytes());
-    vendor[8..].copy_from_slice(&c.to_le_bytes());
-    let v = core::str::from_utf8(&vendor).unwrap_or("?");
-    probe_line("cpuid_vendor", "exposed", format_args!("cpuid leaf 0: max leaf {a}, vendor {v}"));
-    probe_line("guest_ram", "isolated", format_args!("guest RAM is {} bytes; accesses beyond it exit to the VMM", args.ram_size));
+    vendor[..4].copy_from_slice(&l0[1].to_le_bytes());
+    vendor[4..8].copy_from_slice(&l0[3].to_le_bytes());
+    vendor[8..].copy_from_slice(&l0[2].to_le_bytes());
+    let sig = if l0[0] >= 1 { cpuid(1)[0] } else { 0 };
+    let mut brand = [0u8; 48];
+    let max_ext = cpuid(0x8000_0000)[0];
+    if max_ext >= 0x8000_0004 {
+        for (i, leaf) in (0x8000_0002u32..=0x8000_0004).enumerate() {
+            for (j, r) in cpuid(leaf).iter().enumerate() {
+                brand[i * 16 + j * 4..i * 16 + j * 4 + 4].copy_from_slice(&r.to_le_bytes());
+            }
+        }
+    }
+    let end = brand.iter().position(|&c| c == 0).unwrap_or(brand.len());
+    let mut b = &brand[..end];
+    while let [rest @ .., b' '] = b {
+        b = rest;
+    }
+    while let [b' ', rest @ ..] = b {
+        b = rest;
+    }
+    probe_line("dev.cpu_identity", "observed", format_args!("brand={} vendor={} sig={sig:#x} max_ext={max_ext:#x}", Enc(b), Enc(&vendor)));
+}
+
+// The ways out of user mode that `mode::PROBE_SUPERVISOR` tries (see
+// `abi::supervisor`). Each `sup_*_site` label is the instruction that must
+// fault; the guest logs its address so that the VMM can check the guest
+// stopped exactly there.
+core::arch::global_asm!(
+    ".pushsection .text.sup, \"ax\"",
+    ".global sup_hlt, sup_hlt_site",
+    "sup_hlt:",
+    "sup_hlt_site:",
+    "hlt",
+    "ret",
+    ".global sup_cr3, sup_cr3_site",
+    "sup_cr3:",
+    "sup_cr3_site:",
+    "mov rax, cr3",
+    "ret",
+    ".global sup_rdmsr, sup_rdmsr_site",
+    "sup_rdmsr:",
+    "mov ecx, 0x10",
+    "sup_rdmsr_site:",
+    "rdmsr",
+    "ret",
+    ".global sup_lgdt, sup_lgdt_site",
+    "sup_lgdt:",
+    "sub rsp, 16",
+    "mov qword ptr [rsp], 0",
+    "mov qword ptr [rsp + 8], 0",
+    "sup_lgdt_site:",
+    "lgdt [rsp]",
+    "add rsp, 16",
+    "ret",
+    ".global sup_int80, sup_int80_site",
+    "sup_int80:",
+    "sup_int80_site:",
+    "int 0x80",
+    "ret",
+    ".global sup_syscall, sup_syscall_site",
+    "sup_syscall:",
+    "sup_syscall_site:",
+    "syscall",
+    "ret",
+    ".global sup_iret, sup_iret_site",
+    "sup_iret:",
+    "mov rax, rsp",
+    "push 0x10",
+    "push rax",
+    "pushfq",
+    "push 0x08",
+    "lea rax, [rip + 2f]",
+    "push rax",
+    "sup_iret_site:",
+    "iretq",
+    "2:",
+    "ret",
+    ".global sup_pt, sup_pt_site",
+    "sup_pt:",
+    "mov rax, 0x9000",
+    "sup_pt_site:",
+    "or qword ptr [rax], 0",
+    "ret",
+    ".global sup_ctl, sup_ctl_site",
+    "sup_ctl:",
+    "sup_ctl_site:",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "ret",
+    ".popsection",
+);
+
+extern "C" {
+    fn sup_hlt() -> u64;
+    fn sup_cr3() -> u64;
+    fn sup_rdmsr() -> u64;
+    fn sup_lgdt() -> u64;
+    fn sup_int80() -> u64;
+    fn sup_syscall() -> u64;
+    fn sup_iret() -> u64;
+    fn sup_pt() -> u64;
+    fn sup_ctl() -> u64;
+    static sup_hlt_site: u8;
+    static sup_cr3_site: u8;
+    static sup_rdmsr_site: u8;
+    static sup_lgdt_site: u8;
+    static sup_int80_site: u8;
+    static sup_syscall_site: u8;
+    static sup_iret_site: u8;
+    static sup_pt_site: u8;
+    static sup_ctl_site: u8;
+}
+
+fn probe_supervisor(which: u32) {
+    use abi::supervisor as s;
+    // SAFETY: only the addresses of the labels are taken.
+    let (f, site): (unsafe extern "C" fn() -> u64, u64) = unsafe {
+        match which {
+            s::HLT => (sup_hlt, core::ptr::addr_of!(sup_hlt_site) as u64),
+            s::READ_CR3 => (sup_cr3, core::ptr::addr_of!(sup_cr3_site) as u64),
+            s::RDMSR => (sup_rdmsr, core::ptr::addr_of!(sup_rdmsr_site) as u64),
+            s::LGDT => (sup_lgdt, core::ptr::addr_of!(sup_lgdt_site) as u64),
+            s::INT80 => (sup_int80, core::ptr::addr_of!(sup_int80_site) as u64),
+            s::SYSCALL => (sup_syscall, core::ptr::addr_of!(sup_syscall_site) as u64),
+            s::IRET_TO_CPL0 => (sup_iret, core::ptr::addr_of!(sup_iret_site) as u64),
+            s::WRITE_PAGE_TABLES => (sup_pt, core::ptr::addr_of!(sup_pt_site) as u64),
+            s::CONTROL => (sup_ctl, core::ptr::addr_of!(sup_ctl_site) as u64),
+            other => {
+                send(|m| writeln!(m, "ABORT unknown supervisor attempt {other}"));
+                return;
+            }
+        }
+    };
+    send(|m| writeln!(m, "LOG site={site:#x}"));
+    // SAFETY: each routine is self-contained (it restores the stack and
+    // clobbers only caller-saved registers); the privileged ones are meant
+    // to fault, which ends the guest.
+    let v = unsafe { f() };
+    let cs = read_cs();
+    probe_line("vm.supervisor", "exposed", format_args!("attempt {which} at {site:#x} returned {v:#x}; CS is now {cs:#x} (CPL {})", cs & 3));
 }
 
 fn probe_line(id: &str, result: &str, evidence: fmt::Arguments<'_>) {

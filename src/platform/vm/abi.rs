@@ -54,6 +54,11 @@ pub const EXIT_IDLE: u32 = 1;
 
 pub const BOOT_MAGIC: u64 = 0x5645_5253_5553_4231; // "VERSUSB1"
 
+/// A dword in the (user-readable) boot block page that the VMM sets to
+/// non-zero to ask a running stress neighbour to finish now. The guest
+/// polls it with a plain memory read: stopping costs no VM exit.
+pub const STOP_FLAG_ADDR: u64 = BOOT_ARGS_ADDR + 0x800;
+
 /// The guest's modes: the five workloads, then test and probe modes (one
 /// image serves all).
 pub mod mode {
@@ -74,8 +79,59 @@ pub mod mode {
     pub const OOB_WRITE: u32 = 0x104;
     /// Signals ready, then panics (the panic handler sends ABORT).
     pub const PANIC: u32 = 0x105;
-    /// Kernel-less isolation probes: emits PROBE lines.
+    /// Kernel-less isolation probes: emits PROBE lines (`kernel.shared`,
+    /// `dev.cpu_identity`) and exits.
     pub const PROBE: u32 = 0x200;
+    /// Signals ready, then tries to leave user mode with the instruction
+    /// `param` of [`super::supervisor`]; first logs `site=<addr>` (where the
+    /// instruction is). If it returns, sends `PROBE vm.supervisor
+    /// result=exposed` and exits.
+    pub const PROBE_SUPERVISOR: u32 = 0x201;
+    /// Signals ready, then reads (`param & 1 == 0`) or writes a dword at
+    /// guest-physical `(param >> 1)` MiB. If it returns, sends `PROBE
+    /// vm.mem_outside_ram result=exposed` with the value and exits.
+    pub const PROBE_MEM: u32 = 0x202;
+    /// Signals ready, then accesses port `param & 0xffff` with a dword (`in`
+    /// when bit 16 is set, else `out`). If it returns, sends `PROBE
+    /// vm.unknown_port result=exposed` and exits.
+    pub const PROBE_PORT: u32 = 0x203;
+    /// Noisy neighbour: SHA-256 chain for `param` ms (rdtsc clock) or until
+    /// [`super::STOP_FLAG_ADDR`] is set; RESULT `stress-cpu`, checksum =
+    /// rounds done (hex).
+    pub const STRESS_CPU: u32 = 0x300;
+    /// Noisy neighbour: copies between two 16 MiB halves of a 32 MiB heap
+    /// buffer for `param` ms; RESULT `stress-mem`, checksum = MiB copied.
+    pub const STRESS_MEM: u32 = 0x301;
+}
+
+/// Heap a `STRESS_MEM` guest copies within (two halves).
+pub const STRESS_MEM_BYTES: u64 = 32 << 20;
+
+/// The attempts of `mode::PROBE_SUPERVISOR` (its `param`), each a way out of
+/// CPL3 that must fault (no IDT: a triple fault, KVM_EXIT_SHUTDOWN) at the
+/// instruction itself. `CONTROL` runs an unprivileged instruction instead:
+/// the probe's positive control.
+pub mod supervisor {
+    pub const HLT: u32 = 0;
+    pub const READ_CR3: u32 = 1;
+    pub const RDMSR: u32 = 2;
+    pub const LGDT: u32 = 3;
+    pub const INT80: u32 = 4;
+    pub const SYSCALL: u32 = 5;
+    pub const IRET_TO_CPL0: u32 = 6;
+    pub const WRITE_PAGE_TABLES: u32 = 7;
+    pub const CONTROL: u32 = 0xff;
+    /// Every attempt with what it tries, in report order.
+    pub const ATTEMPTS: [(u32, &str); 8] = [
+        (HLT, "hlt"),
+        (READ_CR3, "mov rax, cr3"),
+        (RDMSR, "rdmsr (IA32_TSC)"),
+        (LGDT, "lgdt"),
+        (INT80, "int 0x80"),
+        (SYSCALL, "syscall"),
+        (IRET_TO_CPL0, "iretq to a CPL0 code segment"),
+        (WRITE_PAGE_TABLES, "write to its own page tables (supervisor-only PML4)"),
+    ];
 }
 
 /// The boot argument block at `BOOT_ARGS_ADDR`, written by the VMM.

@@ -19,11 +19,12 @@ use super::memory::{self, GuestMemoryMmap};
 use super::vcpu::{self, Paused, RunLimit};
 use super::{vm, VmError};
 use crate::channel::Received;
-use crate::error::Result;
+use crate::error::{LaunchError, Result};
 use crate::measure::clock::now_ns;
+use crate::measure::probes::{Outcome, SurfaceRow};
 use crate::measure::Boot;
 use crate::platform::{Finished, Instance, LaunchSpec, Platform, ProbeLine};
-use crate::workload::Workload;
+use crate::workload::{GuestMode, StressKind, Workload, WorkloadSpec};
 
 /// The kernel-less guest image, built by build.rs from `harness/bare`.
 pub static BARE_BINARY: &[u8] = include_bytes!(env!("VERSUS_BARE_BIN"));
@@ -123,10 +124,32 @@ impl GuestRun {
         GuestRun { mode, param: w.param() }
     }
 
+    /// What a [`WorkloadSpec`] runs in the bare guest. A mode the kernel-less
+    /// guest cannot run is refused (never replaced by another workload):
+    /// `stress-fork` has no meaning without a kernel (there are no
+    /// processes to fork).
+    pub fn from_spec(spec: &WorkloadSpec) -> std::result::Result<GuestRun, LaunchError> {
+        match spec.guest_mode() {
+            None => Ok(GuestRun::workload(spec.0)),
+            Some(GuestMode::Probe { .. }) => Ok(GuestRun { mode: mode::PROBE, param: 0 }),
+            Some(GuestMode::Stress { kind: StressKind::Cpu, ms, .. }) => Ok(GuestRun { mode: mode::STRESS_CPU, param: ms }),
+            Some(GuestMode::Stress { kind: StressKind::Mem, ms, .. }) => Ok(GuestRun { mode: mode::STRESS_MEM, param: ms }),
+            Some(GuestMode::Stress { kind: StressKind::Fork, .. }) => Err(LaunchError::Unsupported(format!(
+                "vm-bare cannot run `{spec}`: the kernel-less guest has no kernel and so no processes to fork; a fork bomb has no meaning there (run it on process, container or vm-linux)"
+            ))),
+        }
+    }
+
+    /// A noisy-neighbour mode: its vCPU keeps running after READY.
+    pub fn is_stress(&self) -> bool {
+        matches!(self.mode, mode::STRESS_CPU | mode::STRESS_MEM)
+    }
+
     /// Heap the guest needs (the MiB it touches for `mem` and `idle`).
     pub fn heap_bytes(&self) -> u64 {
         match self.mode {
             mode::MEM | mode::IDLE => (self.param as u64) << 20,
+            mode::STRESS_MEM => abi::STRESS_MEM_BYTES,
             _ => 0,
         }
     }
@@ -225,7 +248,9 @@ impl BareVm {
     }
 
     fn logs(&self) -> String {
-        let Ok(h) = self.host.lock() else { return String::new() };
+        let Ok(h) = self.host.lock() else {
+            return String::new();
+        };
         let logs: Vec<&str> = h.received.iter().filter_map(|m| if let Received::Log(l) = m { Some(l.as_str()) } else { None }).collect();
         if logs.is_empty() {
             String::new()
@@ -289,6 +314,29 @@ impl BareVm {
     pub fn host_calls(&self) -> u64 {
         self.host.lock().map(|h| h.calls).unwrap_or(0)
     }
+
+    /// The guest's log lines so far (kept after an error ends it).
+    pub fn log_lines(&self) -> Vec<String> {
+        let Ok(h) = self.host.lock() else {
+            return Vec::new();
+        };
+        h.received.iter().filter_map(|m| if let Received::Log(l) = m { Some(l.clone()) } else { None }).collect()
+    }
+
+    /// Asks a stress guest to finish now (it polls [`abi::STOP_FLAG_ADDR`]).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.mem.clone())
+    }
+}
+
+/// Sets a running guest's stop flag from another thread.
+#[derive(Clone)]
+pub struct StopHandle(GuestMemoryMmap);
+
+impl StopHandle {
+    pub fn request(&self) {
+        let _ = self.0.write_obj(1u32, GuestAddress(abi::STOP_FLAG_ADDR));
+    }
 }
 
 /// The `vm-bare` platform (VMM in the versus process).
@@ -305,6 +353,7 @@ impl VmBarePlatform {
 pub struct BareInstance {
     vm: Option<BareVm>,
     boot: Boot,
+    running: Option<Running>,
 }
 
 impl Platform for VmBarePlatform {
@@ -331,9 +380,55 @@ impl Platform for VmBarePlatform {
         n
     }
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
-        let vm = BareVm::launch(GuestRun::workload(spec.workload.0), spec.timeout)?;
+        let run = GuestRun::from_spec(&spec.workload)?;
+        let vm = BareVm::launch(run, spec.timeout)?;
         let boot = vm.boot.clone();
-        Ok(Box::new(BareInstance { vm: Some(vm), boot }))
+        if !run.is_stress() {
+            return Ok(Box::new(BareInstance { vm: Some(vm), boot, running: None }));
+        }
+        // A noisy neighbour must run while versus does other things: its
+        // vCPU gets a thread of its own until the guest is done or stopped.
+        let stop = vm.stop_handle();
+        let thread = std::thread::Builder::new()
+            .name("vm-bare-stress".into())
+            .spawn(move || {
+                let mut vm = vm;
+                let r = vm.finish();
+                drop(vm);
+                r
+            })
+            .map_err(|e| LaunchError::io("starting the stress guest's vCPU thread", e))?;
+        Ok(Box::new(BareInstance { vm: None, boot, running: Some(Running { thread: Some(thread), stop, result: None }) }))
+    }
+}
+
+/// A guest whose vCPU runs on a thread of its own (a stress neighbour).
+struct Running {
+    thread: Option<std::thread::JoinHandle<std::result::Result<Finished, VmError>>>,
+    stop: StopHandle,
+    result: Option<std::result::Result<Finished, VmError>>,
+}
+
+impl Running {
+    /// Waits for the vCPU thread (bounded by the guest's own deadline and
+    /// the launch timeout, which the thread's run loop enforces).
+    fn join(&mut self) -> std::result::Result<Finished, VmError> {
+        if let Some(t) = self.thread.take() {
+            self.result = Some(t.join().unwrap_or_else(|_| Err(VmError::VmmProcess("the stress guest's vCPU thread panicked".into()))));
+        }
+        match self.result.take() {
+            Some(r) => r,
+            None => Err(VmError::VmmProcess("the stress guest's results were already taken".into())),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.request();
+            let _ = t.join();
+        }
     }
 }
 
@@ -347,6 +442,9 @@ impl Instance for BareInstance {
         Vec::new()
     }
     fn finish(&mut self) -> Result<Finished> {
+        if let Some(r) = self.running.as_mut() {
+            return Ok(r.join()?);
+        }
         match self.vm.as_mut() {
             Some(vm) => Ok(vm.finish()?),
             None => Err(VmError::VmmProcess("the VM was already stopped".into()).into()),
@@ -354,9 +452,177 @@ impl Instance for BareInstance {
     }
     fn stop(mut self: Box<Self>) -> Result<f64> {
         let t = Instant::now();
+        // A running stress guest is asked to stop and its thread joined.
+        drop(self.running.take());
         drop(self.vm.take());
         Ok(t.elapsed().as_secs_f64() * 1e3)
     }
+}
+
+// ---------------------------------------------------------------------------
+// The VMM-answered isolation probes (`vm.*`): each attempt is a guest-ending
+// access, so each gets a launch of its own. The guest signals ready, logs
+// where it is (for the supervisor attempts), tries, and, if the access
+// returns, reports `exposed` itself. The VMM's error must match the attempt
+// (the port, the address, the faulting instruction), or the verdict is not
+// `isolated`.
+
+/// What ending the guest must look like for an attempt to count as stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// An MMIO exit at `addr` in direction `dir` (`read`/`write`) that the
+    /// VMM rejected.
+    Mmio { addr: u64, dir: &'static str },
+    /// A page fault with no IDT: a triple fault (shutdown), anywhere.
+    Fault,
+    /// A fault (shutdown or another guest-ending exit) at the instruction
+    /// the guest logged as `site=<addr>`.
+    FaultAtSite,
+    /// An I/O exit on `port` that the VMM rejected (unknown port, or a
+    /// host-call port used in the wrong direction).
+    Port { port: u16 },
+}
+
+/// One guest-ending probe attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// `vm.mem_outside_ram`, `vm.unknown_port` or `vm.supervisor`.
+    pub probe: &'static str,
+    pub what: String,
+    pub run: GuestRun,
+    pub expect: Expect,
+}
+
+fn mem_attempt(what: String, addr: u64, write: bool, expect: Expect) -> Attempt {
+    let param = (((addr >> 20) as u32) << 1) | write as u32;
+    Attempt { probe: "vm.mem_outside_ram", what, run: GuestRun { mode: mode::PROBE_MEM, param }, expect }
+}
+
+fn port_attempt(what: &str, port: u16, input: bool) -> Attempt {
+    let param = port as u32 | if input { 0x1_0000 } else { 0 };
+    Attempt { probe: "vm.unknown_port", what: what.into(), run: GuestRun { mode: mode::PROBE_PORT, param }, expect: Expect::Port { port } }
+}
+
+/// Every attempt of the `vm.*` probes, in report order.
+pub fn vmm_probe_attempts() -> Vec<Attempt> {
+    let ram = GuestRun { mode: mode::PROBE_MEM, param: 0 }.ram_bytes();
+    let hole = abi::MAX_RAM; // never RAM, still identity-mapped
+    let unmapped = abi::MAPPED_LIMIT + (1 << 30);
+    let mut v = vec![
+        mem_attempt(format!("read {ram:#x} (first byte past its {} MiB of RAM)", ram >> 20), ram, false, Expect::Mmio { addr: ram, dir: "read" }),
+        mem_attempt(format!("write {ram:#x} (first byte past its RAM)"), ram, true, Expect::Mmio { addr: ram, dir: "write" }),
+        mem_attempt(format!("read {hole:#x} (mapped, never RAM)"), hole, false, Expect::Mmio { addr: hole, dir: "read" }),
+        mem_attempt(format!("write {hole:#x} (mapped, never RAM)"), hole, true, Expect::Mmio { addr: hole, dir: "write" }),
+        mem_attempt(format!("read {unmapped:#x} (beyond its page tables)"), unmapped, false, Expect::Fault),
+        port_attempt("out 0x80 (POST code port)", 0x80, false),
+        port_attempt("out 0x3f8 (COM1)", 0x3f8, false),
+        port_attempt("in 0xcf8 (PCI configuration address)", 0xcf8, true),
+        port_attempt("in 0x7e3 (next to the host-call ports)", abi::PORT_FIRST + abi::PORT_COUNT, true),
+        port_attempt("in 0x7e0 (the write-only line port)", abi::PORT_LINE, true),
+        port_attempt("out 0x7e1 (the read-only call port)", abi::PORT_CALL, false),
+    ];
+    for (param, what) in abi::supervisor::ATTEMPTS {
+        v.push(Attempt { probe: "vm.supervisor", what: what.into(), run: GuestRun { mode: mode::PROBE_SUPERVISOR, param }, expect: Expect::FaultAtSite });
+    }
+    v
+}
+
+/// Positive controls: the same probes pointed at what the guest may do
+/// (a read inside its RAM, the served call port, an unprivileged
+/// instruction). Each must come out `exposed`, which proves the probes can.
+pub fn vmm_probe_controls() -> Vec<Attempt> {
+    vec![
+        mem_attempt(format!("read {:#x} (inside its RAM)", abi::HEAP_BASE), abi::HEAP_BASE, false, Expect::Mmio { addr: abi::HEAP_BASE, dir: "read" }),
+        port_attempt("in 0x7e1 (the served call port)", abi::PORT_CALL, true),
+        Attempt {
+            probe: "vm.supervisor",
+            what: "rdtsc (unprivileged)".into(),
+            run: GuestRun { mode: mode::PROBE_SUPERVISOR, param: abi::supervisor::CONTROL },
+            expect: Expect::FaultAtSite,
+        },
+    ]
+}
+
+/// Judges one attempt from how the guest ended (`r`) and its log lines.
+pub fn judge_attempt(a: &Attempt, r: std::result::Result<Finished, VmError>, logs: &[String]) -> (Outcome, String) {
+    let site = logs.iter().find_map(|l| l.strip_prefix("site=")).and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok());
+    match r {
+        Ok(f) => match f.probes.iter().find(|p| p.id == a.probe) {
+            Some(p) if p.result == "exposed" => (Outcome::Exposed, p.evidence.clone()),
+            Some(p) => (Outcome::Error, format!("the guest reported `{}`: {}", p.result, p.evidence)),
+            None => (Outcome::Error, "the guest finished without reporting and without being stopped".into()),
+        },
+        Err(e) => {
+            let stopped = match (&e, a.expect) {
+                (VmError::Mmio { addr, dir, .. }, Expect::Mmio { addr: want, dir: want_dir }) => *addr == want && *dir == want_dir,
+                (VmError::Shutdown { .. }, Expect::Fault) => true,
+                (VmError::UnknownPort { port, .. }, Expect::Port { port: want }) => *port == want,
+                (VmError::Device { port, .. }, Expect::Port { port: want }) => *port == want as u64,
+                (VmError::Shutdown { rip } | VmError::UnexpectedExit { rip, .. }, Expect::FaultAtSite) => match site {
+                    Some(s) if *rip == s => true,
+                    Some(s) => {
+                        let why = if a.run.mode == mode::PROBE_SUPERVISOR && a.run.param == abi::supervisor::SYSCALL && *rip == 0 {
+                            " (RIP 0 is IA32_LSTAR, which the VMM leaves 0: the CPU took the system call into guest supervisor mode although EFER.SCE is clear, and nothing is mapped at 0, so the first fetch there faulted and the VMM ended the guest)"
+                        } else {
+                            ""
+                        };
+                        return (Outcome::Exposed, format!("control left the instruction at {s:#x}: the guest ended at RIP {rip:#x}{why}: {e}"));
+                    }
+                    None => return (Outcome::Error, format!("the guest logged no instruction address before it ended: {e}")),
+                },
+                _ => false,
+            };
+            if stopped {
+                (Outcome::Isolated, format!("the VMM ended the guest: {e}"))
+            } else {
+                (Outcome::Error, format!("the guest ended otherwise than this probe expects ({:?}): {e}", a.expect))
+            }
+        }
+    }
+}
+
+/// Runs one attempt in a fresh guest (everything is freed before return).
+pub fn run_attempt(a: &Attempt, timeout: Duration) -> (Outcome, String) {
+    let mut vm = match BareVm::launch(a.run, timeout) {
+        Ok(vm) => vm,
+        Err(e) => return judge_attempt(a, Err(e), &[]),
+    };
+    let r = vm.finish();
+    let logs = vm.log_lines();
+    judge_attempt(a, r, &logs)
+}
+
+/// The `vm.*` probe lines (final results with evidence), one launch per
+/// attempt. A probe is `exposed` if any attempt got through, `error` if any
+/// attempt ended unexpectedly, else `isolated`.
+pub fn vmm_probes(timeout: Duration) -> Vec<ProbeLine> {
+    let attempts = vmm_probe_attempts();
+    let mut out: Vec<ProbeLine> = Vec::new();
+    for a in &attempts {
+        let (o, ev) = run_attempt(a, timeout);
+        let ev = format!("{}: {o}: {ev}", a.what);
+        match out.iter_mut().find(|l| l.id == a.probe) {
+            Some(l) => {
+                let prev = Outcome::parse(&l.result).unwrap_or(Outcome::Error);
+                let worst = match (prev, o) {
+                    (Outcome::Exposed, _) | (_, Outcome::Exposed) => Outcome::Exposed,
+                    (Outcome::Error, _) | (_, Outcome::Error) => Outcome::Error,
+                    _ => Outcome::Isolated,
+                };
+                l.result = worst.as_str().into();
+                l.evidence = format!("{}; {ev}", l.evidence);
+            }
+            None => out.push(ProbeLine { id: a.probe.into(), result: o.as_str().into(), evidence: ev }),
+        }
+    }
+    out
+}
+
+/// The attack surface of `vm-bare` (rows for [`crate::measure::probes`]'s
+/// surface table): the VM-exit kinds its run loop serves and the host calls
+/// its VMM answers.
+pub fn attack_surface() -> Vec<SurfaceRow> {
+    crate::measure::probes::vm_surface("vm-bare", super::hostcall::SERVED_EXITS, super::hostcall::HOST_CALLS)
 }
 
 #[cfg(test)]

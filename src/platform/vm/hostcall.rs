@@ -12,6 +12,18 @@ use super::VmError;
 use crate::channel::{self, Received};
 use crate::measure::clock::now_ns;
 
+/// The VM-exit kinds the bare guest's run loop serves (resumes the guest
+/// after); every other exit ends the guest with an error.
+pub const SERVED_EXITS: &[&str] =
+    &["KVM_EXIT_IO (port I/O to the host-call ports only; I/O to any other port, MMIO, HLT, shutdown and every other exit end the guest)"];
+
+/// The host calls the VMM serves (one per port, in the allowed direction).
+pub const HOST_CALLS: &[&str] = &[
+    "out PORT_LINE 0x7e0 (one protocol line from the mailbox: READY, RESULT, LOG, ABORT, PROBE)",
+    "in PORT_CALL 0x7e1 (the trivial call: the instance id)",
+    "out PORT_EXIT 0x7e2 (done, or park until stopped)",
+];
+
 /// Why the guest paused the run loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -115,6 +127,32 @@ impl PioDevice for HostCall {
                 v => Err(format!("unknown exit code {v}")),
             },
             _ => Err(format!("port {port:#x} is read-only")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::vm::abi::{PORT_COUNT, PORT_FIRST};
+    use crate::platform::vm::memory;
+
+    #[test]
+    fn serves_exactly_the_listed_host_calls() {
+        assert_eq!(HOST_CALLS.len(), PORT_COUNT as usize);
+        let mem = memory::allocate(&[(GuestAddress(0), 2 << 20)]).unwrap();
+        let mut h = HostCall::new(mem, 7);
+        let mut d = [0u8; 4];
+        assert_eq!(h.pio_read(PORT_CALL, &mut d), Ok(Flow::Continue));
+        assert_eq!(u32::from_le_bytes(d), 7);
+        assert_eq!(h.pio_write(PORT_EXIT, &EXIT_DONE.to_le_bytes()), Ok(Flow::Pause));
+        assert!(h.pio_write(PORT_LINE, &0u32.to_le_bytes()).is_ok());
+        // The other direction of each port is refused.
+        assert!(h.pio_read(PORT_LINE, &mut d).is_err());
+        assert!(h.pio_read(PORT_EXIT, &mut d).is_err());
+        assert!(h.pio_write(PORT_CALL, &d).is_err());
+        for (i, c) in HOST_CALLS.iter().enumerate() {
+            assert!(c.contains(&format!("{:#x}", PORT_FIRST + i as u16)), "{c}");
         }
     }
 }

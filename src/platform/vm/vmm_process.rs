@@ -170,6 +170,8 @@ fn parse_vmm_log(l: &str) -> Option<VmmLog> {
 impl VmBareProcessPlatform {
     /// Launches one guest in a fresh `versus-vmm` process and waits for READY.
     pub fn launch_process(&self, spec: &LaunchSpec) -> Result<VmmProcessInstance> {
+        // Refuse what the kernel-less guest cannot run before spawning.
+        super::bare::GuestRun::from_spec(&spec.workload)?;
         let start = now_ns();
         let (chan_r, chan_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("creating the channel pipe", e))?;
         let (ctl_r, ctl_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("creating the control pipe", e))?;
