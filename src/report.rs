@@ -15,19 +15,9 @@ use serde_json::Value;
 use crate::chart::data::{by_iteration, median_of, platforms_with, values};
 use crate::chart::{self, fmt_bytes, fmt_ms};
 use crate::export::json::{read_env, EnvDoc};
-use crate::export::{read_samples, read_summary, summarize_samples, Sample, SummaryRow};
+use crate::export::{read_probes, read_samples, read_summary, summarize_samples, Sample, SummaryRow};
+use crate::measure::probes::{Outcome, ProbeRow};
 use crate::stats;
-
-/// One row of probes.csv.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
-pub struct ProbeRow {
-    pub run_id: String,
-    pub platform: String,
-    pub probe: String,
-    pub category: String,
-    pub result: String,
-    pub evidence: String,
-}
 
 /// Everything a report is made from.
 #[derive(Debug, Clone)]
@@ -57,10 +47,7 @@ impl RunFiles {
             _ => None,
         };
         let probes = match run_dir.join("probes.csv") {
-            p if p.exists() => {
-                let mut r = ::csv::Reader::from_path(&p).with_context(|| format!("reading {}", p.display()))?;
-                r.deserialize().collect::<Result<Vec<ProbeRow>, _>>().with_context(|| format!("parsing {}", p.display()))?
-            }
+            p if p.exists() => read_probes(&p)?,
             _ => Vec::new(),
         };
         Ok(RunFiles { samples, summary, env, probes })
@@ -438,7 +425,7 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
             .map(|pr| {
                 let mut row = vec![pr.clone()];
                 for pl in &plats {
-                    row.push(f.probes.iter().find(|r| r.platform == *pl && r.probe == *pr).map(|r| r.result.clone()).unwrap_or_else(|| "-".into()));
+                    row.push(f.probes.iter().find(|r| r.platform == *pl && r.probe == *pr).map(|r| r.result.to_string()).unwrap_or_else(|| "-".into()));
                 }
                 row
             })
@@ -447,12 +434,29 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
         let parts: Vec<String> = plats
             .iter()
             .map(|pl| {
-                let exposed = f.probes.iter().filter(|r| r.platform == *pl && r.result == "exposed").count();
-                let total = f.probes.iter().filter(|r| r.platform == *pl && r.result != "not_applicable").count();
+                let exposed = f.probes.iter().filter(|r| r.platform == *pl && r.result == Outcome::Exposed).count();
+                let total = f.probes.iter().filter(|r| r.platform == *pl && r.result != Outcome::NotApplicable).count();
                 format!("{pl} is exposed on {exposed} of {total} applicable probes")
             })
             .collect();
         let _ = writeln!(o, "**Finding.** {}.\n", and_list(&parts));
+    }
+    let surface: Vec<&SummaryRow> = f.summary.iter().filter(|r| r.metric.starts_with("surface.")).collect();
+    if !surface.is_empty() {
+        let _ = writeln!(o, "### Attack surface\n\nHow much of the host the workload can call into. Workloads on the host kernel count host system calls (all of them when no seccomp filter is installed); the kernel-less VM counts the kinds of VM exit and the host calls its VMM serves (every other exit ends the guest). These count different things.\n");
+        let rows: Vec<Vec<String>> = surface
+            .iter()
+            .map(|r| {
+                let what = match r.metric.as_str() {
+                    "surface.host_syscalls" => "host system calls reachable",
+                    "surface.vm_exit_kinds" => "VM-exit kinds served by the VMM",
+                    "surface.vmm_host_calls" => "host calls served by the VMM",
+                    other => other,
+                };
+                vec![flag(&r.platform), what.to_string(), format!("{:.0}", r.median)]
+            })
+            .collect();
+        table(&mut o, &["platform", "counted", "number"], &rows);
     }
     if interference {
         let _ = writeln!(o, "### Noisy neighbour\n\nThe victim's time beside a neighbour of the same platform running a stress, divided by its time alone (median; 1.0x = no interference).\n");
@@ -492,7 +496,7 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
     let _ = writeln!(o, "## 5. Maintenance: patch fan-out\n");
     let patch: Vec<&SummaryRow> = f.summary.iter().filter(|r| r.metric.starts_with("patch.")).collect();
     if patch.is_empty() {
-        missing.push("patch fan-out (no `patch.*` rows)".into());
+        missing.push("patch fan-out (no `patch.*` rows: not implemented in this version of versus)".into());
         let _ = writeln!(o, "Not measured in this run.\n");
     } else {
         let rows: Vec<Vec<String>> = patch.iter().map(|r| vec![flag(&r.platform), r.workload.clone(), r.metric.clone(), format!("{:.3} {}", r.median, r.unit), r.n.to_string()]).collect();
@@ -508,6 +512,10 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
                 let _ = writeln!(o, "- `{}` {}: {}", p.platform, p.status, p.reason.clone().unwrap_or_else(|| "no reason recorded".into()));
                 any = true;
             }
+        }
+        for n in &e.not_measured {
+            let _ = writeln!(o, "- {n}");
+            any = true;
         }
     }
     for (p, note) in &not_representative {

@@ -320,7 +320,23 @@ fn measure_costs(
         check_interrupt()?;
         progress.set_message(format!("{name} probes"));
         match crate::measure::probes::run_probes(p, opts.timeout) {
-            Ok(rows) => out.probes.extend(crate::measure::probes::with_run_id(rows, run_id)),
+            Ok(rows) => {
+                for s in surface_rows(name, &rows) {
+                    status.notes.push(format!("attack surface, {}: {}", s.counted, s.note));
+                    if let Some(v) = s.value {
+                        out.samples.push(Sample {
+                            run_id: run_id.into(),
+                            platform: name.into(),
+                            workload: "probe".into(),
+                            metric: format!("surface.{}", s.counted),
+                            unit: "count".into(),
+                            iteration: 0,
+                            value: v as f64,
+                        });
+                    }
+                }
+                out.probes.extend(crate::measure::probes::with_run_id(rows, run_id));
+            }
             Err(e) => step_failed(out, status, name, "probes", e),
         }
         progress.inc();
@@ -329,15 +345,32 @@ fn measure_costs(
         check_interrupt()?;
         progress.set_message(format!("{name} interference"));
         match crate::measure::interference::run_interference(p, cfg) {
-            Ok(r) => out.samples.extend(r.samples.into_iter().map(|mut s| {
-                s.run_id = run_id.into();
-                s
-            })),
+            Ok(r) => {
+                for (stress, why) in &r.not_applicable {
+                    status.notes.push(format!("interference.{}: not applicable: {why}", stress.name()));
+                }
+                out.samples.extend(r.samples.into_iter().map(|mut s| {
+                    s.run_id = run_id.into();
+                    s
+                }));
+            }
             Err(e) => step_failed(out, status, name, "interference", e),
         }
         progress.inc();
     }
     Ok(())
+}
+
+/// The attack surface a platform exposes to its workload: host system calls
+/// for workloads on the host kernel; VM-exit kinds and host calls served
+/// by the VMM for the kernel-less guest. They count different things; each
+/// row says what it counts.
+fn surface_rows(platform: &str, probes: &[crate::measure::probes::ProbeRow]) -> Vec<crate::measure::probes::SurfaceRow> {
+    use crate::measure::probes::{syscall_surface, HostFacts};
+    if platform == "vm-bare" {
+        return crate::platform::vm::bare::attack_surface();
+    }
+    syscall_surface(platform, probes, &HostFacts::collect()).into_iter().collect()
 }
 
 /// `mem.host` of idle instances; for the kernel-less VM in its

@@ -65,6 +65,7 @@ fn synthetic_run(dir: &Path) {
         host: serde_json::json!({"kernel": "Linux 6.18 x86_64", "cores": 2, "memory_bytes": 25_000_000_000u64, "kvm_mode": {"kind": "pvm"}, "ksm": "off (0)", "transparent_hugepages": "always [madvise] never", "cgroup_mode": "hybrid", "cgroup_controllers": ["cpu", "memory", "pids"], "peers": []}),
         host_measurements: serde_json::json!({}),
         platforms: vec![st("process", "ran", None, true), st("container", "ran", None, true), st("oci", "skipped", Some("runc not installed"), false), st("vm-bare", "ran", None, true), st("vm-linux", "skipped", Some("no kernel given (--kernel)"), false)],
+        not_measured: vec!["reflink VM disks: the filesystem cannot reflink".into()],
     };
     write_env(&dir.join("env.json"), &env).unwrap();
 }

@@ -94,7 +94,7 @@ fn ctrl_c_during_a_run_tears_everything_down() {
     assert!(common::is_root(), "needs root for the container platform");
     let out = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = versus()
+    let child = versus()
         .args(["run", "-p", "container", "-w", "idle:8,cpu", "--runs", "1000", "-o"])
         .arg(out.path())
         .env("TMPDIR", tmp.path())

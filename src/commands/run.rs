@@ -14,7 +14,7 @@ use versus::platform::{Limits, ALL_PLATFORMS};
 use versus::measure::density::DensityOptions;
 use versus::measure::interference;
 use versus::runner::{self, CostOptions, Progress, RunOptions};
-use versus::workload::WorkloadSpec;
+use versus::workload::{Workload, WorkloadSpec};
 
 use super::launch::parse_secs;
 
@@ -131,7 +131,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             density.max_instances = density.max_instances.min(4);
             density.time_budget = Duration::from_secs(4);
             interference.reps = 1;
-            interference.max_window = Duration::from_secs(2);
+            interference.max_window = Duration::from_secs(1);
+            interference.victims = vec![WorkloadSpec(Workload::Cpu { rounds: 20_000 }), WorkloadSpec(Workload::Mem { mib: 16 })];
         }
         CostOptions {
             memory_mib: a.memory_mib,
