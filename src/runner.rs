@@ -113,16 +113,15 @@ pub enum LaunchOnceError {
 pub fn launch_once(platform: &dyn Platform, spec: &LaunchSpec) -> Result<LaunchRecord, LaunchOnceError> {
     let mut inst = platform.launch(spec)?;
     let boot = inst.boot().clone();
-    let finished = match spec.workload.0 {
-        Workload::Idle { .. } => Finished::default(),
+    let finished = match spec.workload {
+        WorkloadSpec::Bench(Workload::Idle { .. }) => Finished::default(),
         _ => inst.finish()?,
     };
     let teardown_ms = inst.stop()?;
     let mut rows = vec![Row { metric: "boot".into(), unit: "ms", value: boot.total_ms() }];
     rows.extend(boot.phases.iter().map(|(p, ms)| Row { metric: format!("boot.{p}"), unit: "ms", value: *ms }));
     rows.push(Row { metric: "teardown".into(), unit: "ms", value: teardown_ms });
-    let w = spec.workload.0;
-    if !matches!(w, Workload::Ready | Workload::Idle { .. }) {
+    if let Some(w) = spec.workload.bench().filter(|w| !matches!(w, Workload::Ready | Workload::Idle { .. })) {
         let r = finished
             .results
             .iter()
@@ -212,7 +211,7 @@ pub fn run(run_id: &str, opts: &RunOptions, progress: &dyn Progress) -> Result<R
                         out.samples.extend(rec.rows.into_iter().map(|r| Sample {
                             run_id: run_id.into(),
                             platform: p.name().into(),
-                            workload: w.0.name().into(),
+                            workload: w.name().into(),
                             metric: r.metric,
                             unit: r.unit.into(),
                             iteration,
@@ -271,7 +270,7 @@ fn measure_costs(
 ) -> Result<(), LaunchOnceError> {
     let c = &opts.costs;
     let name = p.name();
-    let idle = LaunchSpec { workload: WorkloadSpec(Workload::Idle { mib: c.memory_mib }), timeout: opts.timeout, limits: opts.limits };
+    let idle = LaunchSpec { workload: WorkloadSpec::Bench(Workload::Idle { mib: c.memory_mib }), timeout: opts.timeout, limits: opts.limits };
     let check_interrupt = || if crate::interrupt::requested() { Err(LaunchOnceError::from(LaunchError::Interrupted)) } else { Ok(()) };
 
     // The `vm-bare` VMM normally runs inside versus; for memory and density
@@ -310,7 +309,7 @@ fn measure_costs(
                 if let Some(why) = &r.stopped_early {
                     status.notes.push(format!("density curve stopped early: {why}"));
                 }
-                out.samples.extend(r.samples(run_id, name, idle.workload.0.name()));
+                out.samples.extend(r.samples(run_id, name, idle.workload.name()));
             }
             Err(e) => step_failed(out, status, name, "density", e),
         }
@@ -385,7 +384,7 @@ fn memory_rows(
 ) -> anyhow::Result<Vec<Sample>> {
     use crate::measure::memory::{measure_memory, sample};
     use crate::platform::Instance;
-    let workload = idle.workload.0.name();
+    let workload = idle.workload.name();
     let Some(vmm) = vmm else {
         let mut rows = measure_memory(p, idle, iterations, run_id)?;
         // Rows carry the workload's name, as the launch rows do.

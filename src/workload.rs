@@ -16,45 +16,16 @@ use versus_workload::protocol::Fields;
 /// The static workload program, built by build.rs from `harness/guest`.
 pub static GUEST_BINARY: &[u8] = include_bytes!(env!("VERSUS_GUEST_BIN"));
 
-/// A workload as given on the command line: `cpu`, `cpu:50000`, `idle:64`;
-/// or one of the workload program's own modes: `probe`, `stress-cpu:2000`.
-///
-/// `spec.0` is the [`Workload`] and `WorkloadSpec(w)` builds a spec from one,
-/// as when this was a one-field tuple struct: the struct derefs to
-/// [`WorkloadOnly`] (a tuple struct holding the workload) and a function of
-/// the same name constructs it. [`WorkloadSpec::mode`] is `Some` for the
-/// program-only modes; `.0` is then [`Workload::Ready`], and a platform that
-/// does not run the workload program (`vm-bare`) must refuse the spec
-/// rather than run `.0` (see [`WorkloadSpec::guest_mode`]).
+/// What a platform launches: a benchmark workload given on the command
+/// line (`cpu`, `cpu:50000`, `idle:64`), which every platform runs the same
+/// way, or one of the workload program's own modes (`probe`,
+/// `stress-cpu:2000`), which a platform runs or refuses, never replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkloadSpec {
-    workload: WorkloadOnly,
+pub enum WorkloadSpec {
+    /// A benchmark workload.
+    Bench(Workload),
     /// A mode of the workload program that is not a benchmark workload.
-    pub mode: Option<GuestMode>,
-}
-
-/// The workload of a [`WorkloadSpec`], reached as `spec.0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkloadOnly(pub Workload);
-
-impl std::ops::Deref for WorkloadSpec {
-    type Target = WorkloadOnly;
-    fn deref(&self) -> &WorkloadOnly {
-        &self.workload
-    }
-}
-
-impl std::ops::DerefMut for WorkloadSpec {
-    fn deref_mut(&mut self) -> &mut WorkloadOnly {
-        &mut self.workload
-    }
-}
-
-/// Builds the spec of a benchmark workload (the constructor of the former
-/// tuple struct).
-#[allow(non_snake_case)]
-pub fn WorkloadSpec(w: Workload) -> WorkloadSpec {
-    WorkloadSpec { workload: WorkloadOnly(w), mode: None }
+    Mode(GuestMode),
 }
 
 /// What a noisy neighbour stresses (`harness/guest/src/probe.rs`).
@@ -70,6 +41,14 @@ pub enum StressKind {
 
 impl StressKind {
     pub const ALL: [StressKind; 3] = [StressKind::Cpu, StressKind::Mem, StressKind::Fork];
+    /// `stress-cpu`, `stress-mem`, `stress-fork`: the mode's name.
+    pub fn mode_name(self) -> &'static str {
+        match self {
+            StressKind::Cpu => "stress-cpu",
+            StressKind::Mem => "stress-mem",
+            StressKind::Fork => "stress-fork",
+        }
+    }
     /// `cpu`, `mem`, `fork`: the suffix of `interference.<stress>` rows.
     pub fn name(self) -> &'static str {
         match self {
@@ -95,12 +74,33 @@ pub enum GuestMode {
 impl WorkloadSpec {
     /// A spec for a mode of the workload program.
     pub fn mode(mode: GuestMode) -> WorkloadSpec {
-        WorkloadSpec { workload: WorkloadOnly(Workload::Ready), mode: Some(mode) }
+        WorkloadSpec::Mode(mode)
     }
 
     /// The program-only mode, if any.
     pub fn guest_mode(&self) -> Option<GuestMode> {
-        self.mode
+        match self {
+            WorkloadSpec::Mode(m) => Some(*m),
+            WorkloadSpec::Bench(_) => None,
+        }
+    }
+
+    /// The benchmark workload, if this is one.
+    pub fn bench(&self) -> Option<Workload> {
+        match self {
+            WorkloadSpec::Bench(w) => Some(*w),
+            WorkloadSpec::Mode(_) => None,
+        }
+    }
+
+    /// The name in CSV rows: the workload's (`cpu`), or the mode's
+    /// (`probe`, `stress-cpu`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkloadSpec::Bench(w) => w.name(),
+            WorkloadSpec::Mode(GuestMode::Probe { .. }) => "probe",
+            WorkloadSpec::Mode(GuestMode::Stress { kind, .. }) => kind.mode_name(),
+        }
     }
 }
 
@@ -119,7 +119,7 @@ impl FromStr for WorkloadSpec {
             "stress-fork" => return Ok(WorkloadSpec::mode(stress(StressKind::Fork))),
             _ => {}
         }
-        Workload::from_name(name, param).map(WorkloadSpec).ok_or_else(|| {
+        Workload::from_name(name, param).map(WorkloadSpec::Bench).ok_or_else(|| {
             format!("unknown workload `{name}`; expected one of {} (or probe, stress-cpu, stress-mem, stress-fork)", Workload::NAMES.join(", "))
         })
     }
@@ -127,14 +127,11 @@ impl FromStr for WorkloadSpec {
 
 impl fmt::Display for WorkloadSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.mode {
-            Some(GuestMode::Probe { port }) => return write!(f, "probe:{port}"),
-            Some(GuestMode::Stress { kind, ms, .. }) => return write!(f, "stress-{}:{ms}", kind.name()),
-            None => {}
-        }
-        match self.0 {
-            Workload::Ready => f.write_str("ready"),
-            w => write!(f, "{}:{}", w.name(), w.param()),
+        match *self {
+            WorkloadSpec::Mode(GuestMode::Probe { port }) => write!(f, "probe:{port}"),
+            WorkloadSpec::Mode(GuestMode::Stress { kind, ms, .. }) => write!(f, "{}:{ms}", kind.mode_name()),
+            WorkloadSpec::Bench(Workload::Ready) => f.write_str("ready"),
+            WorkloadSpec::Bench(w) => write!(f, "{}:{}", w.name(), w.param()),
         }
     }
 }
@@ -142,17 +139,11 @@ impl fmt::Display for WorkloadSpec {
 impl WorkloadSpec {
     /// The argument vector of the workload program after `--fd N`.
     pub fn guest_args(&self) -> Vec<String> {
-        match self.mode {
-            Some(GuestMode::Probe { port }) => return vec!["probe".into(), port.to_string()],
-            Some(GuestMode::Stress { kind, ms, max_procs }) => {
-                return vec![format!("stress-{}", kind.name()), ms.to_string(), max_procs.to_string()]
-            }
-            None => {}
-        }
-        let w = self.0;
-        match w {
-            Workload::Ready => vec!["ready".into()],
-            _ => vec![w.name().into(), w.param().to_string()],
+        match *self {
+            WorkloadSpec::Mode(GuestMode::Probe { port }) => vec!["probe".into(), port.to_string()],
+            WorkloadSpec::Mode(GuestMode::Stress { kind, ms, max_procs }) => vec![kind.mode_name().into(), ms.to_string(), max_procs.to_string()],
+            WorkloadSpec::Bench(Workload::Ready) => vec!["ready".into()],
+            WorkloadSpec::Bench(w) => vec![w.name().into(), w.param().to_string()],
         }
     }
 }
@@ -233,7 +224,7 @@ mod tests {
 
     #[test]
     fn parses_specs() {
-        assert_eq!("cpu:10".parse::<WorkloadSpec>().unwrap().0, Workload::Cpu { rounds: 10 });
+        assert_eq!("cpu:10".parse::<WorkloadSpec>().unwrap(), WorkloadSpec::Bench(Workload::Cpu { rounds: 10 }));
         assert_eq!("ready".parse::<WorkloadSpec>().unwrap().to_string(), "ready");
         assert!("cpu:x".parse::<WorkloadSpec>().unwrap_err().contains("not a non-negative integer"));
         assert!("nope".parse::<WorkloadSpec>().unwrap_err().contains("expected one of"));
@@ -241,16 +232,17 @@ mod tests {
     }
 
     #[test]
-    fn program_modes_parse_and_keep_the_tuple_syntax() {
+    fn program_modes_parse_and_are_not_benchmarks() {
         let s: WorkloadSpec = "stress-fork:500".parse().unwrap();
         assert_eq!(s.guest_mode(), Some(GuestMode::Stress { kind: StressKind::Fork, ms: 500, max_procs: 256 }));
         assert_eq!(s.guest_args(), vec!["stress-fork", "500", "256"]);
         assert_eq!(s.to_string(), "stress-fork:500");
-        assert_eq!(s.0, Workload::Ready);
+        assert_eq!((s.bench(), s.name()), (None, "stress-fork"));
         let p = WorkloadSpec::mode(GuestMode::Probe { port: 4242 });
         assert_eq!(p.guest_args(), vec!["probe", "4242"]);
-        let w = WorkloadSpec(Workload::Cpu { rounds: 3 });
-        assert_eq!(w.0, Workload::Cpu { rounds: 3 });
+        assert_eq!(p.name(), "probe");
+        let w = WorkloadSpec::Bench(Workload::Cpu { rounds: 3 });
+        assert_eq!((w.bench(), w.name()), (Some(Workload::Cpu { rounds: 3 }), "cpu"));
         assert_eq!(w.guest_mode(), None);
         assert_eq!(w, "cpu:3".parse().unwrap());
     }

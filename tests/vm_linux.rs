@@ -189,7 +189,7 @@ fn boot_to_ready_runs_every_workload() {
         Workload::Mem { mib: 16 },
         Workload::Call { n: 10_000 },
     ] {
-        let mut spec = LaunchSpec::new(WorkloadSpec(w));
+        let mut spec = LaunchSpec::new(WorkloadSpec::Bench(w));
         spec.timeout = Duration::from_secs(30);
         let mut inst = p.launch(&spec).unwrap_or_else(|e| panic!("{w:?}: {e}"));
         let boot = inst.boot().clone();
@@ -245,7 +245,7 @@ fn unforced_launch_is_refused_where_kernel_code_is_emulated() {
     };
     assert_eq!(p.representative(), Err(why.clone()));
     let err = p
-        .launch(&LaunchSpec::new(WorkloadSpec(Workload::Ready)))
+        .launch(&LaunchSpec::new(WorkloadSpec::Bench(Workload::Ready)))
         .err()
         .expect("an unforced launch must be refused here");
     assert!(err.to_string().contains("--force"), "{err}");

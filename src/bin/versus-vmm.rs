@@ -98,7 +98,7 @@ fn main() -> ExitCode {
         text += &format!("PROBE id={} result={} evidence={}\n", p.id, p.result, p.evidence);
     }
     let _ = out.write_all(text.as_bytes());
-    if matches!(spec.0, versus::workload::Workload::Idle { .. }) {
+    if matches!(spec, WorkloadSpec::Bench(versus::workload::Workload::Idle { .. })) {
         let mut sink = [0u8; 64];
         let mut stdin = std::io::stdin();
         while let Ok(n) = stdin.read(&mut sink) {

@@ -132,7 +132,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             density.time_budget = Duration::from_secs(4);
             interference.reps = 1;
             interference.max_window = Duration::from_secs(1);
-            interference.victims = vec![WorkloadSpec(Workload::Cpu { rounds: 20_000 }), WorkloadSpec(Workload::Mem { mib: 16 })];
+            interference.victims = vec![WorkloadSpec::Bench(Workload::Cpu { rounds: 20_000 }), WorkloadSpec::Bench(Workload::Mem { mib: 16 })];
         }
         CostOptions {
             memory_mib: a.memory_mib,
@@ -207,10 +207,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
 /// Smaller parameters for `--quick`.
 fn quick_variant(w: &WorkloadSpec) -> WorkloadSpec {
     use versus::workload::Workload::*;
-    WorkloadSpec(match w.0 {
-        Cpu { rounds } => Cpu { rounds: rounds.min(50_000) },
-        Mem { mib } => Mem { mib: mib.min(16) },
-        Call { n } => Call { n: n.min(20_000) },
-        other => other,
-    })
+    match *w {
+        WorkloadSpec::Bench(b) => WorkloadSpec::Bench(match b {
+            Cpu { rounds } => Cpu { rounds: rounds.min(50_000) },
+            Mem { mib } => Mem { mib: mib.min(16) },
+            Call { n } => Call { n: n.min(20_000) },
+            other => other,
+        }),
+        mode => mode,
+    }
 }

@@ -177,7 +177,7 @@ pub fn measure_density(platform: &dyn Platform, spec: &LaunchSpec, opts: &Densit
     let mut out = DensityResult::default();
     // Before the first step, guess an instance costs its workload memory
     // plus 32 MiB; afterwards use the worst per-instance figure seen, doubled.
-    let mut est = (u64::from(spec.workload.0.param()) << 20) + (32 << 20);
+    let mut est = (u64::from(spec.workload.bench().map_or(0, |w| w.param())) << 20) + (32 << 20);
     let mut n = 1usize;
     while n <= opts.max_instances.max(1) {
         if Instant::now() >= deadline {

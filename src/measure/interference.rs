@@ -45,7 +45,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            victims: vec![WorkloadSpec(Workload::Cpu { rounds: 50_000 }), WorkloadSpec(Workload::Mem { mib: 32 })],
+            victims: vec![WorkloadSpec::Bench(Workload::Cpu { rounds: 50_000 }), WorkloadSpec::Bench(Workload::Mem { mib: 32 })],
             stresses: StressKind::ALL.to_vec(),
             reps: 3,
             max_window: Duration::from_secs(10),
@@ -121,7 +121,7 @@ fn run_victim(platform: &dyn Platform, spec: &LaunchSpec) -> Result<(f64, Durati
     let stopped = inst.stop();
     let finished = finished?;
     stopped?;
-    let name = spec.workload.0.name();
+    let name = spec.workload.name();
     let el = finished
         .results
         .iter()

@@ -129,12 +129,12 @@ impl GuestRun {
     /// `stress-fork` has no meaning without a kernel (there are no
     /// processes to fork).
     pub fn from_spec(spec: &WorkloadSpec) -> std::result::Result<GuestRun, LaunchError> {
-        match spec.guest_mode() {
-            None => Ok(GuestRun::workload(spec.0)),
-            Some(GuestMode::Probe { .. }) => Ok(GuestRun { mode: mode::PROBE, param: 0 }),
-            Some(GuestMode::Stress { kind: StressKind::Cpu, ms, .. }) => Ok(GuestRun { mode: mode::STRESS_CPU, param: ms }),
-            Some(GuestMode::Stress { kind: StressKind::Mem, ms, .. }) => Ok(GuestRun { mode: mode::STRESS_MEM, param: ms }),
-            Some(GuestMode::Stress { kind: StressKind::Fork, .. }) => Err(LaunchError::Unsupported(format!(
+        match *spec {
+            WorkloadSpec::Bench(w) => Ok(GuestRun::workload(w)),
+            WorkloadSpec::Mode(GuestMode::Probe { .. }) => Ok(GuestRun { mode: mode::PROBE, param: 0 }),
+            WorkloadSpec::Mode(GuestMode::Stress { kind: StressKind::Cpu, ms, .. }) => Ok(GuestRun { mode: mode::STRESS_CPU, param: ms }),
+            WorkloadSpec::Mode(GuestMode::Stress { kind: StressKind::Mem, ms, .. }) => Ok(GuestRun { mode: mode::STRESS_MEM, param: ms }),
+            WorkloadSpec::Mode(GuestMode::Stress { kind: StressKind::Fork, .. }) => Err(LaunchError::Unsupported(format!(
                 "vm-bare cannot run `{spec}`: the kernel-less guest has no kernel and so no processes to fork; a fork bomb has no meaning there (run it on process, container or vm-linux)"
             ))),
         }
