@@ -58,7 +58,11 @@ impl RunFiles {
 /// its CSVs and env.json. Returns the path of report.md.
 pub fn render_report(run_dir: &Path) -> anyhow::Result<PathBuf> {
     let files = RunFiles::read(run_dir)?;
-    let charts = chart::render_all(&files.samples, &run_dir.join("charts"))?;
+    let mut charts = chart::render_all(&files.samples, &run_dir.join("charts"))?;
+    if let Some(c) = chart::probes::ProbeChart::from_rows(&files.probes) {
+        chart::render(&c, &run_dir.join("charts"))?;
+        charts.push(chart::Chart::stem(&c));
+    }
     let md = report_markdown(&files, &charts);
     let out = run_dir.join("report.md");
     std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
@@ -440,6 +444,7 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
             })
             .collect();
         let _ = writeln!(o, "**Finding.** {}.\n", and_list(&parts));
+        chart_ref(&mut o, charts, "probes", "isolation probe matrix");
     }
     let surface: Vec<&SummaryRow> = f.summary.iter().filter(|r| r.metric.starts_with("surface.")).collect();
     if !surface.is_empty() {

@@ -80,7 +80,7 @@ fn boot_phases_add_up() {
     let c = container();
     let rec = launch_once(&c, &spec("ready")).unwrap();
     let names: Vec<&str> = rec.boot.phases.iter().map(|p| p.0).collect();
-    assert_eq!(names, ["cgroup", "namespaces", "rootfs", "exec", "ready"]);
+    assert_eq!(names, ["namespaces", "rootfs", "cgroup", "exec", "ready"]);
     let sum: f64 = rec.boot.phases.iter().map(|p| p.1).sum();
     assert!((sum - rec.boot.total_ms()).abs() < 1e-6, "phases {sum} vs total {}", rec.boot.total_ms());
     assert!(rec.boot.total_ms() > 0.0);

@@ -11,6 +11,7 @@ pub mod density;
 pub mod footprint;
 pub mod memory;
 pub mod phases;
+pub mod probes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -116,6 +117,10 @@ pub fn fmt_bytes(v: f64) -> String {
 pub trait Chart {
     /// File stem (`boot` gives `boot.svg` and `boot.png`).
     fn stem(&self) -> &'static str;
+    /// Size in pixels (PNG) and user units (SVG).
+    fn size(&self) -> (u32, u32) {
+        SIZE
+    }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>;
 }
 
@@ -130,13 +135,13 @@ pub fn render<C: Chart>(chart: &C, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let svg = dir.join(format!("{}.svg", chart.stem()));
     let png = dir.join(format!("{}.png", chart.stem()));
     {
-        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        let root = SVGBackend::new(&svg, chart.size()).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
         chart.draw(&root).with_context(|| format!("drawing {}", svg.display()))?;
         root.present().map_err(perr)?;
     }
     {
-        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        let root = BitMapBackend::new(&png, chart.size()).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
         chart.draw(&root).with_context(|| format!("drawing {}", png.display()))?;
         root.present().map_err(perr)?;

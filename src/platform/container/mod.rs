@@ -156,13 +156,9 @@ impl Platform for ContainerPlatform {
         let start = now_ns();
         let name = format!("versus-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
         let use_cgroup = self.opts.cgroup && !self.rootless;
-        let cgroup = if use_cgroup {
+        if use_cgroup {
             Cgroup::check(self.cgroup_mode, &self.controllers)?;
-            Some(Cgroup::create(self.cgroup_mode, &name, &spec.limits)?)
-        } else {
-            None
-        };
-        let t_cgroup = now_ns();
+        }
 
         let pipe = |what: &str| pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys(format!("creating the {what} pipe"), e));
         let (chan_r, chan_w) = pipe("channel")?;
@@ -170,7 +166,7 @@ impl Platform for ContainerPlatform {
         let (err_r, err_w) = pipe("stderr")?;
         let (sync_r, sync_w) = pipe("sync")?;
         let (status_r, status_w) = pipe("status")?;
-        let rootfs = RootfsPlan::new(&self.image.rootfs(), &name, true).map_err(|e| LaunchError::io("preparing the rootfs mounts", e))?;
+        let rootfs = RootfsPlan::new(&self.image.rootfs(), &name).map_err(|e| LaunchError::io("preparing the rootfs mounts", e))?;
         let fds = ChildFds {
             sync_r: spawn::raw(&sync_r),
             status_w: spawn::raw(&status_w),
@@ -178,30 +174,43 @@ impl Platform for ContainerPlatform {
             stderr: spawn::raw(&err_w),
             channel: spawn::raw(&chan_w),
         };
-        let plan = ChildPlan::new(rootfs, spec.workload.guest_args(), fds)?;
+        let plan = ChildPlan::new(rootfs, spec.workload.guest_args(), fds, self.rootless)?;
         let pid = spawn::clone_child(&plan, self.flags())?;
         // The child holds its own copies; ours must close so that end of
         // file reaches the right side.
         drop((sync_r, status_w, ctl_r, err_w, chan_w));
         let child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, spec.timeout);
-        let mut inst = ContainerInstance { child, cgroup, boot: Boot::default(), name };
+        let mut inst = ContainerInstance { child, cgroup: None, boot: Boot::default(), name };
+        let go = |what: &str| nix::unistd::write(&sync_w, &[1]).map(drop).map_err(|e| LaunchError::sys(format!("letting the container child {what}"), e));
 
         if self.rootless {
             write_id_maps(pid)?;
+            go("set up its rootfs")?;
         }
-        if let Some(cg) = &inst.cgroup {
+        // The child sets up its rootfs while the cgroup is made.
+        if use_cgroup {
+            let cg = Cgroup::create(self.cgroup_mode, &inst.name, &spec.limits)?;
             cg.add(pid.as_raw())?;
+            inst.cgroup = Some(cg);
         }
-        nix::unistd::write(&sync_w, &[1]).map_err(|e| LaunchError::sys("starting the container child", e))?;
+        go("exec its workload")?;
         drop(sync_w);
-        let ChildStatus::Exec { t_start, t_exec } = spawn::read_status(status_r)?;
+        let st: ChildStatus = spawn::read_status(status_r)?;
         let (ready_ns, started) = match inst.child.wait_ready() {
             Ok(v) => v,
             Err(e) => return Err(inst.check_oom(e)),
         };
+        // The parent's cgroup work overlaps the child's rootfs set-up; the
+        // `cgroup` phase is what the child still had to wait for it.
         inst.boot = Boot::from_marks(
             start,
-            &[("cgroup", t_cgroup), ("namespaces", t_start), ("rootfs", t_exec), ("exec", started.unwrap_or(ready_ns)), ("ready", ready_ns)],
+            &[
+                ("namespaces", st.t_start),
+                ("rootfs", st.t_rootfs),
+                ("cgroup", st.t_cgroup),
+                ("exec", started.unwrap_or(ready_ns)),
+                ("ready", ready_ns),
+            ],
         );
         Ok(Box::new(inst))
     }

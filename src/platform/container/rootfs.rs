@@ -10,7 +10,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
-use nix::sched::CloneFlags;
 
 use super::syscall::Syscall;
 use crate::workload::{write_executable, GUEST_BINARY};
@@ -56,8 +55,6 @@ pub struct RootfsPlan {
     /// Flags of the mount the rootfs lives on that a remount must keep
     /// (nosuid, nodev, noexec are locked inside a user namespace).
     pub locked_flags: MsFlags,
-    /// Unshare the cgroup namespace once the child is in its cgroup.
-    pub cgroup_ns: bool,
 }
 
 const ROOT: &CStr = c"/";
@@ -65,7 +62,7 @@ const DOT: &CStr = c".";
 const PROC: &CStr = c"proc";
 
 impl RootfsPlan {
-    pub fn new(rootfs: &Path, hostname: &str, cgroup_ns: bool) -> std::io::Result<RootfsPlan> {
+    pub fn new(rootfs: &Path, hostname: &str) -> std::io::Result<RootfsPlan> {
         let cs = |b: &[u8]| CString::new(b).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"));
         let st = nix::sys::statvfs::statvfs(rootfs).map_err(std::io::Error::from)?;
         let f = st.flags();
@@ -81,16 +78,12 @@ impl RootfsPlan {
             proc_target: cs(rootfs.join("proc").as_os_str().as_bytes())?,
             hostname: cs(hostname.as_bytes())?,
             locked_flags: locked,
-            cgroup_ns,
         })
     }
 
     /// The child's set-up, in order; on failure returns the step's name and
     /// the error. Allocation-free with [`super::syscall::LinuxSyscall`].
     pub fn apply(&self, sys: &dyn Syscall) -> Result<(), (&'static str, nix::errno::Errno)> {
-        if self.cgroup_ns {
-            sys.unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| ("unshare cgroup namespace", e))?;
-        }
         sys.sethostname(&self.hostname).map_err(|e| ("sethostname", e))?;
         // Nothing below may propagate back to the host's mounts.
         sys.mount(None, ROOT, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE).map_err(|e| ("make / private", e))?;
@@ -121,7 +114,6 @@ mod tests {
             proc_target: c"/img/rootfs/proc".into(),
             hostname: c"versus-1".into(),
             locked_flags: MsFlags::MS_NOSUID,
-            cgroup_ns: true,
         }
     }
 
@@ -131,7 +123,7 @@ mod tests {
         plan().apply(&sys).unwrap();
         let calls = sys.calls.borrow();
         let pos = |p: &str| calls.iter().position(|c| c.starts_with(p)).unwrap_or_else(|| panic!("no {p} in {calls:?}"));
-        assert!(pos("unshare") < pos("mount "), "cgroup ns after joining the cgroup, before mounts");
+        assert!(pos("sethostname") < pos("mount "));
         assert!(pos("mount - / - MsFlags(MS_REC | MS_PRIVATE)") < pos("mount /img/rootfs /img/rootfs"));
         assert!(pos("mount proc /img/rootfs/proc proc") < pos("pivot_root"));
         assert!(pos("pivot_root . .") < pos("umount2 . MntFlags(MNT_DETACH)"));

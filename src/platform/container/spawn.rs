@@ -4,8 +4,11 @@
 //! by the parent: no allocation, no locks.
 //!
 //! Parent and child synchronise over two CLOEXEC pipes:
-//! - `sync`: the parent writes one byte once it has moved the child into its
-//!   cgroup (and written the uid/gid maps of a user namespace);
+//! - `sync`: in a user namespace the parent first writes one byte once it
+//!   has written the uid/gid maps; the child sets up its rootfs meanwhile
+//!   (or after that byte), while the parent creates the cgroup and moves the
+//!   child into it; then the parent writes one more byte, and the child
+//!   unshares its cgroup namespace (rooted at its own cgroup) and execs;
 //! - `status`: the child writes a record with its timestamps just before
 //!   execve, or an error record naming the failed step. execve closes it, so
 //!   end of file means the workload program is running.
@@ -38,10 +41,13 @@ pub struct ChildPlan {
     pub stdin: RawFd,
     pub stderr: RawFd,
     pub channel: RawFd,
+    /// Wait for the parent's first byte (uid/gid maps written) before the
+    /// rootfs set-up: needed in a user namespace.
+    pub wait_for_maps: bool,
 }
 
 impl ChildPlan {
-    pub fn new(rootfs: RootfsPlan, args: Vec<String>, fds: ChildFds) -> Result<ChildPlan> {
+    pub fn new(rootfs: RootfsPlan, args: Vec<String>, fds: ChildFds, wait_for_maps: bool) -> Result<ChildPlan> {
         let bad = |_| LaunchError::Unsupported("an argument contains a NUL byte".into());
         let args: Vec<CString> = std::iter::once("/init".to_string()).chain(args).map(CString::new).collect::<std::result::Result<_, _>>().map_err(bad)?;
         let mut argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
@@ -57,6 +63,7 @@ impl ChildPlan {
             stdin: fds.stdin,
             stderr: fds.stderr,
             channel: fds.channel,
+            wait_for_maps,
         })
     }
 }
@@ -70,7 +77,7 @@ pub struct ChildFds {
     pub channel: RawFd,
 }
 
-/// Status record kinds.
+/// Status records: `[kind, a, b, c, d]`.
 const REC_READY_TO_EXEC: u64 = 0;
 const REC_ERROR: u64 = 1;
 
@@ -103,14 +110,17 @@ fn step_name(i: u64) -> &'static str {
     }
 }
 
-fn write_record(fd: RawFd, rec: [u64; 3]) {
-    // SAFETY: writes 24 bytes from a local array to a pipe fd; a short or
+/// Words in a status record.
+const REC_WORDS: usize = 5;
+
+fn write_record(fd: RawFd, rec: [u64; REC_WORDS]) {
+    // SAFETY: writes 40 bytes from a local array to a pipe fd; a short or
     // failed write only makes the parent report a less precise error.
     unsafe { libc::write(fd, rec.as_ptr().cast(), std::mem::size_of_val(&rec)) };
 }
 
 fn fail(fd: RawFd, step: u64, errno: nix::errno::Errno) -> isize {
-    write_record(fd, [REC_ERROR, step, errno as i32 as u64]);
+    write_record(fd, [REC_ERROR, step, errno as i32 as u64, 0, 0]);
     // SAFETY: _exit ends the cloned child without running the parent's
     // atexit handlers or destructors, which belong to the parent.
     unsafe { libc::_exit(127) }
@@ -119,17 +129,29 @@ fn fail(fd: RawFd, step: u64, errno: nix::errno::Errno) -> isize {
 /// The child's body: wait for the parent, set up, exec. Never returns on
 /// success; on failure writes an error record and exits 127.
 fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> isize {
-    let mut b = [0u8; 1];
-    // SAFETY: reads one byte into a local buffer from the sync pipe.
-    let n = unsafe { libc::read(plan.sync_r, b.as_mut_ptr().cast(), 1) };
-    if n != 1 {
-        // The parent gave up (error or crash) before letting us run.
-        // SAFETY: see `fail`.
-        unsafe { libc::_exit(126) }
-    }
+    let wait_for_parent = || {
+        let mut b = [0u8; 1];
+        // SAFETY: reads one byte into a local buffer from the sync pipe.
+        let n = unsafe { libc::read(plan.sync_r, b.as_mut_ptr().cast(), 1) };
+        if n != 1 {
+            // The parent gave up (error or crash) before letting us run.
+            // SAFETY: see `fail`.
+            unsafe { libc::_exit(126) }
+        }
+    };
     let t_start = now_ns();
+    if plan.wait_for_maps {
+        wait_for_parent();
+    }
     if let Err((step, e)) = plan.rootfs.apply(sys) {
         return fail(plan.status_w, step_index(step), e);
+    }
+    let t_rootfs = now_ns();
+    // In the cgroup from here on; the cgroup namespace is rooted there.
+    wait_for_parent();
+    let t_cgroup = now_ns();
+    if let Err(e) = sys.unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+        return fail(plan.status_w, step_index("unshare cgroup namespace"), e);
     }
     for (from, to) in [(plan.stdin, 0), (plan.stderr, 1), (plan.stderr, 2), (plan.channel, CHANNEL_FD)] {
         // SAFETY: dup2 on fds owned by this process; it clears CLOEXEC on
@@ -138,7 +160,7 @@ fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> isize {
             return fail(plan.status_w, step_index("set up stdio"), nix::errno::Errno::last());
         }
     }
-    write_record(plan.status_w, [REC_READY_TO_EXEC, t_start, now_ns()]);
+    write_record(plan.status_w, [REC_READY_TO_EXEC, t_start, t_rootfs, t_cgroup, now_ns()]);
     // SAFETY: init, argv and envp are NUL-terminated C strings and
     // NULL-terminated pointer arrays prepared by the parent and alive here.
     unsafe { libc::execve(plan.init.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr()) };
@@ -158,18 +180,22 @@ pub fn clone_child(plan: &ChildPlan, flags: CloneFlags) -> Result<Pid> {
     Ok(pid)
 }
 
-/// What the child reported on the status pipe.
-pub enum ChildStatus {
-    /// Timestamps: set-up start (after the parent's go) and just before execve.
-    Exec { t_start: u64, t_exec: u64 },
+/// What the child reported on the status pipe: its timestamps when it
+/// started running, when its rootfs was set up, when the parent had moved
+/// it into its cgroup, and just before execve.
+pub struct ChildStatus {
+    pub t_start: u64,
+    pub t_rootfs: u64,
+    pub t_cgroup: u64,
+    pub t_exec: u64,
 }
 
 /// Reads the child's status: its timestamps, then end of file once execve
 /// succeeded; an error record becomes `ChildSetup`.
 pub fn read_status(status_r: OwnedFd) -> Result<ChildStatus> {
     let mut f = File::from(status_r);
-    let read_rec = |f: &mut File| -> Result<Option<[u64; 3]>> {
-        let mut buf = [0u8; 24];
+    let read_rec = |f: &mut File| -> Result<Option<[u64; REC_WORDS]>> {
+        let mut buf = [0u8; REC_WORDS * 8];
         let mut got = 0;
         while got < buf.len() {
             match f.read(&mut buf[got..]) {
@@ -183,16 +209,16 @@ pub fn read_status(status_r: OwnedFd) -> Result<ChildStatus> {
             return Ok(None);
         }
         let w = |i: usize| u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        Ok(Some([w(0), w(1), w(2)]))
+        Ok(Some([w(0), w(1), w(2), w(3), w(4)]))
     };
-    let err = |rec: [u64; 3]| LaunchError::ChildSetup { step: step_name(rec[1]), errno: nix::errno::Errno::from_raw(rec[2] as i32) };
+    let err = |rec: [u64; REC_WORDS]| LaunchError::ChildSetup { step: step_name(rec[1]), errno: nix::errno::Errno::from_raw(rec[2] as i32) };
     let first = match read_rec(&mut f)? {
         None => return Err(LaunchError::Crashed { status: "the container child exited during set-up".into(), stderr: String::new() }),
         Some(r) if r[0] == REC_ERROR => return Err(err(r)),
         Some(r) => r,
     };
     match read_rec(&mut f)? {
-        None => Ok(ChildStatus::Exec { t_start: first[1], t_exec: first[2] }),
+        None => Ok(ChildStatus { t_start: first[1], t_rootfs: first[2], t_cgroup: first[3], t_exec: first[4] }),
         Some(r) => Err(err(r)),
     }
 }
