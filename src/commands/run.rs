@@ -125,8 +125,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let costs = if a.launch_only {
         CostOptions::none()
     } else {
-        let mut density = DensityOptions { max_instances: a.max_instances as usize, ..DensityOptions::default() };
-        let mut interference = interference::Config::default();
+        // Bounded so that a default run ends within about two minutes on a
+        // small host; --quick bounds them further.
+        let mut density = DensityOptions { max_instances: a.max_instances as usize, time_budget: Duration::from_secs(8), ..DensityOptions::default() };
+        let mut interference = interference::Config { reps: 2, max_window: Duration::from_secs(3), ..interference::Config::default() };
         if a.quick {
             density.max_instances = density.max_instances.min(4);
             density.time_budget = Duration::from_secs(4);
