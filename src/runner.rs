@@ -383,7 +383,6 @@ fn memory_rows(
     iterations: u32,
 ) -> anyhow::Result<Vec<Sample>> {
     use crate::measure::memory::{measure_memory, sample};
-    use crate::platform::Instance;
     let workload = idle.workload.name();
     let Some(vmm) = vmm else {
         let mut rows = measure_memory(p, idle, iterations, run_id)?;
@@ -395,10 +394,7 @@ fn memory_rows(
     };
     let mut rows = Vec::new();
     for i in 0..iterations {
-        let inst = vmm.launch_process(idle)?;
-        let m = inst.memory();
-        Box::new(inst).stop()?;
-        let m = m?;
+        let m = vmm.measure_memory(idle)?;
         let row = |metric: &str, v: u64| sample(run_id, p.name(), workload, metric, "bytes", i, v as f64);
         rows.extend([row("mem.host", m.host_pss), row("mem.rss", m.vmm_rss), row("mem.vmm", m.vmm_rss_excl_guest)]);
     }
@@ -435,18 +431,8 @@ fn measure_footprint(run_id: &str, opts: &RunOptions, out: &mut RunResult) {
 /// A run id from the current UTC time: `YYYYMMDD-HHMMSS`.
 pub fn new_run_id() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    let [y, m, d, hh, mm, ss] = crate::measure::clock::utc_fields(secs);
+    format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}")
 }
 
 /// The directory a run writes to.

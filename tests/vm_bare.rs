@@ -7,7 +7,7 @@ use std::time::Duration;
 use versus::platform::vm::abi::mode;
 use versus::platform::vm::bare::{BareVm, GuestRun, VmBarePlatform};
 use versus::platform::vm::VmError;
-use versus::platform::{Instance, LaunchSpec, Platform};
+use versus::platform::{LaunchSpec, Platform};
 use versus::workload::{expected_cpu_checksum, WorkloadSpec};
 use versus::LaunchError;
 
@@ -245,7 +245,7 @@ fn vmm_process_runs_workloads_and_reports_memory() {
     assert!(m.host_pss >= m.guest_ram_rss, "{m:?}");
     assert!(m.vmm_rss_excl_guest > 0 && m.vmm_rss_excl_guest < 16 << 20, "{m:?}");
     let pid = inst.pids()[0];
-    Box::new(inst).stop().unwrap();
+    inst.stop().unwrap();
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
             || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true),

@@ -13,7 +13,9 @@ use nix::unistd::Pid;
 
 use crate::channel::{Channel, Received};
 use crate::error::{LaunchError, Result};
-use crate::platform::{Finished, ProbeLine};
+use crate::measure::clock::now_ns;
+use crate::measure::Boot;
+use crate::platform::{Finished, Instance, ProbeLine};
 
 /// A launched child. Dropping it kills and reaps it.
 pub struct ChildWorkload {
@@ -153,6 +155,30 @@ impl ChildWorkload {
 impl Drop for ChildWorkload {
     fn drop(&mut self) {
         let _ = self.kill_and_reap();
+    }
+}
+
+/// An instance that is one host child process (the workload program as a
+/// plain process, or a VMM process) and its boot timing.
+pub struct ChildInstance {
+    pub child: ChildWorkload,
+    pub boot: Boot,
+}
+
+impl Instance for ChildInstance {
+    fn boot(&self) -> &Boot {
+        &self.boot
+    }
+    fn pids(&self) -> Vec<i32> {
+        self.child.pid().map(|p| p.as_raw()).into_iter().collect()
+    }
+    fn finish(&mut self) -> Result<Finished> {
+        self.child.finish()
+    }
+    fn stop(mut self: Box<Self>) -> Result<f64> {
+        let t = now_ns();
+        self.child.stop(self.child.timeout)?;
+        Ok((now_ns() - t) as f64 / 1e6)
     }
 }
 

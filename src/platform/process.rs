@@ -12,8 +12,8 @@ use crate::channel::Channel;
 use crate::error::{LaunchError, Result};
 use crate::measure::clock::now_ns;
 use crate::measure::Boot;
-use crate::platform::child::ChildWorkload;
-use crate::platform::{Finished, Instance, LaunchSpec, Platform};
+use crate::platform::child::{ChildInstance, ChildWorkload};
+use crate::platform::{Instance, LaunchSpec, Platform};
 use crate::workload::GuestProgram;
 
 /// The fd number the workload reads its channel from, in every platform
@@ -28,11 +28,6 @@ impl ProcessPlatform {
     pub fn new() -> Result<ProcessPlatform> {
         Ok(ProcessPlatform { guest: GuestProgram::materialize().map_err(|e| LaunchError::io("writing the workload program to a temp dir", e))? })
     }
-}
-
-pub struct ProcessInstance {
-    child: ChildWorkload,
-    boot: Boot,
 }
 
 impl Platform for ProcessPlatform {
@@ -77,23 +72,6 @@ impl Platform for ProcessPlatform {
         let (ready_ns, started) = child.wait_ready()?;
         let started = started.unwrap_or(ready_ns);
         let boot = Boot::from_marks(start, &[("spawn", started), ("ready", ready_ns)]);
-        Ok(Box::new(ProcessInstance { child, boot }))
-    }
-}
-
-impl Instance for ProcessInstance {
-    fn boot(&self) -> &Boot {
-        &self.boot
-    }
-    fn pids(&self) -> Vec<i32> {
-        self.child.pid().map(|p| p.as_raw()).into_iter().collect()
-    }
-    fn finish(&mut self) -> Result<Finished> {
-        self.child.finish()
-    }
-    fn stop(mut self: Box<Self>) -> Result<f64> {
-        let t = now_ns();
-        self.child.stop(self.child.timeout)?;
-        Ok((now_ns() - t) as f64 / 1e6)
+        Ok(Box::new(ChildInstance { child, boot }))
     }
 }

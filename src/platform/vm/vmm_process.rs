@@ -23,8 +23,8 @@ use crate::channel::{Channel, Received};
 use crate::error::{LaunchError, Result};
 use crate::measure::clock::now_ns;
 use crate::measure::Boot;
-use crate::platform::child::ChildWorkload;
-use crate::platform::{Finished, Instance, LaunchSpec, Platform};
+use crate::platform::child::{ChildInstance, ChildWorkload};
+use crate::platform::{Instance, LaunchSpec, Platform};
 
 /// The fd the VMM process writes the protocol to.
 const CHANNEL_FD: i32 = 3;
@@ -128,16 +128,26 @@ impl VmBareProcessPlatform {
 
 /// A ready guest in its own VMM process.
 pub struct VmmProcessInstance {
-    child: ChildWorkload,
-    boot: Boot,
+    /// The VMM process, as an [`Instance`].
+    pub instance: ChildInstance,
     /// Host address ranges of the guest RAM inside the VMM process.
     pub guest_ram: Vec<(u64, u64)>,
 }
 
 impl VmmProcessInstance {
+    /// The VMM process's pid (none once it has exited).
+    pub fn pids(&self) -> Vec<i32> {
+        self.instance.pids()
+    }
+
+    /// Stops the guest and its VMM process; returns the teardown time in ms.
+    pub fn stop(self) -> Result<f64> {
+        Box::new(self.instance).stop()
+    }
+
     /// Reads the VMM process's memory now.
     pub fn memory(&self) -> Result<VmMemory> {
-        let pid = self.child.pid().ok_or_else(|| LaunchError::from(VmError::VmmProcess("the VMM process has exited".into())))?;
+        let pid = self.instance.child.pid().ok_or_else(|| LaunchError::from(VmError::VmmProcess("the VMM process has exited".into())))?;
         smaps_memory(pid.as_raw(), &self.guest_ram).map_err(|e| LaunchError::io("reading the VMM process's smaps", e))
     }
 }
@@ -225,7 +235,7 @@ impl VmBareProcessPlatform {
             }
         }
         let boot = Boot::from_marks(start, &m);
-        Ok(VmmProcessInstance { child, boot, guest_ram })
+        Ok(VmmProcessInstance { instance: ChildInstance { child, boot }, guest_ram })
     }
 }
 
@@ -246,35 +256,25 @@ impl Platform for VmBareProcessPlatform {
         n
     }
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
-        Ok(Box::new(self.launch_process(spec)?))
+        Ok(Box::new(self.launch_process(spec)?.instance))
     }
 }
 
-impl Instance for VmmProcessInstance {
-    fn boot(&self) -> &Boot {
-        &self.boot
-    }
-    fn pids(&self) -> Vec<i32> {
-        self.child.pid().map(|p| p.as_raw()).into_iter().collect()
-    }
-    fn finish(&mut self) -> Result<Finished> {
-        self.child.finish()
-    }
-    fn stop(mut self: Box<Self>) -> Result<f64> {
-        let t = now_ns();
-        self.child.stop(self.child.timeout)?;
-        Ok((now_ns() - t) as f64 / 1e6)
+impl VmBareProcessPlatform {
+    /// Launches `spec` (normally an `idle` workload) in its own VMM
+    /// process, waits until it is ready, reads its memory, and stops it.
+    pub fn measure_memory(&self, spec: &LaunchSpec) -> Result<VmMemory> {
+        let inst = self.launch_process(spec)?;
+        let m = inst.memory();
+        inst.stop()?;
+        m
     }
 }
 
-/// Launches `spec` (normally an `idle` workload) in its own VMM process,
-/// waits until it is ready, reads its memory, and stops it.
+/// [`VmBareProcessPlatform::measure_memory`] with the `versus-vmm` found
+/// next to the running executable.
 pub fn measure_memory(spec: &LaunchSpec) -> Result<VmMemory> {
-    let p = VmBareProcessPlatform::new()?;
-    let inst = p.launch_process(spec)?;
-    let m = inst.memory();
-    Box::new(inst).stop()?;
-    m
+    VmBareProcessPlatform::new()?.measure_memory(spec)
 }
 
 #[cfg(test)]
