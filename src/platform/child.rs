@@ -4,8 +4,13 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -16,6 +21,40 @@ use crate::error::{LaunchError, Result};
 use crate::measure::clock::now_ns;
 use crate::measure::Boot;
 use crate::platform::{Finished, Instance, ProbeLine};
+
+/// Spawns `cmd` (a program speaking the workload protocol, with its
+/// arguments already set) with the channel pipe as fd `channel_fd`, a
+/// control pipe as standard input and a pipe as standard error. `what`
+/// names the program in errors.
+pub fn spawn_program(mut cmd: Command, channel_fd: i32, what: &str, timeout: Duration) -> Result<ChildWorkload> {
+    let pipe = |p: &str| pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys(format!("creating the {p} pipe"), e));
+    let (chan_r, chan_w) = pipe("channel")?;
+    let (ctl_r, ctl_w) = pipe("control")?;
+    let (err_r, err_w) = pipe("stderr")?;
+    let chan_w_raw = chan_w.as_raw_fd();
+    cmd.stdin(Stdio::from(ctl_r)).stdout(Stdio::null()).stderr(Stdio::from(err_w));
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls dup2, which is async-signal-safe; dup2 clears FD_CLOEXEC on the
+    // new descriptor so the channel survives exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(chan_w_raw, channel_fd) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = {
+        let _fork = crate::workload::fork_guard();
+        cmd.spawn().map_err(|e| LaunchError::io(format!("starting {what}"), e))?
+    };
+    let pid = Pid::from_raw(child.id() as i32);
+    // Our copies of the child's ends must close, so that end of file
+    // reaches the right side.
+    drop(cmd);
+    drop(chan_w);
+    Ok(ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, timeout))
+}
 
 /// A launched child. Dropping it kills and reaps it.
 pub struct ChildWorkload {

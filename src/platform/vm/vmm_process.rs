@@ -8,22 +8,18 @@
 //! with (no fork+exec in the way); this one is for memory, and for anyone
 //! who wants the VMM isolated from versus.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
-use nix::fcntl::OFlag;
-use nix::unistd::{pipe2, Pid};
 use serde::Serialize;
 
 use super::VmError;
-use crate::channel::{Channel, Received};
+use crate::channel::Received;
 use crate::error::{LaunchError, Result};
 use crate::measure::clock::now_ns;
 use crate::measure::Boot;
-use crate::platform::child::{ChildInstance, ChildWorkload};
+use crate::platform::child::{spawn_program, ChildInstance};
 use crate::platform::{Instance, LaunchSpec, Platform};
 
 /// The fd the VMM process writes the protocol to.
@@ -183,32 +179,10 @@ impl VmBareProcessPlatform {
         // Refuse what the kernel-less guest cannot run before spawning.
         super::bare::GuestRun::from_spec(&spec.workload)?;
         let start = now_ns();
-        let (chan_r, chan_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("creating the channel pipe", e))?;
-        let (ctl_r, ctl_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("creating the control pipe", e))?;
-        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys("creating the stderr pipe", e))?;
-        let chan_w_raw = chan_w.as_raw_fd();
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--fd").arg(CHANNEL_FD.to_string()).args(spec.workload.guest_args());
         cmd.env("VERSUS_VMM_TIMEOUT_MS", spec.timeout.as_millis().to_string());
-        cmd.stdin(Stdio::from(ctl_r)).stdout(Stdio::null()).stderr(Stdio::from(err_w));
-        // SAFETY: the closure runs in the forked child before exec and only
-        // calls dup2, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(chan_w_raw, CHANNEL_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = {
-            let _fork = crate::workload::fork_guard();
-            cmd.spawn().map_err(|e| LaunchError::io(format!("starting the VMM process {}", self.bin.display()), e))?
-        };
-        let pid = Pid::from_raw(child.id() as i32);
-        drop(cmd);
-        drop(chan_w);
-        let mut child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, spec.timeout);
+        let mut child = spawn_program(cmd, CHANNEL_FD, &format!("the VMM process {}", self.bin.display()), spec.timeout)?;
         let deadline = Instant::now() + spec.timeout;
         let mut guest_ram = Vec::new();
         let mut marks: Vec<(String, u64)> = Vec::new();
