@@ -197,6 +197,12 @@ fn thousand_launches_keep_rss_flat_and_leak_no_fd_thread_or_mapping() {
         }
     }
     let el = t.elapsed();
+    // A joined thread can linger in /proc/self/task for a moment after
+    // pthread_join returns; wait for it, bounded.
+    let settle = std::time::Instant::now() + Duration::from_secs(1);
+    while count("/proc/self/task") > tasks0 && std::time::Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let (rss1, fds1, tasks1, maps1) = (rss_bytes(), count("/proc/self/fd"), count("/proc/self/task"), mappings());
     eprintln!("1000 launches in {el:?}; rss {rss0} -> {rss1}; fds {fds0} -> {fds1}; tasks {tasks0} -> {tasks1}; maps {maps0} -> {maps1}");
     assert_eq!(fds1, fds0, "fd leak");

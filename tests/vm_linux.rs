@@ -68,6 +68,21 @@ fn kvm_resources() -> (usize, usize) {
     (fds, threads)
 }
 
+/// [`kvm_resources`] once it is back to `want`, or after a second. A joined
+/// thread can linger in /proc/self/task for a moment after pthread_join
+/// returns (the kernel wakes the joiner when the thread drops its memory,
+/// before the task is released), so the check waits for that, bounded.
+fn kvm_resources_settled(want: (usize, usize)) -> (usize, usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let now = kvm_resources();
+        if now == want || std::time::Instant::now() >= deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Strips the `[    0.000000] ` timestamp printk adds.
 fn message(line: &str) -> &str {
     match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
@@ -158,7 +173,7 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
     );
     // The stopped VM left no KVM fd and no vCPU thread behind.
     assert_eq!(
-        kvm_resources(),
+        kvm_resources_settled(before),
         before,
         "(KVM fds, vCPU threads) before vs after the VM"
     );
@@ -224,7 +239,7 @@ fn boot_to_ready_runs_every_workload() {
             );
         }
         assert_eq!(
-            kvm_resources(),
+            kvm_resources_settled(before),
             before,
             "{w:?}: (KVM fds, vCPU threads) before vs after the VM"
         );
@@ -292,7 +307,7 @@ fn forced_boot_reaches_ready_or_reports_the_failure() {
         ),
     }
     assert_eq!(
-        kvm_resources(),
+        kvm_resources_settled(before),
         before,
         "(KVM fds, vCPU threads) before vs after the VM"
     );
