@@ -58,11 +58,7 @@ impl RunFiles {
 /// its CSVs and env.json. Returns the path of report.md.
 pub fn render_report(run_dir: &Path) -> anyhow::Result<PathBuf> {
     let files = RunFiles::read(run_dir)?;
-    let mut charts = chart::render_all(&files.samples, &run_dir.join("charts"))?;
-    if let Some(c) = chart::probes::ProbeChart::from_rows(&files.probes) {
-        chart::render(&c, &run_dir.join("charts"))?;
-        charts.push(chart::Chart::stem(&c));
-    }
+    let charts = chart::render_all(&files.samples, &files.probes, &run_dir.join("charts"))?;
     let md = report_markdown(&files, &charts);
     let out = run_dir.join("report.md");
     std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;

@@ -21,6 +21,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::export::Sample;
+use crate::measure::probes::ProbeRow;
 
 /// DejaVu Sans 2.37 (fonts-dejavu-core); licence in fonts/LICENSE-DejaVu.txt.
 pub static FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
@@ -149,32 +150,27 @@ pub fn render<C: Chart>(chart: &C, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(vec![svg, png])
 }
 
-/// Renders every chart the samples have data for into `dir` (created if
-/// needed). Returns the stems written, in report order.
-pub fn render_all(samples: &[Sample], dir: &Path) -> anyhow::Result<Vec<&'static str>> {
+/// Renders every chart a run has data for (its samples, and its probe
+/// rows) into `dir` (created if needed). Returns the stems written, in
+/// report order.
+pub fn render_all(samples: &[Sample], probes: &[ProbeRow], dir: &Path) -> anyhow::Result<Vec<&'static str>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut out = Vec::new();
-    if let Some(c) = boot::BootChart::from_samples(samples) {
-        render(&c, dir)?;
-        out.push(c.stem());
-    }
-    if let Some(c) = phases::PhaseChart::from_samples(samples) {
-        render(&c, dir)?;
-        out.push(c.stem());
-    }
-    if let Some(c) = memory::MemoryChart::from_samples(samples) {
-        render(&c, dir)?;
-        out.push(c.stem());
-    }
-    if let Some(c) = density::DensityChart::from_samples(samples) {
-        render(&c, dir)?;
-        out.push(c.stem());
-    }
-    if let Some(c) = footprint::FootprintChart::from_samples(samples) {
-        render(&c, dir)?;
-        out.push(c.stem());
-    }
+    out.extend(render_some(boot::BootChart::from_samples(samples), dir)?);
+    out.extend(render_some(phases::PhaseChart::from_samples(samples), dir)?);
+    out.extend(render_some(memory::MemoryChart::from_samples(samples), dir)?);
+    out.extend(render_some(density::DensityChart::from_samples(samples), dir)?);
+    out.extend(render_some(footprint::FootprintChart::from_samples(samples), dir)?);
+    out.extend(render_some(probes::ProbeChart::from_rows(probes), dir)?);
     Ok(out)
+}
+
+/// Renders `chart` when there is one; its stem when drawn.
+fn render_some<C: Chart>(chart: Option<C>, dir: &Path) -> anyhow::Result<Option<&'static str>> {
+    match chart {
+        Some(c) => render(&c, dir).map(|_| Some(c.stem())),
+        None => Ok(None),
+    }
 }
 
 /// Draws category names under a chart's x axis at the pixel positions
