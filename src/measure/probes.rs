@@ -232,19 +232,8 @@ fn proc_stat(pid: &str) -> Option<(String, u64)> {
 
 /// The CPUID brand string of the host CPU.
 pub fn cpu_brand() -> String {
-    use std::arch::x86_64::__cpuid;
-    if __cpuid(0x8000_0000).eax < 0x8000_0004 {
-        return String::new();
-    }
-    let mut b = Vec::with_capacity(48);
-    for leaf in 0x8000_0002u32..=0x8000_0004 {
-        let r = __cpuid(leaf);
-        for v in [r.eax, r.ebx, r.ecx, r.edx] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).trim().to_string()
+    let mut buf = [0u8; 48];
+    String::from_utf8_lossy(versus_workload::cpu_brand(&mut buf)).into_owned()
 }
 
 /// Counts the distinct `__x64_sys_*` entry points in /proc/kallsyms (names

@@ -129,6 +129,30 @@ pub fn call_loop(n: u32, mut call: impl FnMut() -> u64) -> u64 {
     acc
 }
 
+/// The CPUID brand string (leaves 0x80000002..4) written into `buf`,
+/// without its NUL padding and surrounding whitespace; empty when the CPU does
+/// not report one. Shared by the probes of every guest and of the host, so
+/// that they read and trim it the same way.
+#[cfg(target_arch = "x86_64")]
+pub fn cpu_brand(buf: &mut [u8; 48]) -> &[u8] {
+    use core::arch::x86_64::__cpuid;
+    *buf = [0; 48];
+    if __cpuid(0x8000_0000).eax >= 0x8000_0004 {
+        let mut i = 0;
+        let mut leaf = 0x8000_0002u32;
+        while leaf <= 0x8000_0004 {
+            let r = __cpuid(leaf);
+            for v in [r.eax, r.ebx, r.ecx, r.edx] {
+                buf[i..i + 4].copy_from_slice(&v.to_le_bytes());
+                i += 4;
+            }
+            leaf += 1;
+        }
+    }
+    let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
+    buf[..end].trim_ascii()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +173,15 @@ mod tests {
             assert_ne!(buf[p * PAGE_SIZE], 0, "page {p} not touched");
         }
         assert_eq!(acc, 1 + 1 + 3 + 3 + 5);
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn cpu_brand_is_trimmed_text() {
+        let mut buf = [0u8; 48];
+        let b = cpu_brand(&mut buf);
+        assert!(b.len() <= 48);
+        assert!(!b.contains(&0) && b == b.trim_ascii());
     }
 
     #[test]

@@ -309,23 +309,9 @@ fn probe() {
     vendor[4..8].copy_from_slice(&l0[3].to_le_bytes());
     vendor[8..].copy_from_slice(&l0[2].to_le_bytes());
     let sig = if l0[0] >= 1 { cpuid(1)[0] } else { 0 };
-    let mut brand = [0u8; 48];
     let max_ext = cpuid(0x8000_0000)[0];
-    if max_ext >= 0x8000_0004 {
-        for (i, leaf) in (0x8000_0002u32..=0x8000_0004).enumerate() {
-            for (j, r) in cpuid(leaf).iter().enumerate() {
-                brand[i * 16 + j * 4..i * 16 + j * 4 + 4].copy_from_slice(&r.to_le_bytes());
-            }
-        }
-    }
-    let end = brand.iter().position(|&c| c == 0).unwrap_or(brand.len());
-    let mut b = &brand[..end];
-    while let [rest @ .., b' '] = b {
-        b = rest;
-    }
-    while let [b' ', rest @ ..] = b {
-        b = rest;
-    }
+    let mut brand = [0u8; 48];
+    let b = wl::cpu_brand(&mut brand);
     probe_line("dev.cpu_identity", "observed", format_args!("brand={} vendor={} sig={sig:#x} max_ext={max_ext:#x}", Enc(b), Enc(&vendor)));
 }
 

@@ -479,20 +479,8 @@ fn run_probes(port: u16, ch: &mut Channel) {
 
 /// The CPUID brand string (leaves 0x80000002..4).
 pub fn cpu_brand() -> String {
-    use std::arch::x86_64::__cpuid;
-    // Leaf 0x80000000 reports the highest extended leaf.
-    let max = __cpuid(0x8000_0000).eax;
-    if max < 0x8000_0004 {
-        return String::new();
-    }
-    let mut b = Vec::with_capacity(48);
-    for leaf in 0x8000_0002u32..=0x8000_0004 {
-        let r = __cpuid(leaf);
-        for v in [r.eax, r.ebx, r.ecx, r.edx] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    cstr(&b).trim().to_string()
+    let mut buf = [0u8; 48];
+    String::from_utf8_lossy(versus_workload::cpu_brand(&mut buf)).into_owned()
 }
 
 /// Watches standard input; sets `stop` at end of file (the host's stop).
