@@ -1,6 +1,10 @@
 //! The isolation-probe matrix on real platforms, with positive and negative
 //! controls: a probe that cannot come out both ways is a defect.
 
+mod common;
+
+use common::kvm_or_skip;
+
 use std::time::{Duration, Instant};
 
 use versus::measure::probes::{classify, run_probes, syscall_surface, Context, HostFacts, Outcome, ProbeRow, CATALOGUE};
@@ -115,16 +119,6 @@ fn hostname_change_inside_the_container_does_not_reach_the_host() {
     assert_eq!(r.result, Outcome::Isolated, "{}", r.evidence);
     assert!(r.evidence.contains("versus-"), "the container's own hostname is reported: {}", r.evidence);
     assert_eq!(nix::sys::utsname::uname().unwrap().nodename().to_string_lossy(), before);
-}
-
-fn kvm_or_skip() -> bool {
-    match versus::platform::vm::vm::available() {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!("SKIPPED: no usable KVM on this host: {why}");
-            false
-        }
-    }
 }
 
 #[test]

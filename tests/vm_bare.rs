@@ -2,6 +2,10 @@
 //! process platform's, and faulting, looping, bad-port and out-of-RAM guests
 //! end with the right error and leak nothing.
 
+mod common;
+
+use common::kvm_or_skip;
+
 use std::time::Duration;
 
 use versus::platform::vm::abi::mode;
@@ -17,16 +21,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn kvm_or_skip() -> bool {
-    match versus::platform::vm::vm::available() {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!("SKIPPED: no usable KVM on this host: {why}");
-            false
-        }
-    }
 }
 
 fn spec(w: &str) -> LaunchSpec {

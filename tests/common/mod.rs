@@ -52,3 +52,15 @@ pub fn open_fds() -> usize {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Whether this host has a usable /dev/kvm; prints a visible SKIPPED line
+/// with the reason when not.
+pub fn kvm_or_skip() -> bool {
+    match versus::platform::vm::vm::available() {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("SKIPPED: no usable KVM on this host: {why}");
+            false
+        }
+    }
+}
