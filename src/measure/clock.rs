@@ -30,10 +30,6 @@ pub fn utc_fields(secs: u64) -> [u64; 6] {
     [y as u64, m as u64, d as u64, rem / 3600, rem % 3600 / 60, rem % 60]
 }
 
-/// Milliseconds between two `now_ns` readings, as f64.
-pub fn ms_between(start_ns: u64, end_ns: u64) -> f64 {
-    end_ns.saturating_sub(start_ns) as f64 / 1e6
-}
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ pub mod rootfs;
 pub mod spawn;
 pub mod syscall;
 
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -168,11 +169,11 @@ impl Platform for ContainerPlatform {
         let (status_r, status_w) = pipe("status")?;
         let rootfs = RootfsPlan::new(&self.image.rootfs(), &name).map_err(|e| LaunchError::io("preparing the rootfs mounts", e))?;
         let fds = ChildFds {
-            sync_r: spawn::raw(&sync_r),
-            status_w: spawn::raw(&status_w),
-            stdin: spawn::raw(&ctl_r),
-            stderr: spawn::raw(&err_w),
-            channel: spawn::raw(&chan_w),
+            sync_r: sync_r.as_raw_fd(),
+            status_w: status_w.as_raw_fd(),
+            stdin: ctl_r.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
+            channel: chan_w.as_raw_fd(),
         };
         let plan = ChildPlan::new(rootfs, spec.workload.guest_args(), fds, self.rootless)?;
         let pid = spawn::clone_child(&plan, self.flags())?;

@@ -16,7 +16,7 @@
 use std::ffi::{c_char, CString};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -221,9 +221,4 @@ pub fn read_status(status_r: OwnedFd) -> Result<ChildStatus> {
         None => Ok(ChildStatus { t_start: first[1], t_rootfs: first[2], t_cgroup: first[3], t_exec: first[4] }),
         Some(r) => Err(err(r)),
     }
-}
-
-/// The raw fd of an owned fd (helper for building [`ChildFds`]).
-pub fn raw(fd: &OwnedFd) -> RawFd {
-    fd.as_raw_fd()
 }
