@@ -187,6 +187,12 @@ pub fn run(run_id: &str, opts: &RunOptions, progress: &dyn Progress) -> Result<R
         }
     }
     let c = &opts.costs;
+    // Read once per run: the host the probes compare with, including the
+    // (slow to count) number of host system calls.
+    let host_facts = c.probes.then(|| {
+        let h = crate::measure::probes::HostFacts::collect();
+        crate::measure::probes::HostFacts { syscalls: crate::measure::probes::host_syscalls(), ..h }
+    });
     let cost_steps = (c.memory_iterations > 0) as u64 + c.density.is_some() as u64 + c.probes as u64 + c.interference.is_some() as u64;
     progress.start((per_platform + cost_steps) * created.len() as u64);
     for p in &created {
@@ -234,7 +240,7 @@ pub fn run(run_id: &str, opts: &RunOptions, progress: &dyn Progress) -> Result<R
             }
         }
         if status.status == "ran" {
-            measure_costs(run_id, p.as_ref(), opts, progress, &mut out, &mut status)?;
+            measure_costs(run_id, p.as_ref(), opts, host_facts.as_ref(), progress, &mut out, &mut status)?;
         }
         out.statuses.push(status);
     }
@@ -264,6 +270,7 @@ fn measure_costs(
     run_id: &str,
     p: &dyn Platform,
     opts: &RunOptions,
+    host_facts: Option<&crate::measure::probes::HostFacts>,
     progress: &dyn Progress,
     out: &mut RunResult,
     status: &mut PlatformStatus,
@@ -315,12 +322,12 @@ fn measure_costs(
         }
         progress.inc();
     }
-    if c.probes {
+    if let Some(host) = host_facts {
         check_interrupt()?;
         progress.set_message(format!("{name} probes"));
-        match crate::measure::probes::run_probes(p, opts.timeout) {
+        match crate::measure::probes::run_probes_with(p, opts.timeout, host) {
             Ok(rows) => {
-                for s in surface_rows(name, &rows) {
+                for s in surface_rows(name, &rows, host) {
                     status.notes.push(format!("attack surface, {}: {}", s.counted, s.note));
                     if let Some(v) = s.value {
                         out.samples.push(Sample {
@@ -364,12 +371,15 @@ fn measure_costs(
 /// for workloads on the host kernel; VM-exit kinds and host calls served
 /// by the VMM for the kernel-less guest. They count different things; each
 /// row says what it counts.
-fn surface_rows(platform: &str, probes: &[crate::measure::probes::ProbeRow]) -> Vec<crate::measure::probes::SurfaceRow> {
-    use crate::measure::probes::{syscall_surface, HostFacts};
+fn surface_rows(
+    platform: &str,
+    probes: &[crate::measure::probes::ProbeRow],
+    host: &crate::measure::probes::HostFacts,
+) -> Vec<crate::measure::probes::SurfaceRow> {
     if platform == "vm-bare" {
         return crate::platform::vm::bare::attack_surface();
     }
-    syscall_surface(platform, probes, &HostFacts::collect()).into_iter().collect()
+    crate::measure::probes::syscall_surface(platform, probes, host).into_iter().collect()
 }
 
 /// `mem.host` of idle instances; for the kernel-less VM in its

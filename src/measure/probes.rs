@@ -710,7 +710,12 @@ impl Listeners {
 /// the probes and exits; everything versus opened for them (listeners) is
 /// closed on every path. `timeout` bounds the launch and the run.
 pub fn run_probes(platform: &dyn Platform, timeout: Duration) -> Result<Vec<ProbeRow>> {
-    let host = HostFacts::collect();
+    run_probes_with(platform, timeout, &HostFacts::collect())
+}
+
+/// [`run_probes`] against host facts read once by the caller (a run probes
+/// several platforms against the same host).
+pub fn run_probes_with(platform: &dyn Platform, timeout: Duration, host: &HostFacts) -> Result<Vec<ProbeRow>> {
     let listeners = Listeners::open()?;
     let mut spec = LaunchSpec::new(WorkloadSpec::mode(GuestMode::Probe { port: listeners.port }));
     spec.timeout = timeout;
@@ -723,7 +728,7 @@ pub fn run_probes(platform: &dyn Platform, timeout: Duration) -> Result<Vec<Prob
     let after = nix::sys::utsname::uname().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default();
     let ctx = Context { port: listeners.port, hostname_changed_to: (after != host.hostname && !host.hostname.is_empty()).then_some(after) };
     drop(listeners);
-    Ok(classify(platform.name(), &lines, &host, &ctx))
+    Ok(classify(platform.name(), &lines, host, &ctx))
 }
 
 /// Launches the probe workload and collects its PROBE lines.
