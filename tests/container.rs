@@ -80,10 +80,49 @@ fn boot_phases_add_up() {
     let c = container();
     let rec = launch_once(&c, &spec("ready")).unwrap();
     let names: Vec<&str> = rec.boot.phases.iter().map(|p| p.0).collect();
-    assert_eq!(names, ["namespaces", "rootfs", "cgroup", "exec", "ready"]);
+    assert_eq!(names, ["namespaces", "cgroup", "rootfs", "exec", "ready"]);
     let sum: f64 = rec.boot.phases.iter().map(|p| p.1).sum();
     assert!((sum - rec.boot.total_ms()).abs() < 1e-6, "phases {sum} vs total {}", rec.boot.total_ms());
     assert!(rec.boot.total_ms() > 0.0);
+}
+
+/// The workload runs inside its cgroup (it joined it before its rootfs
+/// set-up), with every limit written: the child made the cgroup itself.
+#[test]
+fn workload_runs_inside_its_limited_cgroup() {
+    let _serial = serial();
+    let c = container();
+    let mut s = spec("idle:1");
+    s.limits = Limits { memory_bytes: 96 << 20, pids: 17, cpus: 0.25 };
+    let i = c.launch(&s).expect("launch idle");
+    let pid = i.pids()[0];
+    let dirs = own_cgroups();
+    let read = |file: &str| {
+        let d = dirs.iter().find(|d| d.join(file).exists()).unwrap_or_else(|| panic!("no cgroup of ours has {file}: {dirs:?}"));
+        std::fs::read_to_string(d.join(file)).unwrap().trim().to_string()
+    };
+    match versus::host::cgroup_mode().0 {
+        versus::host::CgroupMode::V2 => {
+            assert_eq!(dirs.len(), 1, "{dirs:?}");
+            assert_eq!(read("memory.max"), (96u64 << 20).to_string());
+            assert_eq!(read("pids.max"), "17");
+            assert_eq!(read("cpu.max"), "25000 100000");
+        }
+        _ => {
+            assert_eq!(dirs.len(), 3, "one directory per v1 hierarchy: {dirs:?}");
+            assert_eq!(read("memory.limit_in_bytes"), (96u64 << 20).to_string());
+            assert_eq!(read("pids.max"), "17");
+            assert_eq!(read("cpu.cfs_quota_us"), "25000");
+            // The quota is written against the kernel's default period.
+            assert_eq!(read("cpu.cfs_period_us"), "100000");
+        }
+    }
+    for d in &dirs {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        assert!(procs.split_whitespace().any(|p| p == pid.to_string()), "pid {pid} not in {}: {procs}", d.display());
+    }
+    i.stop().unwrap();
+    assert!(own_cgroups().is_empty(), "cgroups left: {:?}", own_cgroups());
 }
 
 #[test]

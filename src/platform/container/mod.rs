@@ -55,6 +55,8 @@ pub struct ContainerPlatform {
     cgroup_mode: CgroupMode,
     controllers: Vec<String>,
     rootless: bool,
+    /// The children's stack, one clone at a time.
+    stack: std::sync::Mutex<spawn::ChildStack>,
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -69,7 +71,8 @@ impl ContainerPlatform {
         }
         let (cgroup_mode, controllers) = host::cgroup_mode();
         let image = Image::build().map_err(|e| LaunchError::io("building the container rootfs in a temp dir", e))?;
-        Ok(ContainerPlatform { image, opts, cgroup_mode, controllers, rootless })
+        let stack = std::sync::Mutex::new(spawn::ChildStack::new()?);
+        Ok(ContainerPlatform { image, opts, cgroup_mode, controllers, rootless, stack })
     }
 
     /// The shared image (for leak checks in tests).
@@ -165,50 +168,58 @@ impl Platform for ContainerPlatform {
         let (chan_r, chan_w) = pipe("channel")?;
         let (ctl_r, ctl_w) = pipe("control")?;
         let (err_r, err_w) = pipe("stderr")?;
-        let (sync_r, sync_w) = pipe("sync")?;
         let (status_r, status_w) = pipe("status")?;
+        // Rootless only: the child waits for its uid/gid maps.
+        let sync = match self.rootless {
+            true => Some(pipe("sync")?),
+            false => None,
+        };
         let rootfs = RootfsPlan::new(&self.image.rootfs(), &name).map_err(|e| LaunchError::io("preparing the rootfs mounts", e))?;
+        // The handle removes the cgroup on every path from here on; the
+        // child creates and joins it.
+        let (cgroup, cgroup_plan) = match use_cgroup {
+            true => {
+                let (cg, plan) = Cgroup::plan(self.cgroup_mode, &name, &spec.limits)?;
+                (Some(cg), Some(plan))
+            }
+            false => (None, None),
+        };
         let fds = ChildFds {
-            sync_r: sync_r.as_raw_fd(),
+            sync_r: sync.as_ref().map_or(-1, |(r, _)| r.as_raw_fd()),
             status_w: status_w.as_raw_fd(),
             stdin: ctl_r.as_raw_fd(),
             stderr: err_w.as_raw_fd(),
             channel: chan_w.as_raw_fd(),
         };
-        let plan = ChildPlan::new(rootfs, spec.workload.guest_args(), fds, self.rootless)?;
-        let pid = spawn::clone_child(&plan, self.flags())?;
+        let plan = ChildPlan::new(rootfs, cgroup_plan, spec.workload.guest_args(), fds, self.rootless)?;
+        // As root the clone shares our memory and returns once the child
+        // has exec'd (or failed); rootless it returns at once.
+        let pid = {
+            let mut stack = self.stack.lock().unwrap_or_else(|e| e.into_inner());
+            spawn::clone_child(&plan, &mut stack, self.flags(), !self.rootless)?
+        };
         // The child holds its own copies; ours must close so that end of
         // file reaches the right side.
-        drop((sync_r, status_w, ctl_r, err_w, chan_w));
+        drop((status_w, ctl_r, err_w, chan_w));
         let child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, spec.timeout);
-        let mut inst = ContainerInstance { child, cgroup: None, boot: Boot::default(), name };
-        let go = |what: &str| nix::unistd::write(&sync_w, &[1]).map(drop).map_err(|e| LaunchError::sys(format!("letting the container child {what}"), e));
+        let mut inst = ContainerInstance { child, cgroup, boot: Boot::default(), name };
 
-        if self.rootless {
+        if let Some((sync_r, sync_w)) = sync {
+            drop(sync_r);
             write_id_maps(pid)?;
-            go("set up its rootfs")?;
+            nix::unistd::write(&sync_w, &[1]).map_err(|e| LaunchError::sys("letting the container child set up its rootfs", e))?;
         }
-        // The child sets up its rootfs while the cgroup is made.
-        if use_cgroup {
-            let cg = Cgroup::create(self.cgroup_mode, &inst.name, &spec.limits)?;
-            cg.add(pid.as_raw())?;
-            inst.cgroup = Some(cg);
-        }
-        go("exec its workload")?;
-        drop(sync_w);
-        let st: ChildStatus = spawn::read_status(status_r)?;
+        let st: ChildStatus = spawn::read_status(status_r, plan.cgroup.as_ref())?;
         let (ready_ns, started) = match inst.child.wait_ready() {
             Ok(v) => v,
             Err(e) => return Err(inst.check_oom(e)),
         };
-        // The parent's cgroup work overlaps the child's rootfs set-up; the
-        // `cgroup` phase is what the child still had to wait for it.
         inst.boot = Boot::from_marks(
             start,
             &[
                 ("namespaces", st.t_start),
-                ("rootfs", st.t_rootfs),
                 ("cgroup", st.t_cgroup),
+                ("rootfs", st.t_rootfs),
                 ("exec", started.unwrap_or(ready_ns)),
                 ("ready", ready_ns),
             ],

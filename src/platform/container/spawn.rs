@@ -1,17 +1,25 @@
 //! Cloning the container's init into new namespaces, and the child side of
-//! the launch up to execve. The child runs in a copy of a possibly
-//! multi-threaded parent, so it only makes system calls on data prepared
-//! by the parent: no allocation, no locks.
+//! the launch up to execve.
 //!
-//! Parent and child synchronise over two CLOEXEC pipes:
-//! - `sync`: in a user namespace the parent first writes one byte once it
-//!   has written the uid/gid maps; the child sets up its rootfs meanwhile
-//!   (or after that byte), while the parent creates the cgroup and moves the
-//!   child into it; then the parent writes one more byte, and the child
-//!   unshares its cgroup namespace (rooted at its own cgroup) and execs;
-//! - `status`: the child writes a record with its timestamps just before
-//!   execve, or an error record naming the failed step. execve closes it, so
-//!   end of file means the workload program is running.
+//! As root the child is cloned with `CLONE_VM | CLONE_VFORK`, as
+//! posix_spawn starts a process: it runs on its own small stack in the
+//! parent's memory (no copy of the parent's page tables to make, nor to
+//! tear down again at execve), and the parent sleeps until the child has
+//! called execve or exited. The child creates and joins its own cgroup
+//! (see [`super::cgroup::CgroupPlan`]), sets up its rootfs, unshares its
+//! cgroup namespace and execs. Because it shares the parent's memory it
+//! only makes system calls on data the parent prepared: no allocation, no
+//! locks, nothing written but its own stack.
+//!
+//! Rootless, the parent must write the child's uid/gid maps while the child
+//! waits, which a suspended parent cannot do: the child is cloned with its
+//! own copy of the memory instead, and waits on the `sync` pipe for one
+//! byte that says the maps are written (no cgroup in rootless mode).
+//!
+//! The `status` pipe (CLOEXEC) carries a record with the child's
+//! timestamps just before execve, or an error record naming the failed
+//! step. execve closes it, so end of file means the workload program is
+//! running.
 
 use std::ffi::{c_char, CString};
 use std::fs::File;
@@ -21,6 +29,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
+use super::cgroup::{CgroupPlan, CgroupStep};
 use super::rootfs::RootfsPlan;
 use super::syscall::{LinuxSyscall, Syscall};
 use crate::error::{LaunchError, Result};
@@ -30,6 +39,8 @@ use crate::platform::process::CHANNEL_FD;
 /// Everything the child needs, prepared by the parent.
 pub struct ChildPlan {
     pub rootfs: RootfsPlan,
+    /// The cgroup the child creates and joins first, if any.
+    pub cgroup: Option<CgroupPlan>,
     pub init: CString,
     /// argv strings (kept alive for `argv`).
     pub _args: Vec<CString>,
@@ -47,13 +58,14 @@ pub struct ChildPlan {
 }
 
 impl ChildPlan {
-    pub fn new(rootfs: RootfsPlan, args: Vec<String>, fds: ChildFds, wait_for_maps: bool) -> Result<ChildPlan> {
+    pub fn new(rootfs: RootfsPlan, cgroup: Option<CgroupPlan>, args: Vec<String>, fds: ChildFds, wait_for_maps: bool) -> Result<ChildPlan> {
         let bad = |_| LaunchError::Unsupported("an argument contains a NUL byte".into());
         let args: Vec<CString> = std::iter::once("/init".to_string()).chain(args).map(CString::new).collect::<std::result::Result<_, _>>().map_err(bad)?;
         let mut argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         Ok(ChildPlan {
             rootfs,
+            cgroup,
             init: c"/init".into(),
             _args: args,
             argv,
@@ -82,8 +94,9 @@ const REC_READY_TO_EXEC: u64 = 0;
 const REC_ERROR: u64 = 1;
 
 /// Names of the child's steps outside the rootfs plan, indexed in records.
-const STEPS: [&str; 12] = [
+const STEPS: [&str; 13] = [
     "wait for parent",
+    "set up the cgroup",
     "unshare cgroup namespace",
     "sethostname",
     "make / private",
@@ -120,16 +133,22 @@ fn write_record(fd: RawFd, rec: [u64; REC_WORDS]) {
 }
 
 fn fail(fd: RawFd, step: u64, errno: nix::errno::Errno) -> isize {
-    write_record(fd, [REC_ERROR, step, errno as i32 as u64, 0, 0]);
+    fail_with(fd, step, errno, 0)
+}
+
+/// [`fail`] with a step-specific detail word (the failed cgroup step).
+fn fail_with(fd: RawFd, step: u64, errno: nix::errno::Errno, detail: u64) -> isize {
+    write_record(fd, [REC_ERROR, step, errno as i32 as u64, detail, 0]);
     // SAFETY: _exit ends the cloned child without running the parent's
     // atexit handlers or destructors, which belong to the parent.
     unsafe { libc::_exit(127) }
 }
 
-/// The child's body: wait for the parent, set up, exec. Never returns on
-/// success; on failure writes an error record and exits 127.
+/// The child's body: (rootless: wait for the uid/gid maps), create and
+/// join the cgroup, set up the rootfs, exec. Never returns on success; on
+/// failure writes an error record and exits 127.
 fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> isize {
-    let wait_for_parent = || {
+    if plan.wait_for_maps {
         let mut b = [0u8; 1];
         // SAFETY: reads one byte into a local buffer from the sync pipe.
         let n = unsafe { libc::read(plan.sync_r, b.as_mut_ptr().cast(), 1) };
@@ -138,18 +157,19 @@ fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> isize {
             // SAFETY: see `fail`.
             unsafe { libc::_exit(126) }
         }
-    };
-    let t_start = now_ns();
-    if plan.wait_for_maps {
-        wait_for_parent();
     }
+    let t_start = now_ns();
+    if let Some(cg) = &plan.cgroup {
+        if let Err((step, e)) = cg.apply(sys) {
+            return fail_with(plan.status_w, step_index("set up the cgroup"), e, step.encode());
+        }
+    }
+    let t_cgroup = now_ns();
     if let Err((step, e)) = plan.rootfs.apply(sys) {
         return fail(plan.status_w, step_index(step), e);
     }
     let t_rootfs = now_ns();
     // In the cgroup from here on; the cgroup namespace is rooted there.
-    wait_for_parent();
-    let t_cgroup = now_ns();
     if let Err(e) = sys.unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
         return fail(plan.status_w, step_index("unshare cgroup namespace"), e);
     }
@@ -160,39 +180,100 @@ fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> isize {
             return fail(plan.status_w, step_index("set up stdio"), nix::errno::Errno::last());
         }
     }
-    write_record(plan.status_w, [REC_READY_TO_EXEC, t_start, t_rootfs, t_cgroup, now_ns()]);
+    write_record(plan.status_w, [REC_READY_TO_EXEC, t_start, t_cgroup, t_rootfs, now_ns()]);
     // SAFETY: init, argv and envp are NUL-terminated C strings and
     // NULL-terminated pointer arrays prepared by the parent and alive here.
     unsafe { libc::execve(plan.init.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr()) };
     fail(plan.status_w, STEP_EXEC, nix::errno::Errno::last())
 }
 
+/// The child's stack: anonymous memory with an inaccessible guard page
+/// below it, so an overflow faults instead of writing into the parent's
+/// memory (the child may share it). Made once per platform and reused
+/// (touched up front, so a launch's child takes no page faults on it);
+/// unmapped on drop.
+pub struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+/// The child only makes system calls, so a small stack is plenty.
+const STACK_BYTES: usize = 64 * 1024;
+const GUARD_BYTES: usize = 4096;
+
+// SAFETY: the mapping is owned by the ChildStack and only used through
+// `&mut self` (one clone at a time).
+unsafe impl Send for ChildStack {}
+
+impl ChildStack {
+    pub fn new() -> Result<ChildStack> {
+        let len = STACK_BYTES + GUARD_BYTES;
+        // SAFETY: a fresh private anonymous mapping; no existing memory is
+        // touched.
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK, -1, 0) };
+        if base == libc::MAP_FAILED {
+            return Err(LaunchError::sys("mapping the container child's stack", nix::errno::Errno::last()));
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: the lowest page of the mapping made above.
+        if unsafe { libc::mprotect(base, GUARD_BYTES, libc::PROT_NONE) } != 0 {
+            return Err(LaunchError::sys("protecting the container child's stack guard page", nix::errno::Errno::last()));
+        }
+        let mut stack = stack;
+        stack.usable().fill(0);
+        Ok(stack)
+    }
+
+    fn usable(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, readable and writable above
+        // the guard page, and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.base.cast::<u8>().add(GUARD_BYTES), self.len - GUARD_BYTES) }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
 /// Clones the child with `flags` (plus SIGCHLD), running [`child_main`].
-pub fn clone_child(plan: &ChildPlan, flags: CloneFlags) -> Result<Pid> {
-    let mut stack = vec![0u8; 256 * 1024];
+/// With `share_memory` the clone adds `CLONE_VM | CLONE_VFORK` and returns
+/// once the child has exec'd or exited.
+pub fn clone_child(plan: &ChildPlan, stack: &mut ChildStack, flags: CloneFlags, share_memory: bool) -> Result<Pid> {
     let cb = Box::new(|| child_main(plan, &LinuxSyscall));
+    let flags = match share_memory {
+        true => flags | CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
+        false => flags,
+    };
     let _fork = crate::workload::fork_guard();
-    // SAFETY: without CLONE_VM the child gets a copy of the address space,
-    // so `plan` and `stack` stay valid for it; the child only makes
-    // async-signal-safe calls (see module docs) and ends in execve or _exit.
-    let pid = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
+    // SAFETY: the child runs `child_main` on `stack`, which the caller
+    // holds exclusively across this call: with CLONE_VM the parent is
+    // suspended (CLONE_VFORK) until the child has exec'd or exited, so
+    // `plan`, `cb` and `stack` stay valid and untouched for it; without
+    // CLONE_VM it has its own copy of them. The child only makes system
+    // calls on prepared data (see module docs) and ends in execve or _exit.
+    // Signal handlers it inherits (the interrupt flag) only store atomics,
+    // which is as right in the child as in the parent.
+    let pid = unsafe { nix::sched::clone(cb, stack.usable(), flags, Some(libc::SIGCHLD)) }
         .map_err(|e| LaunchError::sys(format!("clone({flags:?})"), e))?;
     Ok(pid)
 }
 
 /// What the child reported on the status pipe: its timestamps when it
-/// started running, when its rootfs was set up, when the parent had moved
-/// it into its cgroup, and just before execve.
+/// started running, when it had joined its cgroup, when its rootfs was set
+/// up, and just before execve.
 pub struct ChildStatus {
     pub t_start: u64,
-    pub t_rootfs: u64,
     pub t_cgroup: u64,
+    pub t_rootfs: u64,
     pub t_exec: u64,
 }
 
 /// Reads the child's status: its timestamps, then end of file once execve
 /// succeeded; an error record becomes `ChildSetup`.
-pub fn read_status(status_r: OwnedFd) -> Result<ChildStatus> {
+pub fn read_status(status_r: OwnedFd, cgroup: Option<&CgroupPlan>) -> Result<ChildStatus> {
     let mut f = File::from(status_r);
     let read_rec = |f: &mut File| -> Result<Option<[u64; REC_WORDS]>> {
         let mut buf = [0u8; REC_WORDS * 8];
@@ -211,14 +292,20 @@ pub fn read_status(status_r: OwnedFd) -> Result<ChildStatus> {
         let w = |i: usize| u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
         Ok(Some([w(0), w(1), w(2), w(3), w(4)]))
     };
-    let err = |rec: [u64; REC_WORDS]| LaunchError::ChildSetup { step: step_name(rec[1]), errno: nix::errno::Errno::from_raw(rec[2] as i32) };
+    let err = |rec: [u64; REC_WORDS]| {
+        let errno = nix::errno::Errno::from_raw(rec[2] as i32);
+        match (cgroup, CgroupStep::decode(rec[3])) {
+            (Some(cg), Some(step)) if rec[1] == step_index("set up the cgroup") => cg.error(step, errno),
+            _ => LaunchError::ChildSetup { step: step_name(rec[1]), errno },
+        }
+    };
     let first = match read_rec(&mut f)? {
         None => return Err(LaunchError::Crashed { status: "the container child exited during set-up".into(), stderr: String::new() }),
         Some(r) if r[0] == REC_ERROR => return Err(err(r)),
         Some(r) => r,
     };
     match read_rec(&mut f)? {
-        None => Ok(ChildStatus { t_start: first[1], t_rootfs: first[2], t_cgroup: first[3], t_exec: first[4] }),
+        None => Ok(ChildStatus { t_start: first[1], t_cgroup: first[2], t_rootfs: first[3], t_exec: first[4] }),
         Some(r) => Err(err(r)),
     }
 }

@@ -1,8 +1,8 @@
 //! The system calls the container child makes, behind a trait (after youki)
 //! so the set-up sequence can be checked in unit tests without root, and so
 //! the real implementation stays allocation-free: it runs in a freshly
-//! cloned child of a possibly multi-threaded parent, where only
-//! async-signal-safe work is allowed.
+//! cloned child that shares the memory of a possibly multi-threaded parent
+//! (see `spawn`), where only async-signal-safe work is allowed.
 
 use std::ffi::CStr;
 
@@ -16,6 +16,9 @@ pub trait Syscall {
     fn chdir(&self, dir: &CStr) -> nix::Result<()>;
     fn sethostname(&self, name: &CStr) -> nix::Result<()>;
     fn unshare(&self, flags: CloneFlags) -> nix::Result<()>;
+    fn mkdir(&self, path: &CStr) -> nix::Result<()>;
+    /// Opens an existing file write-only, writes `data` in one write, closes it.
+    fn write_file(&self, path: &CStr, data: &CStr) -> nix::Result<()>;
 }
 
 /// The real system calls.
@@ -41,6 +44,28 @@ impl Syscall for LinuxSyscall {
     }
     fn unshare(&self, flags: CloneFlags) -> nix::Result<()> {
         nix::sched::unshare(flags)
+    }
+    fn mkdir(&self, path: &CStr) -> nix::Result<()> {
+        // SAFETY: `path` is a valid C string.
+        let r = unsafe { libc::mkdir(path.as_ptr(), 0o755) };
+        nix::errno::Errno::result(r).map(drop)
+    }
+    fn write_file(&self, path: &CStr, data: &CStr) -> nix::Result<()> {
+        // SAFETY: `path` is a valid C string; O_CLOEXEC so the fd never
+        // reaches the workload.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        let fd = nix::errno::Errno::result(fd)?;
+        let bytes = data.to_bytes();
+        // SAFETY: writes `bytes.len()` bytes of a live buffer to the fd
+        // just opened.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        let written = nix::errno::Errno::result(n);
+        // SAFETY: closes the fd opened above, exactly once.
+        unsafe { libc::close(fd) };
+        match written? {
+            n if n as usize == bytes.len() => Ok(()),
+            _ => Err(nix::errno::Errno::EIO),
+        }
     }
 }
 
@@ -91,6 +116,12 @@ pub mod recording {
         }
         fn unshare(&self, flags: CloneFlags) -> nix::Result<()> {
             self.rec(format!("unshare {flags:?}"))
+        }
+        fn mkdir(&self, path: &CStr) -> nix::Result<()> {
+            self.rec(format!("mkdir {}", s(Some(path))))
+        }
+        fn write_file(&self, path: &CStr, data: &CStr) -> nix::Result<()> {
+            self.rec(format!("write {} {}", s(Some(path)), s(Some(data))))
         }
     }
 }
