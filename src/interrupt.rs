@@ -5,12 +5,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::sync::OnceLock;
 
-static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-
+/// The VMM's flag (its vCPU run loop polls it), shared by every wait here.
 fn flag() -> &'static Arc<AtomicBool> {
-    FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)))
+    versus_vmm::interrupt::flag()
 }
 
 /// Installs the handlers (idempotent). Returns an error if the handlers

@@ -179,21 +179,29 @@ pub fn expected_cpu_checksum(rounds: u32) -> String {
     format!("{:016x}", versus_workload::checksum64(&versus_workload::cpu(rounds)))
 }
 
-/// The workload program written to disk, for platforms that exec it.
+/// An embedded program (the workload program, the static VMM) written to
+/// disk, for platforms that exec it.
 /// Removed when dropped.
 pub struct GuestProgram {
     dir: tempfile::TempDir,
+    name: &'static str,
 }
 
 impl GuestProgram {
-    /// Writes the embedded program to a fresh temp dir (`versus-guest-*`).
+    /// Writes the embedded workload program to a fresh temp dir
+    /// (`versus-guest-*`).
     pub fn materialize() -> std::io::Result<GuestProgram> {
-        let dir = tempfile::Builder::new().prefix("versus-guest-").tempdir()?;
-        write_executable(&dir.path().join("versus-guest"), GUEST_BINARY)?;
-        Ok(GuestProgram { dir })
+        GuestProgram::write("versus-guest", GUEST_BINARY)
+    }
+    /// Writes the embedded program `bytes` as `name` to a fresh temp dir
+    /// (`<name>-*`).
+    pub fn write(name: &'static str, bytes: &[u8]) -> std::io::Result<GuestProgram> {
+        let dir = tempfile::Builder::new().prefix(&format!("{name}-")).tempdir()?;
+        write_executable(&dir.path().join(name), bytes)?;
+        Ok(GuestProgram { dir, name })
     }
     pub fn path(&self) -> PathBuf {
-        self.dir.path().join("versus-guest")
+        self.dir.path().join(self.name)
     }
 }
 

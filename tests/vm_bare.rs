@@ -212,10 +212,8 @@ fn vmm_process_runs_workloads_and_reports_memory() {
         return;
     }
     use versus::platform::vm::vmm_process::VmBareProcessPlatform;
-    // VERSUS_VMM picks another build (e.g. target/release/versus-vmm, to
-    // measure the optimised VMM's memory).
-    let bin = std::env::var("VERSUS_VMM").unwrap_or_else(|_| env!("CARGO_BIN_EXE_versus-vmm").to_string());
-    let p = VmBareProcessPlatform::with_binary(std::path::Path::new(&bin));
+    // The embedded static versus-vmm (VERSUS_VMM picks another build).
+    let p = VmBareProcessPlatform::new().unwrap();
     p.available().unwrap();
     let fds0 = count("/proc/self/fd");
 
@@ -245,6 +243,13 @@ fn vmm_process_runs_workloads_and_reports_memory() {
     assert!(m.host_pss >= m.guest_ram_rss, "{m:?}");
     assert!(m.vmm_rss_excl_guest > 0 && m.vmm_rss_excl_guest < 16 << 20, "{m:?}");
     let pid = inst.pids()[0];
+    if std::env::var_os("VERSUS_VMM").is_none() {
+        // Linked statically, as Firecracker is: no shared library pages
+        // count against mem.vmm, and none are mapped at all.
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        let libs: Vec<&str> = maps.lines().filter(|l| l.contains(".so")).collect();
+        assert!(libs.is_empty(), "the embedded versus-vmm maps shared libraries: {libs:?}");
+    }
     inst.stop().unwrap();
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists()

@@ -2,17 +2,9 @@
 //! program reads the same clock (namespaces do not change it; versus creates
 //! no time namespace), so host and workload timestamps subtract.
 
-use nix::time::{clock_gettime, ClockId};
-
-/// Monotonic time in nanoseconds since an arbitrary origin (boot).
-pub fn now_ns() -> u64 {
-    // CLOCK_MONOTONIC cannot fail on Linux; a zero would only make a phase
-    // look wrong, never crash.
-    match clock_gettime(ClockId::CLOCK_MONOTONIC) {
-        Ok(ts) => ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64,
-        Err(_) => 0,
-    }
-}
+/// Monotonic time in nanoseconds since an arbitrary origin (boot); the
+/// VMM's clock, so that its timestamps and versus' subtract.
+pub use versus_vmm::clock::now_ns;
 
 /// UTC calendar fields `[year, month, day, hour, minute, second]` of a Unix
 /// time in seconds (Howard Hinnant's days-to-civil algorithm).

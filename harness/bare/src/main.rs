@@ -2,7 +2,7 @@
 //! `abi::IMAGE_BASE`, enters `_start` in 64-bit mode at CPL3 with IOPL 3 and a
 //! stack, and leaves a boot argument block at `abi::BOOT_ARGS_ADDR` saying
 //! what to run. Everything else goes through port I/O host calls (see
-//! `src/platform/vm/abi.rs`, included below). The workloads are the very
+//! `crates/vmm/src/abi.rs`, included below). The workloads are the very
 //! same code as the static workload program's (`versus_workload`).
 //!
 //! Time: `rdtsc` (allowed at CPL3), converted to ns with the TSC frequency
@@ -16,7 +16,7 @@ use core::fmt::{self, Write};
 use versus_workload::protocol::{self, Report};
 use versus_workload::{self as wl};
 
-#[path = "../../../src/platform/vm/abi.rs"]
+#[path = "../../../crates/vmm/src/abi.rs"]
 #[allow(dead_code)]
 mod abi;
 

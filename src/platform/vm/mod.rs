@@ -1,22 +1,18 @@
-//! versus' own small VMM on the rust-vmm crates, and the kernel-less
-//! `vm-bare` platform built on it.
+//! The KVM platforms. The VMM itself (KVM handles, guest memory, vCPU run
+//! loop, device bus, the kernel-less guest's image, layout and host calls)
+//! is the `versus-vmm` crate (crates/vmm), re-exported here under its
+//! module names; what lives here is what makes platforms of it.
 //!
 //! # Layout (one job per file)
 //!
 //! | file | job |
 //! |---|---|
-//! | [`error`] | [`VmError`]: every way a guest can end, with exit kind, port/address and guest RIP |
-//! | [`vm`] | the process-wide `/dev/kvm` handle ([`vm::kvm`]) and [`vm::create_vm`] |
-//! | [`memory`] | guest RAM as a vm-memory `GuestMemoryMmap`: [`memory::allocate`], [`memory::register`], [`memory::host_ranges`] |
-//! | [`vcpu`] | [`vcpu::create_vcpu`], CPUID, and the run loop [`vcpu::run`] that dispatches exits to a [`bus::Bus`] under a deadline |
-//! | [`bus`] | the device bus: [`bus::PioDevice`] on port ranges, [`bus::MmioDevice`] on address ranges, [`bus::Flow`] |
-//! | [`abi`] | the VMM/guest contract (layout, boot block, ports, modes), `no_std`, included by the guest itself |
+//! | crates/vmm | the VMM: [`vm`], [`memory`], [`vcpu`], [`bus`], [`abi`], [`layout`], [`hostcall`], [`VmError`], and the bare guest ([`versus_vmm::bare::BareVm`]) |
+//! | [`bare`] | [`bare::VmBarePlatform`]: the `vm-bare` [`crate::platform::Platform`] (VMM in the versus process), and the VMM-answered `vm.*` probes |
+//! | [`vmm_process`] | `vm-bare` with the VMM in the static `versus-vmm` process (harness/vmm), for honest `mem.host` / `mem.vmm` ([`vmm_process::measure_memory`]) |
 //! | [`tiny`] | a VM around a few bytes of code: the raw KVM floor ([`tiny::raw_floor_ns`]) and the speed loop |
-//! | [`layout`] | the bare guest's physical layout, GDT, identity page tables, long-mode sregs |
-//! | [`hostcall`] | the port-I/O host-call protocol of the bare guest ([`hostcall::HostCall`] device) |
-//! | [`bare`] | [`bare::VmBarePlatform`]: the `vm-bare` [`crate::platform::Platform`] |
 //! | [`speed`] | [`speed::measure`]: guest CPL0 vs CPL3 loop rates (the KVM-mode fingerprint) |
-//! | [`vmm_process`] | running a bare guest in the small `versus-vmm` process, for honest `mem.host` / `mem.vmm` ([`vmm_process::measure_memory`]) |
+//! | [`linux`], [`devices`] | `vm-linux`: a Linux guest with serial, i8042 and boot-done devices |
 //!
 //! Port I/O from guest CPL3: the VMM sets IOPL 3 *and* gives the TSS an
 //! I/O permission bitmap that allows every port. kvm_pvm ignores IOPL for
@@ -69,20 +65,40 @@
 //! Drop order matters for every VM: vCPU fds, then the VM fd, then the
 //! guest memory (see [`bare::BareVm`] for the pattern).
 
-pub mod abi;
 pub mod bare;
-pub mod bus;
 pub mod devices;
-pub mod error;
-pub mod hostcall;
-pub mod layout;
 pub mod linux;
-pub mod memory;
 pub mod speed;
 pub mod tiny;
-pub mod vcpu;
-#[allow(clippy::module_inception)] // `vm::vm`: the VM-creation file of the VMM, by the one-job-per-file layout
-pub mod vm;
 pub mod vmm_process;
 
-pub use error::VmError;
+pub use versus_vmm::{abi, bus, hostcall, layout, memory, vcpu, vm, VmError};
+
+impl From<VmError> for crate::error::LaunchError {
+    fn from(e: VmError) -> crate::error::LaunchError {
+        use crate::error::LaunchError;
+        match e {
+            VmError::Timeout { what, after } => LaunchError::Timeout { what, after },
+            VmError::Aborted(s) => LaunchError::Aborted(s),
+            VmError::Protocol { line, reason } => LaunchError::Protocol { line, reason },
+            VmError::Interrupted => LaunchError::Interrupted,
+            other => LaunchError::VmGuest(Box::new(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::LaunchError;
+    use std::time::Duration;
+
+    #[test]
+    fn vm_errors_become_launch_errors() {
+        let l: LaunchError = VmError::Shutdown { rip: 0x42 }.into();
+        assert!(matches!(&l, LaunchError::VmGuest(b) if matches!(**b, VmError::Shutdown { rip: 0x42 })));
+        assert!(l.to_string().contains("triple fault"));
+        let l: LaunchError = VmError::Timeout { what: "signal ready", after: Duration::from_millis(5) }.into();
+        assert!(matches!(l, LaunchError::Timeout { what: "signal ready", .. }));
+    }
+}

@@ -81,7 +81,7 @@ impl TinyVm {
 /// to the first port-I/O exit; nothing else (no image, no protocol).
 /// Returns the elapsed ns.
 pub fn raw_floor_ns() -> Result<u64, VmError> {
-    let ram = super::bare::GuestRun::workload(crate::workload::Workload::Ready).ram_bytes();
+    let ram = super::bare::guest_run(crate::workload::Workload::Ready).ram_bytes();
     let t = std::time::Instant::now();
     let mut vm = TinyVm::new(&FLOOR_CODE, Cpl::Three, ram)?;
     vm.run(Duration::from_secs(10))?;

@@ -1,6 +1,6 @@
 //! `vm-bare` with the VMM in a process of its own (`versus-vmm`,
-//! src/bin/versus-vmm.rs): the honest way to attribute host memory to one
-//! guest. `mem.host` is that process's PSS (guest RAM it touched included);
+//! harness/vmm, linked statically and embedded by build.rs): the honest way
+//! to attribute host memory to one guest. `mem.host` is that process's PSS (guest RAM it touched included);
 //! `mem.vmm` is its resident memory minus the guest-RAM mapping, as
 //! Firecracker measures its overhead.
 //!
@@ -21,30 +21,38 @@ use crate::measure::clock::now_ns;
 use crate::measure::Boot;
 use crate::platform::child::{spawn_program, ChildInstance};
 use crate::platform::{Instance, LaunchSpec, Platform};
+use crate::workload::GuestProgram;
 
 /// The fd the VMM process writes the protocol to.
 const CHANNEL_FD: i32 = 3;
 
-/// Finds the `versus-vmm` binary: `$VERSUS_VMM`, else next to the running
-/// executable, else one directory up (tests and benches run from `deps/`).
-pub fn vmm_binary() -> std::result::Result<PathBuf, VmError> {
-    if let Some(p) = std::env::var_os("VERSUS_VMM") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().map_err(|e| VmError::VmmProcess(format!("cannot find the running executable: {e}")))?;
-    let mut dir = exe.parent();
-    for _ in 0..2 {
-        let Some(d) = dir else { break };
-        let c = d.join("versus-vmm");
-        if c.is_file() {
-            return Ok(c);
+/// The static `versus-vmm` program, built by build.rs from harness/vmm.
+pub static VMM_BINARY: &[u8] = include_bytes!(env!("VERSUS_VMM_BIN"));
+
+/// Where the `versus-vmm` program runs from: `$VERSUS_VMM` if set, else the
+/// embedded static one, written to a temp dir that lives as long as this.
+pub enum VmmBinary {
+    Given(PathBuf),
+    Embedded(GuestProgram),
+}
+
+impl VmmBinary {
+    pub fn path(&self) -> PathBuf {
+        match self {
+            VmmBinary::Given(p) => p.clone(),
+            VmmBinary::Embedded(p) => p.path(),
         }
-        dir = d.parent();
     }
-    Err(VmError::VmmProcess(format!(
-        "the versus-vmm binary is not next to {}; build it with `cargo build --bins` (or --release) or point VERSUS_VMM at it",
-        exe.display()
-    )))
+}
+
+/// Finds or writes the `versus-vmm` program (see [`VmmBinary`]).
+pub fn vmm_binary() -> std::result::Result<VmmBinary, VmError> {
+    if let Some(p) = std::env::var_os("VERSUS_VMM") {
+        return Ok(VmmBinary::Given(PathBuf::from(p)));
+    }
+    GuestProgram::write("versus-vmm", VMM_BINARY)
+        .map(VmmBinary::Embedded)
+        .map_err(|e| VmError::VmmProcess(format!("cannot write the versus-vmm program to a temp dir: {e}; set TMPDIR to a writable directory")))
 }
 
 /// Memory of one idle `vm-bare` guest whose VMM is its own process.
@@ -111,14 +119,17 @@ fn parse_smaps(text: &str, guest: &[(u64, u64)]) -> VmMemory {
 /// `vm-bare`, one `versus-vmm` process per instance.
 pub struct VmBareProcessPlatform {
     bin: PathBuf,
+    /// Keeps a written-out embedded program alive.
+    _program: Option<VmmBinary>,
 }
 
 impl VmBareProcessPlatform {
     pub fn new() -> std::result::Result<VmBareProcessPlatform, VmError> {
-        Ok(VmBareProcessPlatform { bin: vmm_binary()? })
+        let program = vmm_binary()?;
+        Ok(VmBareProcessPlatform { bin: program.path(), _program: Some(program) })
     }
     pub fn with_binary(bin: &Path) -> VmBareProcessPlatform {
-        VmBareProcessPlatform { bin: bin.to_path_buf() }
+        VmBareProcessPlatform { bin: bin.to_path_buf(), _program: None }
     }
 }
 
@@ -177,10 +188,10 @@ impl VmBareProcessPlatform {
     /// Launches one guest in a fresh `versus-vmm` process and waits for READY.
     pub fn launch_process(&self, spec: &LaunchSpec) -> Result<VmmProcessInstance> {
         // Refuse what the kernel-less guest cannot run before spawning.
-        super::bare::GuestRun::from_spec(&spec.workload)?;
+        let run = super::bare::guest_run_of(&spec.workload)?;
         let start = now_ns();
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("--fd").arg(CHANNEL_FD.to_string()).args(spec.workload.guest_args());
+        cmd.arg("--fd").arg(CHANNEL_FD.to_string()).arg(run.mode.to_string()).arg(run.param.to_string());
         cmd.env("VERSUS_VMM_TIMEOUT_MS", spec.timeout.as_millis().to_string());
         let mut child = spawn_program(cmd, CHANNEL_FD, &format!("the VMM process {}", self.bin.display()), spec.timeout)?;
         let deadline = Instant::now() + spec.timeout;

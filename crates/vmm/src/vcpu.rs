@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
-use super::bus::{Bus, Flow};
-use super::VmError;
+use crate::bus::{Bus, Flow};
+use crate::VmError;
 
 /// KVM_CREATE_VCPU.
 pub fn create_vcpu(vm: &VmFd, id: u64) -> Result<VcpuFd, VmError> {
@@ -25,7 +25,7 @@ pub fn supported_cpuid() -> Result<&'static CpuId, VmError> {
     if let Some(c) = CPUID.get() {
         return Ok(c);
     }
-    let c = super::vm::kvm()?.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| VmError::kvm("KVM_GET_SUPPORTED_CPUID", e))?;
+    let c = crate::vm::kvm()?.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| VmError::kvm("KVM_GET_SUPPORTED_CPUID", e))?;
     let _ = CPUID.set(c);
     CPUID.get().ok_or_else(|| VmError::VmmProcess("the CPUID table vanished".into()))
 }
@@ -194,8 +194,10 @@ impl Kicker {
             let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
             sev.sigev_notify = libc::SIGEV_THREAD_ID;
             sev.sigev_signo = kick_signal();
-            // SAFETY: gettid has no preconditions.
-            sev.sigev_notify_thread_id = unsafe { libc::gettid() };
+            // SAFETY: the gettid system call has no preconditions. (Made
+            // directly: a static glibc link of the `gettid` wrapper left a
+            // null function pointer in the static versus-vmm.)
+            sev.sigev_notify_thread_id = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
             let mut t: libc::timer_t = std::ptr::null_mut();
             // SAFETY: `sev` and `t` are valid for the call; the timer is
             // owned by the thread-local and deleted when the thread ends.

@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use kvm_ioctls::{Kvm, VmFd};
 
-use super::VmError;
+use crate::VmError;
 
 static KVM: OnceLock<Kvm> = OnceLock::new();
 

@@ -4,9 +4,9 @@
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 use vm_memory::{Bytes, GuestAddress};
 
-use super::abi::*;
-use super::memory::GuestMemoryMmap;
-use super::VmError;
+use crate::abi::*;
+use crate::memory::GuestMemoryMmap;
+use crate::VmError;
 
 const CR0_PE: u64 = 1;
 const CR0_MP: u64 = 1 << 1;
@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn tables_map_identity_with_a_null_guard() {
-        let mem = super::super::memory::allocate(&[(GuestAddress(0), 8 << 20)]).unwrap();
+        let mem = crate::memory::allocate(&[(GuestAddress(0), 8 << 20)]).unwrap();
         write_tables(&mem).unwrap();
         let rd = |a: u64| mem.read_obj::<u64>(GuestAddress(a)).unwrap();
         assert_eq!(rd(PML4_ADDR) & !0xfff, PDPT_ADDR);

@@ -7,7 +7,7 @@ use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion, MemoryRegio
 
 pub use vm_memory::GuestMemoryMmap;
 
-use super::VmError;
+use crate::VmError;
 
 /// Maps anonymous memory for `ranges` (guest address, bytes; sorted, not
 /// overlapping). Pages are backed on first touch, so untouched RAM costs

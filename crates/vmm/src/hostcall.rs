@@ -1,16 +1,19 @@
 //! The host side of the bare guest's port-I/O host calls (see
-//! [`super::abi`]): a [`PioDevice`] on `PORT_LINE .. PORT_LINE+3` that reads
+//! [`crate::abi`]): a [`PioDevice`] on `PORT_LINE .. PORT_LINE+3` that reads
 //! protocol lines from the guest's mailbox page, answers the `call`
 //! workload's trivial host call, and records the guest's exit request.
+//! Lines are checked against the workload protocol and kept as text (the
+//! caller parses them into its own types).
 
 use vm_memory::{Bytes, GuestAddress};
 
-use super::abi::{EXIT_DONE, EXIT_IDLE, MAILBOX_ADDR, MAILBOX_SIZE, PORT_CALL, PORT_EXIT, PORT_LINE};
-use super::bus::{DeviceResult, Flow, PioDevice};
-use super::memory::GuestMemoryMmap;
-use super::VmError;
-use crate::channel::{self, Received};
-use crate::measure::clock::now_ns;
+use versus_workload::protocol::Message;
+
+use crate::abi::{EXIT_DONE, EXIT_IDLE, MAILBOX_ADDR, MAILBOX_SIZE, PORT_CALL, PORT_EXIT, PORT_LINE};
+use crate::bus::{DeviceResult, Flow, PioDevice};
+use crate::clock::now_ns;
+use crate::memory::GuestMemoryMmap;
+use crate::VmError;
 
 /// The VM-exit kinds the bare guest's run loop serves (resumes the guest
 /// after); every other exit ends the guest with an error.
@@ -39,8 +42,8 @@ pub enum Event {
 pub struct HostCall {
     mem: GuestMemoryMmap,
     instance_id: u64,
-    /// Messages other than READY, in order.
-    pub received: Vec<Received>,
+    /// Protocol lines other than READY (RESULT, LOG, PROBE), in order.
+    pub received: Vec<String>,
     /// Set when the guest paused the loop.
     pub event: Option<Event>,
     /// Set when the guest sent ABORT or a malformed line.
@@ -70,24 +73,33 @@ impl HostCall {
         let mut buf = vec![0u8; len as usize];
         self.mem.read_slice(&mut buf, GuestAddress(MAILBOX_ADDR)).map_err(|e| format!("reading the mailbox: {e}"))?;
         let text = String::from_utf8_lossy(&buf);
-        match channel::parse(&text) {
-            Ok(Received::Ready { .. }) => {
+        let line = text.trim_end_matches(['\n', '\r']);
+        match Message::parse(line) {
+            Ok(Message::Ready { .. }) => {
                 self.event = Some(Event::Ready(t));
                 Ok(Flow::Pause)
             }
-            Ok(m) => {
-                self.received.push(m);
+            Ok(Message::Abort(why)) => {
+                self.error = Some(VmError::Aborted(why.to_string()));
+                Ok(Flow::Pause)
+            }
+            Ok(_) => {
+                self.received.push(line.to_string());
                 Ok(Flow::Continue)
             }
             Err(e) => {
-                self.error = Some(match e {
-                    crate::error::LaunchError::Aborted(s) => VmError::Aborted(s),
-                    crate::error::LaunchError::Protocol { line, reason } => VmError::Protocol { line, reason },
-                    other => VmError::Protocol { line: text.into_owned(), reason: other.to_string() },
-                });
+                self.error = Some(VmError::Protocol { line: line.to_string(), reason: e.to_string() });
                 Ok(Flow::Pause)
             }
         }
+    }
+
+    /// The guest's `LOG` lines so far (their text).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.received.iter().filter_map(|l| match Message::parse(l) {
+            Ok(Message::Log(s)) => Some(s.to_string()),
+            _ => None,
+        }).collect()
     }
 }
 
@@ -134,8 +146,8 @@ impl PioDevice for HostCall {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::vm::abi::{PORT_COUNT, PORT_FIRST};
-    use crate::platform::vm::memory;
+    use crate::abi::{PORT_COUNT, PORT_FIRST};
+    use crate::memory;
 
     #[test]
     fn serves_exactly_the_listed_host_calls() {

@@ -1,16 +1,22 @@
 //! `versus-vmm`: the `vm-bare` VMM as a small process of its own, so that
 //! its memory (PSS, and resident memory excluding the guest RAM mapping) can
-//! be measured apart from versus. Same interface as the workload program:
+//! be measured apart from versus. It is linked statically from crates/vmm
+//! alone (build.rs of versus builds it with crt-static and embeds it), as
+//! Firecracker is, so no shared library pages count against it.
 //!
 //! ```text
-//! versus-vmm [--fd N] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem> [PARAM]
+//! versus-vmm [--fd N] <MODE> [PARAM]
 //! ```
 //!
+//! MODE is a guest mode of `versus_vmm::abi::mode`, by name (`ready`, `cpu`,
+//! `mem`, `call`, `idle`, `probe`, `stress-cpu`, `stress-mem`) or number;
+//! PARAM its parameter (default 0; extra arguments are ignored).
+//!
 //! It writes the workload protocol to fd N (default 3): first
-//! `LOG vmm guest_ram=<host addr hex>+<len hex> boot <phase>=<monotonic ns> ...`,
-//! then the guest's `READY` (stamped when the guest's READY host call
-//! arrived), then the guest's results. For `idle` it keeps the parked guest
-//! until its standard input reaches end of file.
+//! `LOG vmm guest_ram=<host addr hex>+<len hex> boot started=<ns> start=<ns>
+//! <phase>=<monotonic ns> ...`, then the guest's `READY` (stamped when the
+//! guest's READY host call arrived), then the guest's lines. For `idle` it
+//! keeps the parked guest until its standard input reaches end of file.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -18,9 +24,9 @@ use std::os::fd::FromRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use versus::measure::clock::now_ns;
-use versus::platform::vm::bare::{BareVm, GuestRun};
-use versus::workload::WorkloadSpec;
+use versus_vmm::abi::mode;
+use versus_vmm::bare::{BareVm, GuestRun};
+use versus_vmm::clock::now_ns;
 
 fn main() -> ExitCode {
     let started = now_ns();
@@ -30,21 +36,17 @@ fn main() -> ExitCode {
         args.next();
         match args.next().and_then(|v| v.parse().ok()) {
             Some(n) => fd = n,
-            None => return usage(),
+            None => return usage("--fd needs a descriptor number"),
         }
     }
-    let Some(name) = args.next() else { return usage() };
-    let spec = match args.next() {
-        Some(p) => format!("{name}:{p}"),
-        None => name,
+    let Some(name) = args.next() else { return usage("no guest mode given") };
+    let Some(m) = GuestRun::parse_mode(&name) else { return usage(&format!("unknown guest mode `{name}`")) };
+    let param = match args.next().map(|p| p.parse::<u32>()) {
+        None => 0,
+        Some(Ok(p)) => p,
+        Some(Err(_)) => return usage("PARAM must be a non-negative integer"),
     };
-    let spec: WorkloadSpec = match spec.parse() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("versus-vmm: {e}");
-            return usage();
-        }
-    };
+    let run = GuestRun { mode: m, param };
     let timeout = std::env::var("VERSUS_VMM_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis).unwrap_or(Duration::from_secs(30));
     // SAFETY: F_GETFD only queries the descriptor; no memory is passed.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
@@ -55,50 +57,35 @@ fn main() -> ExitCode {
     // for exactly this purpose; it is owned from here on.
     let mut out = unsafe { File::from_raw_fd(fd) };
 
-    // A mode the kernel-less guest cannot run is refused, never replaced.
-    let run = match GuestRun::from_spec(&spec) {
-        Ok(r) => r,
-        Err(e) => return fail(&mut out, &e.to_string()),
-    };
     let mut vm = match BareVm::launch(run, timeout) {
         Ok(vm) => vm,
         Err(e) => return fail(&mut out, &e.to_string()),
     };
-    let boot = vm.boot.clone();
     let mut line = String::from("LOG vmm");
     for (start, len) in vm.guest_ram_host_ranges() {
         line += &format!(" guest_ram={start:x}+{len:x}");
     }
-    line += &format!(" boot started={started} start={}", boot.start_ns);
-    let mut t = boot.start_ns;
-    for (name, ms) in &boot.phases {
-        t += (ms * 1e6).round() as u64;
+    line += &format!(" boot started={started} start={}", vm.boot.start_ns);
+    let mut ready_ns = vm.boot.start_ns;
+    for (name, t) in &vm.boot.marks {
         line += &format!(" {name}={t}");
+        ready_ns = *t;
     }
     line.push('\n');
     let _ = out.write_all(line.as_bytes());
-    let _ = out.write_all(format!("READY t={} started={started}\n", boot.ready_ns).as_bytes());
+    let _ = out.write_all(format!("READY t={ready_ns} started={started}\n").as_bytes());
 
-    let fin = match vm.finish() {
-        Ok(f) => f,
+    let lines = match vm.finish() {
+        Ok(l) => l,
         Err(e) => return fail(&mut out, &e.to_string()),
     };
     let mut text = String::new();
-    for l in &fin.logs {
-        text += &format!("LOG {l}\n");
-    }
-    for r in &fin.results {
-        text += "RESULT";
-        for (k, v) in &r.fields {
-            text += &format!(" {k}={v}");
-        }
+    for l in &lines {
+        text += l;
         text.push('\n');
     }
-    for p in &fin.probes {
-        text += &format!("PROBE id={} result={} evidence={}\n", p.id, p.result, p.evidence);
-    }
     let _ = out.write_all(text.as_bytes());
-    if matches!(spec, WorkloadSpec::Bench(versus::workload::Workload::Idle { .. })) {
+    if run.mode == mode::IDLE {
         let mut sink = [0u8; 64];
         let mut stdin = std::io::stdin();
         while let Ok(n) = stdin.read(&mut sink) {
@@ -117,7 +104,7 @@ fn fail(out: &mut File, msg: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn usage() -> ExitCode {
-    eprintln!("usage: versus-vmm [--fd N] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem> [PARAM]");
+fn usage(why: &str) -> ExitCode {
+    eprintln!("versus-vmm: {why}\nusage: versus-vmm [--fd N] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem|NUMBER> [PARAM]");
     ExitCode::from(2)
 }
