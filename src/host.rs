@@ -77,6 +77,13 @@ fn mounts_of(fstype: &str) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
+/// Whether some cgroup hierarchy is mounted with `favordynmods` (the
+/// kernel then moves tasks between cgroups without waiting for an RCU grace
+/// period; the option is global once any hierarchy has it).
+pub fn cgroup_favordynmods() -> bool {
+    mounts_of("cgroup").iter().chain(mounts_of("cgroup2").iter()).any(|(_, opts)| opts.split(',').any(|o| o == "favordynmods"))
+}
+
 /// Detects the cgroup mode and the controllers versus can use.
 pub fn cgroup_mode() -> (CgroupMode, Vec<String>) {
     let v2 = mounts_of("cgroup2");
