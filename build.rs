@@ -49,7 +49,15 @@ fn main() {
     // The vm-bare VMM as a process of its own, linked statically (as
     // Firecracker is) so its resident memory is its own: a dynamically
     // linked one maps about 1.2 MiB of glibc that mem.vmm would count.
-    for p in ["harness/vmm/src", "harness/vmm/Cargo.toml", "crates/vmm/src", "crates/vmm/Cargo.toml", "crates/vmm/build.rs", "harness/bare/src", "harness/bare/Cargo.toml"] {
+    for p in [
+        "harness/vmm/src",
+        "harness/vmm/Cargo.toml",
+        "crates/vmm/src",
+        "crates/vmm/Cargo.toml",
+        "crates/vmm/build.rs",
+        "harness/bare/src",
+        "harness/bare/Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     let vmm_dir = nested_cargo(&root.join("harness/vmm"), &out.join("harness-vmm"), &["-C", "target-feature=+crt-static"]);

@@ -95,7 +95,12 @@ pub fn cgroup_mode() -> (CgroupMode, Vec<String>) {
     }
     let mut ctrls: Vec<String> = v1
         .iter()
-        .flat_map(|(_, opts)| opts.split(',').filter(|o| ["memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer"].contains(o)).map(String::from).collect::<Vec<_>>())
+        .flat_map(|(_, opts)| {
+            opts.split(',')
+                .filter(|o| ["memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer"].contains(o))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
         .collect();
     ctrls.sort();
     ctrls.dedup();

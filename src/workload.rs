@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{RwLock, RwLockReadGuard};
 
-pub use versus_workload::Workload;
 use versus_workload::protocol::Fields;
+pub use versus_workload::Workload;
 
 /// The static workload program, built by build.rs from `harness/guest`.
 pub static GUEST_BINARY: &[u8] = include_bytes!(env!("VERSUS_GUEST_BIN"));
@@ -119,9 +119,9 @@ impl FromStr for WorkloadSpec {
             "stress-fork" => return Ok(WorkloadSpec::mode(stress(StressKind::Fork))),
             _ => {}
         }
-        Workload::from_name(name, param).map(WorkloadSpec::Bench).ok_or_else(|| {
-            format!("unknown workload `{name}`; expected one of {} (or probe, stress-cpu, stress-mem, stress-fork)", Workload::NAMES.join(", "))
-        })
+        Workload::from_name(name, param)
+            .map(WorkloadSpec::Bench)
+            .ok_or_else(|| format!("unknown workload `{name}`; expected one of {} (or probe, stress-cpu, stress-mem, stress-fork)", Workload::NAMES.join(", ")))
     }
 }
 

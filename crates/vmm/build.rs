@@ -29,7 +29,18 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     let target_dir = out.join("harness-bare");
-    let flags = ["-C", "relocation-model=static", "-C", "link-arg=-nostartfiles", "-C", "link-arg=-nostdlib", "-C", "link-arg=-static", "-C", "link-arg=-Wl,--image-base=0x100000"];
+    let flags = [
+        "-C",
+        "relocation-model=static",
+        "-C",
+        "link-arg=-nostartfiles",
+        "-C",
+        "link-arg=-nostdlib",
+        "-C",
+        "link-arg=-static",
+        "-C",
+        "link-arg=-Wl,--image-base=0x100000",
+    ];
     let flags = flags.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(",");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);

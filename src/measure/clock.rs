@@ -22,7 +22,6 @@ pub fn utc_fields(secs: u64) -> [u64; 6] {
     [y as u64, m as u64, d as u64, rem / 3600, rem % 3600 / 60, rem % 60]
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

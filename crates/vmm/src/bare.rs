@@ -238,7 +238,10 @@ impl BareVm {
                 return Err(VmError::Aborted(format!("the guest exited before signalling ready{logs}")));
             }
         };
-        vm.boot = BootMarks { start_ns: start, marks: vec![("vm_create", t_vm), ("guest_memory", t_mem), ("image_load", t_img), ("vcpu_setup", t_cpu), ("ready", ready_ns)] };
+        vm.boot = BootMarks {
+            start_ns: start,
+            marks: vec![("vm_create", t_vm), ("guest_memory", t_mem), ("image_load", t_img), ("vcpu_setup", t_cpu), ("ready", ready_ns)],
+        };
         Ok(vm)
     }
 

@@ -96,10 +96,13 @@ impl HostCall {
 
     /// The guest's `LOG` lines so far (their text).
     pub fn log_lines(&self) -> Vec<String> {
-        self.received.iter().filter_map(|l| match Message::parse(l) {
-            Ok(Message::Log(s)) => Some(s.to_string()),
-            _ => None,
-        }).collect()
+        self.received
+            .iter()
+            .filter_map(|l| match Message::parse(l) {
+                Ok(Message::Log(s)) => Some(s.to_string()),
+                _ => None,
+            })
+            .collect()
     }
 }
 

@@ -288,10 +288,7 @@ mod tests {
     fn dirs_follow_the_mode() {
         let r = Path::new("/r");
         assert_eq!(Cgroup::dirs_for(CgroupMode::V2, r, "x"), vec![PathBuf::from("/r/x")]);
-        assert_eq!(
-            Cgroup::dirs_for(CgroupMode::Hybrid, r, "x"),
-            vec![PathBuf::from("/r/memory/x"), PathBuf::from("/r/pids/x"), PathBuf::from("/r/cpu/x")]
-        );
+        assert_eq!(Cgroup::dirs_for(CgroupMode::Hybrid, r, "x"), vec![PathBuf::from("/r/memory/x"), PathBuf::from("/r/pids/x"), PathBuf::from("/r/cpu/x")]);
     }
 
     #[test]

@@ -224,13 +224,7 @@ impl Platform for ContainerPlatform {
         };
         inst.boot = Boot::from_marks(
             start,
-            &[
-                ("namespaces", st.t_start),
-                ("cgroup", st.t_cgroup),
-                ("rootfs", st.t_rootfs),
-                ("exec", started.unwrap_or(ready_ns)),
-                ("ready", ready_ns),
-            ],
+            &[("namespaces", st.t_start), ("cgroup", st.t_cgroup), ("rootfs", st.t_rootfs), ("exec", started.unwrap_or(ready_ns)), ("ready", ready_ns)],
         );
         Ok(Box::new(inst))
     }

@@ -210,7 +210,9 @@ impl ChildStack {
         let len = STACK_BYTES + GUARD_BYTES;
         // SAFETY: a fresh private anonymous mapping; no existing memory is
         // touched.
-        let base = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK, -1, 0) };
+        let base = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK, -1, 0)
+        };
         if base == libc::MAP_FAILED {
             return Err(LaunchError::sys("mapping the container child's stack", nix::errno::Errno::last()));
         }
@@ -256,8 +258,7 @@ pub fn clone_child(plan: &ChildPlan, stack: &mut ChildStack, flags: CloneFlags, 
     // calls on prepared data (see module docs) and ends in execve or _exit.
     // Signal handlers it inherits (the interrupt flag) only store atomics,
     // which is as right in the child as in the parent.
-    let pid = unsafe { nix::sched::clone(cb, stack.usable(), flags, Some(libc::SIGCHLD)) }
-        .map_err(|e| LaunchError::sys(format!("clone({flags:?})"), e))?;
+    let pid = unsafe { nix::sched::clone(cb, stack.usable(), flags, Some(libc::SIGCHLD)) }.map_err(|e| LaunchError::sys(format!("clone({flags:?})"), e))?;
     Ok(pid)
 }
 
