@@ -195,6 +195,21 @@ fn failed_launches_leave_nothing_behind() {
     let i = c.launch(&spec("idle:1")).unwrap();
     drop(i);
 
+    // Cgroup failure in the child: a CPU quota the kernel refuses (above
+    // its 2^44 ns cap). The error names the file; the half-made cgroup goes.
+    let mut s = spec("ready");
+    s.limits = Limits { cpus: 1e9, ..Limits::default() };
+    match c.launch(&s) {
+        Err(LaunchError::Cgroup { path, source }) => {
+            let f = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(f == "cpu.cfs_quota_us" || f == "cpu.max", "{}", path.display());
+            assert_eq!(source.raw_os_error(), Some(libc::EINVAL), "{source}");
+        }
+        Err(e) => panic!("expected a cgroup failure, got {e}"),
+        Ok(_) => panic!("expected a cgroup failure"),
+    }
+    assert!(own_cgroups().is_empty(), "cgroups left after a failed cgroup set-up: {:?}", own_cgroups());
+
     // Exec failure: the rootfs has no /init.
     let init = rootfs.join("init");
     std::fs::rename(&init, rootfs.join("init.moved")).unwrap();
