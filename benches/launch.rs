@@ -30,7 +30,7 @@ use nix::unistd::pipe2;
 use versus::platform::container::{ContainerOptions, ContainerPlatform};
 use versus::platform::process::ProcessPlatform;
 use versus::platform::{LaunchSpec, Platform};
-use versus::workload::GuestProgram;
+use versus::workload::EmbeddedProgram;
 
 fn ready_spec() -> LaunchSpec {
     LaunchSpec::new("ready".parse().expect("`ready` is a workload"))
@@ -153,7 +153,7 @@ fn launch(c: &mut Criterion) {
     let mut g = c.benchmark_group("launch");
     g.sample_size(30).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
 
-    let guest = GuestProgram::materialize().expect("write the workload program");
+    let guest = EmbeddedProgram::guest().expect("write the workload program");
     let guest_c = CString::new(guest.path().as_os_str().as_encoded_bytes()).expect("path");
     g.bench_function("floor", |b| b.iter_custom(|iters| (0..iters).map(|_| floor_once(&guest_c, false)).sum()));
     g.bench_function("floor-vm", |b| b.iter_custom(|iters| (0..iters).map(|_| floor_once(&guest_c, true)).sum()));
@@ -216,7 +216,7 @@ fn blocked_medians(_: &mut Criterion) {
         true => 1,
         false => std::env::var("VERSUS_BENCH_BLOCKS").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
     };
-    let guest = GuestProgram::materialize().expect("write the workload program");
+    let guest = EmbeddedProgram::guest().expect("write the workload program");
     let guest_c = CString::new(guest.path().as_os_str().as_encoded_bytes()).expect("path");
     let process = ProcessPlatform::new().expect("process platform");
     let container = ContainerPlatform::new(ContainerOptions::default()).ok().filter(|c| c.available().is_ok());

@@ -182,23 +182,23 @@ pub fn expected_cpu_checksum(rounds: u32) -> String {
 /// An embedded program (the workload program, the static VMM) written to
 /// disk, for platforms that exec it.
 /// Removed when dropped.
-pub struct GuestProgram {
+pub struct EmbeddedProgram {
     dir: tempfile::TempDir,
     name: &'static str,
 }
 
-impl GuestProgram {
+impl EmbeddedProgram {
     /// Writes the embedded workload program to a fresh temp dir
     /// (`versus-guest-*`).
-    pub fn materialize() -> std::io::Result<GuestProgram> {
-        GuestProgram::write("versus-guest", GUEST_BINARY)
+    pub fn guest() -> std::io::Result<EmbeddedProgram> {
+        EmbeddedProgram::write("versus-guest", GUEST_BINARY)
     }
     /// Writes the embedded program `bytes` as `name` to a fresh temp dir
     /// (`<name>-*`).
-    pub fn write(name: &'static str, bytes: &[u8]) -> std::io::Result<GuestProgram> {
+    pub fn write(name: &'static str, bytes: &[u8]) -> std::io::Result<EmbeddedProgram> {
         let dir = tempfile::Builder::new().prefix(&format!("{name}-")).tempdir()?;
         write_executable(&dir.path().join(name), bytes)?;
-        Ok(GuestProgram { dir, name })
+        Ok(EmbeddedProgram { dir, name })
     }
     pub fn path(&self) -> PathBuf {
         self.dir.path().join(self.name)
@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn guest_binary_is_a_static_elf() {
         assert_eq!(&GUEST_BINARY[..4], b"\x7fELF");
-        let p = GuestProgram::materialize().unwrap();
+        let p = EmbeddedProgram::guest().unwrap();
         let meta = std::fs::metadata(p.path()).unwrap();
         assert_eq!(meta.len() as usize, GUEST_BINARY.len());
         let dir = p.path().parent().unwrap().to_path_buf();

@@ -386,7 +386,7 @@ pub fn footprint_disk(platform: &str, artefacts: &[PathBuf], base_disk: &Path, m
 pub fn standard_footprints(run_id: &str, n: usize, write_bytes: u64, vm_platform: &str, vm_artefacts: &[PathBuf], disk_bytes: u64) -> anyhow::Result<(Vec<Sample>, Vec<String>)> {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    let guest = crate::workload::GuestProgram::materialize().context("writing the workload program to a temp dir")?;
+    let guest = crate::workload::EmbeddedProgram::guest().context("writing the workload program to a temp dir")?;
     rows.extend(footprint_shared("process", &[guest.path()], n)?.samples(run_id));
     let image = crate::platform::container::rootfs::Image::build().context("building the container rootfs")?;
     rows.extend(footprint_shared("container", &[image.rootfs()], n)?.samples(run_id));

@@ -8,19 +8,19 @@ use crate::measure::clock::now_ns;
 use crate::measure::Boot;
 use crate::platform::child::{spawn_program, ChildInstance};
 use crate::platform::{Instance, LaunchSpec, Platform};
-use crate::workload::GuestProgram;
+use crate::workload::EmbeddedProgram;
 
 /// The fd number the workload reads its channel from, in every platform
 /// that runs it as a Linux program.
 pub const CHANNEL_FD: i32 = 3;
 
 pub struct ProcessPlatform {
-    guest: GuestProgram,
+    guest: EmbeddedProgram,
 }
 
 impl ProcessPlatform {
     pub fn new() -> Result<ProcessPlatform> {
-        Ok(ProcessPlatform { guest: GuestProgram::materialize().map_err(|e| LaunchError::io("writing the workload program to a temp dir", e))? })
+        Ok(ProcessPlatform { guest: EmbeddedProgram::guest().map_err(|e| LaunchError::io("writing the workload program to a temp dir", e))? })
     }
 }
 

@@ -21,7 +21,7 @@ use crate::measure::clock::now_ns;
 use crate::measure::Boot;
 use crate::platform::child::{spawn_program, ChildInstance};
 use crate::platform::{Instance, LaunchSpec, Platform};
-use crate::workload::GuestProgram;
+use crate::workload::EmbeddedProgram;
 
 /// The fd the VMM process writes the protocol to.
 const CHANNEL_FD: i32 = 3;
@@ -33,7 +33,7 @@ pub static VMM_BINARY: &[u8] = include_bytes!(env!("VERSUS_VMM_BIN"));
 /// embedded static one, written to a temp dir that lives as long as this.
 pub enum VmmBinary {
     Given(PathBuf),
-    Embedded(GuestProgram),
+    Embedded(EmbeddedProgram),
 }
 
 impl VmmBinary {
@@ -50,7 +50,7 @@ pub fn vmm_binary() -> std::result::Result<VmmBinary, VmError> {
     if let Some(p) = std::env::var_os("VERSUS_VMM") {
         return Ok(VmmBinary::Given(PathBuf::from(p)));
     }
-    GuestProgram::write("versus-vmm", VMM_BINARY)
+    EmbeddedProgram::write("versus-vmm", VMM_BINARY)
         .map(VmmBinary::Embedded)
         .map_err(|e| VmError::VmmProcess(format!("cannot write the versus-vmm program to a temp dir: {e}; set TMPDIR to a writable directory")))
 }
