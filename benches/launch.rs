@@ -190,11 +190,8 @@ fn launch(c: &mut Criterion) {
 }
 
 /// Median of launch durations, in ms.
-fn median_ms(v: &mut [Duration]) -> f64 {
-    v.sort();
-    let n = v.len();
-    let mid = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2 };
-    mid.as_secs_f64() * 1e3
+fn median_ms(v: &[Duration]) -> f64 {
+    versus::stats::median(&v.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>())
 }
 
 /// The goals are about medians; criterion reports a mean per iteration.
@@ -245,20 +242,20 @@ fn blocked_medians(_: &mut Criterion) {
             });
         }
     }
-    let f = median_ms(&mut floor);
+    let f = median_ms(&floor);
     println!("launch/medians ({blocks} blocks per kind; {} kept launches each, runc {})", floor.len(), runc_s.len());
-    let fv = median_ms(&mut floor_vm);
+    let fv = median_ms(&floor_vm);
     println!("  floor      {f:8.3} ms");
     println!("  floor-vm   {fv:8.3} ms");
-    println!("  process    {:8.3} ms", median_ms(&mut proc_));
+    println!("  process    {:8.3} ms", median_ms(&proc_));
     if cont.is_empty() {
         println!("  container  skipped (cannot run on this host)");
         return;
     }
-    let c = median_ms(&mut cont);
+    let c = median_ms(&cont);
     println!("  container  {c:8.3} ms   {:.2}x floor (goal <= 1.30x), {:.2}x floor-vm", c / f, c / fv);
     if !runc_s.is_empty() {
-        let r = median_ms(&mut runc_s);
+        let r = median_ms(&runc_s);
         println!("  runc       {r:8.3} ms   {:.1}x container (goal >= 15x)", r / c);
     }
 }

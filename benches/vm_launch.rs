@@ -16,6 +16,7 @@ use criterion::{criterion_group, Criterion};
 use versus::platform::vm::bare::VmBarePlatform;
 use versus::platform::vm::tiny::raw_floor_ns;
 use versus::platform::{LaunchSpec, Platform};
+use versus::stats::{median, percentile_sorted};
 
 fn ready_spec() -> LaunchSpec {
     LaunchSpec::new("ready".parse().expect("`ready` is a workload"))
@@ -27,16 +28,6 @@ fn bare_once(p: &VmBarePlatform, spec: &LaunchSpec) -> Duration {
     let el = t.elapsed();
     inst.stop().expect("stop");
     el
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Interleaved samples of both, medians and ratio on stdout.
@@ -52,7 +43,7 @@ fn interleaved_summary(n: usize) {
         bare.push(bare_once(&p, &spec).as_secs_f64() * 1e3);
         floor.push(raw_floor_ns().expect("floor") as f64 / 1e6);
     }
-    let (b, f) = (median(&mut bare), median(&mut floor));
+    let (b, f) = (median(&bare), median(&floor));
     println!("vm_launch summary ({n} interleaved samples each): vm-bare median {b:.4} ms, kvm-floor median {f:.4} ms, ratio {:.3} (goal <= 1.5)", b / f);
 }
 
@@ -81,11 +72,13 @@ fn cpu_summary(n: usize) {
     // Each pair ran back to back, so its ratio sees one host state: the
     // median of the pair ratios is the paired estimate of the overhead.
     let mut ratios: Vec<f64> = b.iter().zip(&p).map(|(tb, tp)| tb / tp).collect();
-    let paired = median(&mut ratios);
+    ratios.sort_by(f64::total_cmp);
+    let paired = percentile_sorted(&ratios, 50.0);
     let (q1, q3) = (ratios[ratios.len() / 4], ratios[ratios.len() * 3 / 4]);
-    let (mb, mp) = (median(&mut b), median(&mut p));
-    // Sorted by median(); the minimum is the least disturbed run on a busy host.
-    let (nb, np) = (b[0], p[0]);
+    let (mb, mp) = (median(&b), median(&p));
+    // The minimum is the least disturbed run on a busy host.
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (nb, np) = (min(&b), min(&p));
     println!(
         "vm_launch cpu:200000 ({n} interleaved pairs): vm-bare median {mb:.3} ms, process median {mp:.3} ms, ratio of medians {:.4}; median of pair ratios {paired:.4} (quartiles {q1:.4}..{q3:.4}); minima {nb:.3} / {np:.3} ms = {:.4} (goal within 5%)",
         mb / mp,

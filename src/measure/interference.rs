@@ -99,18 +99,6 @@ pub fn count_running(id: (u64, u64)) -> usize {
         .count()
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
 
 /// Runs one victim to the end; returns (its own elapsed ns, wall time).
 fn run_victim(platform: &dyn Platform, spec: &LaunchSpec) -> Result<(f64, Duration, Option<(u64, u64)>)> {
@@ -153,7 +141,7 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
             out.samples.push(sample(platform.name(), v, "interference.alone".into(), "ms", i, el / 1e6));
             times.push(el);
         }
-        alone.insert(v.to_string(), median(&mut times));
+        alone.insert(v.to_string(), crate::stats::median(&times));
     }
     let warmup = Duration::from_millis(200);
     // Room for every victim run at up to 12x its time alone (launch
@@ -212,9 +200,10 @@ mod tests {
 
     #[test]
     fn median_and_own_exe_count() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(&mut []).is_nan());
+        use crate::stats::median;
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
         let me = exe_id(std::process::id() as i32).expect("own exe");
         assert!(count_running(me) >= 1);
     }
