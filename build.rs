@@ -13,33 +13,16 @@
 //! the nested build runs offline. (The kernel-less guest, harness/bare, is
 //! built by crates/vmm's build script.)
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-const TARGET: &str = "x86_64-unknown-linux-gnu";
-
-fn nested_cargo(package_dir: &Path, target_dir: &Path, rustflags: &[&str]) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let flags = rustflags.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(",");
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(package_dir)
-        .args(["build", "--release", "--offline", "--target", TARGET, "--target-dir"])
-        .arg(target_dir)
-        .arg("--config")
-        .arg(format!("target.{TARGET}.rustflags=[{flags}]"));
-    // The outer build's flags and target settings are not the guest's.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_RUSTFLAGS"] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo for {}: {e}", package_dir.display()));
-    assert!(status.success(), "building {} failed ({status}); run `cargo build --release` in that directory to see why", package_dir.display());
-    target_dir.join(TARGET).join("release")
-}
+#[path = "harness/nested_cargo.rs"]
+mod nested_cargo;
+use nested_cargo::nested_cargo;
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo"));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
-    for p in ["harness/guest/src", "harness/guest/Cargo.toml", "crates/workload/src", "crates/workload/Cargo.toml"] {
+    for p in ["harness/nested_cargo.rs", "harness/guest/src", "harness/guest/Cargo.toml", "crates/workload/src", "crates/workload/Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
 
