@@ -118,18 +118,16 @@ fn parse_smaps(text: &str, guest: &[(u64, u64)]) -> VmMemory {
 
 /// `vm-bare`, one `versus-vmm` process per instance.
 pub struct VmBareProcessPlatform {
-    bin: PathBuf,
-    /// Keeps a written-out embedded program alive.
-    _program: Option<VmmBinary>,
+    /// The program (a written-out embedded one lives as long as this).
+    program: VmmBinary,
 }
 
 impl VmBareProcessPlatform {
     pub fn new() -> std::result::Result<VmBareProcessPlatform, VmError> {
-        let program = vmm_binary()?;
-        Ok(VmBareProcessPlatform { bin: program.path(), _program: Some(program) })
+        Ok(VmBareProcessPlatform { program: vmm_binary()? })
     }
     pub fn with_binary(bin: &Path) -> VmBareProcessPlatform {
-        VmBareProcessPlatform { bin: bin.to_path_buf(), _program: None }
+        VmBareProcessPlatform { program: VmmBinary::Given(bin.to_path_buf()) }
     }
 }
 
@@ -190,10 +188,11 @@ impl VmBareProcessPlatform {
         // Refuse what the kernel-less guest cannot run before spawning.
         let run = super::bare::guest_run_of(&spec.workload)?;
         let start = now_ns();
-        let mut cmd = Command::new(&self.bin);
+        let bin = self.program.path();
+        let mut cmd = Command::new(&bin);
         cmd.arg("--fd").arg(CHANNEL_FD.to_string()).arg(run.mode.to_string()).arg(run.param.to_string());
         cmd.env("VERSUS_VMM_TIMEOUT_MS", spec.timeout.as_millis().to_string());
-        let mut child = spawn_program(cmd, CHANNEL_FD, &format!("the VMM process {}", self.bin.display()), spec.timeout)?;
+        let mut child = spawn_program(cmd, CHANNEL_FD, &format!("the VMM process {}", bin.display()), spec.timeout)?;
         let deadline = Instant::now() + spec.timeout;
         let mut guest_ram = Vec::new();
         let mut marks: Vec<(String, u64)> = Vec::new();
@@ -230,8 +229,9 @@ impl Platform for VmBareProcessPlatform {
     }
     fn available(&self) -> std::result::Result<(), String> {
         super::vm::available()?;
-        if !self.bin.is_file() {
-            return Err(format!("the VMM binary {} does not exist", self.bin.display()));
+        let bin = self.program.path();
+        if !bin.is_file() {
+            return Err(format!("the VMM binary {} does not exist", bin.display()));
         }
         Ok(())
     }
