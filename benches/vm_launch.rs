@@ -4,7 +4,7 @@
 //!   host call), the VM torn down outside the timed part;
 //! - `kvm-floor`: KVM_CREATE_VM + guest memory (same size) + one vCPU in
 //!   long mode at CPL3 + first entry to the first port-I/O exit, nothing
-//!   else (`versus::platform::vm::tiny::raw_floor_ns`).
+//!   else (`versus_vmm::tiny::raw_floor_ns`).
 //!
 //! Before criterion runs, both are sampled interleaved (so that they see the
 //! same host state) and the medians and their ratio are printed: the goal is
@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
 use versus::platform::vm::bare::VmBarePlatform;
-use versus::platform::vm::tiny::raw_floor_ns;
 use versus::platform::{LaunchSpec, Platform};
 use versus::stats::{median, percentile_sorted};
+use versus_vmm::tiny::raw_floor_ns;
 
 fn ready_spec() -> LaunchSpec {
     LaunchSpec::new("ready".parse().expect("`ready` is a workload"))
@@ -44,7 +44,10 @@ fn interleaved_summary(n: usize) {
         floor.push(raw_floor_ns().expect("floor") as f64 / 1e6);
     }
     let (b, f) = (median(&bare), median(&floor));
-    println!("vm_launch summary ({n} interleaved samples each): vm-bare median {b:.4} ms, kvm-floor median {f:.4} ms, ratio {:.3} (goal <= 1.5)", b / f);
+    println!(
+        "vm_launch summary ({n} interleaved samples each): vm-bare median {b:.4} ms, kvm-floor median {f:.4} ms, ratio {:.3} (goal <= 1.5)",
+        b / f
+    );
 }
 
 /// The `cpu` workload's own timing (elapsed_ns) in `process` and `vm-bare`,
@@ -87,7 +90,7 @@ fn cpu_summary(n: usize) {
 }
 
 fn launch(c: &mut Criterion) {
-    if let Err(why) = versus::platform::vm::vm::available() {
+    if let Err(why) = versus_vmm::vm::available() {
         eprintln!("vm_launch: SKIPPED, no usable KVM: {why}");
         return;
     }
@@ -98,7 +101,9 @@ fn launch(c: &mut Criterion) {
     let p = VmBarePlatform::new();
     let spec = ready_spec();
     g.bench_function("vm-bare", |b| b.iter_custom(|iters| (0..iters).map(|_| bare_once(&p, &spec)).sum()));
-    g.bench_function("kvm-floor", |b| b.iter_custom(|iters| (0..iters).map(|_| Duration::from_nanos(raw_floor_ns().expect("floor"))).sum()));
+    g.bench_function("kvm-floor", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| Duration::from_nanos(raw_floor_ns().expect("floor"))).sum())
+    });
     g.finish();
 }
 

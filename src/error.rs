@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use versus_vmm::VmError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error("this platform cannot run on this host: {0}")]
@@ -12,7 +14,9 @@ pub enum LaunchError {
     #[error("not running as root and unprivileged user namespaces are disabled: run versus as root, or enable them (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces)")]
     NoUserNamespaces,
 
-    #[error("cgroup controller `{controller}` is not available at {path}: mount it (cgroup v1) or enable it in cgroup.subtree_control (v2), or run without limits")]
+    #[error(
+        "cgroup controller `{controller}` is not available at {path}: mount it (cgroup v1) or enable it in cgroup.subtree_control (v2), or run without limits"
+    )]
     MissingCgroupController { controller: String, path: PathBuf },
 
     #[error("cannot set up the container cgroup at {path}: {source}; run as root or delegate a writable cgroup to this user")]
@@ -49,9 +53,9 @@ pub enum LaunchError {
     Vm(String),
 
     /// A KVM guest ended with a VMM-detected error (exit kind, port or
-    /// address, guest RIP): see `platform::vm::VmError`.
+    /// address, guest RIP): see [`versus_vmm::VmError`].
     #[error(transparent)]
-    VmGuest(Box<crate::platform::vm::VmError>),
+    VmGuest(Box<VmError>),
 }
 
 fn fmt_stderr(s: &str) -> String {
@@ -67,13 +71,49 @@ fn fmt_stderr(s: &str) -> String {
 impl LaunchError {
     /// An I/O error with what versus was doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        LaunchError::Io { context: context.into(), source }
+        LaunchError::Io {
+            context: context.into(),
+            source,
+        }
     }
     /// A failed system call with what versus was doing.
     pub fn sys(context: impl Into<String>, source: nix::errno::Errno) -> Self {
-        LaunchError::Sys { context: context.into(), source }
+        LaunchError::Sys {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<VmError> for LaunchError {
+    fn from(e: VmError) -> LaunchError {
+        match e {
+            VmError::Timeout { what, after } => LaunchError::Timeout { what, after },
+            VmError::Aborted(s) => LaunchError::Aborted(s),
+            VmError::Protocol { line, reason } => LaunchError::Protocol { line, reason },
+            VmError::Interrupted => LaunchError::Interrupted,
+            other => LaunchError::VmGuest(Box::new(other)),
+        }
     }
 }
 
 /// Shorthand used across the launchers.
 pub type Result<T, E = LaunchError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_errors_become_launch_errors() {
+        let l: LaunchError = VmError::Shutdown { rip: 0x42 }.into();
+        assert!(matches!(&l, LaunchError::VmGuest(b) if matches!(**b, VmError::Shutdown { rip: 0x42 })));
+        assert!(l.to_string().contains("triple fault"));
+        let l: LaunchError = VmError::Timeout {
+            what: "signal ready",
+            after: Duration::from_millis(5),
+        }
+        .into();
+        assert!(matches!(l, LaunchError::Timeout { what: "signal ready", .. }));
+    }
+}

@@ -81,7 +81,10 @@ fn mounts_of(fstype: &str) -> Vec<(PathBuf, String)> {
 /// kernel then moves tasks between cgroups without waiting for an RCU grace
 /// period; the option is global once any hierarchy has it).
 pub fn cgroup_favordynmods() -> bool {
-    mounts_of("cgroup").iter().chain(mounts_of("cgroup2").iter()).any(|(_, opts)| opts.split(',').any(|o| o == "favordynmods"))
+    mounts_of("cgroup")
+        .iter()
+        .chain(mounts_of("cgroup2").iter())
+        .any(|(_, opts)| opts.split(',').any(|o| o == "favordynmods"))
 }
 
 /// Detects the cgroup mode and the controllers versus can use.
@@ -126,7 +129,9 @@ pub fn kvm_mode() -> KvmMode {
         return KvmMode::Absent;
     }
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let nested_host = cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
+    let nested_host = cpuinfo
+        .lines()
+        .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
     if Path::new("/sys/module/kvm_pvm").exists() {
         return KvmMode::Pvm;
     }
@@ -158,7 +163,12 @@ impl Host {
         let uts = nix::sys::utsname::uname().ok();
         let (kernel, hostname) = match &uts {
             Some(u) => (
-                format!("{} {} {}", u.sysname().to_string_lossy(), u.release().to_string_lossy(), u.machine().to_string_lossy()),
+                format!(
+                    "{} {} {}",
+                    u.sysname().to_string_lossy(),
+                    u.release().to_string_lossy(),
+                    u.machine().to_string_lossy()
+                ),
                 u.nodename().to_string_lossy().into_owned(),
             ),
             None => ("unknown".into(), "unknown".into()),
@@ -193,7 +203,13 @@ impl Host {
             kvm_mode: kvm_mode(),
             ksm: read_trim("/sys/kernel/mm/ksm/run").map(|v| if v == "1" { "on".into() } else { format!("off ({v})") }),
             transparent_hugepages: read_trim("/sys/kernel/mm/transparent_hugepage/enabled"),
-            peers: PEERS.iter().map(|p| Peer { name: p.to_string(), path: which(p) }).collect(),
+            peers: PEERS
+                .iter()
+                .map(|p| Peer {
+                    name: p.to_string(),
+                    path: which(p),
+                })
+                .collect(),
         }
     }
 }

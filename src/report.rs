@@ -100,7 +100,11 @@ pub fn kvm_words(host: &Value) -> String {
 
 fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(out, "| {} |", header.join(" | "));
-    let _ = writeln!(out, "|{}|", header.iter().map(|h| if h.is_empty() { "---" } else { "---" }).collect::<Vec<_>>().join("|"));
+    let _ = writeln!(
+        out,
+        "|{}|",
+        header.iter().map(|h| if h.is_empty() { "---" } else { "---" }).collect::<Vec<_>>().join("|")
+    );
     for r in rows {
         let _ = writeln!(out, "| {} |", r.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | "));
     }
@@ -138,7 +142,12 @@ fn ratio(a: f64, b: f64) -> String {
 pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
     let mut o = String::new();
     let s = &f.samples;
-    let run_id = f.env.as_ref().map(|e| e.run_id.clone()).or_else(|| s.first().map(|x| x.run_id.clone())).unwrap_or_default();
+    let run_id = f
+        .env
+        .as_ref()
+        .map(|e| e.run_id.clone())
+        .or_else(|| s.first().map(|x| x.run_id.clone()))
+        .unwrap_or_default();
     let _ = writeln!(o, "# versus report: run {run_id}\n");
     let _ = writeln!(
         o,
@@ -149,9 +158,20 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
         .iter()
         .flat_map(|e| e.platforms.iter())
         .filter(|p| p.status == "ran" && !p.representative)
-        .map(|p| (p.platform.clone(), p.representative_note.clone().unwrap_or_else(|| "not representative on this host".into())))
+        .map(|p| {
+            (
+                p.platform.clone(),
+                p.representative_note.clone().unwrap_or_else(|| "not representative on this host".into()),
+            )
+        })
         .collect();
-    let flag = |p: &str| if not_representative.contains_key(p) { format!("{p} (not representative here)") } else { p.to_string() };
+    let flag = |p: &str| {
+        if not_representative.contains_key(p) {
+            format!("{p} (not representative here)")
+        } else {
+            p.to_string()
+        }
+    };
 
     // Host.
     let _ = writeln!(o, "## Host\n");
@@ -159,19 +179,41 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
         Some(e) => {
             let h = &e.host;
             let mem = h["memory_bytes"].as_f64().map(fmt_bytes).unwrap_or_else(|| "unknown".into());
-            let peers: Vec<String> = h["peers"].as_array().into_iter().flatten().filter(|p| !p["path"].is_null()).map(|p| jstr(&p["name"])).collect();
+            let peers: Vec<String> = h["peers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| !p["path"].is_null())
+                .map(|p| jstr(&p["name"]))
+                .collect();
             let rows = vec![
                 vec!["KVM".into(), kvm_words(h)],
                 vec!["kernel".into(), jstr(&h["kernel"])],
                 vec!["distribution".into(), jstr(&h["distribution"])],
                 vec!["CPU".into(), format!("{} ({} cores)", jstr(&h["cpu_model"]), jstr(&h["cores"]))],
                 vec!["memory".into(), mem],
-                vec!["cgroups".into(), format!("{} ({})", jstr(&h["cgroup_mode"]), h["cgroup_controllers"].as_array().map(|a| a.iter().map(jstr).collect::<Vec<_>>().join(", ")).unwrap_or_default())],
+                vec![
+                    "cgroups".into(),
+                    format!(
+                        "{} ({})",
+                        jstr(&h["cgroup_mode"]),
+                        h["cgroup_controllers"]
+                            .as_array()
+                            .map(|a| a.iter().map(jstr).collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default()
+                    ),
+                ],
                 vec!["KSM".into(), jstr(&h["ksm"])],
                 vec!["transparent huge pages".into(), jstr(&h["transparent_hugepages"])],
-                vec!["root / user namespaces / overlayfs".into(), format!("{} / {} / {}", jstr(&h["is_root"]), jstr(&h["user_namespaces"]), jstr(&h["overlayfs"]))],
+                vec![
+                    "root / user namespaces / overlayfs".into(),
+                    format!("{} / {} / {}", jstr(&h["is_root"]), jstr(&h["user_namespaces"]), jstr(&h["overlayfs"])),
+                ],
                 vec!["peers installed".into(), if peers.is_empty() { "none".into() } else { peers.join(", ") }],
-                vec!["versus".into(), format!("{} ({})", e.versus_version, e.git_revision.clone().unwrap_or_else(|| "revision unknown".into()))],
+                vec![
+                    "versus".into(),
+                    format!("{} ({})", e.versus_version, e.git_revision.clone().unwrap_or_else(|| "revision unknown".into())),
+                ],
                 vec!["started".into(), civil(e.started_at_unix)],
                 vec!["command".into(), format!("`{}`", e.command_line.join(" "))],
             ];
@@ -191,7 +233,13 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
                     vec![
                         p.platform.clone(),
                         p.status.clone(),
-                        if p.status != "ran" { "-".into() } else if p.representative { "yes".into() } else { format!("no: {}", p.representative_note.clone().unwrap_or_default()) },
+                        if p.status != "ran" {
+                            "-".into()
+                        } else if p.representative {
+                            "yes".into()
+                        } else {
+                            format!("no: {}", p.representative_note.clone().unwrap_or_default())
+                        },
                         p.reason.clone().unwrap_or_else(|| p.notes.join("; ")),
                     ]
                 })
@@ -222,7 +270,11 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
             let over = median_of(s, p, None, "mem.overhead", None);
             let cg = median_of(s, p, None, "mem.cgroup", None);
             let vmm = median_of(s, p, None, "mem.vmm", None);
-            let w = s.iter().find(|x| x.platform == *p && x.metric == "mem.host").map(|x| x.workload.clone()).unwrap_or_default();
+            let w = s
+                .iter()
+                .find(|x| x.platform == *p && x.metric == "mem.host")
+                .map(|x| x.workload.clone())
+                .unwrap_or_default();
             rows.push(vec![
                 flag(p),
                 w,
@@ -238,7 +290,11 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
                 }
             }
         }
-        table(&mut o, &["platform", "workload", "mem.host (median PSS)", "mem.overhead", "mem.cgroup", "mem.vmm", "n"], &rows);
+        table(
+            &mut o,
+            &["platform", "workload", "mem.host (median PSS)", "mem.overhead", "mem.cgroup", "mem.vmm", "n"],
+            &rows,
+        );
         chart_ref(&mut o, charts, "memory", "memory per instance");
         let mut finding = String::from("**Finding.** ");
         match base {
@@ -253,7 +309,12 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
             None => finding.push_str("The process baseline was not measured, so overheads are not available."),
         }
         if let Some(e) = &f.env {
-            let _ = write!(finding, " KSM was {} and transparent huge pages `{}` during the run.", jstr(&e.host["ksm"]), jstr(&e.host["transparent_hugepages"]));
+            let _ = write!(
+                finding,
+                " KSM was {} and transparent huge pages `{}` during the run.",
+                jstr(&e.host["ksm"]),
+                jstr(&e.host["transparent_hugepages"])
+            );
         }
         let _ = writeln!(o, "{finding}\n");
     }
@@ -278,7 +339,11 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
                 parts.push(format!("{p}: {} each at N={n}, launched at {r:.0}/s", fmt_bytes(*v)));
             }
         }
-        table(&mut o, &["platform", "N", "MemAvailable drop per instance", "PSS per instance", "launches per second"], &rows);
+        table(
+            &mut o,
+            &["platform", "N", "MemAvailable drop per instance", "PSS per instance", "launches per second"],
+            &rows,
+        );
         chart_ref(&mut o, charts, "density", "density curve");
         let _ = writeln!(
             o,
@@ -292,8 +357,17 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
     for (m, unit) in &compute {
         for p in platforms_with(s, m) {
             if let Some(r) = summary_of(&f.summary, &p, m) {
-                let vs = summary_of(&f.summary, "process", m).map(|b| ratio(r.median, b.median)).unwrap_or_else(|| "-".into());
-                rows.push(vec![m.to_string(), flag(&p), format!("{:.3} {unit}", r.median), format!("{:.3} {unit}", r.p95), vs.clone(), r.n.to_string()]);
+                let vs = summary_of(&f.summary, "process", m)
+                    .map(|b| ratio(r.median, b.median))
+                    .unwrap_or_else(|| "-".into());
+                rows.push(vec![
+                    m.to_string(),
+                    flag(&p),
+                    format!("{:.3} {unit}", r.median),
+                    format!("{:.3} {unit}", r.p95),
+                    vs.clone(),
+                    r.n.to_string(),
+                ]);
                 if *m == "call" && p != "process" {
                     parts.push(format!("a round trip from {p} costs {vs} of the process's system call"));
                 }
@@ -306,7 +380,11 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
         let _ = writeln!(o, "### Compute and calls against the plain process\n");
         table(&mut o, &["metric", "platform", "median", "p95", "vs process", "n"], &rows);
         if !parts.is_empty() {
-            let _ = writeln!(o, "**Finding.** {}. See each platform's notes for what its `call` is (a host system call, or a VM exit to the VMM).\n", and_list(&parts));
+            let _ = writeln!(
+                o,
+                "**Finding.** {}. See each platform's notes for what its `call` is (a host system call, or a VM exit to the VMM).\n",
+                and_list(&parts)
+            );
         }
     }
 
@@ -335,14 +413,33 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
             rows.push(vec![
                 flag(p),
                 m.clone(),
-                format!("{} ({})", fmt_bytes(get("image.shared", "bytes")), fmt_bytes(get("image.shared", "bytes_apparent"))),
-                format!("{} ({})", fmt_bytes(get("image.per_instance", "bytes")), fmt_bytes(get("image.per_instance", "bytes_apparent"))),
+                format!(
+                    "{} ({})",
+                    fmt_bytes(get("image.shared", "bytes")),
+                    fmt_bytes(get("image.shared", "bytes_apparent"))
+                ),
+                format!(
+                    "{} ({})",
+                    fmt_bytes(get("image.per_instance", "bytes")),
+                    fmt_bytes(get("image.per_instance", "bytes_apparent"))
+                ),
                 fmt_bytes(get("image.total", "bytes")),
                 format!("{} at N={nmax}", fmt_bytes(tmax)),
             ]);
             parts.push(format!("{p} ({m}) adds {} per instance", fmt_bytes(get("image.per_instance", "bytes"))));
         }
-        table(&mut o, &["platform", "storage", "shared: allocated (apparent)", "per instance: allocated (apparent)", "1 instance", "N instances"], &rows);
+        table(
+            &mut o,
+            &[
+                "platform",
+                "storage",
+                "shared: allocated (apparent)",
+                "per instance: allocated (apparent)",
+                "1 instance",
+                "N instances",
+            ],
+            &rows,
+        );
         chart_ref(&mut o, charts, "footprint", "footprint vs N");
         let _ = writeln!(
             o,
@@ -385,7 +482,11 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
         table(&mut o, &["platform", "median", "95% CI of median", "p95", "min", "max", "outliers", "n"], &rows);
         chart_ref(&mut o, charts, "boot", "boot latency distribution");
         chart_ref(&mut o, charts, "phases", "boot phase breakdown");
-        let _ = writeln!(o, "**Finding.** On this host (workload `{w}`, median launch-to-ready), {}.", and_list(&parts).replacen(" in ", " starts in ", 1));
+        let _ = writeln!(
+            o,
+            "**Finding.** On this host (workload `{w}`, median launch-to-ready), {}.",
+            and_list(&parts).replacen(" in ", " starts in ", 1)
+        );
         if let Some((p, note)) = not_representative.iter().find(|(p, _)| boot_platforms.contains(p)) {
             let _ = writeln!(o, "{p}'s figure is not representative of a typical host: {note}.");
         }
@@ -416,7 +517,13 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
             .map(|pr| {
                 let mut row = vec![pr.clone()];
                 for pl in &plats {
-                    row.push(f.probes.iter().find(|r| r.platform == *pl && r.probe == *pr).map(|r| r.result.to_string()).unwrap_or_else(|| "-".into()));
+                    row.push(
+                        f.probes
+                            .iter()
+                            .find(|r| r.platform == *pl && r.probe == *pr)
+                            .map(|r| r.result.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                    );
                 }
                 row
             })
@@ -463,8 +570,16 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
         let mut rows = Vec::new();
         let mut worst: Vec<(String, f64, String)> = Vec::new();
         for (pl, w) in &keys {
-            let mut row = vec![flag(pl), w.to_string(), get(pl, w, "interference.alone").map(|v| format!("{v:.2} ms")).unwrap_or_else(|| "-".into())];
-            for (m, label) in [("interference.cpu", "cpu hog"), ("interference.mem", "memory hog"), ("interference.fork", "fork bomb")] {
+            let mut row = vec![
+                flag(pl),
+                w.to_string(),
+                get(pl, w, "interference.alone").map(|v| format!("{v:.2} ms")).unwrap_or_else(|| "-".into()),
+            ];
+            for (m, label) in [
+                ("interference.cpu", "cpu hog"),
+                ("interference.mem", "memory hog"),
+                ("interference.fork", "fork bomb"),
+            ] {
                 let v = get(pl, w, m);
                 row.push(v.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into()));
                 if let Some(v) = v {
@@ -478,8 +593,15 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
             rows.push(row);
         }
         table(&mut o, &["platform", "victim", "alone", "cpu hog", "memory hog", "fork bomb"], &rows);
-        let parts: Vec<String> = worst.iter().map(|(pl, v, what)| format!("{pl} slowed down at most {v:.1}x, beside a {what}")).collect();
-        let _ = writeln!(o, "**Finding.** {}. A fork bomb in a container is stopped by its pids limit; a plain process has none.\n", and_list(&parts));
+        let parts: Vec<String> = worst
+            .iter()
+            .map(|(pl, v, what)| format!("{pl} slowed down at most {v:.1}x, beside a {what}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "**Finding.** {}. A fork bomb in a container is stopped by its pids limit; a plain process has none.\n",
+            and_list(&parts)
+        );
     } else {
         missing.push("noisy-neighbour interference (no `interference.*` rows)".into());
     }
@@ -491,7 +613,18 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
         missing.push("patch fan-out (no `patch.*` rows: not implemented in this version of versus)".into());
         let _ = writeln!(o, "Not measured in this run.\n");
     } else {
-        let rows: Vec<Vec<String>> = patch.iter().map(|r| vec![flag(&r.platform), r.workload.clone(), r.metric.clone(), format!("{:.3} {}", r.median, r.unit), r.n.to_string()]).collect();
+        let rows: Vec<Vec<String>> = patch
+            .iter()
+            .map(|r| {
+                vec![
+                    flag(&r.platform),
+                    r.workload.clone(),
+                    r.metric.clone(),
+                    format!("{:.3} {}", r.median, r.unit),
+                    r.n.to_string(),
+                ]
+            })
+            .collect();
         table(&mut o, &["platform", "case", "metric", "median", "n"], &rows);
     }
 
@@ -501,7 +634,13 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
     if let Some(e) = &f.env {
         for p in &e.platforms {
             if p.status != "ran" {
-                let _ = writeln!(o, "- `{}` {}: {}", p.platform, p.status, p.reason.clone().unwrap_or_else(|| "no reason recorded".into()));
+                let _ = writeln!(
+                    o,
+                    "- `{}` {}: {}",
+                    p.platform,
+                    p.status,
+                    p.reason.clone().unwrap_or_else(|| "no reason recorded".into())
+                );
                 any = true;
             }
         }

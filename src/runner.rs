@@ -50,7 +50,14 @@ pub struct CostOptions {
 impl CostOptions {
     /// Launch latency only.
     pub fn none() -> CostOptions {
-        CostOptions { memory_mib: 0, memory_iterations: 0, density: None, footprint_instances: 0, probes: false, interference: None }
+        CostOptions {
+            memory_mib: 0,
+            memory_iterations: 0,
+            density: None,
+            footprint_instances: 0,
+            probes: false,
+            interference: None,
+        }
     }
 }
 
@@ -74,8 +81,15 @@ pub struct LaunchRecord {
 /// A run-level failure that must fail the run, not only its platform.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{platform} reported cpu checksum {got} for {rounds} rounds, but the workload's checksum is {expected}: the platforms did not run the same computation")]
-    ChecksumMismatch { platform: String, rounds: u32, got: String, expected: String },
+    #[error(
+        "{platform} reported cpu checksum {got} for {rounds} rounds, but the workload's checksum is {expected}: the platforms did not run the same computation"
+    )]
+    ChecksumMismatch {
+        platform: String,
+        rounds: u32,
+        got: String,
+        expected: String,
+    },
     #[error("{platform}: the `{workload}` workload finished without reporting a result")]
     NoResult { platform: String, workload: String },
 }
@@ -88,13 +102,34 @@ pub fn workload_rows(platform: &str, w: Workload, r: &WorkloadResult) -> Result<
             let got = r.checksum().unwrap_or("").to_string();
             let expected = expected_cpu_checksum(rounds);
             if got != expected {
-                return Err(RunError::ChecksumMismatch { platform: platform.into(), rounds, got, expected });
+                return Err(RunError::ChecksumMismatch {
+                    platform: platform.into(),
+                    rounds,
+                    got,
+                    expected,
+                });
             }
-            vec![Row { metric: "cpu".into(), unit: "ms", value: el / 1e6 }]
+            vec![Row {
+                metric: "cpu".into(),
+                unit: "ms",
+                value: el / 1e6,
+            }]
         }
-        Workload::Mem { .. } => vec![Row { metric: "mem_touch".into(), unit: "ms", value: el / 1e6 }],
-        Workload::Call { n } if n > 0 => vec![Row { metric: "call".into(), unit: "us", value: el / n as f64 / 1e3 }],
-        Workload::Idle { .. } => vec![Row { metric: "mem_touch".into(), unit: "ms", value: el / 1e6 }],
+        Workload::Mem { .. } => vec![Row {
+            metric: "mem_touch".into(),
+            unit: "ms",
+            value: el / 1e6,
+        }],
+        Workload::Call { n } if n > 0 => vec![Row {
+            metric: "call".into(),
+            unit: "us",
+            value: el / n as f64 / 1e3,
+        }],
+        Workload::Idle { .. } => vec![Row {
+            metric: "mem_touch".into(),
+            unit: "ms",
+            value: el / 1e6,
+        }],
         _ => vec![],
     })
 }
@@ -118,18 +153,38 @@ pub fn launch_once(platform: &dyn Platform, spec: &LaunchSpec) -> Result<LaunchR
         _ => inst.finish()?,
     };
     let teardown_ms = inst.stop()?;
-    let mut rows = vec![Row { metric: "boot".into(), unit: "ms", value: boot.total_ms() }];
-    rows.extend(boot.phases.iter().map(|(p, ms)| Row { metric: format!("boot.{p}"), unit: "ms", value: *ms }));
-    rows.push(Row { metric: "teardown".into(), unit: "ms", value: teardown_ms });
+    let mut rows = vec![Row {
+        metric: "boot".into(),
+        unit: "ms",
+        value: boot.total_ms(),
+    }];
+    rows.extend(boot.phases.iter().map(|(p, ms)| Row {
+        metric: format!("boot.{p}"),
+        unit: "ms",
+        value: *ms,
+    }));
+    rows.push(Row {
+        metric: "teardown".into(),
+        unit: "ms",
+        value: teardown_ms,
+    });
     if let Some(w) = spec.workload.bench().filter(|w| !matches!(w, Workload::Ready | Workload::Idle { .. })) {
         let r = finished
             .results
             .iter()
             .find(|r| r.get("workload") == Some(w.name()))
-            .ok_or_else(|| RunError::NoResult { platform: platform.name().into(), workload: w.name().into() })?;
+            .ok_or_else(|| RunError::NoResult {
+                platform: platform.name().into(),
+                workload: w.name().into(),
+            })?;
         rows.extend(workload_rows(platform.name(), w, r)?);
     }
-    Ok(LaunchRecord { boot, finished, teardown_ms, rows })
+    Ok(LaunchRecord {
+        boot,
+        finished,
+        teardown_ms,
+        rows,
+    })
 }
 
 /// Progress reporting, so the runner does not depend on a terminal.
@@ -191,7 +246,10 @@ pub fn run(run_id: &str, opts: &RunOptions, progress: &dyn Progress) -> Result<R
     // (slow to count) number of host system calls.
     let host_facts = c.probes.then(|| {
         let h = crate::measure::probes::HostFacts::collect();
-        crate::measure::probes::HostFacts { syscalls: crate::measure::probes::host_syscalls(), ..h }
+        crate::measure::probes::HostFacts {
+            syscalls: crate::measure::probes::host_syscalls(),
+            ..h
+        }
     });
     let cost_steps = (c.memory_iterations > 0) as u64 + c.density.is_some() as u64 + c.probes as u64 + c.interference.is_some() as u64;
     progress.start((per_platform + cost_steps) * created.len() as u64);
@@ -205,7 +263,11 @@ pub fn run(run_id: &str, opts: &RunOptions, progress: &dyn Progress) -> Result<R
             notes: p.notes(),
         };
         'workloads: for w in &opts.workloads {
-            let spec = LaunchSpec { workload: *w, timeout: opts.timeout, limits: opts.limits };
+            let spec = LaunchSpec {
+                workload: *w,
+                timeout: opts.timeout,
+                limits: opts.limits,
+            };
             for i in 0..(opts.warmup + opts.runs) {
                 if crate::interrupt::requested() {
                     return Err(LaunchError::Interrupted.into());
@@ -253,7 +315,8 @@ pub fn run(run_id: &str, opts: &RunOptions, progress: &dyn Progress) -> Result<R
     }
     progress.finish();
     // Keep statuses in the order the user gave.
-    out.statuses.sort_by_key(|s| opts.platforms.iter().position(|p| *p == s.platform).unwrap_or(usize::MAX));
+    out.statuses
+        .sort_by_key(|s| opts.platforms.iter().position(|p| *p == s.platform).unwrap_or(usize::MAX));
     Ok(out)
 }
 
@@ -277,8 +340,18 @@ fn measure_costs(
 ) -> Result<(), LaunchOnceError> {
     let c = &opts.costs;
     let name = p.name();
-    let idle = LaunchSpec { workload: WorkloadSpec::Bench(Workload::Idle { mib: c.memory_mib }), timeout: opts.timeout, limits: opts.limits };
-    let check_interrupt = || if crate::interrupt::requested() { Err(LaunchOnceError::from(LaunchError::Interrupted)) } else { Ok(()) };
+    let idle = LaunchSpec {
+        workload: WorkloadSpec::Bench(Workload::Idle { mib: c.memory_mib }),
+        timeout: opts.timeout,
+        limits: opts.limits,
+    };
+    let check_interrupt = || {
+        if crate::interrupt::requested() {
+            Err(LaunchOnceError::from(LaunchError::Interrupted))
+        } else {
+            Ok(())
+        }
+    };
 
     // The `vm-bare` VMM normally runs inside versus; for memory and density
     // it runs in its own small `versus-vmm` process, so that each
@@ -418,7 +491,8 @@ fn measure_footprint(run_id: &str, opts: &RunOptions, out: &mut RunResult) {
     let kernel = crate::platform::vm::linux::find_kernel(opts.platform_options.kernel.as_deref()).ok();
     let artefacts: Vec<PathBuf> = kernel.iter().cloned().collect();
     if kernel.is_none() {
-        out.not_measured.push("footprint of vm-linux's kernel: no kernel found (harness/fetch-kernel, or --kernel)".into());
+        out.not_measured
+            .push("footprint of vm-linux's kernel: no kernel found (harness/fetch-kernel, or --kernel)".into());
     }
     match footprint::standard_footprints(run_id, n, 1 << 20, "vm-linux", &artefacts, 64 << 20) {
         Ok((rows, notes)) => {
@@ -432,7 +506,10 @@ fn measure_footprint(run_id: &str, opts: &RunOptions, out: &mut RunResult) {
         std::fs::write(&img, crate::platform::vm::bare::BARE_BINARY)?;
         Ok((d, img))
     });
-    match bare.map_err(anyhow::Error::from).and_then(|(_d, img)| footprint::footprint_shared("vm-bare", &[img], n)) {
+    match bare
+        .map_err(anyhow::Error::from)
+        .and_then(|(_d, img)| footprint::footprint_shared("vm-bare", &[img], n))
+    {
         Ok(r) => out.samples.extend(r.samples(run_id)),
         Err(e) => out.failures.push(format!("footprint of vm-bare: {e:#}")),
     }
@@ -440,7 +517,10 @@ fn measure_footprint(run_id: &str, opts: &RunOptions, out: &mut RunResult) {
 
 /// A run id from the current UTC time: `YYYYMMDD-HHMMSS`.
 pub fn new_run_id() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let [y, m, d, hh, mm, ss] = crate::measure::clock::utc_fields(secs);
     format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}")
 }
@@ -472,7 +552,14 @@ mod tests {
         assert!(matches!(e, RunError::ChecksumMismatch { .. }));
         r.fields.insert("checksum".into(), expected_cpu_checksum(3));
         let rows = workload_rows("x", Workload::Cpu { rounds: 3 }, &r).unwrap();
-        assert_eq!(rows, vec![Row { metric: "cpu".into(), unit: "ms", value: 1.0 }]);
+        assert_eq!(
+            rows,
+            vec![Row {
+                metric: "cpu".into(),
+                unit: "ms",
+                value: 1.0
+            }]
+        );
         r.fields.insert("elapsed_ns".into(), "2000000".into());
         let rows = workload_rows("x", Workload::Call { n: 1000 }, &r).unwrap();
         assert_eq!(rows[0].value, 2.0, "2 ms over 1000 calls is 2 us per call");

@@ -10,13 +10,29 @@ use versus::export::{summarize_samples, write_samples, write_summary, Sample};
 use versus::report::render_report;
 
 fn s(p: &str, w: &str, m: &str, unit: &str, i: u32, v: f64) -> Sample {
-    Sample { run_id: "20250101-000000".into(), platform: p.into(), workload: w.into(), metric: m.into(), unit: unit.into(), iteration: i, value: v }
+    Sample {
+        run_id: "20250101-000000".into(),
+        platform: p.into(),
+        workload: w.into(),
+        metric: m.into(),
+        unit: unit.into(),
+        iteration: i,
+        value: v,
+    }
 }
 
 /// A deterministic run with every kind of row the charts use.
 fn synthetic_run(dir: &Path) {
     let mut rows = Vec::new();
-    let plats = [("process", 0.45, vec![("spawn", 0.3), ("ready", 0.15)]), ("container", 1.1, vec![("cgroup", 0.2), ("namespaces", 0.5), ("rootfs", 0.2), ("exec", 0.1), ("ready", 0.1)]), ("vm-bare", 0.6, vec![("create_vm", 0.3), ("memory", 0.1), ("vcpu", 0.1), ("ready", 0.1)])];
+    let plats = [
+        ("process", 0.45, vec![("spawn", 0.3), ("ready", 0.15)]),
+        (
+            "container",
+            1.1,
+            vec![("cgroup", 0.2), ("namespaces", 0.5), ("rootfs", 0.2), ("exec", 0.1), ("ready", 0.1)],
+        ),
+        ("vm-bare", 0.6, vec![("create_vm", 0.3), ("memory", 0.1), ("vcpu", 0.1), ("ready", 0.1)]),
+    ];
     for (p, base, phases) in &plats {
         for i in 0..20u32 {
             let jitter = 1.0 + ((i * 7919) % 13) as f64 / 40.0 + if i == 19 { 2.0 } else { 0.0 };
@@ -25,7 +41,11 @@ fn synthetic_run(dir: &Path) {
                 rows.push(s(p, "ready", &format!("boot.{ph}"), "ms", i, v * jitter));
             }
         }
-        let mem = match *p { "process" => 65.0, "container" => 66.5, _ => 68.0 } * 1048576.0;
+        let mem = match *p {
+            "process" => 65.0,
+            "container" => 66.5,
+            _ => 68.0,
+        } * 1048576.0;
         for i in 0..5u32 {
             rows.push(s(p, "idle", "mem.host", "bytes", i, mem + i as f64 * 50_000.0));
             if *p == "container" {
@@ -38,7 +58,13 @@ fn synthetic_run(dir: &Path) {
         }
     }
     versus::measure::memory::add_overhead_rows(&mut rows);
-    for (p, m, shared, per) in [("process", "shared", 700_000.0, 0.0), ("container", "shared", 720_000.0, 0.0), ("container", "overlay", 720_000.0, 12_288.0), ("vm-linux", "copy", 9e6, 33_554_432.0), ("vm-linux", "qcow2", 9e6 + 8.7e6, 200_704.0)] {
+    for (p, m, shared, per) in [
+        ("process", "shared", 700_000.0, 0.0),
+        ("container", "shared", 720_000.0, 0.0),
+        ("container", "overlay", 720_000.0, 12_288.0),
+        ("vm-linux", "copy", 9e6, 33_554_432.0),
+        ("vm-linux", "qcow2", 9e6 + 8.7e6, 200_704.0),
+    ] {
         rows.push(s(p, m, "image.shared", "bytes", 0, shared));
         rows.push(s(p, m, "image.total", "bytes", 0, shared + per));
         for n in 1..=8u32 {
@@ -64,7 +90,13 @@ fn synthetic_run(dir: &Path) {
         started_at_unix: 1_735_689_600,
         host: serde_json::json!({"kernel": "Linux 6.18 x86_64", "cores": 2, "memory_bytes": 25_000_000_000u64, "kvm_mode": {"kind": "pvm"}, "ksm": "off (0)", "transparent_hugepages": "always [madvise] never", "cgroup_mode": "hybrid", "cgroup_controllers": ["cpu", "memory", "pids"], "peers": []}),
         host_measurements: serde_json::json!({}),
-        platforms: vec![st("process", "ran", None, true), st("container", "ran", None, true), st("oci", "skipped", Some("runc not installed"), false), st("vm-bare", "ran", None, true), st("vm-linux", "skipped", Some("no kernel given (--kernel)"), false)],
+        platforms: vec![
+            st("process", "ran", None, true),
+            st("container", "ran", None, true),
+            st("oci", "skipped", Some("runc not installed"), false),
+            st("vm-bare", "ran", None, true),
+            st("vm-linux", "skipped", Some("no kernel given (--kernel)"), false),
+        ],
         not_measured: vec!["reflink VM disks: the filesystem cannot reflink".into()],
     };
     write_env(&dir.join("env.json"), &env).unwrap();
@@ -101,7 +133,17 @@ fn every_chart_decodes_and_the_report_rerenders_identically() {
         assert!(first.contains(&format!("charts/{stem}.png")), "report links {stem}");
     }
     // The report carries the KVM mode, the five sections and the skips.
-    for needle in ["kvm_pvm", "## 1. OS", "## 2. Size", "## 3. Boot", "## 4. Isolation", "## 5. Maintenance", "`oci` skipped: runc not installed", "a plain process starts in", "mem.overhead"] {
+    for needle in [
+        "kvm_pvm",
+        "## 1. OS",
+        "## 2. Size",
+        "## 3. Boot",
+        "## 4. Isolation",
+        "## 5. Maintenance",
+        "`oci` skipped: runc not installed",
+        "a plain process starts in",
+        "mem.overhead",
+    ] {
         assert!(first.contains(needle), "report lacks {needle:?}");
     }
     // Findings come from the numbers: the container's median boot.
@@ -117,13 +159,20 @@ fn every_chart_decodes_and_the_report_rerenders_identically() {
     }
 
     // Re-render from the files alone: same report, same charts.
-    let pngs: Vec<Vec<u8>> = ["boot", "memory"].iter().map(|s| std::fs::read(d.path().join(format!("charts/{s}.png"))).unwrap()).collect();
+    let pngs: Vec<Vec<u8>> = ["boot", "memory"]
+        .iter()
+        .map(|s| std::fs::read(d.path().join(format!("charts/{s}.png"))).unwrap())
+        .collect();
     std::fs::remove_dir_all(d.path().join("charts")).unwrap();
     std::fs::remove_file(&report).unwrap();
     render_report(d.path()).unwrap();
     assert_eq!(std::fs::read_to_string(&report).unwrap(), first);
     for (s, old) in ["boot", "memory"].iter().zip(pngs) {
-        assert_eq!(std::fs::read(d.path().join(format!("charts/{s}.png"))).unwrap(), old, "{s}.png differs on re-render");
+        assert_eq!(
+            std::fs::read(d.path().join(format!("charts/{s}.png"))).unwrap(),
+            old,
+            "{s}.png differs on re-render"
+        );
     }
 }
 

@@ -24,7 +24,22 @@ fn only_run_dir(out: &Path) -> std::path::PathBuf {
 fn quick_run_writes_valid_files() {
     assert!(common::is_root(), "needs root for the container platform");
     let out = tempfile::tempdir().unwrap();
-    let o = versus().args(["run", "-p", "process,container,qemu", "-w", "ready,cpu:2000,call:1000", "--runs", "3", "--warmup", "0", "-o"]).arg(out.path()).output().unwrap();
+    let o = versus()
+        .args([
+            "run",
+            "-p",
+            "process,container,qemu",
+            "-w",
+            "ready,cpu:2000,call:1000",
+            "--runs",
+            "3",
+            "--warmup",
+            "0",
+            "-o",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "run failed: {stdout}\n{stderr}");
@@ -39,7 +54,10 @@ fn quick_run_writes_valid_files() {
         for (w, m) in [("ready", "boot"), ("cpu", "cpu"), ("call", "call"), ("ready", "teardown")] {
             let n = samples.iter().filter(|s| s.platform == p && s.workload == w && s.metric == m).count();
             assert_eq!(n, 3, "{p} {w} {m}: 3 samples");
-            let row = summary.iter().find(|r| r.platform == p && r.workload == w && r.metric == m).expect("summary row");
+            let row = summary
+                .iter()
+                .find(|r| r.platform == p && r.workload == w && r.metric == m)
+                .expect("summary row");
             assert_eq!(row.n, 3);
             assert!(row.min <= row.median && row.median <= row.max);
         }
@@ -51,7 +69,14 @@ fn quick_run_writes_valid_files() {
             .filter(|x| x.platform == s.platform && x.workload == s.workload && x.iteration == s.iteration && x.metric.starts_with("boot."))
             .map(|x| x.value)
             .sum();
-        assert!((sum - s.value).abs() < 1e-3, "{} {} #{}: phases {sum} != boot {}", s.platform, s.workload, s.iteration, s.value);
+        assert!(
+            (sum - s.value).abs() < 1e-3,
+            "{} {} #{}: phases {sum} != boot {}",
+            s.platform,
+            s.workload,
+            s.iteration,
+            s.value
+        );
     }
     let env = read_env(&dir.join("env.json")).unwrap();
     assert_eq!(env.run_id, run_id);
@@ -74,7 +99,10 @@ fn bad_input_gets_one_line_errors_and_leaves_nothing() {
         (vec!["run", "--runs", "0"], "0 is not in 1.."),
         (vec!["launch", "process", "--timeout=0"], "not a positive number"),
         (vec!["launch", "hyperv"], "unknown platform `hyperv`"),
-        (vec!["run", "-p", "process", "-o", "/proc/versus-cannot-write-here"], "choose another with --out"),
+        (
+            vec!["run", "-p", "process", "-o", "/proc/versus-cannot-write-here"],
+            "choose another with --out",
+        ),
     ];
     for (mut args, want) in cases {
         let o_dir = out.path().to_string_lossy().to_string();
@@ -107,7 +135,10 @@ fn ctrl_c_during_a_run_tears_everything_down() {
     let prefix = format!("versus-{pid}-");
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(20) {
-        let seen = std::fs::read_dir("/sys/fs/cgroup/pids").unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+        let seen = std::fs::read_dir("/sys/fs/cgroup/pids")
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
         if seen {
             break;
         }
@@ -129,7 +160,10 @@ fn ctrl_c_during_a_run_tears_everything_down() {
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "temp dirs left in TMPDIR");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "a partial run dir was left");
     let procs = std::fs::read_dir("/proc").unwrap().flatten().filter(|e| {
-        std::fs::read_to_string(e.path().join("stat")).ok().and_then(|s| s.rsplit(") ").next().map(|r| r.split(' ').nth(1) == Some(&pid.to_string()))).unwrap_or(false)
+        std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .and_then(|s| s.rsplit(") ").next().map(|r| r.split(' ').nth(1) == Some(&pid.to_string())))
+            .unwrap_or(false)
     });
     assert_eq!(procs.count(), 0, "children of the interrupted versus still alive");
 }

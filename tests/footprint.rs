@@ -25,7 +25,9 @@ fn leftovers(prefix: &str) -> Vec<String> {
 /// Mount points under `dir` still mounted.
 fn mounts_under(dir: &Path) -> usize {
     let m = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    m.lines().filter(|l| l.split(' ').nth(1).is_some_and(|p| p.starts_with(dir.to_str().unwrap()))).count()
+    m.lines()
+        .filter(|l| l.split(' ').nth(1).is_some_and(|p| p.starts_with(dir.to_str().unwrap())))
+        .count()
 }
 
 #[test]
@@ -102,7 +104,10 @@ fn vm_disks_full_copy_vs_copy_on_write() {
         }
         for (a, b) in q0.iter().zip(&q1) {
             let grew = b.allocated - a.allocated;
-            assert!(grew >= MIB && grew <= MIB + 256 * KIB, "a 1 MiB write grows the overlay by 1 MiB (+clusters): {grew}");
+            assert!(
+                grew >= MIB && grew <= MIB + 256 * KIB,
+                "a 1 MiB write grows the overlay by 1 MiB (+clusters): {grew}"
+            );
         }
     }
 
@@ -116,7 +121,10 @@ fn vm_disks_full_copy_vs_copy_on_write() {
         }
         Err(why) => {
             eprintln!("SKIPPED reflink part: {why}");
-            assert!(disk_instances(&base, Method::Reflink, 1, 0).is_err(), "reflink must fail loudly where unsupported");
+            assert!(
+                disk_instances(&base, Method::Reflink, 1, 0).is_err(),
+                "reflink must fail loudly where unsupported"
+            );
         }
     }
     let left: Vec<_> = std::fs::read_dir(t.path()).unwrap().flatten().map(|e| e.file_name()).collect();
@@ -127,7 +135,11 @@ fn vm_disks_full_copy_vs_copy_on_write() {
 fn standard_footprints_cover_process_container_and_vm_disks() {
     let (rows, notes) = footprint::standard_footprints("t", 4, 256 * KIB, "vm-linux", &[], 16 * MIB).unwrap();
     eprintln!("notes: {notes:?}");
-    let methods: Vec<(String, String)> = rows.iter().filter(|r| r.metric == "image.total" && r.unit == "bytes").map(|r| (r.platform.clone(), r.workload.clone())).collect();
+    let methods: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| r.metric == "image.total" && r.unit == "bytes")
+        .map(|r| (r.platform.clone(), r.workload.clone()))
+        .collect();
     eprintln!("{methods:?}");
     for r in rows.iter().filter(|r| r.metric == "image.total" && r.unit == "bytes") {
         eprintln!("{} {}: one instance {} bytes", r.platform, r.workload, r.value);

@@ -19,7 +19,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn config() -> Config {
-    Config { reps: 2, max_window: Duration::from_secs(8), ..Config::default() }
+    Config {
+        reps: 2,
+        max_window: Duration::from_secs(8),
+        ..Config::default()
+    }
 }
 
 fn check(p: &dyn Platform, r: &Interference) {
@@ -46,7 +50,11 @@ fn check_stresses(p: &dyn Platform, r: &Interference, stresses: &[StressKind]) {
     let cfg = config();
     for &stress in stresses {
         for v in &cfg.victims {
-            let rows: Vec<_> = r.samples.iter().filter(|s| s.metric == format!("interference.{}", stress.name()) && s.workload == v.to_string()).collect();
+            let rows: Vec<_> = r
+                .samples
+                .iter()
+                .filter(|s| s.metric == format!("interference.{}", stress.name()) && s.workload == v.to_string())
+                .collect();
             assert!(!rows.is_empty(), "{}: no interference.{} rows for {v}", p.name(), stress.name());
             assert!(rows.iter().all(|s| s.value.is_finite() && s.value > 0.0 && s.unit == "ratio"), "{rows:?}");
         }
@@ -81,13 +89,17 @@ fn container_interference_and_fork_bomb_contained_by_pids_limit() {
     let r = run_interference(&p, &config()).unwrap();
     check(&p, &r);
     let peak = fork_peak(&r);
-    assert!(peak > 1 && peak <= Limits::default().pids, "the pids limit ({}) must stop the bomb: peak {peak}", Limits::default().pids);
+    assert!(
+        peak > 1 && peak <= Limits::default().pids,
+        "the pids limit ({}) must stop the bomb: peak {peak}",
+        Limits::default().pids
+    );
 }
 
 #[test]
 fn vm_bare_interference_for_cpu_and_mem_and_no_fork_bomb() {
     let _g = serial();
-    if let Err(why) = versus::platform::vm::vm::available() {
+    if let Err(why) = versus_vmm::vm::available() {
         eprintln!("SKIPPED: no usable KVM on this host: {why}");
         return;
     }

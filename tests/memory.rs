@@ -1,8 +1,8 @@
 //! Memory per instance against known allocations, on real process and
 //! container instances (root or user namespaces needed for the container).
 
-use versus::measure::memory::{self, add_overhead_rows, measure_memory, Attribution};
 use versus::measure::density::{measure_density, DensityOptions};
+use versus::measure::memory::{self, add_overhead_rows, measure_memory, Attribution};
 use versus::platform::container::{ContainerOptions, ContainerPlatform};
 use versus::platform::process::ProcessPlatform;
 use versus::platform::{LaunchSpec, Platform};
@@ -31,9 +31,20 @@ fn check_platform(p: &dyn Platform) -> (f64, f64) {
     let base = median(p, "idle:0", "mem.host");
     let full = median(p, "idle:64", "mem.host");
     let held = full - base;
-    eprintln!("{}: mem.host idle:0 = {:.2} MiB, idle:64 = {:.2} MiB, difference {:.2} MiB", p.name(), base / MIB, full / MIB, held / MIB);
+    eprintln!(
+        "{}: mem.host idle:0 = {:.2} MiB, idle:64 = {:.2} MiB, difference {:.2} MiB",
+        p.name(),
+        base / MIB,
+        full / MIB,
+        held / MIB
+    );
     // 64 MiB plus the platform's own overhead (its idle:0 figure), within 10%.
-    assert!((held - 64.0 * MIB).abs() <= 6.4 * MIB, "{}: idle:64 holds {:.2} MiB more than idle:0; expected 64 MiB +-10%", p.name(), held / MIB);
+    assert!(
+        (held - 64.0 * MIB).abs() <= 6.4 * MIB,
+        "{}: idle:64 holds {:.2} MiB more than idle:0; expected 64 MiB +-10%",
+        p.name(),
+        held / MIB
+    );
     (base, full)
 }
 
@@ -76,28 +87,53 @@ fn container_holds_what_it_allocates_and_its_cgroup_is_charged() {
     let mut rows = measure_memory(&p, &spec("idle:64"), 2, "t").unwrap();
     rows.extend(measure_memory(&c, &spec("idle:64"), 2, "t").unwrap());
     add_overhead_rows(&mut rows);
-    let o: Vec<f64> = rows.iter().filter(|r| r.metric == "mem.overhead" && r.platform == "container").map(|r| r.value).collect();
+    let o: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.metric == "mem.overhead" && r.platform == "container")
+        .map(|r| r.value)
+        .collect();
     assert_eq!(o.len(), 2);
-    eprintln!("container: mem.overhead {:?} MiB (mem.host {:.2} MiB)", o.iter().map(|v| v / MIB).collect::<Vec<_>>(), full / MIB);
+    eprintln!(
+        "container: mem.overhead {:?} MiB (mem.host {:.2} MiB)",
+        o.iter().map(|v| v / MIB).collect::<Vec<_>>(),
+        full / MIB
+    );
     assert!(my_children().is_empty(), "instances left running: {:?}", my_children());
 }
 
 #[test]
 fn density_curve_is_bounded_and_tears_down() {
     let p = ProcessPlatform::new().unwrap();
-    let opts = DensityOptions { max_instances: 4, ..DensityOptions::default() };
+    let opts = DensityOptions {
+        max_instances: 4,
+        ..DensityOptions::default()
+    };
     let r = measure_density(&p, &spec("idle:32"), &opts).unwrap();
-    assert_eq!(r.points.iter().map(|p| p.n).collect::<Vec<_>>(), vec![1, 2, 4], "stopped early: {:?}", r.stopped_early);
+    assert_eq!(
+        r.points.iter().map(|p| p.n).collect::<Vec<_>>(),
+        vec![1, 2, 4],
+        "stopped early: {:?}",
+        r.stopped_early
+    );
     for pt in &r.points {
         let pss = pt.pss_total as f64 / pt.n as f64;
-        eprintln!("density N={} MemAvailable drop {:.2} MiB/instance, PSS {:.2} MiB/instance, {:.1} launches/s", pt.n, pt.mem_per_instance() / MIB, pss / MIB, pt.launch_rate());
+        eprintln!(
+            "density N={} MemAvailable drop {:.2} MiB/instance, PSS {:.2} MiB/instance, {:.1} launches/s",
+            pt.n,
+            pt.mem_per_instance() / MIB,
+            pss / MIB,
+            pt.launch_rate()
+        );
         assert!(pt.launch_rate() > 0.0);
         // Every instance of the step was running and holding its 32 MiB.
         assert!((pss - 32.0 * MIB).abs() < 3.2 * MIB, "PSS per instance {:.2} MiB at N={}", pss / MIB, pt.n);
     }
     assert!(my_children().is_empty(), "instances left running: {:?}", my_children());
     // A margin larger than the host's memory stops the curve before any launch.
-    let tight = DensityOptions { safety_margin_bytes: u64::MAX / 4, ..opts };
+    let tight = DensityOptions {
+        safety_margin_bytes: u64::MAX / 4,
+        ..opts
+    };
     let r = measure_density(&p, &spec("idle:32"), &tight).unwrap();
     assert!(r.points.is_empty());
     assert!(r.stopped_early.unwrap().contains("safety margin"));
@@ -124,7 +160,10 @@ fn density_tears_down_on_panic() {
         }
     }
     let f = Flaky(ProcessPlatform::new().unwrap(), std::cell::Cell::new(0));
-    let opts = DensityOptions { max_instances: 4, ..DensityOptions::default() };
+    let opts = DensityOptions {
+        max_instances: 4,
+        ..DensityOptions::default()
+    };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| measure_density(&f, &spec("idle:1"), &opts)));
     assert!(r.is_err(), "the injected panic must propagate");
     assert!(my_children().is_empty(), "instances left running after a panic: {:?}", my_children());

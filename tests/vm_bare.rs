@@ -8,12 +8,12 @@ use common::kvm_or_skip;
 
 use std::time::Duration;
 
-use versus::platform::vm::abi::mode;
 use versus::platform::vm::bare::{BareVm, GuestRun, VmBarePlatform};
-use versus::platform::vm::VmError;
 use versus::platform::{LaunchSpec, Platform};
 use versus::workload::{expected_cpu_checksum, WorkloadSpec};
 use versus::LaunchError;
+use versus_vmm::abi::mode;
+use versus_vmm::VmError;
 
 /// The tests of this file run one at a time, so that the leak checks see
 /// only their own VMs, fds and threads.
@@ -180,7 +180,15 @@ fn thousand_launches_keep_rss_flat_and_leak_no_fd_thread_or_mapping() {
     }
     // Also the error paths.
     for _ in 0..20 {
-        let _ = BareVm::launch(GuestRun { mode: mode::BADPORT, param: 0x99 }, Duration::from_secs(5)).err().unwrap();
+        let _ = BareVm::launch(
+            GuestRun {
+                mode: mode::BADPORT,
+                param: 0x99,
+            },
+            Duration::from_secs(5),
+        )
+        .err()
+        .unwrap();
     }
     let (rss0, fds0, tasks0, maps0) = (rss_bytes(), count("/proc/self/fd"), count("/proc/self/task"), mappings());
     let t = std::time::Instant::now();
@@ -270,7 +278,14 @@ fn guest_rdtsc_timing_agrees_with_the_host_clock() {
     if !kvm_or_skip() {
         return;
     }
-    let mut vm = BareVm::launch(GuestRun { mode: mode::CPU, param: 100_000 }, Duration::from_secs(20)).unwrap();
+    let mut vm = BareVm::launch(
+        GuestRun {
+            mode: mode::CPU,
+            param: 100_000,
+        },
+        Duration::from_secs(20),
+    )
+    .unwrap();
     let t = std::time::Instant::now();
     let fin = vm.finish().unwrap();
     let host_ns = t.elapsed().as_nanos() as u64;
@@ -279,7 +294,10 @@ fn guest_rdtsc_timing_agrees_with_the_host_clock() {
     // The host interval contains the guest's; the difference is a VM exit
     // or two (well under 10 ms) unless the guest clock is wrong.
     assert!(guest_ns <= host_ns, "guest {guest_ns} > host {host_ns}: guest TSC conversion too slow");
-    assert!(host_ns - guest_ns < 10_000_000, "guest {guest_ns} vs host {host_ns}: guest TSC conversion too fast");
+    assert!(
+        host_ns - guest_ns < 10_000_000,
+        "guest {guest_ns} vs host {host_ns}: guest TSC conversion too fast"
+    );
 }
 
 #[test]
@@ -352,7 +370,11 @@ fn mode_specs_run_for_real_or_are_refused() {
         let mut i = p.launch(&spec(w)).unwrap();
         let fin = i.finish().unwrap();
         i.stop().unwrap();
-        let r = fin.results.iter().find(|r| r.get("workload") == Some(name)).unwrap_or_else(|| panic!("{w}: {fin:?}"));
+        let r = fin
+            .results
+            .iter()
+            .find(|r| r.get("workload") == Some(name))
+            .unwrap_or_else(|| panic!("{w}: {fin:?}"));
         let work = u64::from_str_radix(r.checksum().unwrap(), 16).unwrap();
         assert!(work > 0, "{w}: {r:?}");
         assert!(r.elapsed_ns().unwrap() >= 150_000_000, "{w} ran {:?}", r.elapsed_ns());

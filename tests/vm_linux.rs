@@ -16,20 +16,23 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use versus::host::{kvm_mode, KvmMode};
-use versus::platform::vm::linux::bootparams::e820_map;
-use versus::platform::vm::linux::{self, cmdline, LinuxOptions, LinuxPlatform};
+use versus::platform::vm::linux::{self, LinuxOptions, LinuxPlatform};
 use versus::platform::{LaunchSpec, Platform};
 use versus::workload::{Workload, WorkloadSpec};
+use versus_vmm::linux::bootparams::e820_map;
+use versus_vmm::linux::{cmdline, EMULATION_WORKAROUNDS};
 
 fn kernel() -> PathBuf {
     if let Some(p) = std::env::var_os("VERSUS_TEST_KERNEL") {
         return p.into();
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/harness/fetch-kernel");
-    let o = Command::new(script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-    assert!(o.status.success(), "harness/fetch-kernel failed: {}; run it by hand (as root it can apt-get update) or set VERSUS_TEST_KERNEL", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(script).output().unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    assert!(
+        o.status.success(),
+        "harness/fetch-kernel failed: {}; run it by hand (as root it can apt-get update) or set VERSUS_TEST_KERNEL",
+        String::from_utf8_lossy(&o.stderr)
+    );
     PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
 }
 
@@ -109,21 +112,12 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
     let args = vec!["ready".to_string()];
     // The VMM's command line: the base one, plus the emulation workarounds
     // where guest kernel code is emulated.
-    let extra = if matches!(kvm_mode(), KvmMode::Pvm) {
-        linux::EMULATION_WORKAROUNDS
-    } else {
-        ""
-    };
+    let extra = if matches!(kvm_mode(), KvmMode::Pvm) { EMULATION_WORKAROUNDS } else { "" };
     let want_cmdline = format!("Command line: {}", cmdline(&args, true, extra));
-    let want_e820: Vec<String> = e820_map(mem_mib << 20)
-        .iter()
-        .map(|e| e.kernel_log_line())
-        .collect();
+    let want_e820: Vec<String> = e820_map(mem_mib << 20).iter().map(|e| e.kernel_log_line()).collect();
     let cb = linux::boot_console(&opts, &args, |lines| {
         let msgs: Vec<&str> = lines.iter().map(|l| message(l)).collect();
-        msgs.iter().any(|m| m.starts_with("Linux version "))
-            && msgs.iter().any(|m| *m == want_cmdline)
-            && want_e820.iter().all(|w| msgs.iter().any(|m| m == w))
+        msgs.iter().any(|m| m.starts_with("Linux version ")) && msgs.iter().any(|m| *m == want_cmdline) && want_e820.iter().all(|w| msgs.iter().any(|m| m == w))
     })
     .expect("build and start the VM");
     eprintln!(
@@ -142,41 +136,21 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
         cb.lines.join("\n")
     );
     // The banner printed is the one in the image.
-    let banner = cb
-        .banner
-        .as_deref()
-        .expect("the vmlinux carries a `Linux version` banner");
-    assert!(
-        msgs.contains(&banner),
-        "banner {banner:?} not printed; console:\n{}",
-        cb.lines.join("\n")
-    );
+    let banner = cb.banner.as_deref().expect("the vmlinux carries a `Linux version` banner");
+    assert!(msgs.contains(&banner), "banner {banner:?} not printed; console:\n{}", cb.lines.join("\n"));
     // The command line is exactly the configured one.
     assert_eq!(format!("Command line: {}", cb.cmdline), want_cmdline);
     assert_eq!(
-        msgs.iter()
-            .filter(|m| m.starts_with("Command line: "))
-            .collect::<Vec<_>>(),
+        msgs.iter().filter(|m| m.starts_with("Command line: ")).collect::<Vec<_>>(),
         vec![&want_cmdline.as_str()]
     );
     // Every e820 entry, and nothing else, is the one the VMM configured.
-    let printed: Vec<&str> = msgs
-        .iter()
-        .copied()
-        .filter(|m| m.starts_with("BIOS-e820: "))
-        .collect();
+    let printed: Vec<&str> = msgs.iter().copied().filter(|m| m.starts_with("BIOS-e820: ")).collect();
     let configured: Vec<String> = cb.e820.iter().map(|e| e.kernel_log_line()).collect();
     assert_eq!(configured, want_e820);
-    assert_eq!(
-        printed,
-        configured.iter().map(String::as_str).collect::<Vec<_>>()
-    );
+    assert_eq!(printed, configured.iter().map(String::as_str).collect::<Vec<_>>());
     // The stopped VM left no KVM fd and no vCPU thread behind.
-    assert_eq!(
-        kvm_resources_settled(before),
-        before,
-        "(KVM fds, vCPU threads) before vs after the VM"
-    );
+    assert_eq!(kvm_resources_settled(before), before, "(KVM fds, vCPU threads) before vs after the VM");
 }
 
 #[test]
@@ -196,8 +170,7 @@ fn boot_to_ready_runs_every_workload() {
         ..Default::default()
     });
     p.available().expect("vm-linux available");
-    p.representative()
-        .expect("representative on a hardware-assisted host");
+    p.representative().expect("representative on a hardware-assisted host");
     for w in [
         Workload::Ready,
         Workload::Cpu { rounds: 2000 },
@@ -208,41 +181,21 @@ fn boot_to_ready_runs_every_workload() {
         spec.timeout = Duration::from_secs(30);
         let mut inst = p.launch(&spec).unwrap_or_else(|e| panic!("{w:?}: {e}"));
         let boot = inst.boot().clone();
-        assert_eq!(
-            boot.phases.iter().map(|p| p.0).collect::<Vec<_>>(),
-            linux::PHASES.to_vec()
-        );
+        assert_eq!(boot.phases.iter().map(|p| p.0).collect::<Vec<_>>(), linux::PHASES.to_vec());
         let fin = inst.finish().unwrap_or_else(|e| panic!("{w:?}: {e}"));
         let teardown = inst.stop().unwrap();
-        eprintln!(
-            "{w:?}: boot {:.1} ms {:?}, teardown {teardown:.1} ms",
-            boot.total_ms(),
-            boot.phases
-        );
+        eprintln!("{w:?}: boot {:.1} ms {:?}, teardown {teardown:.1} ms", boot.total_ms(), boot.phases);
         if let Workload::Cpu { rounds } = w {
-            let r = fin
-                .results
-                .iter()
-                .find(|r| r.get("workload") == Some("cpu"))
-                .expect("cpu result");
+            let r = fin.results.iter().find(|r| r.get("workload") == Some("cpu")).expect("cpu result");
             assert_eq!(
                 r.checksum(),
                 Some(versus::workload::expected_cpu_checksum(rounds).as_str()),
                 "cpu checksum equals the other platforms'"
             );
         } else if w != Workload::Ready {
-            assert!(
-                fin.results
-                    .iter()
-                    .any(|r| r.get("workload") == Some(w.name())),
-                "{w:?}: {fin:?}"
-            );
+            assert!(fin.results.iter().any(|r| r.get("workload") == Some(w.name())), "{w:?}: {fin:?}");
         }
-        assert_eq!(
-            kvm_resources_settled(before),
-            before,
-            "{w:?}: (KVM fds, vCPU threads) before vs after the VM"
-        );
+        assert_eq!(kvm_resources_settled(before), before, "{w:?}: (KVM fds, vCPU threads) before vs after the VM");
     }
 }
 
@@ -269,10 +222,7 @@ fn unforced_launch_is_refused_where_kernel_code_is_emulated() {
         kernel: Some("/nonexistent/vmlinuz".into()),
         ..Default::default()
     });
-    assert!(none
-        .available()
-        .unwrap_err()
-        .contains("/nonexistent/vmlinuz"));
+    assert!(none.available().unwrap_err().contains("/nonexistent/vmlinuz"));
 }
 
 #[test]
@@ -286,29 +236,13 @@ fn forced_boot_reaches_ready_or_reports_the_failure() {
         timeout: Duration::from_secs(400),
         ..Default::default()
     };
-    let cb = linux::boot_console(&opts, &["ready".to_string()], |_| false)
-        .expect("build and start the VM");
-    eprintln!(
-        "guest ran {:?}; {} console lines; ended: {:?}",
-        cb.guest_time,
-        cb.lines.len(),
-        cb.ended
-    );
+    let cb = linux::boot_console(&opts, &["ready".to_string()], |_| false).expect("build and start the VM");
+    eprintln!("guest ran {:?}; {} console lines; ended: {:?}", cb.guest_time, cb.lines.len(), cb.ended);
     eprintln!("console:\n{}", cb.lines.join("\n"));
     match &cb.ended {
         Some(why) if why.contains("rebooted") => {}
-        Some(why) => assert!(
-            why.contains("RIP") && why.contains("instruction bytes") && why.contains("console"),
-            "{why}"
-        ),
-        None => panic!(
-            "neither ready nor a failure within {:?}: the guest still ran",
-            opts.timeout
-        ),
+        Some(why) => assert!(why.contains("RIP") && why.contains("instruction bytes") && why.contains("console"), "{why}"),
+        None => panic!("neither ready nor a failure within {:?}: the guest still ran", opts.timeout),
     }
-    assert_eq!(
-        kvm_resources_settled(before),
-        before,
-        "(KVM fds, vCPU threads) before vs after the VM"
-    );
+    assert_eq!(kvm_resources_settled(before), before, "(KVM fds, vCPU threads) before vs after the VM");
 }

@@ -1,8 +1,9 @@
 //! Builds the kernel-less guest (`harness/bare`) and hands its path to the
 //! crate, which embeds it: freestanding, static, linked at the load address
-//! of src/abi.rs (IMAGE_BASE), which the guest includes. A package of its
-//! own outside the workspace, built by the nested `cargo build` of
-//! harness/nested_cargo.rs; it depends on nothing but `crates/workload`.
+//! of src/abi.rs (IMAGE_BASE), which the guest includes. Built by the
+//! nested `cargo build` of harness/nested_cargo.rs with the link arguments
+//! of a freestanding image (feature `image` of versus-bare enables its
+//! binary); it depends on nothing but `crates/workload`.
 
 use std::path::PathBuf;
 
@@ -12,17 +13,23 @@ use nested_cargo::nested_cargo;
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo"));
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
-    let bare = root.join("../../harness/bare");
-    for p in ["src", "Cargo.toml"] {
-        println!("cargo:rerun-if-changed={}", bare.join(p).display());
-    }
-    for p in ["src/abi.rs", "../workload/src", "../workload/Cargo.toml", "../../harness/nested_cargo.rs"] {
-        println!("cargo:rerun-if-changed={}", root.join(p).display());
+    let workspace = root.join("../..");
+    for p in [
+        "harness/bare/src",
+        "harness/bare/Cargo.toml",
+        "crates/vmm/src/abi.rs",
+        "crates/workload/src",
+        "crates/workload/Cargo.toml",
+        "harness/nested_cargo.rs",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", workspace.join(p).display());
     }
     let dir = nested_cargo(
-        &bare,
-        &out.join("harness-bare"),
+        &workspace,
+        &["versus-bare"],
+        &["versus-bare/image"],
+        "bare",
         &[
             "-C",
             "relocation-model=static",

@@ -22,7 +22,10 @@ impl DensityChart {
         let lines: Vec<_> = platforms_with(samples, "density.mem_per_instance")
             .into_iter()
             .map(|p| {
-                let mem = by_iteration(samples, &p, Some(&workload), "density.mem_per_instance", None).into_iter().map(|(n, v)| (n, v / MIB)).collect();
+                let mem = by_iteration(samples, &p, Some(&workload), "density.mem_per_instance", None)
+                    .into_iter()
+                    .map(|(n, v)| (n, v / MIB))
+                    .collect();
                 let rate = by_iteration(samples, &p, Some(&workload), "density.launch_rate", None);
                 (p, mem, rate)
             })
@@ -31,12 +34,7 @@ impl DensityChart {
     }
 }
 
-fn panel<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    title: &str,
-    ydesc: &str,
-    lines: &[(String, Vec<(u32, f64)>)],
-) -> anyhow::Result<()> {
+fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, ydesc: &str, lines: &[(String, Vec<(u32, f64)>)]) -> anyhow::Result<()> {
     let max_n = lines.iter().flat_map(|l| l.1.iter().map(|p| p.0)).max().unwrap_or(1).max(2);
     let top = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(0.0, f64::max);
     let xmax = (max_n as f64).log2();
@@ -50,7 +48,13 @@ fn panel<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_labels((xmax as usize + 1) * 2 + 1)
-        .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 && *x >= 0.0 { format!("{}", 2f64.powf(x.round()) as u64) } else { String::new() })
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-6 && *x >= 0.0 {
+                format!("{}", 2f64.powf(x.round()) as u64)
+            } else {
+                String::new()
+            }
+        })
         .y_label_formatter(&|v| if *v >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") })
         .x_desc("N idle instances running at once")
         .y_desc(ydesc)
@@ -86,7 +90,9 @@ impl Chart for DensityChart {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
-        let root = root.titled(&format!("Density: N idle instances at once (workload `{}`)", self.workload), font(24.0)).map_err(perr)?;
+        let root = root
+            .titled(&format!("Density: N idle instances at once (workload `{}`)", self.workload), font(24.0))
+            .map_err(perr)?;
         let (l, r) = root.split_horizontally(root.dim_in_pixel().0 / 2);
         let mem: Vec<(String, Vec<(u32, f64)>)> = self.lines.iter().map(|x| (x.0.clone(), x.1.clone())).collect();
         let rate: Vec<(String, Vec<(u32, f64)>)> = self.lines.iter().map(|x| (x.0.clone(), x.2.clone())).collect();

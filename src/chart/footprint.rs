@@ -60,7 +60,13 @@ impl Chart for FootprintChart {
         chart
             .configure_mesh()
             .x_labels(max_n as usize + 1)
-            .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{}", x.round() as u64) } else { String::new() })
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-6 {
+                    format!("{}", x.round() as u64)
+                } else {
+                    String::new()
+                }
+            })
             .y_label_formatter(&|v| fmt_axis(*v))
             .x_desc("N instances")
             .y_desc("MiB on disk (shared + per-instance)")

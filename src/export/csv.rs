@@ -12,8 +12,23 @@ use crate::stats;
 pub const SAMPLE_COLUMNS: [&str; 7] = ["run_id", "platform", "workload", "metric", "unit", "iteration", "value"];
 /// Columns of summary.csv, in order.
 pub const SUMMARY_COLUMNS: [&str; 17] = [
-    "run_id", "platform", "workload", "metric", "unit", "n", "mean", "stddev", "median", "p95", "p99", "min", "max", "mad", "outliers",
-    "ci95_low", "ci95_high",
+    "run_id",
+    "platform",
+    "workload",
+    "metric",
+    "unit",
+    "n",
+    "mean",
+    "stddev",
+    "median",
+    "p95",
+    "p99",
+    "min",
+    "max",
+    "mad",
+    "outliers",
+    "ci95_low",
+    "ci95_high",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,7 +158,15 @@ mod tests {
     use super::*;
 
     fn s(platform: &str, metric: &str, i: u32, v: f64) -> Sample {
-        Sample { run_id: "r1".into(), platform: platform.into(), workload: "ready".into(), metric: metric.into(), unit: "ms".into(), iteration: i, value: v }
+        Sample {
+            run_id: "r1".into(),
+            platform: platform.into(),
+            workload: "ready".into(),
+            metric: metric.into(),
+            unit: "ms".into(),
+            iteration: i,
+            value: v,
+        }
     }
 
     #[test]

@@ -35,7 +35,12 @@ pub struct DensityOptions {
 
 impl Default for DensityOptions {
     fn default() -> Self {
-        DensityOptions { max_instances: 16, safety_margin_bytes: default_margin(), time_budget: Duration::from_secs(20), settle: Duration::from_millis(100) }
+        DensityOptions {
+            max_instances: 16,
+            safety_margin_bytes: default_margin(),
+            time_budget: Duration::from_secs(20),
+            settle: Duration::from_millis(100),
+        }
     }
 }
 
@@ -53,7 +58,11 @@ pub fn meminfo(key: &str) -> Option<u64> {
 
 /// Parses `key` (e.g. `MemAvailable:`) from a /proc/meminfo text, in bytes.
 pub fn parse_meminfo(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse::<u64>().ok()).map(|kb| kb * 1024)
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }
 
 /// The host's MemAvailable, in bytes.
@@ -111,8 +120,24 @@ impl DensityResult {
             let n = p.n as u32;
             rows.push(sample(run_id, platform, workload, "density.mem_per_instance", "bytes", n, p.mem_per_instance()));
             rows.push(sample(run_id, platform, workload, "density.launch_rate", "instances/s", n, p.launch_rate()));
-            rows.push(sample(run_id, platform, workload, "density.mem_available_drop", "bytes", n, p.available_before.saturating_sub(p.available_after) as f64));
-            rows.push(sample(run_id, platform, workload, "density.pss_per_instance", "bytes", n, p.pss_total as f64 / p.n as f64));
+            rows.push(sample(
+                run_id,
+                platform,
+                workload,
+                "density.mem_available_drop",
+                "bytes",
+                n,
+                p.available_before.saturating_sub(p.available_after) as f64,
+            ));
+            rows.push(sample(
+                run_id,
+                platform,
+                workload,
+                "density.pss_per_instance",
+                "bytes",
+                n,
+                p.pss_total as f64 / p.n as f64,
+            ));
         }
         rows
     }
@@ -211,17 +236,33 @@ pub fn measure_density(platform: &dyn Platform, spec: &LaunchSpec, opts: &Densit
 
 /// One step: N instances at once. Returns the point (None when the step was
 /// cut short) and why the curve must stop, if it must.
-fn step(platform: &dyn Platform, spec: &LaunchSpec, n: usize, opts: &DensityOptions, deadline: Instant) -> anyhow::Result<(Option<DensityPoint>, Option<String>)> {
+fn step(
+    platform: &dyn Platform,
+    spec: &LaunchSpec,
+    n: usize,
+    opts: &DensityOptions,
+    deadline: Instant,
+) -> anyhow::Result<(Option<DensityPoint>, Option<String>)> {
     let mut fleet = Fleet::new();
     let before = mem_available()?;
     let t0 = Instant::now();
     for k in 0..n {
-        let inst = platform.launch(spec).with_context(|| format!("launching instance {} of {n} of {} for the density curve", k + 1, platform.name()))?;
+        let inst = platform
+            .launch(spec)
+            .with_context(|| format!("launching instance {} of {n} of {} for the density curve", k + 1, platform.name()))?;
         fleet.push(inst);
         let avail = mem_available()?;
         if avail < opts.safety_margin_bytes {
             fleet.stop_all()?;
-            return Ok((None, Some(format!("MemAvailable fell to {} MiB (margin {} MiB) at instance {} of N={n}", avail >> 20, opts.safety_margin_bytes >> 20, k + 1))));
+            return Ok((
+                None,
+                Some(format!(
+                    "MemAvailable fell to {} MiB (margin {} MiB) at instance {} of N={n}",
+                    avail >> 20,
+                    opts.safety_margin_bytes >> 20,
+                    k + 1
+                )),
+            ));
         }
         if Instant::now() >= deadline + opts.time_budget {
             fleet.stop_all()?;
@@ -233,7 +274,16 @@ fn step(platform: &dyn Platform, spec: &LaunchSpec, n: usize, opts: &DensityOpti
     let after = mem_available()?;
     let pss_total = crate::measure::memory::read_pids(&fleet.pids()).pss_bytes;
     fleet.stop_all()?;
-    Ok((Some(DensityPoint { n, available_before: before, available_after: after, launch_secs, pss_total }), None))
+    Ok((
+        Some(DensityPoint {
+            n,
+            available_before: before,
+            available_after: after,
+            launch_secs,
+            pss_total,
+        }),
+        None,
+    ))
 }
 
 #[cfg(test)]
@@ -250,12 +300,25 @@ mod tests {
 
     #[test]
     fn point_arithmetic() {
-        let p = DensityPoint { n: 4, available_before: 1000, available_after: 600, launch_secs: 0.5, pss_total: 40 };
+        let p = DensityPoint {
+            n: 4,
+            available_before: 1000,
+            available_after: 600,
+            launch_secs: 0.5,
+            pss_total: 40,
+        };
         assert_eq!(p.mem_per_instance(), 100.0);
         assert_eq!(p.launch_rate(), 8.0);
-        let gained = DensityPoint { available_after: 2000, ..p.clone() };
+        let gained = DensityPoint {
+            available_after: 2000,
+            ..p.clone()
+        };
         assert_eq!(gained.mem_per_instance(), 0.0);
-        let rows = DensityResult { points: vec![p], stopped_early: None }.samples("r", "process", "idle:1");
+        let rows = DensityResult {
+            points: vec![p],
+            stopped_early: None,
+        }
+        .samples("r", "process", "idle:1");
         assert_eq!(rows.len(), 4);
         assert!(rows.iter().all(|r| r.iteration == 4));
     }

@@ -38,7 +38,10 @@ pub struct Bytes {
 impl std::ops::Add for Bytes {
     type Output = Bytes;
     fn add(self, o: Bytes) -> Bytes {
-        Bytes { apparent: self.apparent + o.apparent, allocated: self.allocated + o.allocated }
+        Bytes {
+            apparent: self.apparent + o.apparent,
+            allocated: self.allocated + o.allocated,
+        }
     }
 }
 
@@ -155,7 +158,12 @@ impl FootprintResult {
 /// own: `n` instances all use `artefacts`.
 pub fn footprint_shared(platform: &str, artefacts: &[PathBuf], n: usize) -> anyhow::Result<FootprintResult> {
     let shared = size_of_all(artefacts).with_context(|| format!("measuring {artefacts:?}"))?;
-    Ok(FootprintResult { platform: platform.into(), method: Method::Shared, shared, per_instance: vec![Bytes::default(); n] })
+    Ok(FootprintResult {
+        platform: platform.into(),
+        method: Method::Shared,
+        shared,
+        per_instance: vec![Bytes::default(); n],
+    })
 }
 
 /// Writes `bytes` of non-zero, incompressible-looking data to a new file and
@@ -194,9 +202,16 @@ struct OverlayMount {
 impl OverlayMount {
     fn mount(lower: &Path, upper: &Path, work: &Path, merged: &Path) -> anyhow::Result<OverlayMount> {
         let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
-        nix::mount::mount(Some("overlay"), merged, Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str()))
-            .with_context(|| format!("mounting overlayfs at {} ({opts}): needs root (or a user namespace) and the overlay module", merged.display()))?;
-        Ok(OverlayMount { merged: merged.to_path_buf(), mounted: true })
+        nix::mount::mount(Some("overlay"), merged, Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str())).with_context(|| {
+            format!(
+                "mounting overlayfs at {} ({opts}): needs root (or a user namespace) and the overlay module",
+                merged.display()
+            )
+        })?;
+        Ok(OverlayMount {
+            merged: merged.to_path_buf(),
+            mounted: true,
+        })
     }
     fn unmount(&mut self) -> anyhow::Result<()> {
         if self.mounted {
@@ -220,7 +235,10 @@ impl Drop for OverlayMount {
 /// returns what each one added on disk (its upper and work dirs). Everything
 /// is unmounted and removed before returning, on every path.
 pub fn overlay_instances(lower: &Path, n: usize, write_bytes: u64) -> anyhow::Result<Vec<Bytes>> {
-    let tmp = tempfile::Builder::new().prefix("versus-footprint-overlay-").tempdir().context("creating a temp dir for the overlay instances")?;
+    let tmp = tempfile::Builder::new()
+        .prefix("versus-footprint-overlay-")
+        .tempdir()
+        .context("creating a temp dir for the overlay instances")?;
     let mut mounts = Vec::new();
     let mut out = Vec::new();
     for i in 0..n {
@@ -248,7 +266,12 @@ pub fn overlay_instances(lower: &Path, n: usize, write_bytes: u64) -> anyhow::Re
 /// Footprint of overlayfs instances over a shared lower dir.
 pub fn footprint_overlay(platform: &str, lower: &Path, n: usize, write_bytes: u64) -> anyhow::Result<FootprintResult> {
     let shared = size_of(lower).with_context(|| format!("measuring {}", lower.display()))?;
-    Ok(FootprintResult { platform: platform.into(), method: Method::Overlay, shared, per_instance: overlay_instances(lower, n, write_bytes)? })
+    Ok(FootprintResult {
+        platform: platform.into(),
+        method: Method::Overlay,
+        shared,
+        per_instance: overlay_instances(lower, n, write_bytes)?,
+    })
 }
 
 /// Makes an ext4 disk image of `size_bytes` holding the files of `src_dir`
@@ -258,16 +281,29 @@ pub fn make_ext4_image(src_dir: &Path, dest: &Path, size_bytes: u64) -> anyhow::
     let f = std::fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
     f.set_len(size_bytes)?;
     drop(f);
-    let out = Command::new(mkfs).args(["-q", "-F", "-E", "nodiscard", "-d"]).arg(src_dir).arg(dest).output().context("running mkfs.ext4")?;
+    let out = Command::new(mkfs)
+        .args(["-q", "-F", "-E", "nodiscard", "-d"])
+        .arg(src_dir)
+        .arg(dest)
+        .output()
+        .context("running mkfs.ext4")?;
     if !out.status.success() {
-        bail!("mkfs.ext4 -d {} {} failed: {}", src_dir.display(), dest.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "mkfs.ext4 -d {} {} failed: {}",
+            src_dir.display(),
+            dest.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
 
 /// Whether the filesystem holding `dir` can reflink (FICLONE): tries it.
 pub fn reflink_supported(dir: &Path) -> Result<(), String> {
-    let t = tempfile::Builder::new().prefix("versus-reflink-probe-").tempdir_in(dir).map_err(|e| e.to_string())?;
+    let t = tempfile::Builder::new()
+        .prefix("versus-reflink-probe-")
+        .tempdir_in(dir)
+        .map_err(|e| e.to_string())?;
     let a = t.path().join("a");
     write_data(&a, 4096).map_err(|e| e.to_string())?;
     reflink(&a, &t.path().join("b"))
@@ -285,7 +321,10 @@ pub fn reflink(src: &Path, dst: &Path) -> Result<(), String> {
         let e = std::io::Error::last_os_error();
         drop(d);
         let _ = std::fs::remove_file(dst);
-        return Err(format!("the filesystem of {} cannot reflink (FICLONE: {e}); use btrfs or XFS with reflink=1", dst.display()));
+        return Err(format!(
+            "the filesystem of {} cannot reflink (FICLONE: {e}); use btrfs or XFS with reflink=1",
+            dst.display()
+        ));
     }
     Ok(())
 }
@@ -313,7 +352,10 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
 /// before returning.
 pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -> anyhow::Result<Vec<Bytes>> {
     let parent = base.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new().prefix("versus-footprint-disks-").tempdir_in(parent).context("creating a temp dir for the instance disks")?;
+    let tmp = tempfile::Builder::new()
+        .prefix("versus-footprint-disks-")
+        .tempdir_in(parent)
+        .context("creating a temp dir for the instance disks")?;
     let mut out = Vec::new();
     for i in 0..n {
         let disk = tmp.path().join(format!("instance-{i}.img"));
@@ -329,10 +371,22 @@ pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -
             Method::Qcow2 => {
                 let qemu_img = crate::host::which("qemu-img").context("qemu-img not found: install qemu-utils for copy-on-write VM disks")?;
                 let abs = std::fs::canonicalize(base)?;
-                run(Command::new(qemu_img).args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"]).arg(&abs).arg(&disk), "qemu-img create")?;
+                run(
+                    Command::new(qemu_img)
+                        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+                        .arg(&abs)
+                        .arg(&disk),
+                    "qemu-img create",
+                )?;
                 if write_bytes > 0 {
                     let qemu_io = crate::host::which("qemu-io").context("qemu-io not found: install qemu-utils")?;
-                    run(Command::new(qemu_io).args(["-f", "qcow2", "-c"]).arg(format!("write -P 0x5a 0 {write_bytes}")).arg(&disk), "qemu-io write")?;
+                    run(
+                        Command::new(qemu_io)
+                            .args(["-f", "qcow2", "-c"])
+                            .arg(format!("write -P 0x5a 0 {write_bytes}"))
+                            .arg(&disk),
+                        "qemu-io write",
+                    )?;
                 }
                 std::fs::File::open(&disk)?.sync_all()?;
                 out.push(size_of(&disk)?);
@@ -346,7 +400,10 @@ pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -
                 std::fs::File::open(&disk)?.sync_all()?;
                 let after = fs_free(tmp.path())?;
                 let apparent = std::fs::metadata(&disk)?.len();
-                out.push(Bytes { apparent, allocated: before.saturating_sub(after) });
+                out.push(Bytes {
+                    apparent,
+                    allocated: before.saturating_sub(after),
+                });
             }
             Method::Shared | Method::Overlay => bail!("disk_instances builds VM disks: use Copy, Qcow2 or Reflink, not {}", method.name()),
         }
@@ -356,7 +413,10 @@ pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -
 }
 
 fn overwrite_start(disk: &Path, bytes: u64) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new().write(true).open(disk).with_context(|| format!("opening {}", disk.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk)
+        .with_context(|| format!("opening {}", disk.display()))?;
     write_pattern(&mut f, bytes)?;
     f.sync_all()?;
     Ok(())
@@ -371,7 +431,12 @@ pub fn footprint_disk(platform: &str, artefacts: &[PathBuf], base_disk: &Path, m
         // A copy does not need the base once made; the CoW methods keep it.
         shared = shared + size_of(base_disk)?;
     }
-    Ok(FootprintResult { platform: platform.into(), method, shared, per_instance: disk_instances(base_disk, method, n, write_bytes)? })
+    Ok(FootprintResult {
+        platform: platform.into(),
+        method,
+        shared,
+        per_instance: disk_instances(base_disk, method, n, write_bytes)?,
+    })
 }
 
 /// The footprint rows of this host's platforms, built for real with `n`
@@ -383,7 +448,14 @@ pub fn footprint_disk(platform: &str, artefacts: &[PathBuf], base_disk: &Path, m
 /// with `vm_artefacts` (kernel, initramfs) as shared bytes. A method that
 /// cannot run here (no root for overlayfs, no qemu-img, no reflink) is left
 /// out and named in the returned notes.
-pub fn standard_footprints(run_id: &str, n: usize, write_bytes: u64, vm_platform: &str, vm_artefacts: &[PathBuf], disk_bytes: u64) -> anyhow::Result<(Vec<Sample>, Vec<String>)> {
+pub fn standard_footprints(
+    run_id: &str,
+    n: usize,
+    write_bytes: u64,
+    vm_platform: &str,
+    vm_artefacts: &[PathBuf],
+    disk_bytes: u64,
+) -> anyhow::Result<(Vec<Sample>, Vec<String>)> {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     let guest = crate::workload::EmbeddedProgram::guest().context("writing the workload program to a temp dir")?;
@@ -394,7 +466,10 @@ pub fn standard_footprints(run_id: &str, n: usize, write_bytes: u64, vm_platform
         Ok(r) => rows.extend(r.samples(run_id)),
         Err(e) => notes.push(format!("container overlay footprint not measured: {e:#}")),
     }
-    let work = tempfile::Builder::new().prefix("versus-footprint-vm-").tempdir().context("creating a temp dir for the VM disk")?;
+    let work = tempfile::Builder::new()
+        .prefix("versus-footprint-vm-")
+        .tempdir()
+        .context("creating a temp dir for the VM disk")?;
     let base = work.path().join("rootfs.ext4");
     match make_ext4_image(&image.rootfs(), &base, disk_bytes) {
         Ok(()) => {
@@ -441,7 +516,11 @@ mod tests {
         };
         assert_eq!(r.total_for(3), Bytes { apparent: 130, allocated: 74 });
         let rows = r.samples("run");
-        let n3: Vec<f64> = rows.iter().filter(|s| s.metric == "image.n_instances" && s.iteration == 3).map(|s| s.value).collect();
+        let n3: Vec<f64> = rows
+            .iter()
+            .filter(|s| s.metric == "image.n_instances" && s.iteration == 3)
+            .map(|s| s.value)
+            .collect();
         assert_eq!(n3, vec![74.0, 130.0]);
         assert!(rows.iter().all(|s| s.workload == "qcow2"));
     }

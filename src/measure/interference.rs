@@ -45,7 +45,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            victims: vec![WorkloadSpec::Bench(Workload::Cpu { rounds: 50_000 }), WorkloadSpec::Bench(Workload::Mem { mib: 32 })],
+            victims: vec![
+                WorkloadSpec::Bench(Workload::Cpu { rounds: 50_000 }),
+                WorkloadSpec::Bench(Workload::Mem { mib: 32 }),
+            ],
             stresses: StressKind::ALL.to_vec(),
             reps: 3,
             max_window: Duration::from_secs(10),
@@ -99,7 +102,6 @@ pub fn count_running(id: (u64, u64)) -> usize {
         .count()
 }
 
-
 /// Runs one victim to the end; returns (its own elapsed ns, wall time).
 fn run_victim(platform: &dyn Platform, spec: &LaunchSpec) -> Result<(f64, Duration, Option<(u64, u64)>)> {
     let t = Instant::now();
@@ -120,7 +122,15 @@ fn run_victim(platform: &dyn Platform, spec: &LaunchSpec) -> Result<(f64, Durati
 }
 
 fn sample(platform: &str, workload: &WorkloadSpec, metric: String, unit: &str, iteration: u32, value: f64) -> Sample {
-    Sample { run_id: String::new(), platform: platform.into(), workload: workload.to_string(), metric, unit: unit.into(), iteration, value }
+    Sample {
+        run_id: String::new(),
+        platform: platform.into(),
+        workload: workload.to_string(),
+        metric,
+        unit: unit.into(),
+        iteration,
+        value,
+    }
 }
 
 /// Measures interference on `platform`. Every instance it starts is
@@ -152,7 +162,11 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
         // for `cpu` on the process platform here): give it the whole bound.
         let window = if stress == StressKind::Fork { cfg.max_window } else { window };
         let before = exe.map(count_running).unwrap_or(0);
-        let mut spec = LaunchSpec::new(WorkloadSpec::mode(GuestMode::Stress { kind: stress, ms: window.as_millis() as u32, max_procs: cfg.max_procs }));
+        let mut spec = LaunchSpec::new(WorkloadSpec::mode(GuestMode::Stress {
+            kind: stress,
+            ms: window.as_millis() as u32,
+            max_procs: cfg.max_procs,
+        }));
         spec.timeout = cfg.timeout.max(window * 2);
         let started = Instant::now();
         let mut neighbour: Box<dyn Instance> = match platform.launch(&spec) {
@@ -179,7 +193,8 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
                 let (el, wall, _) = run_victim(platform, &vspec)?;
                 last_wall = last_wall.max(wall);
                 let base = alone[&v.to_string()];
-                out.samples.push(sample(platform.name(), v, format!("interference.{}", stress.name()), "ratio", i, el / base));
+                out.samples
+                    .push(sample(platform.name(), v, format!("interference.{}", stress.name()), "ratio", i, el / base));
                 *runs.entry(v.to_string()).or_insert(0) += 1;
             }
         }
@@ -187,9 +202,21 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
         let stopped = neighbour.stop();
         let finished = finished?;
         stopped?;
-        let work = finished.results.first().and_then(|r| r.checksum()).and_then(|c| u64::from_str_radix(c, 16).ok()).unwrap_or(0);
+        let work = finished
+            .results
+            .first()
+            .and_then(|r| r.checksum())
+            .and_then(|c| u64::from_str_radix(c, 16).ok())
+            .unwrap_or(0);
         let after = exe.map(count_running).unwrap_or(0);
-        out.neighbours.push(Neighbour { stress, window_ms: window.as_millis() as u64, work, procs_before: before, procs_after: after, victim_runs: runs });
+        out.neighbours.push(Neighbour {
+            stress,
+            window_ms: window.as_millis() as u64,
+            work,
+            procs_before: before,
+            procs_after: after,
+            victim_runs: runs,
+        });
     }
     Ok(out)
 }

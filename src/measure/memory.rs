@@ -134,7 +134,13 @@ pub fn read_pids(pids: &[i32]) -> MemoryReading {
             }
         }
     }
-    MemoryReading { pss_bytes: pss, rss_bytes: rss, cgroup_bytes: charged, attribution: Attribution::Pids, pids: pids.to_vec() }
+    MemoryReading {
+        pss_bytes: pss,
+        rss_bytes: rss,
+        cgroup_bytes: charged,
+        attribution: Attribution::Pids,
+        pids: pids.to_vec(),
+    }
 }
 
 /// PSS of this process, bytes.
@@ -147,7 +153,9 @@ fn self_pss() -> anyhow::Result<(u64, u64)> {
 /// releases it).
 pub fn measure_once(platform: &dyn Platform, spec: &LaunchSpec) -> anyhow::Result<MemoryReading> {
     let before = self_pss()?;
-    let inst = platform.launch(spec).with_context(|| format!("launching {} on {} for the memory measurement", spec.workload, platform.name()))?;
+    let inst = platform
+        .launch(spec)
+        .with_context(|| format!("launching {} on {} for the memory measurement", spec.workload, platform.name()))?;
     let pids = inst.pids();
     let me = std::process::id() as i32;
     let reading = if pids.is_empty() || pids.contains(&me) {
@@ -162,7 +170,8 @@ pub fn measure_once(platform: &dyn Platform, spec: &LaunchSpec) -> anyhow::Resul
     } else {
         read_pids(&pids)
     };
-    inst.stop().with_context(|| format!("stopping the {} instance after the memory measurement", platform.name()))?;
+    inst.stop()
+        .with_context(|| format!("stopping the {} instance after the memory measurement", platform.name()))?;
     Ok(reading)
 }
 
@@ -216,7 +225,11 @@ pub fn add_overhead_rows(samples: &mut Vec<Sample>) -> usize {
         if has_overhead(&s.platform, &s.workload, samples) {
             continue;
         }
-        let base: Vec<f64> = samples.iter().filter(|b| b.metric == "mem.host" && b.platform == "process" && b.workload == s.workload).map(|b| b.value).collect();
+        let base: Vec<f64> = samples
+            .iter()
+            .filter(|b| b.metric == "mem.host" && b.platform == "process" && b.workload == s.workload)
+            .map(|b| b.value)
+            .collect();
         if base.is_empty() {
             continue;
         }

@@ -105,48 +105,307 @@ pub struct ProbeDef {
 }
 
 const fn p(id: &'static str, category: &'static str, question: &'static str, exposed_when: &'static str, kernel_relative: bool, scope: Scope) -> ProbeDef {
-    ProbeDef { id, category, question, exposed_when, kernel_relative, scope }
+    ProbeDef {
+        id,
+        category,
+        question,
+        exposed_when,
+        kernel_relative,
+        scope,
+    }
 }
 
 /// Every probe, in report order.
 pub const CATALOGUE: &[ProbeDef] = &[
-    p("kernel.shared", "kernel", "Does the workload run on the host's kernel?", "the kernel boot id it reads (/proc/sys/kernel/random/boot_id) is the host's; without /proc, uname release and version equal the host's", false, Scope::All),
-    p("proc.host_pids", "processes", "Can the workload see host processes?", "its /proc shows versus itself (its parent, same pid and start time) or the host's pid 1 (same name and start time)", true, Scope::Linux),
-    p("ns.pid", "processes", "Does the workload share the host's pid namespace (is it not pid 1 of its own)?", "its pid namespace inode is the host's", true, Scope::Linux),
-    p("ns.ipc", "processes", "Does the workload share the host's IPC namespace (SysV IPC, POSIX queues)?", "its ipc namespace inode is the host's", true, Scope::Linux),
-    p("proc.host_env", "processes", "Does the workload inherit the host's environment, where secrets often live?", "half or more of versus' environment variables (at least 3), by name and value, are in its environment (values are compared as hashes, never reported)", false, Scope::Linux),
-    p("fs.host_root", "filesystem", "Can the workload see the host's root filesystem?", "its / (or /proc/1/root) is the host's / (same device and inode)", true, Scope::Linux),
-    p("fs.host_mounts", "filesystem", "Can the workload see the host's mount table?", "its /proc/self/mountinfo lists the host's root mount (same device, root and mount point)", true, Scope::Linux),
-    p("ns.mnt", "filesystem", "Does the workload share the host's mount namespace?", "its mnt namespace inode is the host's", true, Scope::Linux),
-    p("fs.runtime_sockets", "filesystem", "Are container runtime sockets (docker, containerd, cri-o, podman, libvirt) reachable?", "one of their well-known paths is a socket it can see", true, Scope::Linux),
-    p("net.host_interfaces", "network", "Can the workload see the host's network interfaces?", "one of its interfaces has the name and MAC address of a host interface other than lo", false, Scope::Linux),
-    p("net.host_loopback", "network", "Can the workload connect to a TCP port listening on the host's 127.0.0.1?", "connect() to the port versus listens on succeeds", false, Scope::Linux),
-    p("net.host_unix", "network", "Can the workload connect to a host abstract unix socket?", "connect() to the abstract socket versus listens on succeeds", false, Scope::Linux),
-    p("ns.net", "network", "Does the workload share the host's network namespace?", "its net namespace inode is the host's", true, Scope::Linux),
-    p("priv.uid0_host", "privileges", "Does the workload run as the host's root?", "uid 0 with the identity uid map (0 0 4294967295)", true, Scope::Linux),
-    p("priv.capabilities", "privileges", "Does the workload hold CAP_SYS_ADMIN over the host?", "CAP_SYS_ADMIN is in its effective set and its user namespace is the host's", true, Scope::Linux),
-    p("priv.seccomp", "privileges", "Can the workload make every system call (no seccomp filter)?", "prctl(PR_GET_SECCOMP) is 0", true, Scope::Linux),
-    p("priv.no_new_privs", "privileges", "Can the workload gain privileges through setuid or file capabilities?", "prctl(PR_GET_NO_NEW_PRIVS) is 0", true, Scope::Linux),
-    p("priv.lsm", "privileges", "Is the workload unconfined by an LSM (AppArmor, SELinux)?", "/proc/self/attr/current is `unconfined` or there is no LSM label", true, Scope::Linux),
-    p("ns.user", "privileges", "Does the workload share the host's user namespace?", "its user namespace inode is the host's", true, Scope::Linux),
-    p("kif.kallsyms", "kernel interfaces", "Can the workload read kernel symbol addresses?", "/proc/kallsyms shows non-zero addresses", true, Scope::Linux),
-    p("kif.dmesg", "kernel interfaces", "Can the workload read the kernel log?", "syslog(SYSLOG_ACTION_READ_ALL) succeeds", true, Scope::Linux),
-    p("kif.proc_sys", "kernel interfaces", "Can the workload write host-wide sysctls?", "open(/proc/sys/kernel/core_pattern, O_WRONLY) succeeds (nothing is written)", true, Scope::Linux),
-    p("kif.sysfs", "kernel interfaces", "Is /sys mounted writable for a host root?", "/sys is a read-write sysfs, the workload is euid 0 and in the host's user namespace", true, Scope::Linux),
-    p("kif.cgroup_release_agent", "kernel interfaces", "Can the workload write a cgroup v1 release_agent (the classic container escape)?", "open(<cgroup>/release_agent, O_WRONLY) succeeds (nothing is written)", true, Scope::Linux),
-    p("kif.module_load", "kernel interfaces", "Can the workload load kernel modules?", "init_module() with an empty image gets past the CAP_SYS_MODULE check (fails with anything but EPERM); ENOSYS (no module support) is not_applicable", true, Scope::Linux),
-    p("kif.hostname", "kernel interfaces", "Does a hostname change inside reach the host?", "sethostname() (to the current name) succeeds in the host's UTS namespace, or the host's hostname changed during the run", true, Scope::Linux),
-    p("kif.clock", "kernel interfaces", "Can the workload set the host's clock?", "settimeofday(NULL, NULL) passes the CAP_SYS_TIME check (time namespaces never cover CLOCK_REALTIME)", true, Scope::Linux),
-    p("ns.uts", "kernel interfaces", "Does the workload share the host's UTS namespace (hostname)?", "its uts namespace inode is the host's", true, Scope::Linux),
-    p("ns.time", "kernel interfaces", "Does the workload share the host's time namespace (monotonic and boot clock offsets)?", "its time namespace inode is the host's", true, Scope::Linux),
-    p("dev.mem", "devices", "Can the workload open /dev/mem, /dev/kmem or /dev/port?", "one of them opens read-only", true, Scope::Linux),
+    p(
+        "kernel.shared",
+        "kernel",
+        "Does the workload run on the host's kernel?",
+        "the kernel boot id it reads (/proc/sys/kernel/random/boot_id) is the host's; without /proc, uname release and version equal the host's",
+        false,
+        Scope::All,
+    ),
+    p(
+        "proc.host_pids",
+        "processes",
+        "Can the workload see host processes?",
+        "its /proc shows versus itself (its parent, same pid and start time) or the host's pid 1 (same name and start time)",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "ns.pid",
+        "processes",
+        "Does the workload share the host's pid namespace (is it not pid 1 of its own)?",
+        "its pid namespace inode is the host's",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "ns.ipc",
+        "processes",
+        "Does the workload share the host's IPC namespace (SysV IPC, POSIX queues)?",
+        "its ipc namespace inode is the host's",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "proc.host_env",
+        "processes",
+        "Does the workload inherit the host's environment, where secrets often live?",
+        "half or more of versus' environment variables (at least 3), by name and value, are in its environment (values are compared as hashes, never reported)",
+        false,
+        Scope::Linux,
+    ),
+    p(
+        "fs.host_root",
+        "filesystem",
+        "Can the workload see the host's root filesystem?",
+        "its / (or /proc/1/root) is the host's / (same device and inode)",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "fs.host_mounts",
+        "filesystem",
+        "Can the workload see the host's mount table?",
+        "its /proc/self/mountinfo lists the host's root mount (same device, root and mount point)",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "ns.mnt",
+        "filesystem",
+        "Does the workload share the host's mount namespace?",
+        "its mnt namespace inode is the host's",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "fs.runtime_sockets",
+        "filesystem",
+        "Are container runtime sockets (docker, containerd, cri-o, podman, libvirt) reachable?",
+        "one of their well-known paths is a socket it can see",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "net.host_interfaces",
+        "network",
+        "Can the workload see the host's network interfaces?",
+        "one of its interfaces has the name and MAC address of a host interface other than lo",
+        false,
+        Scope::Linux,
+    ),
+    p(
+        "net.host_loopback",
+        "network",
+        "Can the workload connect to a TCP port listening on the host's 127.0.0.1?",
+        "connect() to the port versus listens on succeeds",
+        false,
+        Scope::Linux,
+    ),
+    p(
+        "net.host_unix",
+        "network",
+        "Can the workload connect to a host abstract unix socket?",
+        "connect() to the abstract socket versus listens on succeeds",
+        false,
+        Scope::Linux,
+    ),
+    p(
+        "ns.net",
+        "network",
+        "Does the workload share the host's network namespace?",
+        "its net namespace inode is the host's",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "priv.uid0_host",
+        "privileges",
+        "Does the workload run as the host's root?",
+        "uid 0 with the identity uid map (0 0 4294967295)",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "priv.capabilities",
+        "privileges",
+        "Does the workload hold CAP_SYS_ADMIN over the host?",
+        "CAP_SYS_ADMIN is in its effective set and its user namespace is the host's",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "priv.seccomp",
+        "privileges",
+        "Can the workload make every system call (no seccomp filter)?",
+        "prctl(PR_GET_SECCOMP) is 0",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "priv.no_new_privs",
+        "privileges",
+        "Can the workload gain privileges through setuid or file capabilities?",
+        "prctl(PR_GET_NO_NEW_PRIVS) is 0",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "priv.lsm",
+        "privileges",
+        "Is the workload unconfined by an LSM (AppArmor, SELinux)?",
+        "/proc/self/attr/current is `unconfined` or there is no LSM label",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "ns.user",
+        "privileges",
+        "Does the workload share the host's user namespace?",
+        "its user namespace inode is the host's",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "kif.kallsyms",
+        "kernel interfaces",
+        "Can the workload read kernel symbol addresses?",
+        "/proc/kallsyms shows non-zero addresses",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "kif.dmesg",
+        "kernel interfaces",
+        "Can the workload read the kernel log?",
+        "syslog(SYSLOG_ACTION_READ_ALL) succeeds",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "kif.proc_sys",
+        "kernel interfaces",
+        "Can the workload write host-wide sysctls?",
+        "open(/proc/sys/kernel/core_pattern, O_WRONLY) succeeds (nothing is written)",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "kif.sysfs",
+        "kernel interfaces",
+        "Is /sys mounted writable for a host root?",
+        "/sys is a read-write sysfs, the workload is euid 0 and in the host's user namespace",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "kif.cgroup_release_agent",
+        "kernel interfaces",
+        "Can the workload write a cgroup v1 release_agent (the classic container escape)?",
+        "open(<cgroup>/release_agent, O_WRONLY) succeeds (nothing is written)",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "kif.module_load",
+        "kernel interfaces",
+        "Can the workload load kernel modules?",
+        "init_module() with an empty image gets past the CAP_SYS_MODULE check (fails with anything but EPERM); ENOSYS (no module support) is not_applicable",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "kif.hostname",
+        "kernel interfaces",
+        "Does a hostname change inside reach the host?",
+        "sethostname() (to the current name) succeeds in the host's UTS namespace, or the host's hostname changed during the run",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "kif.clock",
+        "kernel interfaces",
+        "Can the workload set the host's clock?",
+        "settimeofday(NULL, NULL) passes the CAP_SYS_TIME check (time namespaces never cover CLOCK_REALTIME)",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "ns.uts",
+        "kernel interfaces",
+        "Does the workload share the host's UTS namespace (hostname)?",
+        "its uts namespace inode is the host's",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "ns.time",
+        "kernel interfaces",
+        "Does the workload share the host's time namespace (monotonic and boot clock offsets)?",
+        "its time namespace inode is the host's",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "dev.mem",
+        "devices",
+        "Can the workload open /dev/mem, /dev/kmem or /dev/port?",
+        "one of them opens read-only",
+        true,
+        Scope::Linux,
+    ),
     p("dev.kvm", "devices", "Can the workload open /dev/kvm?", "it opens", true, Scope::Linux),
-    p("dev.block", "devices", "Can the workload open a host block device?", "a block device node under /dev opens read-only", true, Scope::Linux),
-    p("dev.cpu_identity", "devices", "Does the workload see the host CPU's identity (CPUID brand string)?", "the brand string it reads equals the host's", false, Scope::All),
-    p("ns.cgroup", "resources", "Does the workload share the host's cgroup namespace (sees host cgroup paths)?", "its cgroup namespace inode is the host's", true, Scope::Linux),
-    p("vm.mem_outside_ram", "resources", "Can the kernel-less guest read or write memory outside its RAM?", "an access outside guest RAM returns data or is silently accepted instead of ending the guest", false, Scope::Bare),
-    p("vm.unknown_port", "devices", "Does the VMM answer port I/O it does not implement?", "an access to an unknown port is served instead of ending the guest", false, Scope::Bare),
-    p("vm.supervisor", "privileges", "Can the kernel-less guest leave user mode?", "a privileged instruction or a system call from CPL3 runs instead of faulting to the VMM", false, Scope::Bare),
+    p(
+        "dev.block",
+        "devices",
+        "Can the workload open a host block device?",
+        "a block device node under /dev opens read-only",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "dev.cpu_identity",
+        "devices",
+        "Does the workload see the host CPU's identity (CPUID brand string)?",
+        "the brand string it reads equals the host's",
+        false,
+        Scope::All,
+    ),
+    p(
+        "ns.cgroup",
+        "resources",
+        "Does the workload share the host's cgroup namespace (sees host cgroup paths)?",
+        "its cgroup namespace inode is the host's",
+        true,
+        Scope::Linux,
+    ),
+    p(
+        "vm.mem_outside_ram",
+        "resources",
+        "Can the kernel-less guest read or write memory outside its RAM?",
+        "an access outside guest RAM returns data or is silently accepted instead of ending the guest",
+        false,
+        Scope::Bare,
+    ),
+    p(
+        "vm.unknown_port",
+        "devices",
+        "Does the VMM answer port I/O it does not implement?",
+        "an access to an unknown port is served instead of ending the guest",
+        false,
+        Scope::Bare,
+    ),
+    p(
+        "vm.supervisor",
+        "privileges",
+        "Can the kernel-less guest leave user mode?",
+        "a privileged instruction or a system call from CPL3 runs instead of faulting to the VMM",
+        false,
+        Scope::Bare,
+    ),
 ];
 
 /// The catalogue entry of `id`.
@@ -189,7 +448,11 @@ pub fn dec(s: &str) -> String {
 
 /// The `k=v` pairs of an observation, decoded.
 pub fn fields(evidence: &str) -> BTreeMap<String, String> {
-    evidence.split(' ').filter_map(|t| t.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    evidence
+        .split(' ')
+        .filter_map(|t| t.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// What versus reads on the host to compare with the observations.
@@ -252,14 +515,22 @@ pub fn count_host_syscalls(kallsyms: &str) -> usize {
 /// /proc/kallsyms takes a noticeable fraction of a second).
 pub fn host_syscalls() -> Option<usize> {
     static COUNT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-    *COUNT.get_or_init(|| std::fs::read_to_string("/proc/kallsyms").ok().map(|k| count_host_syscalls(&k)).filter(|n| *n > 0))
+    *COUNT.get_or_init(|| {
+        std::fs::read_to_string("/proc/kallsyms")
+            .ok()
+            .map(|k| count_host_syscalls(&k))
+            .filter(|n| *n > 0)
+    })
 }
 
 impl HostFacts {
     /// Reads the host's values. Missing values stay `None`/empty; the
     /// probes that need them then report `error` with the reason.
     pub fn collect() -> HostFacts {
-        let mut h = HostFacts { pid: std::process::id() as i32, ..Default::default() };
+        let mut h = HostFacts {
+            pid: std::process::id() as i32,
+            ..Default::default()
+        };
         h.boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string());
         let u = nix::sys::utsname::uname().ok();
         h.release = u.as_ref().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
@@ -300,7 +571,9 @@ impl HostFacts {
             }
         }
         h.cpu_brand = cpu_brand();
-        h.env = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), fnv(v.as_encoded_bytes()))).collect();
+        h.env = std::env::vars_os()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), fnv(v.as_encoded_bytes())))
+            .collect();
         h
     }
 }
@@ -353,7 +626,10 @@ pub fn classify(platform: &str, lines: &[ProbeLine], host: &HostFacts, ctx: &Con
         }
     });
     let ns_shared = |kind: &str| obs(&format!("ns.{kind}")).and_then(|f| num(&f, "inode")).map(|i| Some(&i) == host.ns.get(kind));
-    let shared = Shared { user: ns_shared("user"), uts: ns_shared("uts") };
+    let shared = Shared {
+        user: ns_shared("user"),
+        uts: ns_shared("uts"),
+    };
     let mut rows = Vec::new();
     for d in CATALOGUE {
         let row = |result: Outcome, evidence: String| ProbeRow {
@@ -394,7 +670,14 @@ pub fn classify(platform: &str, lines: &[ProbeLine], host: &HostFacts, ctx: &Con
     for l in lines {
         if def(&l.id).is_none() {
             let result = Outcome::parse(&l.result).unwrap_or(Outcome::Error);
-            rows.push(ProbeRow { run_id: String::new(), platform: platform.into(), probe: l.id.clone(), category: "other".into(), result, evidence: l.evidence.clone() });
+            rows.push(ProbeRow {
+                run_id: String::new(),
+                platform: platform.into(),
+                probe: l.id.clone(),
+                category: "other".into(),
+                result,
+                evidence: l.evidence.clone(),
+            });
         }
     }
     rows
@@ -421,7 +704,10 @@ fn kernel_shared(f: &BTreeMap<String, String>, h: &HostFacts) -> Verdict {
     }
     match (f.get("boot_id"), &h.boot_id) {
         (Some(g), Some(b)) if g == b => (Outcome::Exposed, format!("boot id {g} is the host's ({uname})")),
-        (Some(g), Some(b)) => (Outcome::Isolated, format!("boot id {g}, host's {b} ({uname}; host {} {})", h.release, h.version)),
+        (Some(g), Some(b)) => (
+            Outcome::Isolated,
+            format!("boot id {g}, host's {b} ({uname}; host {} {})", h.release, h.version),
+        ),
         (Some(_), None) => (Outcome::Error, "the host's boot id is unreadable: mount /proc".into()),
         (None, _) => match (release, version) {
             (Some(r), Some(v)) if r == h.release && v == h.version => (Outcome::Exposed, format!("no boot id; uname {r} {v} equals the host's")),
@@ -456,7 +742,10 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
         return match num(f, "inode") {
             Some(i) if i == *host => (Exposed, format!("{kind}:[{i}] is the host's namespace")),
             Some(i) => (Isolated, format!("{kind}:[{i}], host's {kind}:[{host}]")),
-            None => (Error, format!("no namespace inode reported ({})", f.get("link").map(|s| dec(s)).unwrap_or_default())),
+            None => (
+                Error,
+                format!("no namespace inode reported ({})", f.get("link").map(|s| dec(s)).unwrap_or_default()),
+            ),
         };
     }
     match id {
@@ -473,12 +762,23 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
             }
             let pid1 = f.get("pid1_comm").map(|s| dec(s));
             if pid1.is_some() && pid1 == h.pid1_comm && num(f, "pid1_start").is_some() && num(f, "pid1_start") == h.pid1_start {
-                return (Exposed, format!("{seen}; its pid 1 is the host's `{}` (same start time)", pid1.unwrap_or_default()));
+                return (
+                    Exposed,
+                    format!("{seen}; its pid 1 is the host's `{}` (same start time)", pid1.unwrap_or_default()),
+                );
             }
             if visible.is_none() && f.get("pid1_comm").is_none() {
                 return (Error, seen);
             }
-            (Isolated, format!("{seen}; parent pid {}; its pid 1 is `{}`, not the host's `{}`", ppid.unwrap_or(0), pid1.unwrap_or_default(), h.pid1_comm.clone().unwrap_or_default()))
+            (
+                Isolated,
+                format!(
+                    "{seen}; parent pid {}; its pid 1 is `{}`, not the host's `{}`",
+                    ppid.unwrap_or(0),
+                    pid1.unwrap_or_default(),
+                    h.pid1_comm.clone().unwrap_or_default()
+                ),
+            )
         }
         "proc.host_env" => {
             if h.env.is_empty() {
@@ -497,7 +797,12 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
                 }
             }
             let shown = same.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
-            let ev = format!("{} of its {count} variables have the name and value of one of versus' {} ({shown}{})", same.len(), h.env.len(), if same.len() > 8 { ", ..." } else { "" });
+            let ev = format!(
+                "{} of its {count} variables have the name and value of one of versus' {} ({shown}{})",
+                same.len(),
+                h.env.len(),
+                if same.len() > 8 { ", ..." } else { "" }
+            );
             if same.len() >= 3 && same.len() * 2 >= h.env.len() {
                 (Exposed, ev)
             } else {
@@ -506,7 +811,9 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
         }
         "fs.host_root" => {
             let listing = dec(f.get("listing").map(String::as_str).unwrap_or("")).replace(',', " ");
-            let Some((d, i)) = h.root else { return (Error, "cannot stat the host's /".into()) };
+            let Some((d, i)) = h.root else {
+                return (Error, "cannot stat the host's /".into());
+            };
             let host = format!("{d}:{i}");
             if f.get("root") == Some(&host) {
                 return (Exposed, format!("its / is the host's / (dev:ino {host}); it lists: {listing}"));
@@ -514,11 +821,27 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
             if f.get("proc1root") == Some(&host) {
                 return (Exposed, format!("/proc/1/root is the host's / (dev:ino {host}); its own / lists: {listing}"));
             }
-            (Isolated, format!("its / is {} (host {host}), /proc/1/root {}; it lists: {listing}", f.get("root").map(|s| errno_name(s)).unwrap_or_default(), f.get("proc1root").map(|s| errno_name(s)).unwrap_or_default()))
+            (
+                Isolated,
+                format!(
+                    "its / is {} (host {host}), /proc/1/root {}; it lists: {listing}",
+                    f.get("root").map(|s| errno_name(s)).unwrap_or_default(),
+                    f.get("proc1root").map(|s| errno_name(s)).unwrap_or_default()
+                ),
+            )
         }
         "fs.host_mounts" => {
-            let Some(root) = &h.root_mount else { return (Error, "cannot read the host's mount table".into()) };
-            let mounts: BTreeSet<String> = f.get("mounts").map(String::as_str).unwrap_or("").split(';').filter(|m| !m.is_empty()).map(|m| m.split(',').map(dec).collect::<Vec<_>>().join(",")).collect();
+            let Some(root) = &h.root_mount else {
+                return (Error, "cannot read the host's mount table".into());
+            };
+            let mounts: BTreeSet<String> = f
+                .get("mounts")
+                .map(String::as_str)
+                .unwrap_or("")
+                .split(';')
+                .filter(|m| !m.is_empty())
+                .map(|m| m.split(',').map(dec).collect::<Vec<_>>().join(","))
+                .collect();
             let common = mounts.intersection(&h.mounts).count();
             let ev = format!("{} mounts visible, {common} of them the host's {}", mounts.len(), h.mounts.len());
             if mounts.contains(root) {
@@ -529,23 +852,53 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
         }
         "fs.runtime_sockets" => match f.get("found").filter(|s| !s.is_empty()) {
             Some(s) => (Exposed, format!("runtime sockets visible: {}", dec(s))),
-            None => (Isolated, format!("none of {} well-known runtime socket paths is a socket inside", f.get("checked").map(String::as_str).unwrap_or("?"))),
+            None => (
+                Isolated,
+                format!(
+                    "none of {} well-known runtime socket paths is a socket inside",
+                    f.get("checked").map(String::as_str).unwrap_or("?")
+                ),
+            ),
         },
         "net.host_interfaces" => {
             if h.interfaces.is_empty() {
                 return (NotApplicable, "the host has no interface other than lo to compare with".into());
             }
-            let ifs: Vec<(String, String)> = f.get("ifs").map(String::as_str).unwrap_or("").split(',').filter_map(|s| s.split_once('@')).map(|(n, m)| (dec(n), m.to_string())).collect();
+            let ifs: Vec<(String, String)> = f
+                .get("ifs")
+                .map(String::as_str)
+                .unwrap_or("")
+                .split(',')
+                .filter_map(|s| s.split_once('@'))
+                .map(|(n, m)| (dec(n), m.to_string()))
+                .collect();
             let names = ifs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" ");
-            let shared: Vec<&str> = ifs.iter().filter(|(n, m)| h.interfaces.iter().any(|(hn, hm)| hn == n && (hm == m || m == "unknown"))).map(|(n, _)| n.as_str()).collect();
+            let shared: Vec<&str> = ifs
+                .iter()
+                .filter(|(n, m)| h.interfaces.iter().any(|(hn, hm)| hn == n && (hm == m || m == "unknown")))
+                .map(|(n, _)| n.as_str())
+                .collect();
             if shared.is_empty() {
-                (Isolated, format!("its interfaces: {names}; none is one of the host's ({})", h.interfaces.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" ")))
+                (
+                    Isolated,
+                    format!(
+                        "its interfaces: {names}; none is one of the host's ({})",
+                        h.interfaces.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" ")
+                    ),
+                )
             } else {
-                (Exposed, format!("host interfaces visible (same name and MAC): {}; all: {names}", shared.join(" ")))
+                (
+                    Exposed,
+                    format!("host interfaces visible (same name and MAC): {}; all: {names}", shared.join(" ")),
+                )
             }
         }
         "net.host_loopback" | "net.host_unix" => {
-            let what = if id == "net.host_loopback" { format!("127.0.0.1:{}", ctx.port) } else { format!("@versus-probe-{}", ctx.port) };
+            let what = if id == "net.host_loopback" {
+                format!("127.0.0.1:{}", ctx.port)
+            } else {
+                format!("@versus-probe-{}", ctx.port)
+            };
             match f.get("connect").map(String::as_str) {
                 Some("ok") => (Exposed, format!("connect() to the host's listener {what} succeeded")),
                 Some(e) => (Isolated, format!("connect() to the host's listener {what} failed: {}", errno_name(e))),
@@ -554,8 +907,16 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
         }
         "priv.uid0_host" => {
             let uid = num(f, "uid");
-            let map: Vec<String> = dec(f.get("uid_map").map(String::as_str).unwrap_or("")).split_whitespace().map(String::from).collect();
-            let ev = format!("uid {} euid {}, uid_map `{}`", uid.map(|u| u.to_string()).unwrap_or("?".into()), f.get("euid").map(String::as_str).unwrap_or("?"), map.join(" "));
+            let map: Vec<String> = dec(f.get("uid_map").map(String::as_str).unwrap_or(""))
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            let ev = format!(
+                "uid {} euid {}, uid_map `{}`",
+                uid.map(|u| u.to_string()).unwrap_or("?".into()),
+                f.get("euid").map(String::as_str).unwrap_or("?"),
+                map.join(" ")
+            );
             if uid != Some(0) {
                 (Isolated, ev)
             } else if map.first().map(String::as_str) == Some("0") && map.get(1).map(String::as_str) == Some("0") {
@@ -567,8 +928,15 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
             }
         }
         "priv.capabilities" => {
-            let Some(eff) = f.get("eff").and_then(|e| u64::from_str_radix(e, 16).ok()) else { return (Error, "no capability sets reported".into()) };
-            let ev = format!("CapEff {:016x} ({} capabilities), CapBnd {}", eff, eff.count_ones(), f.get("bnd").map(String::as_str).unwrap_or("?"));
+            let Some(eff) = f.get("eff").and_then(|e| u64::from_str_radix(e, 16).ok()) else {
+                return (Error, "no capability sets reported".into());
+            };
+            let ev = format!(
+                "CapEff {:016x} ({} capabilities), CapBnd {}",
+                eff,
+                eff.count_ones(),
+                f.get("bnd").map(String::as_str).unwrap_or("?")
+            );
             let sys_admin = eff & (1 << 21) != 0;
             match (sys_admin, user_ns_shared) {
                 (true, Some(false)) => (Isolated, format!("{ev}: CAP_SYS_ADMIN only over its own user namespace")),
@@ -578,11 +946,17 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
         }
         "priv.seccomp" => match num(f, "mode") {
             Some(0) => (Exposed, "seccomp mode 0: no filter, every system call reachable".into()),
-            Some(m) => (Isolated, format!("seccomp mode {m} ({} filters)", f.get("filters").map(String::as_str).unwrap_or("?"))),
+            Some(m) => (
+                Isolated,
+                format!("seccomp mode {m} ({} filters)", f.get("filters").map(String::as_str).unwrap_or("?")),
+            ),
             None => (Error, "no seccomp mode reported".into()),
         },
         "priv.no_new_privs" => match num(f, "nnp") {
-            Some(0) => (Exposed, "no_new_privs is 0: setuid binaries and file capabilities still raise privileges".into()),
+            Some(0) => (
+                Exposed,
+                "no_new_privs is 0: setuid binaries and file capabilities still raise privileges".into(),
+            ),
             Some(_) => (Isolated, "no_new_privs is set".into()),
             None => (Error, "no no_new_privs value reported".into()),
         },
@@ -593,7 +967,13 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
             (None, None) => (Error, "no LSM label reported".into()),
         },
         "kif.kallsyms" => match (f.get("open").map(String::as_str), num(f, "nonzero")) {
-            (Some("ok"), Some(n)) if n > 0 => (Exposed, format!("/proc/kallsyms shows {n} non-zero addresses in its first {} lines", f.get("lines").map(String::as_str).unwrap_or("?"))),
+            (Some("ok"), Some(n)) if n > 0 => (
+                Exposed,
+                format!(
+                    "/proc/kallsyms shows {n} non-zero addresses in its first {} lines",
+                    f.get("lines").map(String::as_str).unwrap_or("?")
+                ),
+            ),
             (Some("ok"), _) => (Isolated, "/proc/kallsyms readable but addresses hidden (kptr_restrict)".into()),
             (Some(e), _) => (Isolated, format!("/proc/kallsyms: {}", errno_name(e))),
             (None, _) => (Error, "no result reported".into()),
@@ -612,8 +992,18 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
             let mount = f.get("mount").map(String::as_str).unwrap_or("?");
             let euid = num(f, "euid");
             match mount {
-                "rw" if euid == Some(0) && user_ns_shared != Some(false) => (Exposed, "/sys is a read-write sysfs and the workload is root of the host's user namespace".into()),
-                "rw" => (Isolated, format!("/sys is read-write but the workload is euid {} {}", euid.unwrap_or(0), if user_ns_shared == Some(false) { "in its own user namespace" } else { "" })),
+                "rw" if euid == Some(0) && user_ns_shared != Some(false) => (
+                    Exposed,
+                    "/sys is a read-write sysfs and the workload is root of the host's user namespace".into(),
+                ),
+                "rw" => (
+                    Isolated,
+                    format!(
+                        "/sys is read-write but the workload is euid {} {}",
+                        euid.unwrap_or(0),
+                        if user_ns_shared == Some(false) { "in its own user namespace" } else { "" }
+                    ),
+                ),
                 "ro" => (Isolated, "/sys is mounted read-only".into()),
                 "absent" => (Isolated, "no sysfs mounted on /sys".into()),
                 e => (Error, format!("mount table unreadable: {}", errno_name(e))),
@@ -621,13 +1011,25 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
         }
         "kif.cgroup_release_agent" => match f.get("writable").filter(|w| !w.is_empty()) {
             Some(w) => (Exposed, format!("writable: {}", dec(w).replace(',', " "))),
-            None => (Isolated, format!("{} release_agent files visible, none writable", f.get("checked").map(String::as_str).unwrap_or("0"))),
+            None => (
+                Isolated,
+                format!(
+                    "{} release_agent files visible, none writable",
+                    f.get("checked").map(String::as_str).unwrap_or("0")
+                ),
+            ),
         },
         "kif.module_load" => match (f.get("ret"), num(f, "errno")) {
             (Some(_), _) => (Exposed, "init_module() returned 0".into()),
             (_, Some(1)) => (Isolated, "init_module(): EPERM (no CAP_SYS_MODULE)".into()),
             (_, Some(38)) => (NotApplicable, "init_module(): ENOSYS: this kernel has no module loading".into()),
-            (_, Some(e)) => (Exposed, format!("init_module() passed the CAP_SYS_MODULE check and failed on the empty image: {:?}", nix::errno::Errno::from_raw(e as i32))),
+            (_, Some(e)) => (
+                Exposed,
+                format!(
+                    "init_module() passed the CAP_SYS_MODULE check and failed on the empty image: {:?}",
+                    nix::errno::Errno::from_raw(e as i32)
+                ),
+            ),
             _ => (Error, "no result reported".into()),
         },
         "kif.hostname" => {
@@ -637,8 +1039,13 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
             }
             let shared_uts = shared.uts;
             match f.get("set_same").map(String::as_str) {
-                Some("ok") if name == h.hostname && shared_uts != Some(false) => (Exposed, format!("sethostname(`{name}`) succeeded and `{name}` is the host's hostname")),
-                Some("ok") => (Isolated, format!("sethostname succeeds on its own hostname `{name}`; the host's `{}` is unchanged", h.hostname)),
+                Some("ok") if name == h.hostname && shared_uts != Some(false) => {
+                    (Exposed, format!("sethostname(`{name}`) succeeded and `{name}` is the host's hostname"))
+                }
+                Some("ok") => (
+                    Isolated,
+                    format!("sethostname succeeds on its own hostname `{name}`; the host's `{}` is unchanged", h.hostname),
+                ),
                 Some(e) => (Isolated, format!("sethostname(`{name}`): {}", errno_name(e))),
                 None => (Error, "no result reported".into()),
             }
@@ -652,7 +1059,20 @@ fn judge(id: &str, f: &BTreeMap<String, String>, h: &HostFacts, ctx: &Context, s
             let opens = f.get("open").map(String::as_str).unwrap_or("");
             let ok: Vec<&str> = opens.split(',').filter_map(|o| o.strip_suffix(":ok")).collect();
             if ok.is_empty() {
-                (Isolated, format!("none opens: {}", opens.split(',').map(|o| match o.rsplit_once(':') { Some((p, e)) => format!("{p} {}", errno_name(e)), None => o.to_string() }).collect::<Vec<_>>().join(", ")))
+                (
+                    Isolated,
+                    format!(
+                        "none opens: {}",
+                        opens
+                            .split(',')
+                            .map(|o| match o.rsplit_once(':') {
+                                Some((p, e)) => format!("{p} {}", errno_name(e)),
+                                None => o.to_string(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
             } else {
                 (Exposed, format!("opens read-only: {}", ok.join(" ")))
             }
@@ -701,7 +1121,8 @@ impl Listeners {
         let port = tcp.local_addr().map_err(|e| LaunchError::io("reading the probe listener's port", e))?.port();
         let name = format!("versus-probe-{port}");
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| LaunchError::io("naming the abstract probe socket", e))?;
-        let unix = std::os::unix::net::UnixListener::bind_addr(&addr).map_err(|e| LaunchError::io(format!("listening on the abstract unix socket @{name}"), e))?;
+        let unix =
+            std::os::unix::net::UnixListener::bind_addr(&addr).map_err(|e| LaunchError::io(format!("listening on the abstract unix socket @{name}"), e))?;
         Ok(Listeners { port, _tcp: tcp, _unix: unix })
     }
 }
@@ -725,8 +1146,13 @@ pub fn run_probes_with(platform: &dyn Platform, timeout: Duration, host: &HostFa
         // in the versus process's VMM (the same code versus-vmm runs).
         lines.extend(crate::platform::vm::bare::vmm_probes(timeout));
     }
-    let after = nix::sys::utsname::uname().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default();
-    let ctx = Context { port: listeners.port, hostname_changed_to: (after != host.hostname && !host.hostname.is_empty()).then_some(after) };
+    let after = nix::sys::utsname::uname()
+        .map(|u| u.nodename().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ctx = Context {
+        port: listeners.port,
+        hostname_changed_to: (after != host.hostname && !host.hostname.is_empty()).then_some(after),
+    };
     drop(listeners);
     Ok(classify(platform.name(), &lines, host, &ctx))
 }
@@ -773,11 +1199,29 @@ pub fn syscall_surface(platform: &str, rows: &[ProbeRow], host: &HostFacts) -> O
     }
     let seccomp = rows.iter().find(|r| r.probe == "priv.seccomp")?;
     let (value, note) = match (seccomp.result, host.syscalls.or_else(host_syscalls)) {
-        (Outcome::Exposed, Some(n)) => (Some(n as u64), format!("no seccomp filter: all {n} x86-64 system call entry points of the host kernel (__x64_sys_* in /proc/kallsyms)")),
-        (Outcome::Exposed, None) => (None, "no seccomp filter: every host system call, but /proc/kallsyms is unreadable so the count is unknown".into()),
-        (_, _) => (None, format!("a seccomp filter is installed ({}); versus does not decode filters, so the count is unknown", seccomp.evidence)),
+        (Outcome::Exposed, Some(n)) => (
+            Some(n as u64),
+            format!("no seccomp filter: all {n} x86-64 system call entry points of the host kernel (__x64_sys_* in /proc/kallsyms)"),
+        ),
+        (Outcome::Exposed, None) => (
+            None,
+            "no seccomp filter: every host system call, but /proc/kallsyms is unreadable so the count is unknown".into(),
+        ),
+        (_, _) => (
+            None,
+            format!(
+                "a seccomp filter is installed ({}); versus does not decode filters, so the count is unknown",
+                seccomp.evidence
+            ),
+        ),
     };
-    Some(SurfaceRow { run_id: String::new(), platform: platform.into(), counted: "host_syscalls".into(), value, note })
+    Some(SurfaceRow {
+        run_id: String::new(),
+        platform: platform.into(),
+        counted: "host_syscalls".into(),
+        value,
+        note,
+    })
 }
 
 /// The surface of a VM platform: the kinds of VM exit its VMM handles and
@@ -785,8 +1229,20 @@ pub fn syscall_surface(platform: &str, rows: &[ProbeRow], host: &HostFacts) -> O
 /// lists them; everything else ends the guest.
 pub fn vm_surface(platform: &str, exit_kinds: &[&str], host_calls: &[&str]) -> Vec<SurfaceRow> {
     vec![
-        SurfaceRow { run_id: String::new(), platform: platform.into(), counted: "vm_exit_kinds".into(), value: Some(exit_kinds.len() as u64), note: format!("VM exits the VMM handles: {}", exit_kinds.join(", ")) },
-        SurfaceRow { run_id: String::new(), platform: platform.into(), counted: "vmm_host_calls".into(), value: Some(host_calls.len() as u64), note: format!("host calls the VMM serves: {}", host_calls.join(", ")) },
+        SurfaceRow {
+            run_id: String::new(),
+            platform: platform.into(),
+            counted: "vm_exit_kinds".into(),
+            value: Some(exit_kinds.len() as u64),
+            note: format!("VM exits the VMM handles: {}", exit_kinds.join(", ")),
+        },
+        SurfaceRow {
+            run_id: String::new(),
+            platform: platform.into(),
+            counted: "vmm_host_calls".into(),
+            value: Some(host_calls.len() as u64),
+            note: format!("host calls the VMM serves: {}", host_calls.join(", ")),
+        },
     ]
 }
 
@@ -795,7 +1251,11 @@ mod tests {
     use super::*;
 
     fn line(id: &str, ev: &str) -> ProbeLine {
-        ProbeLine { id: id.into(), result: "observed".into(), evidence: ev.into() }
+        ProbeLine {
+            id: id.into(),
+            result: "observed".into(),
+            evidence: ev.into(),
+        }
     }
 
     fn host() -> HostFacts {
@@ -820,7 +1280,10 @@ mod tests {
         }
         h.mounts.insert("8:1,/,/".into());
         h.mounts.insert("0:5,/,/proc".into());
-        h.env = [("A", "1"), ("B", "2"), ("C", "3"), ("D", "4")].iter().map(|(k, v)| (k.to_string(), fnv(v.as_bytes()))).collect();
+        h.env = [("A", "1"), ("B", "2"), ("C", "3"), ("D", "4")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), fnv(v.as_bytes())))
+            .collect();
         h
     }
 
@@ -834,7 +1297,10 @@ mod tests {
         let ctx = Context { port: 7, ..Default::default() };
         let shared = vec![
             line("kernel.shared", "boot_id=b-1 release=6.1 version=%231"),
-            line("proc.host_pids", "self=200 ppid=100 ppid_comm=versus ppid_start=555 pid1_comm=systemd pid1_start=3 visible=90"),
+            line(
+                "proc.host_pids",
+                "self=200 ppid=100 ppid_comm=versus ppid_start=555 pid1_comm=systemd pid1_start=3 visible=90",
+            ),
             line("fs.host_root", "root=2049:2 proc1root=errno13 listing=bin,etc"),
             line("net.host_interfaces", "ifs=lo@00:00:00:00:00:00,eth0@02:00:00:00:00:01"),
             line("net.host_loopback", "port=7 connect=ok"),
@@ -854,7 +1320,11 @@ mod tests {
         for id in ["proc.host_pids", "fs.host_root", "net.host_interfaces", "net.host_loopback"] {
             assert_eq!(get(&rows, id).result, Outcome::Isolated, "{id}: {}", get(&rows, id).evidence);
         }
-        assert!(get(&rows, "net.host_loopback").evidence.contains("ENETUNREACH"), "{}", get(&rows, "net.host_loopback").evidence);
+        assert!(
+            get(&rows, "net.host_loopback").evidence.contains("ENETUNREACH"),
+            "{}",
+            get(&rows, "net.host_loopback").evidence
+        );
         // Probes it did not report are errors, never silently isolated.
         assert_eq!(get(&rows, "priv.seccomp").result, Outcome::Error);
     }
@@ -862,12 +1332,21 @@ mod tests {
     #[test]
     fn own_kernel_turns_kernel_relative_exposure_into_isolation() {
         let h = host();
-        let lines = vec![line("kernel.shared", "boot_id=other release=6.1 version=%231"), line("priv.seccomp", "mode=0 filters=0"), line("ns.pid", "inode=4026531830"), line("dev.cpu_identity", "brand=Some%20CPU")];
+        let lines = vec![
+            line("kernel.shared", "boot_id=other release=6.1 version=%231"),
+            line("priv.seccomp", "mode=0 filters=0"),
+            line("ns.pid", "inode=4026531830"),
+            line("dev.cpu_identity", "brand=Some%20CPU"),
+        ];
         let rows = classify("vm-linux", &lines, &h, &Context::default());
         assert_eq!(get(&rows, "kernel.shared").result, Outcome::Isolated);
         assert_eq!(get(&rows, "priv.seccomp").result, Outcome::Isolated);
         assert!(get(&rows, "priv.seccomp").evidence.starts_with("its own kernel"));
-        assert_eq!(get(&rows, "ns.pid").result, Outcome::Isolated, "the init pid namespace inode is the same number on every kernel");
+        assert_eq!(
+            get(&rows, "ns.pid").result,
+            Outcome::Isolated,
+            "the init pid namespace inode is the same number on every kernel"
+        );
         assert_eq!(get(&rows, "dev.cpu_identity").result, Outcome::Exposed, "CPUID is not kernel-relative");
     }
 
@@ -876,8 +1355,16 @@ mod tests {
         let h = host();
         let lines = vec![
             line("kernel.shared", ""),
-            ProbeLine { id: "vm.unknown_port".into(), result: "isolated".into(), evidence: "port 0x99 ended the guest".into() },
-            ProbeLine { id: "vm.extra".into(), result: "exposed".into(), evidence: "x".into() },
+            ProbeLine {
+                id: "vm.unknown_port".into(),
+                result: "isolated".into(),
+                evidence: "port 0x99 ended the guest".into(),
+            },
+            ProbeLine {
+                id: "vm.extra".into(),
+                result: "exposed".into(),
+                evidence: "x".into(),
+            },
         ];
         let rows = classify("vm-bare", &lines, &h, &Context::default());
         assert_eq!(get(&rows, "kernel.shared").result, Outcome::Isolated);
@@ -921,12 +1408,18 @@ mod tests {
             line("kif.module_load", "errno=1"),
             line("kif.hostname", "hostname=versus-1-0 set_same=ok"),
         ];
-        let ctx = Context { hostname_changed_to: None, port: 1 };
+        let ctx = Context {
+            hostname_changed_to: None,
+            port: 1,
+        };
         let rows = classify("container", &lines, &h, &ctx);
         for id in ["proc.host_env", "priv.uid0_host", "priv.capabilities", "kif.module_load", "kif.hostname"] {
             assert_eq!(get(&rows, id).result, Outcome::Isolated, "{id}: {}", get(&rows, id).evidence);
         }
-        let ctx = Context { hostname_changed_to: Some("pwned".into()), port: 1 };
+        let ctx = Context {
+            hostname_changed_to: Some("pwned".into()),
+            port: 1,
+        };
         assert_eq!(get(&classify("container", &lines, &h, &ctx), "kif.hostname").result, Outcome::Exposed);
     }
 
@@ -940,7 +1433,16 @@ mod tests {
 
     #[test]
     fn every_probe_has_a_known_category_and_a_unique_id() {
-        let cats = ["kernel", "processes", "filesystem", "network", "privileges", "devices", "kernel interfaces", "resources"];
+        let cats = [
+            "kernel",
+            "processes",
+            "filesystem",
+            "network",
+            "privileges",
+            "devices",
+            "kernel interfaces",
+            "resources",
+        ];
         let mut ids = BTreeSet::new();
         for d in CATALOGUE {
             assert!(cats.contains(&d.category), "{}", d.id);

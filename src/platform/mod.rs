@@ -5,8 +5,8 @@
 pub mod child;
 pub mod container;
 pub mod process;
-pub mod vm;
 pub mod registry;
+pub mod vm;
 
 use std::time::Duration;
 
@@ -27,7 +27,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: 1 << 30, pids: 128, cpus: 1.0 }
+        Limits {
+            memory_bytes: 1 << 30,
+            pids: 128,
+            cpus: 1.0,
+        }
     }
 }
 
@@ -42,7 +46,11 @@ pub struct LaunchSpec {
 
 impl LaunchSpec {
     pub fn new(workload: WorkloadSpec) -> LaunchSpec {
-        LaunchSpec { workload, timeout: Duration::from_secs(30), limits: Limits::default() }
+        LaunchSpec {
+            workload,
+            timeout: Duration::from_secs(30),
+            limits: Limits::default(),
+        }
     }
 }
 

@@ -43,7 +43,11 @@ pub fn create(name: &str, opts: &PlatformOptions) -> Result<Box<dyn Platform>, N
     let p: Box<dyn Platform> = match name {
         "process" => Box::new(ProcessPlatform::new().map_err(|e| NotRun::Skipped(e.to_string()))?),
         "container" => Box::new(ContainerPlatform::new(ContainerOptions::default()).map_err(|e| NotRun::Skipped(e.to_string()))?),
-        "oci" => return Err(NotRun::Skipped("the `oci` peer platform (runc/crun/youki) is not implemented in this version of versus".into())),
+        "oci" => {
+            return Err(NotRun::Skipped(
+                "the `oci` peer platform (runc/crun/youki) is not implemented in this version of versus".into(),
+            ))
+        }
         "qemu" => return Err(NotRun::Skipped("the `qemu` peer platform is not implemented in this version of versus".into())),
         "vm-bare" => Box::new(VmBarePlatform::new()),
         "vm-linux" => Box::new(LinuxPlatform::new(LinuxOptions {

@@ -56,7 +56,7 @@ pub fn is_root() -> bool {
 /// Whether this host has a usable /dev/kvm; prints a visible SKIPPED line
 /// with the reason when not.
 pub fn kvm_or_skip() -> bool {
-    match versus::platform::vm::vm::available() {
+    match versus_vmm::vm::available() {
         Ok(()) => true,
         Err(why) => {
             eprintln!("SKIPPED: no usable KVM on this host: {why}");

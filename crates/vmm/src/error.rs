@@ -69,11 +69,20 @@ mod tests {
 
     #[test]
     fn messages_name_the_exit_and_rip() {
-        let e = VmError::UnknownPort { port: 0x1234, dir: "out", size: 1, rip: 0x10_0040 };
+        let e = VmError::UnknownPort {
+            port: 0x1234,
+            dir: "out",
+            size: 1,
+            rip: 0x10_0040,
+        };
         let s = e.to_string();
         assert!(s.contains("0x1234") && s.contains("0x100040") && s.contains("out"), "{s}");
         assert!(VmError::Shutdown { rip: 0x42 }.to_string().contains("triple fault"));
-        let t = VmError::Timeout { what: "signal ready", after: Duration::from_millis(5) }.to_string();
+        let t = VmError::Timeout {
+            what: "signal ready",
+            after: Duration::from_millis(5),
+        }
+        .to_string();
         assert!(t.contains("signal ready") && t.contains("5ms"), "{t}");
     }
 }

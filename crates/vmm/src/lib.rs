@@ -1,8 +1,10 @@
-//! versus' own small VMM on the rust-vmm crates, and the kernel-less guest
-//! (`vm-bare`) it runs. A crate of its own so that the `versus-vmm` process
-//! (harness/vmm) can be linked statically from it alone, as Firecracker's
-//! VMM is: a dynamically linked VMM maps about 1.2 MiB of glibc pages,
-//! which `mem.vmm` would count.
+//! versus' own small VMM on the rust-vmm crates: every line of versus that
+//! talks to KVM. The kernel-less guest (`vm-bare`) it runs, the raw KVM
+//! floor and the KVM-mode speed fingerprint, and (feature `linux`) the Linux
+//! guest of `vm-linux` with its devices. A crate of its own so that the
+//! `versus-vmm` process (harness/vmm) can be linked statically from it
+//! alone, as Firecracker's VMM is: a dynamically linked VMM maps about
+//! 1.2 MiB of glibc pages, which `mem.vmm` would count.
 //!
 //! # Layout (one job per file)
 //!
@@ -17,6 +19,10 @@
 //! | [`layout`] | the bare guest's physical layout, GDT, identity page tables, long-mode sregs |
 //! | [`hostcall`] | the port-I/O host-call protocol of the bare guest ([`hostcall::HostCall`] device) |
 //! | [`bare`] | [`bare::BareVm`]: the kernel-less guest (image, launch to READY, finish), [`bare::GuestRun`] |
+//! | [`tiny`] | a VM around a few bytes of code: the raw KVM floor ([`tiny::raw_floor_ns`]) and the speed loop |
+//! | [`speed`] | [`speed::measure`]: guest CPL0 vs CPL3 loop rates (the KVM-mode fingerprint) |
+//! | `linux` (feature `linux`) | the Linux guest: kernel formats, decompression and loading, boot parameters, CPU set-up, initramfs, the vCPU thread |
+//! | `devices` (feature `linux`) | legacy PC devices of the Linux guest: 16550 UARTs, i8042, the boot-done port, a sink |
 //! | [`clock`] | [`clock::now_ns`], the monotonic clock every timestamp uses |
 //! | [`interrupt`] | the Ctrl-C flag the run loop polls |
 //!
@@ -60,11 +66,17 @@ pub mod abi;
 pub mod bare;
 pub mod bus;
 pub mod clock;
+#[cfg(feature = "linux")]
+pub mod devices;
 pub mod error;
 pub mod hostcall;
 pub mod interrupt;
 pub mod layout;
+#[cfg(feature = "linux")]
+pub mod linux;
 pub mod memory;
+pub mod speed;
+pub mod tiny;
 pub mod vcpu;
 pub mod vm;
 

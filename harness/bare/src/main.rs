@@ -7,6 +7,10 @@
 //!
 //! Time: `rdtsc` (allowed at CPL3), converted to ns with the TSC frequency
 //! the VMM passes in the boot block (KVM_GET_TSC_KHZ).
+//!
+//! This file is the image's entry and its use of the hardware; what can be
+//! tested off the guest (the memory functions, the clock, the evidence
+//! encoding) is the library, `lib.rs`.
 #![no_std]
 #![no_main]
 
@@ -20,9 +24,8 @@ use versus_workload::{self as wl};
 #[allow(dead_code)]
 mod abi;
 
-mod mem;
-
 use abi::{mode, BootArgs};
+use versus_bare::{Clock, Enc};
 
 fn outl(port: u16, v: u32) {
     // SAFETY: port I/O at CPL3 is allowed by IOPL 3 and traps to the VMM; it
@@ -78,21 +81,14 @@ fn exit(code: u32) -> ! {
     }
 }
 
-struct Clock {
-    khz: u64,
-}
-
-impl Clock {
-    fn ns(&self, ticks: u64) -> u64 {
-        if self.khz == 0 {
-            return 0;
-        }
-        (ticks as u128 * 1_000_000 / self.khz as u128) as u64
-    }
-}
-
 fn result(name: &'static str, param: u32, elapsed_ns: u64, checksum: u64) {
-    let r = Report { workload: name, param, elapsed_ns, checksum, started_ns: None };
+    let r = Report {
+        workload: name,
+        param,
+        elapsed_ns,
+        checksum,
+        started_ns: None,
+    };
     send(|m| protocol::write_result(m, &r));
 }
 
@@ -198,7 +194,11 @@ pub extern "C" fn _start() -> ! {
                     core::ptr::write_volatile(addr as *mut u32, 0x5eed_f00d);
                     core::ptr::read_volatile(addr as *const u32)
                 };
-                probe_line("vm.mem_outside_ram", "exposed", format_args!("a dword write to {addr:#x} was accepted (reads back {back:#x})"));
+                probe_line(
+                    "vm.mem_outside_ram",
+                    "exposed",
+                    format_args!("a dword write to {addr:#x} was accepted (reads back {back:#x})"),
+                );
             }
         }
         mode::PROBE_PORT => {
@@ -276,23 +276,6 @@ fn stop_requested() -> bool {
     unsafe { core::ptr::read_volatile(abi::STOP_FLAG_ADDR as *const u32) != 0 }
 }
 
-/// Percent-encodes what the evidence grammar reserves (as the workload
-/// program's `enc`).
-struct Enc<'a>(&'a [u8]);
-
-impl fmt::Display for Enc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for &b in self.0 {
-            if b.is_ascii_graphic() && !matches!(b, b'%' | b'=' | b',' | b';') {
-                f.write_char(b as char)?;
-            } else {
-                write!(f, "%{b:02X}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The probes the guest answers itself (the VMM-answered `vm.*` probes are
 /// the `PROBE_*` modes, one launch each). Values are observations; versus
 /// judges them against the host's.
@@ -312,7 +295,11 @@ fn probe() {
     let max_ext = cpuid(0x8000_0000)[0];
     let mut brand = [0u8; 48];
     let b = wl::cpu_brand(&mut brand);
-    probe_line("dev.cpu_identity", "observed", format_args!("brand={} vendor={} sig={sig:#x} max_ext={max_ext:#x}", Enc(b), Enc(&vendor)));
+    probe_line(
+        "dev.cpu_identity",
+        "observed",
+        format_args!("brand={} vendor={} sig={sig:#x} max_ext={max_ext:#x}", Enc(b), Enc(&vendor)),
+    );
 }
 
 // The ways out of user mode that `mode::PROBE_SUPERVISOR` tries (see
@@ -432,7 +419,11 @@ fn probe_supervisor(which: u32) {
     // to fault, which ends the guest.
     let v = unsafe { f() };
     let cs = read_cs();
-    probe_line("vm.supervisor", "exposed", format_args!("attempt {which} at {site:#x} returned {v:#x}; CS is now {cs:#x} (CPL {})", cs & 3));
+    probe_line(
+        "vm.supervisor",
+        "exposed",
+        format_args!("attempt {which} at {site:#x} returned {v:#x}; CS is now {cs:#x} (CPL {})", cs & 3),
+    );
 }
 
 fn probe_line(id: &str, result: &str, evidence: fmt::Arguments<'_>) {

@@ -30,13 +30,7 @@ pub const CHANNEL_TTY: &str = "/dev/ttyS1";
 
 extern "C" {
     fn ioperm(from: u64, num: u64, turn_on: i32) -> i32;
-    fn mount(
-        src: *const i8,
-        target: *const i8,
-        fstype: *const i8,
-        flags: u64,
-        data: *const u8,
-    ) -> i32;
+    fn mount(src: *const i8, target: *const i8, fstype: *const i8, flags: u64, data: *const u8) -> i32;
     fn mkdir(path: *const i8, mode: u32) -> i32;
     fn open(path: *const i8, flags: i32, ...) -> i32;
     fn dup2(old: i32, new: i32) -> i32;
@@ -95,24 +89,15 @@ fn mount_fs(fstype: &str, target: &str) {
     unsafe {
         mkdir(t.as_ptr(), 0o755);
         if mount(f.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) != 0 {
-            eprintln!(
-                "versus-init: mounting {fstype} on {target} failed: {}",
-                std::io::Error::last_os_error()
-            );
+            eprintln!("versus-init: mounting {fstype} on {target} failed: {}", std::io::Error::last_os_error());
         }
     }
 }
 
 /// The workload's argument vector from the kernel command line.
 pub fn args_from_cmdline(cmdline: &str) -> Option<Vec<String>> {
-    let v = cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(ARGS_KEY))?;
-    let args: Vec<String> = v
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
+    let v = cmdline.split_whitespace().find_map(|w| w.strip_prefix(ARGS_KEY))?;
+    let args: Vec<String> = v.split(',').filter(|s| !s.is_empty()).map(String::from).collect();
     (!args.is_empty()).then_some(args)
 }
 
@@ -129,10 +114,7 @@ fn run_as_init() {
     // SAFETY: a valid path; the fd is handed to the child as fd 3.
     let fd = unsafe { open(tty.as_ptr(), O_RDWR | O_NOCTTY) };
     if fd < 0 {
-        eprintln!(
-            "versus-init: cannot open {CHANNEL_TTY}: {}",
-            std::io::Error::last_os_error()
-        );
+        eprintln!("versus-init: cannot open {CHANNEL_TTY}: {}", std::io::Error::last_os_error());
         return;
     }
     let mut argv_s = vec![cstr("versus-guest"), cstr("--fd"), cstr("3")];
@@ -155,10 +137,7 @@ fn run_as_init() {
         }
     }
     if pid < 0 {
-        eprintln!(
-            "versus-init: fork failed: {}",
-            std::io::Error::last_os_error()
-        );
+        eprintln!("versus-init: fork failed: {}", std::io::Error::last_os_error());
         return;
     }
     let mut status = 0;
@@ -188,10 +167,7 @@ mod tests {
             args_from_cmdline("console=ttyS0 versus.args=cpu,1000 quiet"),
             Some(vec!["cpu".to_string(), "1000".to_string()])
         );
-        assert_eq!(
-            args_from_cmdline("versus.args=ready\n"),
-            Some(vec!["ready".to_string()])
-        );
+        assert_eq!(args_from_cmdline("versus.args=ready\n"), Some(vec!["ready".to_string()]));
         assert_eq!(args_from_cmdline("console=ttyS0"), None);
         assert_eq!(args_from_cmdline("versus.args="), None);
     }

@@ -40,14 +40,20 @@ fn main() -> ExitCode {
         }
     }
     let Some(name) = args.next() else { return usage("no guest mode given") };
-    let Some(m) = GuestRun::parse_mode(&name) else { return usage(&format!("unknown guest mode `{name}`")) };
+    let Some(m) = GuestRun::parse_mode(&name) else {
+        return usage(&format!("unknown guest mode `{name}`"));
+    };
     let param = match args.next().map(|p| p.parse::<u32>()) {
         None => 0,
         Some(Ok(p)) => p,
         Some(Err(_)) => return usage("PARAM must be a non-negative integer"),
     };
     let run = GuestRun { mode: m, param };
-    let timeout = std::env::var("VERSUS_VMM_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis).unwrap_or(Duration::from_secs(30));
+    let timeout = std::env::var("VERSUS_VMM_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(30));
     // SAFETY: F_GETFD only queries the descriptor; no memory is passed.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         eprintln!("versus-vmm: channel fd {fd} is not open");

@@ -5,14 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use super::abi::{self, mode};
-use super::{vm, VmError};
 use crate::channel::{self, Received};
 use crate::error::{LaunchError, Result};
 use crate::measure::probes::{Outcome, SurfaceRow};
 use crate::measure::Boot;
 use crate::platform::{Finished, Instance, LaunchSpec, Platform, ProbeLine};
 use crate::workload::{GuestMode, StressKind, Workload, WorkloadSpec};
+use versus_vmm::abi::{self, mode};
+use versus_vmm::{vm, VmError};
 
 pub use versus_vmm::bare::{image, parse_elf, GuestRun, Image, Segment, StopHandle, BARE_BINARY, PHASES};
 
@@ -53,7 +53,12 @@ pub fn finished_of(lines: &[String]) -> std::result::Result<Finished, VmError> {
             Ok(Received::Log(l)) => out.logs.push(l),
             Ok(Received::Probe { id, result, evidence }) => out.probes.push(ProbeLine { id, result, evidence }),
             Ok(Received::Ready { .. }) => {}
-            Err(e) => return Err(VmError::Protocol { line: l.clone(), reason: e.to_string() }),
+            Err(e) => {
+                return Err(VmError::Protocol {
+                    line: l.clone(),
+                    reason: e.to_string(),
+                })
+            }
         }
     }
     Ok(out)
@@ -148,7 +153,11 @@ impl Platform for VmBarePlatform {
         let vm = BareVm::launch(run, spec.timeout)?;
         let boot = vm.boot.clone();
         if !run.is_stress() {
-            return Ok(Box::new(BareInstance { vm: Some(vm), boot, running: None }));
+            return Ok(Box::new(BareInstance {
+                vm: Some(vm),
+                boot,
+                running: None,
+            }));
         }
         // A noisy neighbour must run while versus does other things: its
         // vCPU gets a thread of its own until the guest is done or stopped.
@@ -162,7 +171,15 @@ impl Platform for VmBarePlatform {
                 r
             })
             .map_err(|e| LaunchError::io("starting the stress guest's vCPU thread", e))?;
-        Ok(Box::new(BareInstance { vm: None, boot, running: Some(Running { thread: Some(thread), stop, result: None }) }))
+        Ok(Box::new(BareInstance {
+            vm: None,
+            boot,
+            running: Some(Running {
+                thread: Some(thread),
+                stop,
+                result: None,
+            }),
+        }))
     }
 }
 
@@ -178,7 +195,10 @@ impl Running {
     /// the launch timeout, which the thread's run loop enforces).
     fn join(&mut self) -> std::result::Result<Finished, VmError> {
         if let Some(t) = self.thread.take() {
-            self.result = Some(t.join().unwrap_or_else(|_| Err(VmError::VmmProcess("the stress guest's vCPU thread panicked".into()))));
+            self.result = Some(
+                t.join()
+                    .unwrap_or_else(|_| Err(VmError::VmmProcess("the stress guest's vCPU thread panicked".into()))),
+            );
         }
         match self.result.take() {
             Some(r) => r,
@@ -259,24 +279,58 @@ pub struct Attempt {
 
 fn mem_attempt(what: String, addr: u64, write: bool, expect: Expect) -> Attempt {
     let param = (((addr >> 20) as u32) << 1) | write as u32;
-    Attempt { probe: "vm.mem_outside_ram", what, run: GuestRun { mode: mode::PROBE_MEM, param }, expect }
+    Attempt {
+        probe: "vm.mem_outside_ram",
+        what,
+        run: GuestRun { mode: mode::PROBE_MEM, param },
+        expect,
+    }
 }
 
 fn port_attempt(what: &str, port: u16, input: bool) -> Attempt {
     let param = port as u32 | if input { 0x1_0000 } else { 0 };
-    Attempt { probe: "vm.unknown_port", what: what.into(), run: GuestRun { mode: mode::PROBE_PORT, param }, expect: Expect::Port { port } }
+    Attempt {
+        probe: "vm.unknown_port",
+        what: what.into(),
+        run: GuestRun { mode: mode::PROBE_PORT, param },
+        expect: Expect::Port { port },
+    }
 }
 
 /// Every attempt of the `vm.*` probes, in report order.
 pub fn vmm_probe_attempts() -> Vec<Attempt> {
-    let ram = GuestRun { mode: mode::PROBE_MEM, param: 0 }.ram_bytes();
+    let ram = GuestRun {
+        mode: mode::PROBE_MEM,
+        param: 0,
+    }
+    .ram_bytes();
     let hole = abi::MAX_RAM; // never RAM, still identity-mapped
     let unmapped = abi::MAPPED_LIMIT + (1 << 30);
     let mut v = vec![
-        mem_attempt(format!("read {ram:#x} (first byte past its {} MiB of RAM)", ram >> 20), ram, false, Expect::Mmio { addr: ram, dir: "read" }),
-        mem_attempt(format!("write {ram:#x} (first byte past its RAM)"), ram, true, Expect::Mmio { addr: ram, dir: "write" }),
-        mem_attempt(format!("read {hole:#x} (mapped, never RAM)"), hole, false, Expect::Mmio { addr: hole, dir: "read" }),
-        mem_attempt(format!("write {hole:#x} (mapped, never RAM)"), hole, true, Expect::Mmio { addr: hole, dir: "write" }),
+        mem_attempt(
+            format!("read {ram:#x} (first byte past its {} MiB of RAM)", ram >> 20),
+            ram,
+            false,
+            Expect::Mmio { addr: ram, dir: "read" },
+        ),
+        mem_attempt(
+            format!("write {ram:#x} (first byte past its RAM)"),
+            ram,
+            true,
+            Expect::Mmio { addr: ram, dir: "write" },
+        ),
+        mem_attempt(
+            format!("read {hole:#x} (mapped, never RAM)"),
+            hole,
+            false,
+            Expect::Mmio { addr: hole, dir: "read" },
+        ),
+        mem_attempt(
+            format!("write {hole:#x} (mapped, never RAM)"),
+            hole,
+            true,
+            Expect::Mmio { addr: hole, dir: "write" },
+        ),
         mem_attempt(format!("read {unmapped:#x} (beyond its page tables)"), unmapped, false, Expect::Fault),
         port_attempt("out 0x80 (POST code port)", 0x80, false),
         port_attempt("out 0x3f8 (COM1)", 0x3f8, false),
@@ -286,7 +340,15 @@ pub fn vmm_probe_attempts() -> Vec<Attempt> {
         port_attempt("out 0x7e1 (the read-only call port)", abi::PORT_CALL, false),
     ];
     for (param, what) in abi::supervisor::ATTEMPTS {
-        v.push(Attempt { probe: "vm.supervisor", what: what.into(), run: GuestRun { mode: mode::PROBE_SUPERVISOR, param }, expect: Expect::FaultAtSite });
+        v.push(Attempt {
+            probe: "vm.supervisor",
+            what: what.into(),
+            run: GuestRun {
+                mode: mode::PROBE_SUPERVISOR,
+                param,
+            },
+            expect: Expect::FaultAtSite,
+        });
     }
     v
 }
@@ -296,12 +358,23 @@ pub fn vmm_probe_attempts() -> Vec<Attempt> {
 /// instruction). Each must come out `exposed`, which proves the probes can.
 pub fn vmm_probe_controls() -> Vec<Attempt> {
     vec![
-        mem_attempt(format!("read {:#x} (inside its RAM)", abi::HEAP_BASE), abi::HEAP_BASE, false, Expect::Mmio { addr: abi::HEAP_BASE, dir: "read" }),
+        mem_attempt(
+            format!("read {:#x} (inside its RAM)", abi::HEAP_BASE),
+            abi::HEAP_BASE,
+            false,
+            Expect::Mmio {
+                addr: abi::HEAP_BASE,
+                dir: "read",
+            },
+        ),
         port_attempt("in 0x7e1 (the served call port)", abi::PORT_CALL, true),
         Attempt {
             probe: "vm.supervisor",
             what: "rdtsc (unprivileged)".into(),
-            run: GuestRun { mode: mode::PROBE_SUPERVISOR, param: abi::supervisor::CONTROL },
+            run: GuestRun {
+                mode: mode::PROBE_SUPERVISOR,
+                param: abi::supervisor::CONTROL,
+            },
             expect: Expect::FaultAtSite,
         },
     ]
@@ -309,7 +382,10 @@ pub fn vmm_probe_controls() -> Vec<Attempt> {
 
 /// Judges one attempt from how the guest ended (`r`) and its log lines.
 pub fn judge_attempt(a: &Attempt, r: std::result::Result<Finished, VmError>, logs: &[String]) -> (Outcome, String) {
-    let site = logs.iter().find_map(|l| l.strip_prefix("site=")).and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok());
+    let site = logs
+        .iter()
+        .find_map(|l| l.strip_prefix("site="))
+        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok());
     match r {
         Ok(f) => match f.probes.iter().find(|p| p.id == a.probe) {
             Some(p) if p.result == "exposed" => (Outcome::Exposed, p.evidence.clone()),
@@ -330,7 +406,10 @@ pub fn judge_attempt(a: &Attempt, r: std::result::Result<Finished, VmError>, log
                         } else {
                             ""
                         };
-                        return (Outcome::Exposed, format!("control left the instruction at {s:#x}: the guest ended at RIP {rip:#x}{why}: {e}"));
+                        return (
+                            Outcome::Exposed,
+                            format!("control left the instruction at {s:#x}: the guest ended at RIP {rip:#x}{why}: {e}"),
+                        );
                     }
                     None => return (Outcome::Error, format!("the guest logged no instruction address before it ended: {e}")),
                 },
@@ -339,7 +418,10 @@ pub fn judge_attempt(a: &Attempt, r: std::result::Result<Finished, VmError>, log
             if stopped {
                 (Outcome::Isolated, format!("the VMM ended the guest: {e}"))
             } else {
-                (Outcome::Error, format!("the guest ended otherwise than this probe expects ({:?}): {e}", a.expect))
+                (
+                    Outcome::Error,
+                    format!("the guest ended otherwise than this probe expects ({:?}): {e}", a.expect),
+                )
             }
         }
     }
@@ -376,7 +458,11 @@ pub fn vmm_probes(timeout: Duration) -> Vec<ProbeLine> {
                 l.result = worst.as_str().into();
                 l.evidence = format!("{}; {ev}", l.evidence);
             }
-            None => out.push(ProbeLine { id: a.probe.into(), result: o.as_str().into(), evidence: ev }),
+            None => out.push(ProbeLine {
+                id: a.probe.into(),
+                result: o.as_str().into(),
+                evidence: ev,
+            }),
         }
     }
     out
@@ -386,7 +472,7 @@ pub fn vmm_probes(timeout: Duration) -> Vec<ProbeLine> {
 /// surface table): the VM-exit kinds its run loop serves and the host calls
 /// its VMM answers.
 pub fn attack_surface() -> Vec<SurfaceRow> {
-    crate::measure::probes::vm_surface("vm-bare", super::hostcall::SERVED_EXITS, super::hostcall::HOST_CALLS)
+    crate::measure::probes::vm_surface("vm-bare", versus_vmm::hostcall::SERVED_EXITS, versus_vmm::hostcall::HOST_CALLS)
 }
 
 #[cfg(test)]
@@ -403,7 +489,11 @@ mod tests {
 
     #[test]
     fn guest_lines_become_results_logs_and_probes() {
-        let lines = ["RESULT workload=cpu checksum=ab".to_string(), "LOG hello".into(), "PROBE id=x result=isolated evidence=e f".into()];
+        let lines = [
+            "RESULT workload=cpu checksum=ab".to_string(),
+            "LOG hello".into(),
+            "PROBE id=x result=isolated evidence=e f".into(),
+        ];
         let f = finished_of(&lines).unwrap();
         assert_eq!(f.results[0].checksum(), Some("ab"));
         assert_eq!(f.logs, ["hello"]);

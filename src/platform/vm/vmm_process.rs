@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::VmError;
 use crate::channel::Received;
 use crate::error::{LaunchError, Result};
 use crate::measure::clock::now_ns;
@@ -22,6 +21,7 @@ use crate::measure::Boot;
 use crate::platform::child::{spawn_program, ChildInstance};
 use crate::platform::{Instance, LaunchSpec, Platform};
 use crate::workload::EmbeddedProgram;
+use versus_vmm::VmError;
 
 /// The fd the VMM process writes the protocol to.
 const CHANNEL_FD: i32 = 3;
@@ -50,9 +50,11 @@ pub fn vmm_binary() -> std::result::Result<VmmBinary, VmError> {
     if let Some(p) = std::env::var_os("VERSUS_VMM") {
         return Ok(VmmBinary::Given(PathBuf::from(p)));
     }
-    EmbeddedProgram::write("versus-vmm", VMM_BINARY)
-        .map(VmmBinary::Embedded)
-        .map_err(|e| VmError::VmmProcess(format!("cannot write the versus-vmm program to a temp dir: {e}; set TMPDIR to a writable directory")))
+    EmbeddedProgram::write("versus-vmm", VMM_BINARY).map(VmmBinary::Embedded).map_err(|e| {
+        VmError::VmmProcess(format!(
+            "cannot write the versus-vmm program to a temp dir: {e}; set TMPDIR to a writable directory"
+        ))
+    })
 }
 
 /// Memory of one idle `vm-bare` guest whose VMM is its own process.
@@ -127,7 +129,9 @@ impl VmBareProcessPlatform {
         Ok(VmBareProcessPlatform { program: vmm_binary()? })
     }
     pub fn with_binary(bin: &Path) -> VmBareProcessPlatform {
-        VmBareProcessPlatform { program: VmmBinary::Given(bin.to_path_buf()) }
+        VmBareProcessPlatform {
+            program: VmmBinary::Given(bin.to_path_buf()),
+        }
     }
 }
 
@@ -152,7 +156,11 @@ impl VmmProcessInstance {
 
     /// Reads the VMM process's memory now.
     pub fn memory(&self) -> Result<VmMemory> {
-        let pid = self.instance.child.pid().ok_or_else(|| LaunchError::from(VmError::VmmProcess("the VMM process has exited".into())))?;
+        let pid = self
+            .instance
+            .child
+            .pid()
+            .ok_or_else(|| LaunchError::from(VmError::VmmProcess("the VMM process has exited".into())))?;
         smaps_memory(pid.as_raw(), &self.guest_ram).map_err(|e| LaunchError::io("reading the VMM process's smaps", e))
     }
 }
@@ -219,7 +227,10 @@ impl VmBareProcessPlatform {
             }
         }
         let boot = Boot::from_marks(start, &m);
-        Ok(VmmProcessInstance { instance: ChildInstance { child, boot }, guest_ram })
+        Ok(VmmProcessInstance {
+            instance: ChildInstance { child, boot },
+            guest_ram,
+        })
     }
 }
 
@@ -228,7 +239,7 @@ impl Platform for VmBareProcessPlatform {
         "vm-bare"
     }
     fn available(&self) -> std::result::Result<(), String> {
-        super::vm::available()?;
+        versus_vmm::vm::available()?;
         let bin = self.program.path();
         if !bin.is_file() {
             return Err(format!("the VMM binary {} does not exist", bin.display()));
@@ -236,7 +247,11 @@ impl Platform for VmBareProcessPlatform {
         Ok(())
     }
     fn notes(&self) -> Vec<String> {
-        let mut n: Vec<String> = super::bare::VmBarePlatform::new().notes().into_iter().filter(|l| !l.starts_with("the VMM runs inside")).collect();
+        let mut n: Vec<String> = super::bare::VmBarePlatform::new()
+            .notes()
+            .into_iter()
+            .filter(|l| !l.starts_with("the VMM runs inside"))
+            .collect();
         n.push("the VMM is its own process (versus-vmm): boot includes its fork+exec (phase vmm_spawn); mem.host is that process's PSS".into());
         n
     }
@@ -277,7 +292,13 @@ mod tests {
         let m = parse_smaps(smaps, &ram);
         assert_eq!(
             m,
-            VmMemory { host_pss: 2052 * 1024, vmm_rss_excl_guest: 8 * 1024, vmm_pss_excl_guest: 4 * 1024, guest_ram_rss: 2048 * 1024, vmm_rss: 2056 * 1024 }
+            VmMemory {
+                host_pss: 2052 * 1024,
+                vmm_rss_excl_guest: 8 * 1024,
+                vmm_pss_excl_guest: 4 * 1024,
+                guest_ram_rss: 2048 * 1024,
+                vmm_rss: 2056 * 1024
+            }
         );
     }
 }

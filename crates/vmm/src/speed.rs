@@ -6,15 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use super::abi::PORT_EXIT;
-use super::layout::Cpl;
-use super::tiny::TinyVm;
-use super::VmError;
+use crate::abi::PORT_EXIT;
+use crate::layout::Cpl;
+use crate::tiny::TinyVm;
+use crate::VmError;
 
 /// Loop rates at CPL0 and CPL3, and their ratio.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SpeedRatio {
     /// Loop iterations per second at guest CPL0 (one `dec` + one `jnz` each).
     pub cpl0_iters_per_s: f64,
@@ -57,7 +55,11 @@ fn rate(cpl: Cpl, start: u64, min: Duration, cap: Duration) -> Result<(u64, Dura
             return Ok((n, el));
         }
         // Aim straight for `min` when the run was long enough to extrapolate.
-        let f = if el > Duration::from_micros(500) { (min.as_secs_f64() / el.as_secs_f64() * 1.2).ceil() as u64 } else { 4 };
+        let f = if el > Duration::from_micros(500) {
+            (min.as_secs_f64() / el.as_secs_f64() * 1.2).ceil() as u64
+        } else {
+            4
+        };
         n = n.saturating_mul(f.clamp(2, 64));
     }
 }
@@ -94,7 +96,7 @@ mod tests {
 
     #[test]
     fn measures_both_levels_on_kvm() {
-        if let Err(why) = super::super::vm::available() {
+        if let Err(why) = crate::vm::available() {
             eprintln!("SKIPPED: no usable KVM: {why}");
             return;
         }
@@ -107,11 +109,11 @@ mod tests {
 
     #[test]
     fn raw_floor_reaches_the_exit_port() {
-        if super::super::vm::available().is_err() {
+        if crate::vm::available().is_err() {
             eprintln!("SKIPPED: no usable KVM");
             return;
         }
-        let ns = super::super::tiny::raw_floor_ns().unwrap();
+        let ns = crate::tiny::raw_floor_ns().unwrap();
         assert!(ns > 0);
     }
 }

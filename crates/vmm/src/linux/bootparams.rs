@@ -4,10 +4,7 @@
 //! finds in RSI at its 64-bit entry.
 
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
-use vm_memory::{
-    Address, ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap,
-    GuestMemoryRegion,
-};
+use vm_memory::{Address, ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use super::error::{LinuxError, Result};
 use super::kernel::{LoadedKernel, HDRS_MAGIC, HIMEM_START};
@@ -71,11 +68,7 @@ impl E820 {
             5 => "unusable",
             _ => "type",
         };
-        format!(
-            "BIOS-e820: [mem {:#018x}-{:#018x}] {kind}",
-            self.addr,
-            self.addr + self.size - 1
-        )
+        format!("BIOS-e820: [mem {:#018x}-{:#018x}] {kind}", self.addr, self.addr + self.size - 1)
     }
 }
 
@@ -118,10 +111,7 @@ pub fn memory_regions(mem_size: u64) -> Vec<(GuestAddress, usize)> {
     } else {
         vec![
             (GuestAddress(0), layout::MMIO_GAP_START as usize),
-            (
-                GuestAddress(layout::MMIO_GAP_END),
-                (mem_size - layout::MMIO_GAP_START) as usize,
-            ),
+            (GuestAddress(layout::MMIO_GAP_END), (mem_size - layout::MMIO_GAP_START) as usize),
         ]
     }
 }
@@ -136,23 +126,11 @@ pub struct Initrd {
 /// Places the initrd at the highest page-aligned address that fits below
 /// both the end of low RAM and the kernel's `initrd_addr_max`, above the
 /// kernel's working area.
-pub fn load_initrd(
-    mem: &GuestMemoryMmap,
-    kernel: &LoadedKernel,
-    initrd_addr_max: u64,
-    data: &[u8],
-) -> Result<Initrd> {
-    let low_end = mem
-        .iter()
-        .next()
-        .map(|r| r.start_addr().raw_value() + r.len())
-        .unwrap_or(0);
+pub fn load_initrd(mem: &GuestMemoryMmap, kernel: &LoadedKernel, initrd_addr_max: u64, data: &[u8]) -> Result<Initrd> {
+    let low_end = mem.iter().next().map(|r| r.start_addr().raw_value() + r.len()).unwrap_or(0);
     let top = low_end.min(initrd_addr_max.saturating_add(1));
     let size = data.len() as u64;
-    let floor = kernel.load_addr.raw_value().max(HIMEM_START)
-        + kernel
-            .init_size
-            .max(kernel.end_addr - kernel.load_addr.raw_value());
+    let floor = kernel.load_addr.raw_value().max(HIMEM_START) + kernel.init_size.max(kernel.end_addr - kernel.load_addr.raw_value());
     let addr = top
         .checked_sub(size)
         .map(|a| a & !0xfff)
@@ -161,12 +139,11 @@ pub fn load_initrd(
             mem_bytes: low_end,
             need_bytes: floor + size,
         })?;
-    mem.write_slice(data, GuestAddress(addr))
-        .map_err(|e| LinuxError::GuestWrite {
-            what: "initrd",
-            addr,
-            detail: e.to_string(),
-        })?;
+    mem.write_slice(data, GuestAddress(addr)).map_err(|e| LinuxError::GuestWrite {
+        what: "initrd",
+        addr,
+        detail: e.to_string(),
+    })?;
     Ok(Initrd { addr, size })
 }
 
@@ -180,21 +157,18 @@ pub fn load_cmdline(mem: &GuestMemoryMmap, cmdline: &str, max: usize) -> Result<
     }
     let mut b = cmdline.as_bytes().to_vec();
     b.push(0);
-    mem.write_slice(&b, GuestAddress(layout::CMDLINE))
-        .map_err(|e| LinuxError::GuestWrite {
-            what: "command line",
-            addr: layout::CMDLINE,
-            detail: e.to_string(),
-        })
+    mem.write_slice(&b, GuestAddress(layout::CMDLINE)).map_err(|e| LinuxError::GuestWrite {
+        what: "command line",
+        addr: layout::CMDLINE,
+        detail: e.to_string(),
+    })
 }
 
 /// The longest command line the kernel accepts (bzImage header
 /// `cmdline_size`, protocol 2.06+; else 2048).
 pub fn cmdline_max(kernel: &LoadedKernel) -> usize {
     match &kernel.setup_header {
-        Some(h) if { h.version } >= 0x0206 && { h.cmdline_size } > 0 => {
-            ({ h.cmdline_size }) as usize + 1
-        }
+        Some(h) if { h.version } >= 0x0206 && { h.cmdline_size } > 0 => ({ h.cmdline_size }) as usize + 1,
         _ => layout::CMDLINE_MAX,
     }
 }
@@ -209,12 +183,7 @@ pub fn initrd_addr_max(kernel: &LoadedKernel) -> u64 {
 
 /// Builds the zero page: the kernel's setup header (bzImage) or a minimal
 /// one (vmlinux), the loader fields, command line, initrd and e820 map.
-pub fn build_boot_params(
-    kernel: &LoadedKernel,
-    cmdline_len: usize,
-    initrd: Option<Initrd>,
-    e820: &[E820],
-) -> Result<boot_params> {
+pub fn build_boot_params(kernel: &LoadedKernel, cmdline_len: usize, initrd: Option<Initrd>, e820: &[E820]) -> Result<boot_params> {
     let mut p = boot_params::default();
     let mut hdr = kernel.setup_header.unwrap_or_else(|| setup_header {
         boot_flag: 0xaa55,
@@ -253,22 +222,20 @@ pub fn build_boot_params(
 
 /// Writes the zero page at [`layout::ZERO_PAGE`].
 pub fn write_boot_params(mem: &GuestMemoryMmap, p: &boot_params) -> Result<()> {
-    mem.write_obj(*p, GuestAddress(layout::ZERO_PAGE))
-        .map_err(|e| LinuxError::GuestWrite {
-            what: "zero page",
-            addr: layout::ZERO_PAGE,
-            detail: e.to_string(),
-        })
+    mem.write_obj(*p, GuestAddress(layout::ZERO_PAGE)).map_err(|e| LinuxError::GuestWrite {
+        what: "zero page",
+        addr: layout::ZERO_PAGE,
+        detail: e.to_string(),
+    })
 }
 
 /// Reads the zero page back (tests, diagnostics).
 pub fn read_boot_params(mem: &GuestMemoryMmap) -> Result<boot_params> {
-    mem.read_obj(GuestAddress(layout::ZERO_PAGE))
-        .map_err(|e| LinuxError::GuestWrite {
-            what: "zero page (read)",
-            addr: layout::ZERO_PAGE,
-            detail: e.to_string(),
-        })
+    mem.read_obj(GuestAddress(layout::ZERO_PAGE)).map_err(|e| LinuxError::GuestWrite {
+        what: "zero page (read)",
+        addr: layout::ZERO_PAGE,
+        detail: e.to_string(),
+    })
 }
 
 /// The e820 entries of a zero page.
@@ -313,18 +280,9 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(
-            m[0].kernel_log_line(),
-            "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable"
-        );
-        assert_eq!(
-            m[1].kernel_log_line(),
-            "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable"
-        );
-        assert_eq!(
-            memory_regions(256 << 20),
-            vec![(GuestAddress(0), 256 << 20)]
-        );
+        assert_eq!(m[0].kernel_log_line(), "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable");
+        assert_eq!(m[1].kernel_log_line(), "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable");
+        assert_eq!(memory_regions(256 << 20), vec![(GuestAddress(0), 256 << 20)]);
     }
 
     #[test]
@@ -354,7 +312,7 @@ mod tests {
     #[test]
     fn boot_params_fields() {
         let k = LoadedKernel {
-            format: super::super::kernel::KernelFormat::Elf,
+            format: crate::linux::kernel::KernelFormat::Elf,
             entry: GuestAddress(0x100_0000),
             load_addr: GuestAddress(0x100_0000),
             end_addr: 0x300_0000,
@@ -388,12 +346,8 @@ mod tests {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         load_cmdline(&mem, "console=ttyS0", 2048).unwrap();
         let mut b = [0u8; 14];
-        mem.read_slice(&mut b, GuestAddress(layout::CMDLINE))
-            .unwrap();
+        mem.read_slice(&mut b, GuestAddress(layout::CMDLINE)).unwrap();
         assert_eq!(&b, b"console=ttyS0\0");
-        assert!(matches!(
-            load_cmdline(&mem, &"x".repeat(2048), 2048),
-            Err(LinuxError::CmdlineTooLong { .. })
-        ));
+        assert!(matches!(load_cmdline(&mem, &"x".repeat(2048), 2048), Err(LinuxError::CmdlineTooLong { .. })));
     }
 }

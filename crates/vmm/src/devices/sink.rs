@@ -3,7 +3,7 @@
 //! return all ones (no device: a floating ISA bus), writes are dropped, as on
 //! hardware with nothing plugged in. Accesses are counted for diagnostics.
 
-use super::super::bus::{DeviceResult, Flow, PioDevice};
+use crate::bus::{DeviceResult, Flow, PioDevice};
 
 #[derive(Debug, Default)]
 pub struct Sink {
@@ -30,10 +30,7 @@ impl PioDevice for Sink {
 /// The gaps of the 16-bit port space not covered by `used` (base, len),
 /// to register a [`Sink`] on.
 pub fn gaps(used: &[(u16, u16)]) -> Vec<(u16, u16)> {
-    let mut u: Vec<(u32, u32)> = used
-        .iter()
-        .map(|&(b, l)| (b as u32, b as u32 + l as u32))
-        .collect();
+    let mut u: Vec<(u32, u32)> = used.iter().map(|&(b, l)| (b as u32, b as u32 + l as u32)).collect();
     u.sort();
     let mut out = Vec::new();
     let mut at = 0u32;

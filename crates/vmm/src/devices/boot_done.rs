@@ -3,8 +3,9 @@
 //! [`BOOT_DONE_PORT`] the moment it starts; the VMM timestamps the write.
 //! It splits the boot into "kernel" (entry to /init) and "init to ready".
 
-use super::super::bus::{DeviceResult, Flow, PioDevice};
-use super::{now_ns, Events, GuestEvent};
+use super::{Events, GuestEvent};
+use crate::bus::{DeviceResult, Flow, PioDevice};
+use crate::clock::now_ns;
 
 /// A port no PC device uses (the guest program uses the same constant).
 pub const BOOT_DONE_PORT: u16 = 0x0440;
@@ -67,13 +68,11 @@ mod tests {
         d.pio_write(BOOT_DONE_PORT, &7u32.to_le_bytes()).unwrap();
         assert!(d.t_ns.is_none());
         let before = now_ns();
-        d.pio_write(BOOT_DONE_PORT, &BOOT_DONE_MAGIC.to_le_bytes())
-            .unwrap();
+        d.pio_write(BOOT_DONE_PORT, &BOOT_DONE_MAGIC.to_le_bytes()).unwrap();
         let t = d.t_ns.unwrap();
         assert!(t >= before);
         assert_eq!(rx.try_recv().unwrap(), GuestEvent::BootDone { t_ns: t });
-        d.pio_write(BOOT_DONE_PORT, &BOOT_DONE_MAGIC.to_le_bytes())
-            .unwrap();
+        d.pio_write(BOOT_DONE_PORT, &BOOT_DONE_MAGIC.to_le_bytes()).unwrap();
         assert!(rx.try_recv().is_err(), "a second signal is ignored");
         assert_eq!((d.t_ns, d.ignored), (Some(t), 3));
     }

@@ -15,8 +15,8 @@ use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::super::bus::{DeviceResult, Flow, PioDevice};
 use super::{Events, GuestEvent};
+use crate::bus::{DeviceResult, Flow, PioDevice};
 
 pub const COM1_PORT: u16 = 0x3f8;
 pub const COM1_IRQ: u32 = 4;
@@ -64,9 +64,7 @@ pub struct LineSink {
 
 impl LineSink {
     fn flush_line(&mut self) {
-        let text = String::from_utf8_lossy(&self.line)
-            .trim_end_matches('\r')
-            .to_string();
+        let text = String::from_utf8_lossy(&self.line).trim_end_matches('\r').to_string();
         self.line.clear();
         if let Ok(mut t) = self.tail.lock() {
             if t.len() == TAIL_LINES {
@@ -131,11 +129,7 @@ impl SerialDevice {
 
     /// The last complete lines, oldest first, plus the unfinished one.
     pub fn tail(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default();
+        let mut v: Vec<String> = self.tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
         let partial = &self.uart.writer().line;
         if !partial.is_empty() {
             v.push(String::from_utf8_lossy(partial).into_owned());
@@ -154,9 +148,7 @@ impl SerialDevice {
 
     /// Feeds bytes to the guest's receive FIFO (and raises the interrupt).
     pub fn enqueue_input(&mut self, bytes: &[u8]) -> Result<usize, String> {
-        self.uart
-            .enqueue_raw_bytes(bytes)
-            .map_err(|e| format!("{e:?}"))
+        self.uart.enqueue_raw_bytes(bytes).map_err(|e| format!("{e:?}"))
     }
 }
 
@@ -193,17 +185,7 @@ mod tests {
     fn dev(role: Role) -> (SerialDevice, EventFd, std::sync::mpsc::Receiver<GuestEvent>) {
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let (tx, rx) = channel();
-        (
-            SerialDevice::new(
-                COM1_PORT,
-                role,
-                irq.try_clone().unwrap(),
-                Events(Some(tx)),
-                false,
-            ),
-            irq,
-            rx,
-        )
+        (SerialDevice::new(COM1_PORT, role, irq.try_clone().unwrap(), Events(Some(tx)), false), irq, rx)
     }
 
     fn out(d: &mut SerialDevice, s: &[u8]) {
@@ -216,19 +198,10 @@ mod tests {
     fn lines_become_events_and_tail() {
         let (mut d, _irq, rx) = dev(Role::Console);
         out(&mut d, b"Linux version 6.1\r\nCommand line: x\npart");
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            GuestEvent::Console("Linux version 6.1".into())
-        );
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            GuestEvent::Console("Command line: x".into())
-        );
+        assert_eq!(rx.try_recv().unwrap(), GuestEvent::Console("Linux version 6.1".into()));
+        assert_eq!(rx.try_recv().unwrap(), GuestEvent::Console("Command line: x".into()));
         assert!(rx.try_recv().is_err(), "an unfinished line is not an event");
-        assert_eq!(
-            d.tail(),
-            vec!["Linux version 6.1", "Command line: x", "part"]
-        );
+        assert_eq!(d.tail(), vec!["Linux version 6.1", "Command line: x", "part"]);
         assert_eq!(d.bytes_transmitted(), 39);
     }
 
@@ -237,10 +210,7 @@ mod tests {
         let (mut d, _irq, rx) = dev(Role::Channel);
         out(&mut d, &vec![b'a'; MAX_LINE + 3]);
         out(&mut d, b"\nREADY\n");
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            GuestEvent::Channel("a".repeat(MAX_LINE))
-        );
+        assert_eq!(rx.try_recv().unwrap(), GuestEvent::Channel("a".repeat(MAX_LINE)));
         assert_eq!(rx.try_recv().unwrap(), GuestEvent::Channel("aaa".into()));
         assert_eq!(rx.try_recv().unwrap(), GuestEvent::Channel("READY".into()));
     }
@@ -250,11 +220,7 @@ mod tests {
         let (mut d, irq, _rx) = dev(Role::Console);
         let mut b = [0u8];
         d.pio_read(COM1_PORT + LSR, &mut b).unwrap();
-        assert_eq!(
-            b[0] & 0x60,
-            0x60,
-            "THR empty and transmitter idle, so polling drivers never wait"
-        );
+        assert_eq!(b[0] & 0x60, 0x60, "THR empty and transmitter idle, so polling drivers never wait");
         // Divisor latch access does not transmit.
         d.pio_write(COM1_PORT + LCR, &[0x80]).unwrap();
         d.pio_write(COM1_PORT + THR, &[0x01]).unwrap();

@@ -41,11 +41,3 @@ impl Events {
         }
     }
 }
-
-/// CLOCK_MONOTONIC in ns (the clock of `crate::measure::clock`).
-pub fn now_ns() -> u64 {
-    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
-        Ok(ts) => ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64,
-        Err(_) => 0,
-    }
-}

@@ -1,8 +1,8 @@
 //! Building a Linux guest on the VMM's building blocks ([`super::super::vm`],
-//! [`super::super::memory`], [`super::super::vcpu`], [`super::super::bus`])
+//! [`super::super::memory`], [`crate::vcpu`], [`crate::bus`])
 //! and running its vCPU on a thread of its own.
 //!
-//! The vCPU runs in short slices of [`super::super::vcpu::run`] so that a
+//! The vCPU runs in short slices of [`crate::vcpu::run`] so that a
 //! stop request, the overall deadline and Ctrl-C are noticed within
 //! [`SLICE`], without changing the shared run loop.
 
@@ -17,20 +17,19 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use vmm_sys_util::eventfd::EventFd;
 
-use super::super::bus::Bus;
-use super::super::devices::boot_done::{BootDone, BOOT_DONE_PORT};
-use super::super::devices::i8042::{I8042, I8042_COMMAND_PORT, I8042_PORT};
-use super::super::devices::serial::{
-    Role, SerialDevice, Tail, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, UART_PORTS,
-};
-use super::super::devices::sink::{self, Sink};
-use super::super::devices::{now_ns, Events, GuestEvent};
-use super::super::vcpu::{self, Paused, RunLimit};
-use super::super::{memory, vm, VmError};
 use super::bootparams::{self, E820};
 use super::cpu;
 use super::error::LinuxError;
 use super::kernel::{self, LoadedKernel};
+use crate::bus::Bus;
+use crate::clock::now_ns;
+use crate::devices::boot_done::{BootDone, BOOT_DONE_PORT};
+use crate::devices::i8042::{I8042, I8042_COMMAND_PORT, I8042_PORT};
+use crate::devices::serial::{Role, SerialDevice, Tail, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, UART_PORTS};
+use crate::devices::sink::{self, Sink};
+use crate::devices::{Events, GuestEvent};
+use crate::vcpu::{self, Paused, RunLimit};
+use crate::{memory, vm, VmError};
 
 /// Longest time the vCPU thread runs without looking at its stop flag.
 pub const SLICE: Duration = Duration::from_millis(10);
@@ -66,23 +65,14 @@ pub fn load_guest(mem: &GuestMemoryMmap, cfg: &VmConfig) -> Result<GuestLayout, 
     let max = bootparams::cmdline_max(&k);
     bootparams::load_cmdline(mem, &cfg.cmdline, max)?;
     let initrd = match &cfg.initramfs {
-        Some(data) => Some(bootparams::load_initrd(
-            mem,
-            &k,
-            bootparams::initrd_addr_max(&k),
-            data,
-        )?),
+        Some(data) => Some(bootparams::load_initrd(mem, &k, bootparams::initrd_addr_max(&k), data)?),
         None => None,
     };
     let e820 = bootparams::e820_map(cfg.mem_bytes);
     let params = bootparams::build_boot_params(&k, cfg.cmdline.len(), initrd, &e820)?;
     bootparams::write_boot_params(mem, &params)?;
     cpu::write_tables(mem)?;
-    Ok(GuestLayout {
-        kernel: k,
-        e820,
-        initrd,
-    })
+    Ok(GuestLayout { kernel: k, e820, initrd })
 }
 
 /// A guest whose memory, vCPU and devices are set up, not yet running.
@@ -116,11 +106,7 @@ impl LinuxVm {
         let mem = memory::allocate(&bootparams::memory_regions(cfg.mem_bytes)).map_err(vmerr)?;
         memory::register(&vmfd, &mem).map_err(vmerr)?;
 
-        let GuestLayout {
-            kernel: k,
-            e820,
-            initrd,
-        } = load_guest(&mem, cfg)?;
+        let GuestLayout { kernel: k, e820, initrd } = load_guest(&mem, cfg)?;
 
         let vcpu = vcpu::create_vcpu(&vmfd, 0).map_err(vmerr)?;
         let supported = vcpu::supported_cpuid().map_err(vmerr)?;
@@ -135,10 +121,8 @@ impl LinuxVm {
         let (tx, rx) = channel();
         let events = Events(Some(tx));
         let irq = |gsi: u32| -> Result<EventFd, LinuxError> {
-            let e = EventFd::new(libc::EFD_NONBLOCK)
-                .map_err(|x| LinuxError::Load(format!("eventfd: {x}")))?;
-            vmfd.register_irqfd(&e, gsi)
-                .map_err(LinuxError::kvm("KVM_IRQFD"))?;
+            let e = EventFd::new(libc::EFD_NONBLOCK).map_err(|x| LinuxError::Load(format!("eventfd: {x}")))?;
+            vmfd.register_irqfd(&e, gsi).map_err(LinuxError::kvm("KVM_IRQFD"))?;
             Ok(e)
         };
         let console = Arc::new(Mutex::new(SerialDevice::new(
@@ -148,23 +132,15 @@ impl LinuxVm {
             events.clone(),
             cfg.console_echo,
         )));
-        let chan = Arc::new(Mutex::new(SerialDevice::new(
-            COM2_PORT,
-            Role::Channel,
-            irq(COM2_IRQ)?,
-            events.clone(),
-            false,
-        )));
+        let chan = Arc::new(Mutex::new(SerialDevice::new(COM2_PORT, Role::Channel, irq(COM2_IRQ)?, events.clone(), false)));
         let i8042 = Arc::new(Mutex::new(I8042::new(events.clone())));
         let boot_done = Arc::new(Mutex::new(BootDone::new(events)));
         let mut bus = Bus::new();
-        let overlap = |e: super::super::bus::Overlap| LinuxError::Load(e.to_string());
-        bus.add_pio(COM1_PORT, UART_PORTS, console.clone())
-            .map_err(overlap)?;
+        let overlap = |e: crate::bus::Overlap| LinuxError::Load(e.to_string());
+        bus.add_pio(COM1_PORT, UART_PORTS, console.clone()).map_err(overlap)?;
         bus.add_pio(COM2_PORT, UART_PORTS, chan).map_err(overlap)?;
         bus.add_pio(I8042_PORT, 1, i8042.clone()).map_err(overlap)?;
-        bus.add_pio(I8042_COMMAND_PORT, 1, i8042.clone())
-            .map_err(overlap)?;
+        bus.add_pio(I8042_COMMAND_PORT, 1, i8042.clone()).map_err(overlap)?;
         bus.add_pio(BOOT_DONE_PORT, 4, boot_done).map_err(overlap)?;
         let used = [
             (COM1_PORT, UART_PORTS),
@@ -195,10 +171,7 @@ impl LinuxVm {
 
     /// The console tail (last lines).
     pub fn console_tail(&self) -> Tail {
-        self.console
-            .lock()
-            .map(|c| c.tail_handle())
-            .unwrap_or_default()
+        self.console.lock().map(|c| c.tail_handle()).unwrap_or_default()
     }
 
     /// Starts the vCPU thread. It ends when the guest resets (reboot), on
@@ -218,27 +191,16 @@ impl LinuxVm {
             ..
         } = self;
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("versus-linux-vcpu".into())
-            .spawn(move || {
-                let mut vcpu = vcpu;
-                let out = run_vcpu(
-                    &mut vcpu,
-                    &mem,
-                    &bus,
-                    &i8042,
-                    &console,
-                    &flag,
-                    (deadline, timeout),
-                    what,
-                );
-                // Drop order: vCPU, VM, memory.
-                drop(vcpu);
-                drop(vm);
-                drop(bus);
-                drop(mem);
-                out
-            });
+        let thread = std::thread::Builder::new().name("versus-linux-vcpu".into()).spawn(move || {
+            let mut vcpu = vcpu;
+            let out = run_vcpu(&mut vcpu, &mem, &bus, &i8042, &console, &flag, (deadline, timeout), what);
+            // Drop order: vCPU, VM, memory.
+            drop(vcpu);
+            drop(vm);
+            drop(bus);
+            drop(mem);
+            out
+        });
         match thread {
             Ok(t) => Running {
                 thread: Some(t),
@@ -252,9 +214,7 @@ impl LinuxVm {
                     thread: None,
                     stop,
                     events: rx,
-                    tail: Arc::new(Mutex::new(
-                        std::iter::once(format!("cannot start the vCPU thread: {e}")).collect(),
-                    )),
+                    tail: Arc::new(Mutex::new(std::iter::once(format!("cannot start the vCPU thread: {e}")).collect())),
                 }
             }
         }
@@ -300,10 +260,7 @@ impl std::fmt::Display for Failure {
             Some(b) => write!(
                 f,
                 "; instruction bytes at RIP: {}",
-                b.iter()
-                    .map(|x| format!("{x:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
             )?,
             None => write!(f, "; instruction bytes at RIP unreadable")?,
         }
@@ -336,10 +293,7 @@ fn run_vcpu(
         }
         let now = Instant::now();
         if now >= deadline {
-            let e = VmError::Timeout {
-                what,
-                after: timeout,
-            };
+            let e = VmError::Timeout { what, after: timeout };
             return Ended::Failed(Box::new(diagnose(vcpu, mem, console, e)));
         }
         let limit = RunLimit::new(SLICE.min(deadline - now), what);
@@ -357,23 +311,12 @@ fn run_vcpu(
 
 /// Collects what explains a failure: instruction bytes at RIP (through the
 /// guest's page tables), the internal-error sub-code, the console tail.
-fn diagnose(
-    vcpu: &mut VcpuFd,
-    mem: &GuestMemoryMmap,
-    console: &Mutex<SerialDevice>,
-    error: VmError,
-) -> Failure {
+fn diagnose(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, console: &Mutex<SerialDevice>, error: VmError) -> Failure {
     let rip = vcpu::rip(vcpu);
-    let insn = vcpu
-        .translate_gva(rip)
-        .ok()
-        .filter(|t| t.valid != 0)
-        .and_then(|t| {
-            let mut b = vec![0u8; 15];
-            mem.read_slice(&mut b, GuestAddress(t.physical_address))
-                .ok()
-                .map(|_| b)
-        });
+    let insn = vcpu.translate_gva(rip).ok().filter(|t| t.valid != 0).and_then(|t| {
+        let mut b = vec![0u8; 15];
+        mem.read_slice(&mut b, GuestAddress(t.physical_address)).ok().map(|_| b)
+    });
     let suberror = match &error {
         VmError::UnexpectedExit { exit, .. } if exit.contains("InternalError") => {
             let run = vcpu.get_kvm_run();
@@ -414,9 +357,7 @@ impl Running {
     /// thread has ended and every event is drained, returns how it ended.
     pub fn next(&mut self, deadline: Instant) -> Next {
         loop {
-            let wait = deadline
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(50));
+            let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
             match self.events.recv_timeout(wait) {
                 Ok(e) => return Next::Event(e),
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
@@ -465,15 +406,7 @@ impl Running {
 
     /// The last console lines.
     pub fn console_tail(&self) -> Vec<String> {
-        self.tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Host ns now (for phase marks).
-    pub fn now_ns() -> u64 {
-        now_ns()
+        self.tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default()
     }
 }
 
@@ -489,11 +422,9 @@ impl Drop for Running {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::vm::linux::bootparams::{layout, read_boot_params, E820_RAM};
-    use crate::platform::vm::linux::kernel::{
-        bzimage_header, extract_vmlinux, test_kernel, HDRS_MAGIC,
-    };
-    use crate::platform::vm::linux::{cmdline, initramfs};
+    use crate::linux::bootparams::{layout, read_boot_params, E820_RAM};
+    use crate::linux::kernel::{bzimage_header, extract_vmlinux, test_kernel, HDRS_MAGIC};
+    use crate::linux::{cmdline, initramfs};
 
     fn check_layout(image: Vec<u8>, bz: bool) {
         let mem_bytes = 512u64 << 20;
@@ -516,16 +447,11 @@ mod tests {
         assert_eq!({ p.hdr.cmd_line_ptr } as u64, layout::CMDLINE);
         assert_eq!({ p.hdr.cmdline_size } as usize, cfg.cmdline.len());
         let mut c = vec![0u8; cfg.cmdline.len() + 1];
-        mem.read_slice(&mut c, GuestAddress(layout::CMDLINE))
-            .unwrap();
+        mem.read_slice(&mut c, GuestAddress(layout::CMDLINE)).unwrap();
         assert_eq!(&c[..cfg.cmdline.len()], cfg.cmdline.as_bytes());
         assert_eq!(c[cfg.cmdline.len()], 0, "NUL-terminated");
         let rd = l.initrd.unwrap();
-        assert_eq!(
-            ({ p.hdr.ramdisk_image } as u64, { p.hdr.ramdisk_size }
-                as u64),
-            (rd.addr, rd.size)
-        );
+        assert_eq!(({ p.hdr.ramdisk_image } as u64, { p.hdr.ramdisk_size } as u64), (rd.addr, rd.size));
         assert_eq!(rd.addr % 4096, 0);
         assert!(
             rd.addr >= l.kernel.end_addr && rd.addr + rd.size <= mem_bytes,
@@ -534,10 +460,7 @@ mod tests {
         );
         let mut back = vec![0u8; init.len()];
         mem.read_slice(&mut back, GuestAddress(rd.addr)).unwrap();
-        assert_eq!(
-            initramfs::parse(&back).unwrap(),
-            initramfs::guest_entries(b"\x7fELF fake init")
-        );
+        assert_eq!(initramfs::parse(&back).unwrap(), initramfs::guest_entries(b"\x7fELF fake init"));
         let e820 = bootparams::e820_of(&p);
         assert_eq!(e820, l.e820);
         assert_eq!(
@@ -572,9 +495,7 @@ mod tests {
         // Boot page tables and GDT are in place.
         let pml4: u64 = mem.read_obj(GuestAddress(layout::PML4)).unwrap();
         assert_eq!(pml4, layout::PDPT | 3);
-        let cs: u64 = mem
-            .read_obj(GuestAddress(layout::GDT_ADDR + cpu::BOOT_CS as u64))
-            .unwrap();
+        let cs: u64 = mem.read_obj(GuestAddress(layout::GDT_ADDR + cpu::BOOT_CS as u64)).unwrap();
         assert_eq!(cs, cpu::GDT[2]);
     }
 
@@ -585,9 +506,6 @@ mod tests {
 
     #[test]
     fn real_extracted_vmlinux_guest_layout_and_zero_page() {
-        check_layout(
-            extract_vmlinux(&std::fs::read(test_kernel()).unwrap()).unwrap(),
-            false,
-        );
+        check_layout(extract_vmlinux(&std::fs::read(test_kernel()).unwrap()).unwrap(), false);
     }
 }

@@ -108,25 +108,13 @@ fn header(out: &mut Vec<u8>, ino: u32, e: &Entry, name_len: usize) {
 /// Writes a newc archive of `entries` (in order; parents before children)
 /// followed by the trailer.
 pub fn write(entries: &[Entry]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(
-        entries
-            .iter()
-            .map(|e| e.data.len() + HEADER_LEN + e.name.len() + 8)
-            .sum::<usize>()
-            + 256,
-    );
+    let mut out = Vec::with_capacity(entries.iter().map(|e| e.data.len() + HEADER_LEN + e.name.len() + 8).sum::<usize>() + 256);
     for (i, e) in entries.iter().enumerate() {
         if e.name.is_empty() || e.name.starts_with('/') || e.name.contains('\0') {
-            return Err(LinuxError::Initramfs(format!(
-                "bad member name {:?} (relative, non-empty, no NUL)",
-                e.name
-            )));
+            return Err(LinuxError::Initramfs(format!("bad member name {:?} (relative, non-empty, no NUL)", e.name)));
         }
         if e.data.len() > u32::MAX as usize {
-            return Err(LinuxError::Initramfs(format!(
-                "{} is larger than 4 GiB",
-                e.name
-            )));
+            return Err(LinuxError::Initramfs(format!("{} is larger than 4 GiB", e.name)));
         }
         header(&mut out, i as u32 + 1, e, e.name.len());
         out.extend_from_slice(e.name.as_bytes());
@@ -143,15 +131,7 @@ pub fn write(entries: &[Entry]) -> Result<Vec<u8>> {
         rdev: (0, 0),
         data: Vec::new(),
     };
-    header(
-        &mut out,
-        0,
-        &Entry {
-            mode: 0,
-            ..t.clone()
-        },
-        TRAILER.len(),
-    );
+    header(&mut out, 0, &Entry { mode: 0, ..t.clone() }, TRAILER.len());
     // The trailer has nlink 1 in GNU cpio; the kernel ignores it.
     out.extend_from_slice(TRAILER.as_bytes());
     out.push(0);
@@ -169,41 +149,25 @@ pub fn parse(data: &[u8]) -> Result<Vec<Entry>> {
     let mut p = 0;
     let mut v = Vec::new();
     loop {
-        let h = data
-            .get(p..p + HEADER_LEN)
-            .ok_or_else(|| bad(format!("truncated header at {p}")))?;
+        let h = data.get(p..p + HEADER_LEN).ok_or_else(|| bad(format!("truncated header at {p}")))?;
         if &h[..6] != MAGIC {
             return Err(bad(format!("bad magic at {p}")));
         }
         let field = |i: usize| -> Result<u32> {
-            let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i])
-                .map_err(|_| bad(format!("non-ASCII field at {p}")))?;
+            let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).map_err(|_| bad(format!("non-ASCII field at {p}")))?;
             u32::from_str_radix(s, 16).map_err(|_| bad(format!("bad hex field {s:?} at {p}")))
         };
-        let (mode, uid, gid, filesize, rmaj, rmin, namesize) = (
-            field(1)?,
-            field(2)?,
-            field(3)?,
-            field(6)? as usize,
-            field(9)?,
-            field(10)?,
-            field(11)? as usize,
-        );
+        let (mode, uid, gid, filesize, rmaj, rmin, namesize) =
+            (field(1)?, field(2)?, field(3)?, field(6)? as usize, field(9)?, field(10)?, field(11)? as usize);
         let name_start = p + HEADER_LEN;
-        let name_bytes = data
-            .get(name_start..name_start + namesize)
-            .ok_or_else(|| bad("truncated name".into()))?;
-        let name = String::from_utf8_lossy(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes))
-            .into_owned();
+        let name_bytes = data.get(name_start..name_start + namesize).ok_or_else(|| bad("truncated name".into()))?;
+        let name = String::from_utf8_lossy(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes)).into_owned();
         let mut q = name_start + namesize;
         q = (q + 3) & !3;
         if name == TRAILER {
             return Ok(v);
         }
-        let body = data
-            .get(q..q + filesize)
-            .ok_or_else(|| bad(format!("truncated contents of {name}")))?
-            .to_vec();
+        let body = data.get(q..q + filesize).ok_or_else(|| bad(format!("truncated contents of {name}")))?.to_vec();
         q = (q + filesize + 3) & !3;
         v.push(Entry {
             name,

@@ -5,10 +5,7 @@
 //! Values follow Documentation/arch/x86/boot.rst ("64-bit boot protocol") and
 //! Firecracker's x86_64 set-up.
 
-use kvm_bindings::{
-    kvm_fpu, kvm_msr_entry, kvm_pit_config, kvm_regs, kvm_segment, CpuId, Msrs,
-    KVM_PIT_SPEAKER_DUMMY,
-};
+use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_pit_config, kvm_regs, kvm_segment, CpuId, Msrs, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -72,21 +69,18 @@ const EFER_LMA: u64 = 1 << 10;
 /// [`layout::IDENTITY_MAPPED`] bytes with 2 MiB pages) into guest memory.
 pub fn write_tables(mem: &GuestMemoryMmap) -> Result<()> {
     let w = |what: &'static str, addr: u64, bytes: &[u8]| {
-        mem.write_slice(bytes, GuestAddress(addr))
-            .map_err(|e| LinuxError::GuestWrite {
-                what,
-                addr,
-                detail: e.to_string(),
-            })
+        mem.write_slice(bytes, GuestAddress(addr)).map_err(|e| LinuxError::GuestWrite {
+            what,
+            addr,
+            detail: e.to_string(),
+        })
     };
     let gdt: Vec<u8> = GDT.iter().flat_map(|e| e.to_le_bytes()).collect();
     w("GDT", layout::GDT_ADDR, &gdt)?;
     w("IDT", layout::IDT_ADDR, &0u64.to_le_bytes())?;
     w("PML4", layout::PML4, &(layout::PDPT | 0x03).to_le_bytes())?;
     w("PDPT", layout::PDPT, &(layout::PD | 0x03).to_le_bytes())?;
-    let pd: Vec<u8> = (0..512u64)
-        .flat_map(|i| ((i << 21) | 0x83).to_le_bytes())
-        .collect();
+    let pd: Vec<u8> = (0..512u64).flat_map(|i| ((i << 21) | 0x83).to_le_bytes()).collect();
     w("PD", layout::PD, &pd)
 }
 
@@ -177,8 +171,7 @@ pub fn setup_msrs(vcpu: &VcpuFd) -> Result<Vec<u32>> {
     let mut refused = Vec::new();
     // One at a time, so that one refused MSR does not hide the others.
     for e in entries {
-        let msrs =
-            Msrs::from_entries(&[e]).map_err(|x| LinuxError::Load(format!("MSR list: {x:?}")))?;
+        let msrs = Msrs::from_entries(&[e]).map_err(|x| LinuxError::Load(format!("MSR list: {x:?}")))?;
         match vcpu.set_msrs(&msrs) {
             Ok(1) => {}
             Ok(_) | Err(_) => refused.push(e.index),
@@ -201,12 +194,7 @@ fn set_apic_delivery_mode(reg: u32, mode: u32) -> u32 {
 pub fn setup_lapic(vcpu: &VcpuFd) -> Result<()> {
     let mut l = vcpu.get_lapic().map_err(LinuxError::kvm("KVM_GET_LAPIC"))?;
     let get = |regs: &[std::os::raw::c_char], off: usize| -> u32 {
-        u32::from_le_bytes([
-            regs[off] as u8,
-            regs[off + 1] as u8,
-            regs[off + 2] as u8,
-            regs[off + 3] as u8,
-        ])
+        u32::from_le_bytes([regs[off] as u8, regs[off + 1] as u8, regs[off + 2] as u8, regs[off + 3] as u8])
     };
     let put = |regs: &mut [std::os::raw::c_char], off: usize, v: u32| {
         for (i, b) in v.to_le_bytes().iter().enumerate() {
@@ -214,17 +202,9 @@ pub fn setup_lapic(vcpu: &VcpuFd) -> Result<()> {
         }
     };
     let lvt0 = get(&l.regs, APIC_LVT0);
-    put(
-        &mut l.regs,
-        APIC_LVT0,
-        set_apic_delivery_mode(lvt0, APIC_MODE_EXTINT),
-    );
+    put(&mut l.regs, APIC_LVT0, set_apic_delivery_mode(lvt0, APIC_MODE_EXTINT));
     let lvt1 = get(&l.regs, APIC_LVT1);
-    put(
-        &mut l.regs,
-        APIC_LVT1,
-        set_apic_delivery_mode(lvt1, APIC_MODE_NMI),
-    );
+    put(&mut l.regs, APIC_LVT1, set_apic_delivery_mode(lvt1, APIC_MODE_NMI));
     vcpu.set_lapic(&l).map_err(LinuxError::kvm("KVM_SET_LAPIC"))
 }
 
@@ -249,8 +229,7 @@ pub fn guest_cpuid(supported: &CpuId, id: u8, hide_unemulated: bool) -> CpuId {
                 e.ebx = (e.ebx & 0x0000_ffff) | ((id as u32) << 24) | (1 << 16);
                 e.ecx |= CPUID1_ECX_HYPERVISOR;
                 if hide_unemulated {
-                    e.ecx &=
-                        !(CPUID1_ECX_XSAVE | CPUID1_ECX_OSXSAVE | CPUID1_ECX_AVX | CPUID1_ECX_CX16);
+                    e.ecx &= !(CPUID1_ECX_XSAVE | CPUID1_ECX_OSXSAVE | CPUID1_ECX_AVX | CPUID1_ECX_CX16);
                 }
             }
             0xb | 0x1f => {
@@ -269,14 +248,12 @@ pub fn setup_irqchip(vm: &VmFd) -> Result<()> {
     // Intel needs a TSS region in guest physical space for real-mode
     // emulation; harmless elsewhere. Above the MMIO gap start, below 4 GiB.
     let _ = vm.set_tss_address(0xfffb_d000);
-    vm.create_irq_chip()
-        .map_err(LinuxError::kvm("KVM_CREATE_IRQCHIP"))?;
+    vm.create_irq_chip().map_err(LinuxError::kvm("KVM_CREATE_IRQCHIP"))?;
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
     };
-    vm.create_pit2(pit)
-        .map_err(LinuxError::kvm("KVM_CREATE_PIT2"))
+    vm.create_pit2(pit).map_err(LinuxError::kvm("KVM_CREATE_PIT2"))
 }
 
 #[cfg(test)]
@@ -287,27 +264,13 @@ mod tests {
     fn gdt_entries_decode_to_boot_segments() {
         let cs = segment(2);
         assert_eq!(
-            (
-                cs.selector,
-                cs.l,
-                cs.db,
-                cs.present,
-                cs.s,
-                cs.type_,
-                cs.limit
-            ),
+            (cs.selector, cs.l, cs.db, cs.present, cs.s, cs.type_, cs.limit),
             (BOOT_CS, 1, 0, 1, 1, 0xb, 0xffff_ffff)
         );
         let ds = segment(3);
-        assert_eq!(
-            (ds.selector, ds.l, ds.db, ds.type_, ds.g),
-            (BOOT_DS, 0, 1, 3, 1)
-        );
+        assert_eq!((ds.selector, ds.l, ds.db, ds.type_, ds.g), (BOOT_DS, 0, 1, 3, 1));
         let tr = segment(4);
-        assert_eq!(
-            (tr.selector, tr.type_, tr.s, tr.present),
-            (BOOT_TSS, 0xb, 0, 1)
-        );
+        assert_eq!((tr.selector, tr.type_, tr.s, tr.present), (BOOT_TSS, 0xb, 0, 1));
         assert_eq!(segment(0).unusable, 1);
         // Linux's GDT_ENTRY_INIT(0xa09b, 0, 0xfffff) for __KERNEL_CS.
         assert_eq!(GDT[2], 0x00af_9b00_0000_ffff);
@@ -332,10 +295,7 @@ mod tests {
         c.as_mut_slice()[0].ecx = CPUID1_ECX_XSAVE | CPUID1_ECX_CX16 | 1;
         c.as_mut_slice()[0].ebx = 0xffff_ffff;
         let kept = guest_cpuid(&c, 0, false);
-        assert_eq!(
-            kept.as_slice()[0].ecx,
-            CPUID1_ECX_XSAVE | CPUID1_ECX_CX16 | 1 | CPUID1_ECX_HYPERVISOR
-        );
+        assert_eq!(kept.as_slice()[0].ecx, CPUID1_ECX_XSAVE | CPUID1_ECX_CX16 | 1 | CPUID1_ECX_HYPERVISOR);
         assert_eq!(kept.as_slice()[0].ebx >> 16, 0x0001);
         let hidden = guest_cpuid(&c, 0, true);
         assert_eq!(hidden.as_slice()[0].ecx, 1 | CPUID1_ECX_HYPERVISOR);

@@ -9,10 +9,7 @@ pub enum LinuxError {
     NoKernel { release: String },
 
     #[error("cannot read the kernel image {path}: {source}")]
-    ReadKernel {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadKernel { path: PathBuf, source: std::io::Error },
 
     #[error("{0}: it is neither an ELF vmlinux nor a bzImage (no ELF magic, no `HdrS` at 0x202); pass a Linux kernel with --kernel")]
     NotAKernel(String),
@@ -24,10 +21,7 @@ pub enum LinuxError {
     UnsupportedCompression(&'static str),
 
     #[error("decompressing the {format} kernel payload failed: {detail}; the bzImage may be truncated or corrupt (re-run harness/fetch-kernel or pass a vmlinux with --kernel)")]
-    Decompress {
-        format: &'static str,
-        detail: String,
-    },
+    Decompress { format: &'static str, detail: String },
 
     #[error("the vmlinux ELF is not usable: {0}")]
     BadElf(String),
@@ -38,32 +32,23 @@ pub enum LinuxError {
     #[error("guest memory of {mem_bytes} bytes is too small: the kernel and initramfs need at least {need_bytes} bytes (raise the VM's memory)")]
     MemoryTooSmall { mem_bytes: u64, need_bytes: u64 },
 
-    #[error(
-        "the kernel command line is {len} bytes; the kernel accepts at most {max} (shorten it)"
-    )]
+    #[error("the kernel command line is {len} bytes; the kernel accepts at most {max} (shorten it)")]
     CmdlineTooLong { len: usize, max: usize },
 
     #[error("writing {what} into guest memory at {addr:#x} failed: {detail}")]
-    GuestWrite {
-        what: &'static str,
-        addr: u64,
-        detail: String,
-    },
+    GuestWrite { what: &'static str, addr: u64, detail: String },
 
     #[error("initramfs: {0}")]
     Initramfs(String),
 
     #[error("{0}")]
-    Vm(Box<super::super::VmError>),
+    Vm(Box<crate::VmError>),
 
     #[error("vm-linux does not run representatively on this host: {0}; pass --force (versus launch vm-linux --force) to boot it anyway")]
     NotRepresentative(String),
 
     #[error("KVM call `{call}` failed: {source}")]
-    Kvm {
-        call: &'static str,
-        source: kvm_ioctls::Error,
-    },
+    Kvm { call: &'static str, source: kvm_ioctls::Error },
 }
 
 pub type Result<T, E = LinuxError> = std::result::Result<T, E>;

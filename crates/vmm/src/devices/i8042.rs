@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use vm_superio::{I8042Device, Trigger};
 
-use super::super::bus::{DeviceResult, Flow, PioDevice};
 use super::{Events, GuestEvent};
+use crate::bus::{DeviceResult, Flow, PioDevice};
 
 /// The data port; the command/status port is `I8042_PORT + 4` (0x64).
 pub const I8042_PORT: u16 = 0x60;
@@ -97,10 +97,7 @@ mod tests {
         );
         assert!(!k.reset_requested());
         assert!(rx.try_recv().is_err());
-        assert_eq!(
-            k.pio_write(I8042_COMMAND_PORT, &[CMD_RESET_CPU]),
-            Ok(Flow::Pause)
-        );
+        assert_eq!(k.pio_write(I8042_COMMAND_PORT, &[CMD_RESET_CPU]), Ok(Flow::Pause));
         assert!(k.reset_requested());
         assert_eq!(rx.try_recv().unwrap(), GuestEvent::Reset);
     }
