@@ -1,19 +1,23 @@
-//! `cargo bench --bench vm_launch`: launch-to-ready latency of `vm-bare`
-//! against the raw KVM floor, in the criterion group `launch`:
-//! - `vm-bare`: the platform's launch (KVM_CREATE_VM to the guest's READY
-//!   host call), the VM torn down outside the timed part;
+//! `cargo bench --bench vm_launch`: launch-to-ready latency of the
+//! kernel-less guest against the raw KVM floor, in the criterion group
+//! `launch`:
+//! - `vm-bare-inproc`: the platform's launch with the VMM inside this
+//!   process (KVM_CREATE_VM to the guest's READY host call), the VM torn
+//!   down outside the timed part;
+//! - `vm-bare`: the same guest in a `versus-vmm` process of its own (spawn
+//!   included), as the `vm-bare` row of a run measures it;
 //! - `kvm-floor`: KVM_CREATE_VM + guest memory (same size) + one vCPU in
 //!   long mode at CPL3 + first entry to the first port-I/O exit, nothing
 //!   else (`versus_vmm::tiny::raw_floor_ns`).
 //!
-//! Before criterion runs, both are sampled interleaved (so that they see the
-//! same host state) and the medians and their ratio are printed: the goal is
-//! a `vm-bare` median within 1.5x of the floor.
+//! Before criterion runs, they are sampled interleaved (so that they see the
+//! same host state) and the medians and ratios are printed: the goal is a
+//! `vm-bare-inproc` median within 1.5x of the floor.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
-use versus::platform::vm::bare::VmBarePlatform;
+use versus::platform::vm::bare::{VmBareInprocPlatform, VmBarePlatform};
 use versus::platform::{LaunchSpec, Platform};
 use versus::stats::{median, percentile_sorted};
 use versus_vmm::tiny::raw_floor_ns;
@@ -22,7 +26,7 @@ fn ready_spec() -> LaunchSpec {
     LaunchSpec::new("ready".parse().expect("`ready` is a workload"))
 }
 
-fn bare_once(p: &VmBarePlatform, spec: &LaunchSpec) -> Duration {
+fn bare_once(p: &dyn Platform, spec: &LaunchSpec) -> Duration {
     let t = Instant::now();
     let inst = p.launch(spec).expect("vm-bare launch");
     let el = t.elapsed();
@@ -32,21 +36,25 @@ fn bare_once(p: &VmBarePlatform, spec: &LaunchSpec) -> Duration {
 
 /// Interleaved samples of both, medians and ratio on stdout.
 fn interleaved_summary(n: usize) {
-    let p = VmBarePlatform::new();
+    let inproc = VmBareInprocPlatform::new();
+    let process = VmBarePlatform::new().expect("vm-bare");
     let spec = ready_spec();
     for _ in 0..20 {
-        bare_once(&p, &spec);
+        bare_once(&inproc, &spec);
+        bare_once(&process, &spec);
         raw_floor_ns().expect("floor");
     }
-    let (mut bare, mut floor) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut bare, mut proc_, mut floor) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
-        bare.push(bare_once(&p, &spec).as_secs_f64() * 1e3);
+        bare.push(bare_once(&inproc, &spec).as_secs_f64() * 1e3);
+        proc_.push(bare_once(&process, &spec).as_secs_f64() * 1e3);
         floor.push(raw_floor_ns().expect("floor") as f64 / 1e6);
     }
-    let (b, f) = (median(&bare), median(&floor));
+    let (b, p, f) = (median(&bare), median(&proc_), median(&floor));
     println!(
-        "vm_launch summary ({n} interleaved samples each): vm-bare median {b:.4} ms, kvm-floor median {f:.4} ms, ratio {:.3} (goal <= 1.5)",
-        b / f
+        "vm_launch summary ({n} interleaved samples each): vm-bare-inproc median {b:.4} ms, vm-bare (VMM process) median {p:.4} ms, kvm-floor median {f:.4} ms; vm-bare-inproc/floor {:.3} (goal <= 1.5), vm-bare/floor {:.3}",
+        b / f,
+        p / f
     );
 }
 
@@ -55,7 +63,7 @@ fn interleaved_summary(n: usize) {
 fn cpu_summary(n: usize) {
     use versus::platform::process::ProcessPlatform;
     let spec = LaunchSpec::new("cpu:200000".parse().expect("workload"));
-    let bare = VmBarePlatform::new();
+    let bare = VmBareInprocPlatform::new();
     let process = ProcessPlatform::new().expect("process platform");
     let run = |p: &dyn Platform| -> (f64, String) {
         let mut inst = p.launch(&spec).expect("launch");
@@ -98,9 +106,11 @@ fn launch(c: &mut Criterion) {
     cpu_summary(std::env::var("VERSUS_BENCH_CPU_PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(40));
     let mut g = c.benchmark_group("launch");
     g.sample_size(50).measurement_time(Duration::from_secs(5));
-    let p = VmBarePlatform::new();
+    let inproc = VmBareInprocPlatform::new();
+    let process = VmBarePlatform::new().expect("vm-bare");
     let spec = ready_spec();
-    g.bench_function("vm-bare", |b| b.iter_custom(|iters| (0..iters).map(|_| bare_once(&p, &spec)).sum()));
+    g.bench_function("vm-bare-inproc", |b| b.iter_custom(|iters| (0..iters).map(|_| bare_once(&inproc, &spec)).sum()));
+    g.bench_function("vm-bare", |b| b.iter_custom(|iters| (0..iters).map(|_| bare_once(&process, &spec)).sum()));
     g.bench_function("kvm-floor", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| Duration::from_nanos(raw_floor_ns().expect("floor"))).sum())
     });

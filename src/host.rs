@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How the cgroup hierarchy is mounted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupMode {
     /// Only v1 hierarchies.
@@ -17,11 +17,12 @@ pub enum CgroupMode {
     /// v1 controllers with a (usually empty) v2 hierarchy at /sys/fs/cgroup/unified.
     Hybrid,
     /// No cgroup filesystem found.
+    #[default]
     None,
 }
 
 /// How /dev/kvm is provided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum KvmMode {
     /// No /dev/kvm.
@@ -31,17 +32,37 @@ pub enum KvmMode {
     Hardware { module: String, nested_host: bool },
     /// kvm_pvm: guest supervisor code is emulated.
     Pvm,
-    /// /dev/kvm exists but the module is not recognised.
+    /// /dev/kvm exists but the module is not recognised (also what an
+    /// env.json without the field reads as).
+    #[default]
     Unknown,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl KvmMode {
+    /// How KVM is provided, in words: the one description `versus env`
+    /// prints and every report carries.
+    pub fn describe(&self) -> String {
+        match self {
+            KvmMode::Absent => "no /dev/kvm: VM platforms cannot run".into(),
+            KvmMode::Hardware { module, nested_host } => {
+                format!("hardware-assisted ({module}){}", if *nested_host { ", nested: this host is itself a guest" } else { "" })
+            }
+            KvmMode::Pvm => "kvm_pvm (PVM): guest user-mode code runs natively, guest kernel-mode code is emulated (see the measured guest loop speeds); a VM running a guest kernel is not representative here".into(),
+            KvmMode::Unknown => "/dev/kvm present, provider not recognised".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Peer {
     pub name: String,
     pub path: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The host fingerprint, as env.json holds it. Every field has a default,
+/// so that an env.json of another version still reads.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Host {
     pub hostname: String,
     pub kernel: String,
@@ -214,6 +235,64 @@ impl Host {
     }
 }
 
+/// The guest loop speeds that tell hardware-assisted KVM from a host where
+/// guest kernel code is emulated (see [`versus_vmm::speed`]); `error` when
+/// they could not be measured.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct KvmSpeed {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpl0_iters_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpl3_iters_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_to_supervisor_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supervisor_emulated: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl KvmSpeed {
+    /// Measures the speed loops on this host's /dev/kvm.
+    pub fn measure(kvm_device: bool) -> KvmSpeed {
+        if !kvm_device {
+            return KvmSpeed {
+                error: Some("no /dev/kvm".into()),
+                ..KvmSpeed::default()
+            };
+        }
+        match versus_vmm::speed::measure() {
+            Ok(s) => KvmSpeed {
+                cpl0_iters_per_s: Some(s.cpl0_iters_per_s),
+                cpl3_iters_per_s: Some(s.cpl3_iters_per_s),
+                user_to_supervisor_ratio: Some(s.ratio),
+                supervisor_emulated: Some(s.supervisor_emulated()),
+                error: None,
+            },
+            Err(e) => KvmSpeed {
+                error: Some(e.to_string()),
+                ..KvmSpeed::default()
+            },
+        }
+    }
+}
+
+/// Measurements of the host every report carries (env.json's
+/// `host_measurements`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct HostMeasurements {
+    pub kvm_speed: KvmSpeed,
+}
+
+/// The fingerprint of this host and its measurements.
+pub fn fingerprint() -> (Host, HostMeasurements) {
+    let host = Host::detect();
+    let kvm_speed = KvmSpeed::measure(host.kvm_device);
+    (host, HostMeasurements { kvm_speed })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +306,29 @@ mod tests {
         assert_ne!(h.cgroup_mode, CgroupMode::None, "this host has cgroups");
         // /dev/kvm presence and the mode agree.
         assert_eq!(h.kvm_device, h.kvm_mode != KvmMode::Absent);
+    }
+
+    #[test]
+    fn old_and_partial_env_json_hosts_read() {
+        let h: Host = serde_json::from_str(r#"{"kernel": "Linux 6.1 x86_64", "kvm_mode": {"kind": "pvm"}}"#).unwrap();
+        assert_eq!((h.kernel.as_str(), &h.kvm_mode, h.cores), ("Linux 6.1 x86_64", &KvmMode::Pvm, 0));
+        let full = Host::detect();
+        let back: Host = serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
+        assert_eq!(back.kernel, full.kernel);
+        let m: HostMeasurements = serde_json::from_str(r#"{"kvm_speed": {"error": "no /dev/kvm"}}"#).unwrap();
+        assert_eq!(m.kvm_speed.error.as_deref(), Some("no /dev/kvm"));
+        assert_eq!(serde_json::to_string(&m.kvm_speed).unwrap(), r#"{"error":"no /dev/kvm"}"#);
+    }
+
+    #[test]
+    fn kvm_modes_in_words() {
+        assert!(KvmMode::Pvm.describe().contains("emulated"));
+        assert!(KvmMode::Hardware {
+            module: "kvm_intel".into(),
+            nested_host: true
+        }
+        .describe()
+        .contains("nested"));
     }
 
     #[test]

@@ -5,19 +5,15 @@
 use std::path::Path;
 
 use versus::chart::SIZE;
-use versus::export::json::{write_env, EnvDoc, PlatformStatus};
-use versus::export::{summarize_samples, write_samples, write_summary, Sample};
+use versus::export::json::{write_env, EnvDoc};
+use versus::export::{summarize_samples, write_samples, write_summary};
+use versus::model::{PlatformStatus, RunStatus, Sample};
 use versus::report::render_report;
 
 fn s(p: &str, w: &str, m: &str, unit: &str, i: u32, v: f64) -> Sample {
     Sample {
         run_id: "20250101-000000".into(),
-        platform: p.into(),
-        workload: w.into(),
-        metric: m.into(),
-        unit: unit.into(),
-        iteration: i,
-        value: v,
+        ..Sample::with_unit(p, w, m.into(), unit, i, v)
     }
 }
 
@@ -57,7 +53,7 @@ fn synthetic_run(dir: &Path) {
             rows.push(s(p, "idle", "density.launch_rate", "instances/s", *n, 1000.0 / base / (1.0 + k as f64 * 0.2)));
         }
     }
-    versus::measure::memory::add_overhead_rows(&mut rows);
+    versus::experiment::memory::add_overhead_rows(&mut rows);
     for (p, m, shared, per) in [
         ("process", "shared", 700_000.0, 0.0),
         ("container", "shared", 720_000.0, 0.0),
@@ -74,9 +70,9 @@ fn synthetic_run(dir: &Path) {
     }
     write_samples(&dir.join("samples.csv"), &rows).unwrap();
     write_summary(&dir.join("summary.csv"), &summarize_samples(&rows)).unwrap();
-    let st = |p: &str, status: &str, reason: Option<&str>, rep: bool| PlatformStatus {
+    let st = |p: &str, status: RunStatus, reason: Option<&str>, rep: bool| PlatformStatus {
         platform: p.into(),
-        status: status.into(),
+        status,
         reason: reason.map(String::from),
         representative: rep,
         representative_note: (!rep).then(|| "guest kernel code is emulated by kvm_pvm".to_string()),
@@ -88,14 +84,14 @@ fn synthetic_run(dir: &Path) {
         git_revision: None,
         command_line: vec!["versus".into(), "run".into()],
         started_at_unix: 1_735_689_600,
-        host: serde_json::json!({"kernel": "Linux 6.18 x86_64", "cores": 2, "memory_bytes": 25_000_000_000u64, "kvm_mode": {"kind": "pvm"}, "ksm": "off (0)", "transparent_hugepages": "always [madvise] never", "cgroup_mode": "hybrid", "cgroup_controllers": ["cpu", "memory", "pids"], "peers": []}),
-        host_measurements: serde_json::json!({}),
+        host: serde_json::from_value(serde_json::json!({"kernel": "Linux 6.18 x86_64", "cores": 2, "memory_bytes": 25_000_000_000u64, "kvm_mode": {"kind": "pvm"}, "ksm": "off (0)", "transparent_hugepages": "always [madvise] never", "cgroup_mode": "hybrid", "cgroup_controllers": ["cpu", "memory", "pids"], "peers": []})).unwrap(),
+        host_measurements: Default::default(),
         platforms: vec![
-            st("process", "ran", None, true),
-            st("container", "ran", None, true),
-            st("oci", "skipped", Some("runc not installed"), false),
-            st("vm-bare", "ran", None, true),
-            st("vm-linux", "skipped", Some("no kernel given (--kernel)"), false),
+            st("process", RunStatus::Ran, None, true),
+            st("container", RunStatus::Ran, None, true),
+            st("oci", RunStatus::Skipped, Some("runc not installed"), false),
+            st("vm-bare", RunStatus::Ran, None, true),
+            st("vm-linux", RunStatus::Skipped, Some("no kernel given (--kernel)"), false),
         ],
         not_measured: vec!["reflink VM disks: the filesystem cannot reflink".into()],
     };

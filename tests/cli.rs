@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use versus::model::{Metric, RunStatus};
 
 use versus::export::json::read_env;
 use versus::export::{read_samples, read_summary};
@@ -52,21 +53,21 @@ fn quick_run_writes_valid_files() {
     assert!(samples.iter().all(|s| s.run_id == run_id));
     for p in ["process", "container"] {
         for (w, m) in [("ready", "boot"), ("cpu", "cpu"), ("call", "call"), ("ready", "teardown")] {
-            let n = samples.iter().filter(|s| s.platform == p && s.workload == w && s.metric == m).count();
+            let n = samples.iter().filter(|s| s.platform == p && s.workload == w && s.metric == m.into()).count();
             assert_eq!(n, 3, "{p} {w} {m}: 3 samples");
             let row = summary
                 .iter()
-                .find(|r| r.platform == p && r.workload == w && r.metric == m)
+                .find(|r| r.platform == p && r.workload == w && r.metric == m.into())
                 .expect("summary row");
             assert_eq!(row.n, 3);
             assert!(row.min <= row.median && row.median <= row.max);
         }
     }
     // Phase rows add up to boot, launch by launch.
-    for s in samples.iter().filter(|s| s.metric == "boot") {
+    for s in samples.iter().filter(|s| s.metric == Metric::Boot) {
         let sum: f64 = samples
             .iter()
-            .filter(|x| x.platform == s.platform && x.workload == s.workload && x.iteration == s.iteration && x.metric.starts_with("boot."))
+            .filter(|x| x.platform == s.platform && x.workload == s.workload && x.iteration == s.iteration && matches!(x.metric, Metric::BootPhase(_)))
             .map(|x| x.value)
             .sum();
         assert!(
@@ -80,11 +81,11 @@ fn quick_run_writes_valid_files() {
     }
     let env = read_env(&dir.join("env.json")).unwrap();
     assert_eq!(env.run_id, run_id);
-    assert!(env.host["kernel"].as_str().unwrap().starts_with("Linux"));
+    assert!(env.host.kernel.starts_with("Linux"));
     let st = |p: &str| env.platforms.iter().find(|s| s.platform == p).unwrap().clone();
-    assert_eq!(st("process").status, "ran");
-    assert_eq!(st("container").status, "ran");
-    assert_eq!(st("qemu").status, "skipped");
+    assert_eq!(st("process").status, RunStatus::Ran);
+    assert_eq!(st("container").status, RunStatus::Ran);
+    assert_eq!(st("qemu").status, RunStatus::Skipped);
     assert!(st("qemu").reason.unwrap().contains("not implemented"));
 }
 

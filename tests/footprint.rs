@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use versus::measure::footprint::{self, disk_instances, footprint_overlay, make_ext4_image, overlay_instances, size_of, write_data, Method};
+use versus::experiment::footprint::{self, disk_instances, footprint_overlay, make_ext4_image, overlay_instances, size_of, write_data, Method};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -131,21 +131,50 @@ fn vm_disks_full_copy_vs_copy_on_write() {
     assert_eq!(left.len(), 2, "only src and base.img remain: {left:?}");
 }
 
+/// The footprint of each platform's own storage: shared files, an overlay
+/// per instance over a shared tree, and VM disks built from a tree.
 #[test]
-fn standard_footprints_cover_process_container_and_vm_disks() {
-    let (rows, notes) = footprint::standard_footprints("t", 4, 256 * KIB, "vm-linux", &[], 16 * MIB).unwrap();
+fn storage_of_every_kind_is_measured_for_real() {
+    use versus::model::Metric;
+    use versus::platform::Storage;
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    write_data(&tree.join("init"), 300 * KIB).unwrap();
+    let kernel = t.path().join("kernel");
+    write_data(&kernel, 100 * KIB).unwrap();
+    let storage = [
+        Storage::Shared(vec![kernel.clone()]),
+        Storage::Overlay { lower: tree.clone() },
+        Storage::Disk {
+            shared: vec![kernel],
+            tree,
+            synthetic: true,
+        },
+    ];
+    let (rows, notes) = footprint::measure_storage("x", &storage, 4, 256 * KIB, 16 * MIB);
     eprintln!("notes: {notes:?}");
-    let methods: Vec<(String, String)> = rows
+    let methods: Vec<String> = rows
         .iter()
-        .filter(|r| r.metric == "image.total" && r.unit == "bytes")
-        .map(|r| (r.platform.clone(), r.workload.clone()))
+        .filter(|r| r.metric == Metric::ImageTotal && r.unit == "bytes")
+        .map(|r| r.workload.clone())
         .collect();
     eprintln!("{methods:?}");
-    for r in rows.iter().filter(|r| r.metric == "image.total" && r.unit == "bytes") {
+    for r in rows.iter().filter(|r| r.metric == Metric::ImageTotal && r.unit == "bytes") {
         eprintln!("{} {}: one instance {} bytes", r.platform, r.workload, r.value);
     }
-    assert!(methods.contains(&("process".into(), "shared".into())));
-    assert!(methods.contains(&("vm-linux".into(), "copy".into())));
+    for m in ["shared", "overlay", "copy", "qcow2"] {
+        assert!(methods.contains(&m.to_string()), "{m} missing: {methods:?} (notes {notes:?})");
+    }
+    assert!(notes.iter().any(|n| n.contains("synthetic")), "a synthetic disk says so: {notes:?}");
     // N=4 rows exist for each method and grow with N by what an instance adds.
-    assert!(rows.iter().any(|r| r.metric == "image.n_instances" && r.iteration == 4));
+    assert!(rows.iter().any(|r| r.metric == Metric::ImageNInstances && r.iteration == 4));
+    // Each overlay instance holds at least what it wrote.
+    let per: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.workload == "overlay" && r.metric == Metric::ImagePerInstance && r.unit == "bytes")
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(per.len(), 4);
+    assert!(per.iter().all(|v| *v >= 256.0 * KIB as f64), "{per:?}");
 }

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use versus::measure::interference::{run_interference, Config, Interference};
+use versus::experiment::interference::{run_interference, Config, Interference};
 use versus::platform::container::{ContainerOptions, ContainerPlatform};
 use versus::platform::process::ProcessPlatform;
-use versus::platform::vm::bare::VmBarePlatform;
+use versus::platform::vm::bare::{VmBareInprocPlatform, VmBarePlatform};
 use versus::platform::{Limits, Platform};
 use versus::workload::StressKind;
 
@@ -53,7 +53,7 @@ fn check_stresses(p: &dyn Platform, r: &Interference, stresses: &[StressKind]) {
             let rows: Vec<_> = r
                 .samples
                 .iter()
-                .filter(|s| s.metric == format!("interference.{}", stress.name()) && s.workload == v.to_string())
+                .filter(|s| s.metric == versus::experiment::interference::metric_of(stress) && s.workload == v.to_string())
                 .collect();
             assert!(!rows.is_empty(), "{}: no interference.{} rows for {v}", p.name(), stress.name());
             assert!(rows.iter().all(|s| s.value.is_finite() && s.value > 0.0 && s.unit == "ratio"), "{rows:?}");
@@ -103,14 +103,23 @@ fn vm_bare_interference_for_cpu_and_mem_and_no_fork_bomb() {
         eprintln!("SKIPPED: no usable KVM on this host: {why}");
         return;
     }
-    let p = VmBarePlatform::new();
+    // The VMM-process row: neighbours are VMM processes of their own.
+    let p = VmBarePlatform::new().unwrap();
+    let r = run_interference(&p, &config()).unwrap();
+    check_stresses(&p, &r, &[StressKind::Cpu, StressKind::Mem]);
+    assert!(r.not_applicable.iter().any(|(s, _)| *s == StressKind::Fork));
+    // The in-process row: neighbours are vCPU threads of versus.
+    let p = VmBareInprocPlatform::new();
     let threads = || std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
     let before = threads();
     let r = run_interference(&p, &config()).unwrap();
     check_stresses(&p, &r, &[StressKind::Cpu, StressKind::Mem]);
     // A fork bomb has no meaning without a kernel: refused, recorded as not
     // applicable, and no row pretends otherwise.
-    assert!(r.samples.iter().all(|s| s.metric != "interference.fork"), "fork rows on vm-bare");
+    assert!(
+        r.samples.iter().all(|s| s.metric != versus::model::Metric::InterferenceFork),
+        "fork rows on vm-bare"
+    );
     assert_eq!(r.not_applicable.len(), 1, "{:?}", r.not_applicable);
     assert_eq!(r.not_applicable[0].0, StressKind::Fork);
     assert!(r.not_applicable[0].1.contains("no kernel"), "{}", r.not_applicable[0].1);

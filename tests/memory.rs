@@ -1,11 +1,12 @@
 //! Memory per instance against known allocations, on real process and
 //! container instances (root or user namespaces needed for the container).
 
-use versus::measure::density::{measure_density, DensityOptions};
-use versus::measure::memory::{self, add_overhead_rows, measure_memory, Attribution};
+use versus::experiment::density::{measure_density, DensityOptions};
+use versus::experiment::memory::{self, add_overhead_rows, measure_memory, Attribution};
+use versus::model::Metric;
 use versus::platform::container::{ContainerOptions, ContainerPlatform};
 use versus::platform::process::ProcessPlatform;
-use versus::platform::{LaunchSpec, Platform};
+use versus::platform::{LaunchSpec, Platform, PlatformInfo, Unavailable};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -13,8 +14,8 @@ fn spec(w: &str) -> LaunchSpec {
     LaunchSpec::new(w.parse().unwrap())
 }
 
-fn median(p: &dyn Platform, w: &str, metric: &str) -> f64 {
-    let rows = measure_memory(p, &spec(w), 3, "t").unwrap_or_else(|e| panic!("{e:#}"));
+fn median(p: &dyn Platform, w: &str, metric: Metric) -> f64 {
+    let rows = measure_memory(p, &spec(w), 3).unwrap_or_else(|e| panic!("{e:#}"));
     let v: Vec<f64> = rows.iter().filter(|r| r.metric == metric).map(|r| r.value).collect();
     assert_eq!(v.len(), 3, "{metric} rows for {w} on {}", p.name());
     versus::stats::median(&v)
@@ -28,8 +29,8 @@ fn my_children() -> Vec<String> {
 }
 
 fn check_platform(p: &dyn Platform) -> (f64, f64) {
-    let base = median(p, "idle:0", "mem.host");
-    let full = median(p, "idle:64", "mem.host");
+    let base = median(p, "idle:0", Metric::MemHost);
+    let full = median(p, "idle:64", Metric::MemHost);
     let held = full - base;
     eprintln!(
         "{}: mem.host idle:0 = {:.2} MiB, idle:64 = {:.2} MiB, difference {:.2} MiB",
@@ -60,9 +61,9 @@ fn process_holds_what_it_allocates_and_has_no_overhead() {
     assert_eq!(r.attribution, Attribution::Pids);
     assert!(!r.pids.contains(&(std::process::id() as i32)));
     // mem.overhead of the process against itself is near zero.
-    let mut rows = measure_memory(&p, &spec("idle:64"), 3, "t").unwrap();
+    let mut rows = measure_memory(&p, &spec("idle:64"), 3).unwrap();
     assert_eq!(add_overhead_rows(&mut rows), 3);
-    for o in rows.iter().filter(|r| r.metric == "mem.overhead") {
+    for o in rows.iter().filter(|r| r.metric == Metric::MemOverhead) {
         assert!(o.value.abs() < 1.0 * MIB, "process overhead {:.3} MiB", o.value / MIB);
     }
     assert!(my_children().is_empty(), "instances left running: {:?}", my_children());
@@ -79,17 +80,17 @@ fn container_holds_what_it_allocates_and_its_cgroup_is_charged() {
         return;
     }
     let (_base, full) = check_platform(&c);
-    let cg = median(&c, "idle:64", "mem.cgroup");
+    let cg = median(&c, "idle:64", Metric::MemCgroup);
     eprintln!("container: mem.cgroup idle:64 = {:.2} MiB", cg / MIB);
     assert!(cg >= 64.0 * MIB, "the cgroup was charged {:.2} MiB for a 64 MiB workload", cg / MIB);
     // And the overhead over the process platform is computed per row.
     let p = ProcessPlatform::new().unwrap();
-    let mut rows = measure_memory(&p, &spec("idle:64"), 2, "t").unwrap();
-    rows.extend(measure_memory(&c, &spec("idle:64"), 2, "t").unwrap());
+    let mut rows = measure_memory(&p, &spec("idle:64"), 2).unwrap();
+    rows.extend(measure_memory(&c, &spec("idle:64"), 2).unwrap());
     add_overhead_rows(&mut rows);
     let o: Vec<f64> = rows
         .iter()
-        .filter(|r| r.metric == "mem.overhead" && r.platform == "container")
+        .filter(|r| r.metric == Metric::MemOverhead && r.platform == "container")
         .map(|r| r.value)
         .collect();
     assert_eq!(o.len(), 2);
@@ -145,10 +146,10 @@ fn density_tears_down_on_panic() {
     // must still be stopped.
     struct Flaky(ProcessPlatform, std::cell::Cell<u32>);
     impl Platform for Flaky {
-        fn name(&self) -> &'static str {
-            "flaky"
+        fn info(&self) -> &'static PlatformInfo {
+            self.0.info()
         }
-        fn available(&self) -> Result<(), String> {
+        fn available(&self) -> Result<(), Unavailable> {
             Ok(())
         }
         fn launch(&self, s: &LaunchSpec) -> versus::error::Result<Box<dyn versus::platform::Instance>> {

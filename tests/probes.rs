@@ -7,11 +7,12 @@ use common::kvm_or_skip;
 
 use std::time::{Duration, Instant};
 
-use versus::measure::probes::{classify, run_probes, syscall_surface, Context, HostFacts, Outcome, ProbeRow, CATALOGUE};
+use versus::experiment::probes::{classify, run_probes, surface_rows, syscall_surface, Context, HostFacts, CATALOGUE};
+use versus::model::{Outcome, ProbeLine, ProbeRow, SurfaceKind};
 use versus::platform::container::{ContainerOptions, ContainerPlatform};
 use versus::platform::process::ProcessPlatform;
-use versus::platform::vm::bare::{self, VmBarePlatform};
-use versus::platform::{Platform, ProbeLine};
+use versus::platform::vm::bare::{inproc, probes as bare, VmBareInprocPlatform, VmBarePlatform};
+use versus::platform::{Guest, Platform};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -70,7 +71,7 @@ fn process_is_exposed_to_host_pids_network_and_root() {
     let host = HostFacts::collect();
     let surface = syscall_surface("process", &rows, &host).expect("process shares the host kernel");
     println!("surface: {surface:?}");
-    if versus::measure::probes::host_syscalls().is_some() {
+    if versus::experiment::probes::host_syscalls().is_some() {
         assert!(surface.value.unwrap_or(0) > 200, "{surface:?}");
     }
 }
@@ -135,14 +136,25 @@ fn hostname_change_inside_the_container_does_not_reach_the_host() {
     assert_eq!(nix::sys::utsname::uname().unwrap().nodename().to_string_lossy(), before);
 }
 
+/// Both kernel-less rows, each probed through its own instance kind (a
+/// VMM process per attempt for vm-bare, versus' own VMM for
+/// vm-bare-inproc).
 #[test]
 fn vm_bare_has_no_host_kernel_and_its_vmm_stops_every_way_out() {
     let _g = serial();
     if !kvm_or_skip() {
         return;
     }
+    let process = VmBarePlatform::new().expect("vm-bare");
+    let inproc = VmBareInprocPlatform::new();
+    for p in [&process as &dyn Platform, &inproc as &dyn Platform] {
+        kernel_less_matrix(p);
+    }
+}
+
+fn kernel_less_matrix(p: &dyn Platform) {
     let fds = my_fds();
-    let rows = matrix(&VmBarePlatform::new());
+    let rows = matrix(p);
     let kernel = rows.iter().find(|r| r.probe == "kernel.shared").unwrap();
     assert_eq!(kernel.result, Outcome::Isolated, "{}", kernel.evidence);
     assert!(
@@ -196,10 +208,10 @@ fn vm_bare_has_no_host_kernel_and_its_vmm_stops_every_way_out() {
     let errors: Vec<_> = rows.iter().filter(|r| r.result == Outcome::Error).collect();
     assert!(errors.is_empty(), "probe errors on vm-bare: {errors:?}");
     assert!(my_fds() <= fds + 2, "fds before {fds}, after {}", my_fds());
-    let surface = bare::attack_surface();
+    let surface = surface_rows(p.name(), &p.attack_surface(), &rows, &HostFacts::collect());
     println!("surface: {surface:?}");
-    assert_eq!(surface.iter().find(|s| s.counted == "vmm_host_calls").and_then(|s| s.value), Some(3));
-    assert_eq!(surface.iter().find(|s| s.counted == "vm_exit_kinds").and_then(|s| s.value), Some(1));
+    assert_eq!(surface.iter().find(|s| s.counted == SurfaceKind::VmmHostCalls).and_then(|s| s.value), Some(3));
+    assert_eq!(surface.iter().find(|s| s.counted == SurfaceKind::VmExitKinds).and_then(|s| s.value), Some(1));
 }
 
 /// Positive controls: the same guest-ending probes pointed at what the
@@ -210,10 +222,16 @@ fn vm_bare_probe_controls_come_out_exposed() {
     if !kvm_or_skip() {
         return;
     }
+    let process = VmBarePlatform::new().expect("vm-bare");
     for a in bare::vmm_probe_controls() {
-        let (o, ev) = bare::run_attempt(&a, TIMEOUT);
-        println!("control {} {}: {o} {ev}", a.probe, a.what);
-        assert_eq!(o, Outcome::Exposed, "{}: {}: {ev}", a.probe, a.what);
+        for (kind, (r, logs)) in [
+            ("in versus", inproc::run_attempt(&a, TIMEOUT)),
+            ("in a VMM process", process.run_attempt(&a, TIMEOUT)),
+        ] {
+            let (o, ev) = bare::judge_attempt(&a, r, &logs);
+            println!("control {} {} {kind}: {o} {ev}", a.probe, a.what);
+            assert_eq!(o, Outcome::Exposed, "{}: {} {kind}: {ev}", a.probe, a.what);
+        }
     }
 }
 
@@ -237,7 +255,7 @@ fn vm_bare_classification_flips_with_the_observation() {
         exposed("vm.unknown_port", "out to port 0x80 was accepted"),
         exposed("vm.supervisor", "attempt 0 returned"),
     ];
-    let rows = classify("vm-bare", &lines, &host, &Context::default());
+    let rows = classify("vm-bare", Guest::NoKernel, &lines, &host, &Context::default());
     if host.boot_id.is_some() {
         assert_eq!(result(&rows, "kernel.shared"), Outcome::Exposed);
     }

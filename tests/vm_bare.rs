@@ -1,6 +1,7 @@
-//! vm-bare on real KVM: every workload runs, the cpu checksum equals the
-//! process platform's, and faulting, looping, bad-port and out-of-RAM guests
-//! end with the right error and leak nothing.
+//! vm-bare and vm-bare-inproc on real KVM: every workload runs on both rows
+//! (each its own instance kind), the cpu checksum equals the process
+//! platform's, and faulting, looping, bad-port and out-of-RAM guests end with
+//! the right error and leak nothing.
 
 mod common;
 
@@ -8,8 +9,9 @@ use common::kvm_or_skip;
 
 use std::time::Duration;
 
-use versus::platform::vm::bare::{BareVm, GuestRun, VmBarePlatform};
-use versus::platform::{LaunchSpec, Platform};
+use versus::platform::vm::bare::inproc::BareVm;
+use versus::platform::vm::bare::{GuestRun, VmBareInprocPlatform, VmBarePlatform};
+use versus::platform::{Instance, LaunchSpec, Platform};
 use versus::workload::{expected_cpu_checksum, WorkloadSpec};
 use versus::LaunchError;
 use versus_vmm::abi::mode;
@@ -35,36 +37,54 @@ fn every_workload_runs_and_cpu_matches_the_process_checksum() {
     if !kvm_or_skip() {
         return;
     }
-    let p = VmBarePlatform::new();
-    assert_eq!(p.name(), "vm-bare");
-    p.available().unwrap();
-    for w in ["ready", "cpu:20000", "mem:8", "call:1000", "idle:4"] {
-        let mut inst = p.launch(&spec(w)).unwrap_or_else(|e| panic!("{w}: {e}"));
-        let boot = inst.boot();
-        let names: Vec<_> = boot.phases.iter().map(|p| p.0).collect();
-        assert_eq!(names, versus::platform::vm::bare::PHASES);
-        let sum: f64 = boot.phases.iter().map(|p| p.1).sum();
-        assert!((sum - boot.total_ms()).abs() < 1e-6, "{w}: phases {sum} vs total {}", boot.total_ms());
-        assert!(boot.total_ms() > 0.0);
-        let fin = inst.finish().unwrap_or_else(|e| panic!("{w}: {e}"));
-        let name = w.split(':').next().unwrap();
-        if name == "ready" {
-            assert!(fin.results.is_empty());
-        } else {
-            assert_eq!(fin.results.len(), 1, "{w}: {fin:?}");
-            let r = &fin.results[0];
-            assert_eq!(r.get("workload"), Some(name));
-            assert!(r.elapsed_ns().is_some(), "{w}: {r:?}");
+    let process = VmBarePlatform::new().unwrap();
+    let inproc = VmBareInprocPlatform::new();
+    assert_eq!((process.name(), inproc.name()), ("vm-bare", "vm-bare-inproc"));
+    let vmm_phases: Vec<&str> = versus::platform::vm::bare::PHASES.to_vec();
+    let process_phases: Vec<&str> = std::iter::once("vmm_spawn").chain(vmm_phases.iter().copied()).collect();
+    for (p, phases, own_pid) in [
+        (&process as &dyn Platform, &process_phases, false),
+        (&inproc as &dyn Platform, &vmm_phases, true),
+    ] {
+        p.available().unwrap();
+        for w in ["ready", "cpu:20000", "mem:8", "call:1000", "idle:4"] {
+            let mut inst = p.launch(&spec(w)).unwrap_or_else(|e| panic!("{}: {w}: {e}", p.name()));
+            // Each row's instance is its own kind: a VMM process of its own, or
+            // the versus process itself.
+            let me = std::process::id() as i32;
+            assert_eq!(inst.pids().contains(&me), own_pid, "{}: pids {:?}", p.name(), inst.pids());
+            assert_eq!(inst.vmm_memory().is_some(), !own_pid, "{}: a VMM process reports its own memory", p.name());
+            let boot = inst.boot();
+            let names: Vec<_> = boot.phases.iter().map(|p| p.0).collect();
+            assert_eq!(&names, phases, "{}", p.name());
+            let sum: f64 = boot.phases.iter().map(|p| p.1).sum();
+            assert!((sum - boot.total_ms()).abs() < 1e-6, "{w}: phases {sum} vs total {}", boot.total_ms());
+            assert!(boot.total_ms() > 0.0);
+            let name = w.split(':').next().unwrap();
+            if name == "idle" {
+                // An idle guest never finishes by itself: it is stopped.
+                inst.stop().unwrap();
+                continue;
+            }
+            let fin = inst.finish().unwrap_or_else(|e| panic!("{w}: {e}"));
+            if name == "ready" {
+                assert!(fin.results.is_empty());
+            } else {
+                assert_eq!(fin.results.len(), 1, "{w}: {fin:?}");
+                let r = &fin.results[0];
+                assert_eq!(r.get("workload"), Some(name));
+                assert!(r.elapsed_ns().is_some(), "{w}: {r:?}");
+            }
+            if name == "cpu" {
+                assert_eq!(fin.results[0].checksum(), Some(expected_cpu_checksum(20000).as_str()));
+            }
+            if name == "call" {
+                assert_eq!(fin.results[0].get_u64("param"), Some(1000));
+                assert!(fin.results[0].get_u64("per_call_ns").is_some());
+            }
+            let ms = inst.stop().unwrap();
+            assert!(ms >= 0.0);
         }
-        if name == "cpu" {
-            assert_eq!(fin.results[0].checksum(), Some(expected_cpu_checksum(20000).as_str()));
-        }
-        if name == "call" {
-            assert_eq!(fin.results[0].get_u64("param"), Some(1000));
-            assert!(fin.results[0].get_u64("per_call_ns").is_some());
-        }
-        let ms = inst.stop().unwrap();
-        assert!(ms >= 0.0);
     }
 }
 
@@ -166,7 +186,7 @@ fn thousand_launches_keep_rss_flat_and_leak_no_fd_thread_or_mapping() {
     if !kvm_or_skip() {
         return;
     }
-    let p = VmBarePlatform::new();
+    let p = VmBareInprocPlatform::new();
     let s = spec("ready");
     let one = |i: usize| {
         let mut inst = p.launch(&s).unwrap_or_else(|e| panic!("launch {i}: {e}"));
@@ -219,9 +239,8 @@ fn vmm_process_runs_workloads_and_reports_memory() {
     if !kvm_or_skip() {
         return;
     }
-    use versus::platform::vm::vmm_process::VmBareProcessPlatform;
     // The embedded static versus-vmm (VERSUS_VMM picks another build).
-    let p = VmBareProcessPlatform::new().unwrap();
+    let p = VmBarePlatform::new().unwrap();
     p.available().unwrap();
     let fds0 = count("/proc/self/fd");
 
@@ -245,11 +264,12 @@ fn vmm_process_runs_workloads_and_reports_memory() {
     // VMM's own resident memory excludes them.
     let inst = p.launch_process(&spec("idle:16")).unwrap();
     assert!(!inst.guest_ram.is_empty());
-    let m = inst.memory().unwrap();
-    eprintln!("idle:16 in versus-vmm: {m:?}");
+    let m = inst.vmm_memory().expect("a VMM process instance reports its memory").unwrap();
+    let host = versus::experiment::memory::read_pids(&inst.pids()).unwrap();
+    eprintln!("idle:16 in versus-vmm: {m:?}, PSS {}", host.pss_bytes);
     assert!(m.guest_ram_rss >= 16 << 20, "{m:?}");
-    assert!(m.host_pss >= m.guest_ram_rss, "{m:?}");
-    assert!(m.vmm_rss_excl_guest > 0 && m.vmm_rss_excl_guest < 16 << 20, "{m:?}");
+    assert!(host.pss_bytes >= m.guest_ram_rss, "{m:?}");
+    assert!(m.rss_excl_guest > 0 && m.rss_excl_guest < 16 << 20, "{m:?}");
     let pid = inst.pids()[0];
     if std::env::var_os("VERSUS_VMM").is_none() {
         // Linked statically, as Firecracker is: no shared library pages
@@ -258,7 +278,7 @@ fn vmm_process_runs_workloads_and_reports_memory() {
         let libs: Vec<&str> = maps.lines().filter(|l| l.contains(".so")).collect();
         assert!(libs.is_empty(), "the embedded versus-vmm maps shared libraries: {libs:?}");
     }
-    inst.stop().unwrap();
+    Box::new(inst).stop().unwrap();
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
             || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true),
@@ -358,7 +378,7 @@ fn mode_specs_run_for_real_or_are_refused() {
     if !kvm_or_skip() {
         return;
     }
-    let p = VmBarePlatform::new();
+    let p = VmBareInprocPlatform::new();
     // probe: PROBE lines come back (`ready` would report none).
     let mut i = p.launch(&spec("probe")).unwrap();
     let fin = i.finish().unwrap();

@@ -222,7 +222,7 @@ fn unforced_launch_is_refused_where_kernel_code_is_emulated() {
         kernel: Some("/nonexistent/vmlinuz".into()),
         ..Default::default()
     });
-    assert!(none.available().unwrap_err().contains("/nonexistent/vmlinuz"));
+    assert!(none.available().unwrap_err().to_string().contains("/nonexistent/vmlinuz"));
 }
 
 #[test]

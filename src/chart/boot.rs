@@ -6,8 +6,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::data::{box_stats, pick_workload, platforms_with, values, BoxStats};
-use super::{draw_category_labels, fmt_ms, font, perr, platform_colour, Chart};
-use crate::export::Sample;
+use super::{draw_category_labels, fmt_ms, font, perr, platform_colour, Chart, Result};
+use crate::model::{Metric, Sample};
 
 pub struct BootChart {
     pub workload: String,
@@ -18,11 +18,14 @@ impl BootChart {
     /// The `boot` rows of the `ready` workload (else the first workload
     /// with boot rows); None when there are none.
     pub fn from_samples(samples: &[Sample]) -> Option<BootChart> {
-        let workload = pick_workload(samples, "boot", &["ready"])?;
-        let boxes: Vec<(String, BoxStats)> = platforms_with(samples, "boot")
+        let workload = pick_workload(samples, &Metric::Boot, &["ready"])?;
+        let boxes: Vec<(String, BoxStats)> = platforms_with(samples, &Metric::Boot)
             .into_iter()
             .filter_map(|p| {
-                let v: Vec<f64> = values(samples, &p, Some(&workload), "boot", None).into_iter().filter(|x| *x > 0.0).collect();
+                let v: Vec<f64> = values(samples, &p, Some(&workload), &Metric::Boot, None)
+                    .into_iter()
+                    .filter(|x| *x > 0.0)
+                    .collect();
                 box_stats(&v).map(|b| (p, b))
             })
             .collect();
@@ -35,7 +38,7 @@ impl Chart for BootChart {
         "boot"
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let lo = self
             .boxes
             .iter()

@@ -1,27 +1,27 @@
 //! Selecting chart and report data from sample rows.
 
-use crate::export::Sample;
-use crate::platform::ALL_PLATFORMS;
+use crate::model::{Metric, Sample};
+use crate::platform::registry;
 use crate::stats;
 
 /// Platforms that have rows of `metric`, in report order (known platforms
 /// in DESIGN order, then others in first-seen order).
-pub fn platforms_with(samples: &[Sample], metric: &str) -> Vec<String> {
+pub fn platforms_with(samples: &[Sample], metric: &Metric) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
-    for s in samples.iter().filter(|s| s.metric == metric) {
+    for s in samples.iter().filter(|s| s.metric == *metric) {
         if !seen.contains(&s.platform) {
             seen.push(s.platform.clone());
         }
     }
-    seen.sort_by_key(|p| ALL_PLATFORMS.iter().position(|k| k == p).unwrap_or(ALL_PLATFORMS.len()));
+    seen.sort_by_key(|p| registry::order(p));
     seen
 }
 
 /// Values of `metric` for `platform` (and `workload`, `unit` when given).
-pub fn values(samples: &[Sample], platform: &str, workload: Option<&str>, metric: &str, unit: Option<&str>) -> Vec<f64> {
+pub fn values(samples: &[Sample], platform: &str, workload: Option<&str>, metric: &Metric, unit: Option<&str>) -> Vec<f64> {
     samples
         .iter()
-        .filter(|s| s.platform == platform && s.metric == metric && workload.is_none_or(|w| s.workload == w) && unit.is_none_or(|u| s.unit == u))
+        .filter(|s| s.platform == platform && s.metric == *metric && workload.is_none_or(|w| s.workload == w) && unit.is_none_or(|u| s.unit == u))
         .map(|s| s.value)
         .filter(|v| v.is_finite())
         .collect()
@@ -29,13 +29,13 @@ pub fn values(samples: &[Sample], platform: &str, workload: Option<&str>, metric
 
 /// The workload to chart `metric` for: the first of `prefer` that has rows,
 /// else the first workload seen with that metric.
-pub fn pick_workload(samples: &[Sample], metric: &str, prefer: &[&str]) -> Option<String> {
+pub fn pick_workload(samples: &[Sample], metric: &Metric, prefer: &[&str]) -> Option<String> {
     for p in prefer {
-        if samples.iter().any(|s| s.metric == metric && s.workload == *p) {
+        if samples.iter().any(|s| s.metric == *metric && s.workload == *p) {
             return Some(p.to_string());
         }
     }
-    samples.iter().find(|s| s.metric == metric).map(|s| s.workload.clone())
+    samples.iter().find(|s| s.metric == *metric).map(|s| s.workload.clone())
 }
 
 /// The five numbers of a box plot: whisker low, q1, median, q3, whisker
@@ -77,17 +77,17 @@ pub fn box_stats(xs: &[f64]) -> Option<BoxStats> {
 }
 
 /// Median of `metric` for a platform and workload, if any rows.
-pub fn median_of(samples: &[Sample], platform: &str, workload: Option<&str>, metric: &str, unit: Option<&str>) -> Option<f64> {
+pub fn median_of(samples: &[Sample], platform: &str, workload: Option<&str>, metric: &Metric, unit: Option<&str>) -> Option<f64> {
     let v = values(samples, platform, workload, metric, unit);
     (!v.is_empty()).then(|| stats::median(&v))
 }
 
 /// `(iteration, value)` pairs of a metric, sorted by iteration (the curve
 /// rows: density and image growth use iteration = N).
-pub fn by_iteration(samples: &[Sample], platform: &str, workload: Option<&str>, metric: &str, unit: Option<&str>) -> Vec<(u32, f64)> {
+pub fn by_iteration(samples: &[Sample], platform: &str, workload: Option<&str>, metric: &Metric, unit: Option<&str>) -> Vec<(u32, f64)> {
     let mut v: Vec<(u32, f64)> = samples
         .iter()
-        .filter(|s| s.platform == platform && s.metric == metric && workload.is_none_or(|w| s.workload == w) && unit.is_none_or(|u| s.unit == u))
+        .filter(|s| s.platform == platform && s.metric == *metric && workload.is_none_or(|w| s.workload == w) && unit.is_none_or(|u| s.unit == u))
         .map(|s| (s.iteration, s.value))
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));

@@ -5,8 +5,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::data::{by_iteration, pick_workload, platforms_with};
-use super::{font, perr, platform_colour, Chart};
-use crate::export::Sample;
+use super::{font, perr, platform_colour, Chart, Result};
+use crate::model::{Metric, Sample};
 
 const MIB: f64 = 1048576.0;
 
@@ -18,15 +18,15 @@ pub struct DensityChart {
 
 impl DensityChart {
     pub fn from_samples(samples: &[Sample]) -> Option<DensityChart> {
-        let workload = pick_workload(samples, "density.mem_per_instance", &[])?;
-        let lines: Vec<_> = platforms_with(samples, "density.mem_per_instance")
+        let workload = pick_workload(samples, &Metric::DensityMemPerInstance, &[])?;
+        let lines: Vec<_> = platforms_with(samples, &Metric::DensityMemPerInstance)
             .into_iter()
             .map(|p| {
-                let mem = by_iteration(samples, &p, Some(&workload), "density.mem_per_instance", None)
+                let mem = by_iteration(samples, &p, Some(&workload), &Metric::DensityMemPerInstance, None)
                     .into_iter()
                     .map(|(n, v)| (n, v / MIB))
                     .collect();
-                let rate = by_iteration(samples, &p, Some(&workload), "density.launch_rate", None);
+                let rate = by_iteration(samples, &p, Some(&workload), &Metric::DensityLaunchRate, None);
                 (p, mem, rate)
             })
             .collect();
@@ -34,7 +34,7 @@ impl DensityChart {
     }
 }
 
-fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, ydesc: &str, lines: &[(String, Vec<(u32, f64)>)]) -> anyhow::Result<()> {
+fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, ydesc: &str, lines: &[(String, Vec<(u32, f64)>)]) -> Result<()> {
     let max_n = lines.iter().flat_map(|l| l.1.iter().map(|p| p.0)).max().unwrap_or(1).max(2);
     let top = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(0.0, f64::max);
     let xmax = (max_n as f64).log2();
@@ -89,7 +89,7 @@ impl Chart for DensityChart {
         "density"
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let root = root
             .titled(&format!("Density: N idle instances at once (workload `{}`)", self.workload), font(24.0))
             .map_err(perr)?;

@@ -7,9 +7,9 @@ use plotters::prelude::*;
 
 use super::boot::fmt_axis;
 use super::data::by_iteration;
-use super::{font, perr, platform_colour, Chart};
-use crate::export::Sample;
-use crate::platform::ALL_PLATFORMS;
+use super::{font, perr, platform_colour, Chart, Result};
+use crate::model::{Metric, Sample};
+use crate::platform::registry;
 
 const MIB: f64 = 1048576.0;
 
@@ -21,17 +21,17 @@ pub struct FootprintChart {
 impl FootprintChart {
     pub fn from_samples(samples: &[Sample]) -> Option<FootprintChart> {
         let mut keys: Vec<(String, String)> = Vec::new();
-        for s in samples.iter().filter(|s| s.metric == "image.n_instances" && s.unit == "bytes") {
+        for s in samples.iter().filter(|s| s.metric == Metric::ImageNInstances && s.unit == "bytes") {
             let k = (s.platform.clone(), s.workload.clone());
             if !keys.contains(&k) {
                 keys.push(k);
             }
         }
-        keys.sort_by_key(|(p, _)| ALL_PLATFORMS.iter().position(|k| k == p).unwrap_or(ALL_PLATFORMS.len()));
+        keys.sort_by_key(|(p, _)| registry::order(p));
         let lines: Vec<_> = keys
             .into_iter()
             .map(|(p, m)| {
-                let pts = by_iteration(samples, &p, Some(&m), "image.n_instances", Some("bytes"));
+                let pts = by_iteration(samples, &p, Some(&m), &Metric::ImageNInstances, Some("bytes"));
                 (p, m, pts)
             })
             .filter(|l| !l.2.is_empty())
@@ -45,7 +45,7 @@ impl Chart for FootprintChart {
         "footprint"
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let max_n = self.lines.iter().flat_map(|l| l.2.iter().map(|p| p.0)).max().unwrap_or(1);
         let vals = self.lines.iter().flat_map(|l| l.2.iter().map(|p| p.1 / MIB)).filter(|v| *v > 0.0);
         let (lo, hi) = vals.fold((f64::MAX, 0f64), |(a, b), v| (a.min(v), b.max(v)));

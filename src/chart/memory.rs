@@ -8,8 +8,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::data::{median_of, pick_workload, platforms_with, values};
-use super::{draw_category_labels, fmt_bytes, font, perr, platform_colour, Chart};
-use crate::export::Sample;
+use super::{draw_category_labels, fmt_bytes, font, perr, platform_colour, Chart, Result};
+use crate::model::{Metric, Sample};
+use crate::platform::registry;
 
 const MIB: f64 = 1048576.0;
 
@@ -31,12 +32,12 @@ pub struct MemoryChart {
 
 impl MemoryChart {
     pub fn from_samples(samples: &[Sample]) -> Option<MemoryChart> {
-        let workload = pick_workload(samples, "mem.host", &[])?;
-        let baseline = median_of(samples, "process", Some(&workload), "mem.host", None).unwrap_or(0.0);
-        let bars: Vec<MemoryBar> = platforms_with(samples, "mem.host")
+        let workload = pick_workload(samples, &Metric::MemHost, &[])?;
+        let baseline = median_of(samples, registry::baseline(), Some(&workload), &Metric::MemHost, None).unwrap_or(0.0);
+        let bars: Vec<MemoryBar> = platforms_with(samples, &Metric::MemHost)
             .into_iter()
             .filter_map(|p| {
-                let v = values(samples, &p, Some(&workload), "mem.host", None);
+                let v = values(samples, &p, Some(&workload), &Metric::MemHost, None);
                 if v.is_empty() {
                     return None;
                 }
@@ -44,7 +45,7 @@ impl MemoryChart {
                     median: crate::stats::median(&v),
                     min: v.iter().copied().fold(f64::MAX, f64::min),
                     max: v.iter().copied().fold(f64::MIN, f64::max),
-                    cgroup: median_of(samples, &p, Some(&workload), "mem.cgroup", None),
+                    cgroup: median_of(samples, &p, Some(&workload), &Metric::MemCgroup, None),
                     n: v.len(),
                     platform: p,
                 })
@@ -59,7 +60,7 @@ impl Chart for MemoryChart {
         "memory"
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let n = self.bars.len();
         let top_v = self.bars.iter().map(|b| b.max.max(b.cgroup.unwrap_or(0.0))).fold(0.0, f64::max) / MIB;
         let (area, legend) = root.split_vertically(root.dim_in_pixel().1 as i32 - 46);
@@ -105,7 +106,7 @@ impl Chart for MemoryChart {
                 plot.draw(&TriangleMarker::new((x + w * 0.65, cg / MIB), 8, BLACK.filled())).map_err(perr)?;
             }
             let over = b.median - self.baseline;
-            let label = if b.platform == "process" || self.baseline == 0.0 {
+            let label = if b.platform == registry::baseline() || self.baseline == 0.0 {
                 fmt_bytes(b.median)
             } else {
                 format!("{} ({}{})", fmt_bytes(b.median), if over >= 0.0 { "+" } else { "" }, fmt_bytes(over))
@@ -130,7 +131,7 @@ impl Chart for MemoryChart {
         let mut x = 40;
         let entries: [(&str, Option<RGBColor>); 3] = [
             ("workload's own memory (= process)", Some(grey)),
-            ("platform overhead", Some(platform_colour("container"))),
+            ("platform overhead", Some(grey)),
             ("min-max over launches", None),
         ];
         for (text, colour) in entries {
@@ -140,7 +141,7 @@ impl Chart for MemoryChart {
                     let cs: Vec<RGBColor> = self
                         .bars
                         .iter()
-                        .filter(|b| b.platform != "process")
+                        .filter(|b| b.platform != registry::baseline())
                         .map(|b| platform_colour(&b.platform))
                         .collect();
                     let k = cs.len().max(1) as i32;

@@ -16,12 +16,10 @@ pub mod probes;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::export::Sample;
-use crate::measure::probes::ProbeRow;
+use crate::model::{ProbeRow, Sample};
 
 /// DejaVu Sans 2.37 (fonts-dejavu-core); licence in fonts/LICENSE-DejaVu.txt.
 pub static FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
@@ -45,22 +43,11 @@ pub fn register_font() {
     });
 }
 
-/// The colour of a platform, the same in every chart (Okabe-Ito palette,
-/// readable by colour-blind readers).
+/// The colour of a platform, the same in every chart: its descriptor's
+/// ([`crate::platform::PlatformInfo::colour`]).
 pub fn platform_colour(platform: &str) -> RGBColor {
-    match platform {
-        "process" => RGBColor(0x55, 0x55, 0x55),
-        "container" => RGBColor(0x00, 0x72, 0xB2),
-        "oci" => RGBColor(0x56, 0xB4, 0xE9),
-        "vm-bare" => RGBColor(0xE6, 0x9F, 0x00),
-        "vm-linux" => RGBColor(0xD5, 0x5E, 0x00),
-        "qemu" => RGBColor(0xCC, 0x79, 0xA7),
-        other => {
-            let extra = [RGBColor(0x00, 0x9E, 0x73), RGBColor(0xB8, 0xA4, 0x00), RGBColor(0x7F, 0x3C, 0x8D)];
-            let h = other.bytes().fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
-            extra[h % extra.len()]
-        }
-    }
+    let (r, g, b) = crate::platform::registry::colour(platform);
+    RGBColor(r, g, b)
 }
 
 /// Colours for stacked parts (boot phases), by index.
@@ -122,29 +109,49 @@ pub trait Chart {
     fn size(&self) -> (u32, u32) {
         SIZE
     }
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>;
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>;
 }
 
-/// Turns a plotters error into an anyhow error.
-pub fn perr<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("drawing a chart: {e:?}")
+/// Why a chart could not be drawn or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    #[error("drawing a chart: {0}")]
+    Draw(String),
+    #[error("{path}: {source}")]
+    File { path: PathBuf, source: Box<ChartError> },
+    #[error("cannot create the chart directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+}
+
+/// Charts' results.
+pub type Result<T, E = ChartError> = std::result::Result<T, E>;
+
+/// Turns a plotters error into a chart error.
+pub fn perr<E: std::fmt::Debug>(e: E) -> ChartError {
+    ChartError::Draw(format!("{e:?}"))
 }
 
 /// Draws `chart` as `<dir>/<stem>.svg` and `<dir>/<stem>.png`; returns both paths.
-pub fn render<C: Chart>(chart: &C, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn render<C: Chart>(chart: &C, dir: &Path) -> Result<Vec<PathBuf>> {
     register_font();
     let svg = dir.join(format!("{}.svg", chart.stem()));
     let png = dir.join(format!("{}.png", chart.stem()));
     {
         let root = SVGBackend::new(&svg, chart.size()).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
-        chart.draw(&root).with_context(|| format!("drawing {}", svg.display()))?;
+        chart.draw(&root).map_err(|e| ChartError::File {
+            path: svg.clone(),
+            source: Box::new(e),
+        })?;
         root.present().map_err(perr)?;
     }
     {
         let root = BitMapBackend::new(&png, chart.size()).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
-        chart.draw(&root).with_context(|| format!("drawing {}", png.display()))?;
+        chart.draw(&root).map_err(|e| ChartError::File {
+            path: png.clone(),
+            source: Box::new(e),
+        })?;
         root.present().map_err(perr)?;
     }
     Ok(vec![svg, png])
@@ -153,8 +160,11 @@ pub fn render<C: Chart>(chart: &C, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Renders every chart a run has data for (its samples, and its probe
 /// rows) into `dir` (created if needed). Returns the stems written, in
 /// report order.
-pub fn render_all(samples: &[Sample], probes: &[ProbeRow], dir: &Path) -> anyhow::Result<Vec<&'static str>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+pub fn render_all(samples: &[Sample], probes: &[ProbeRow], dir: &Path) -> Result<Vec<&'static str>> {
+    std::fs::create_dir_all(dir).map_err(|source| ChartError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut out = Vec::new();
     out.extend(render_some(boot::BootChart::from_samples(samples), dir)?);
     out.extend(render_some(phases::PhaseChart::from_samples(samples), dir)?);
@@ -166,7 +176,7 @@ pub fn render_all(samples: &[Sample], probes: &[ProbeRow], dir: &Path) -> anyhow
 }
 
 /// Renders `chart` when there is one; its stem when drawn.
-fn render_some<C: Chart>(chart: Option<C>, dir: &Path) -> anyhow::Result<Option<&'static str>> {
+fn render_some<C: Chart>(chart: Option<C>, dir: &Path) -> Result<Option<&'static str>> {
     match chart {
         Some(c) => render(&c, dir).map(|_| Some(c.stem())),
         None => Ok(None),
@@ -175,7 +185,7 @@ fn render_some<C: Chart>(chart: Option<C>, dir: &Path) -> anyhow::Result<Option<
 
 /// Draws category names under a chart's x axis at the pixel positions
 /// given (absolute backend coordinates; `root` must be the whole image).
-pub fn draw_category_labels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, labels: &[(String, (i32, i32))]) -> anyhow::Result<()> {
+pub fn draw_category_labels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, labels: &[(String, (i32, i32))]) -> Result<()> {
     for (name, (x, y)) in labels {
         let style = font(17.0).pos(plotters::style::text_anchor::Pos::new(
             plotters::style::text_anchor::HPos::Center,
@@ -192,7 +202,7 @@ mod tests {
 
     #[test]
     fn colours_are_stable_and_distinct() {
-        let names = ["process", "container", "oci", "vm-bare", "vm-linux", "qemu"];
+        let names = crate::platform::registry::names();
         let cs: Vec<_> = names.iter().map(|n| platform_colour(n)).collect();
         for i in 0..cs.len() {
             for j in i + 1..cs.len() {

@@ -7,8 +7,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::data::{median_of, pick_workload, platforms_with};
-use super::{fmt_ms, font, part_colour, perr, Chart};
-use crate::export::Sample;
+use super::{fmt_ms, font, part_colour, perr, Chart, Result};
+use crate::model::{Metric, Sample};
 
 pub struct PhaseChart {
     pub workload: String,
@@ -20,14 +20,14 @@ pub struct PhaseChart {
 
 impl PhaseChart {
     pub fn from_samples(samples: &[Sample]) -> Option<PhaseChart> {
-        let workload = pick_workload(samples, "boot", &["ready"])?;
+        let workload = pick_workload(samples, &Metric::Boot, &["ready"])?;
         let mut phases: Vec<String> = Vec::new();
         let mut bars = Vec::new();
-        for p in platforms_with(samples, "boot") {
-            let mut mine: Vec<String> = Vec::new();
+        for p in platforms_with(samples, &Metric::Boot) {
+            let mut mine: Vec<Metric> = Vec::new();
             for s in samples
                 .iter()
-                .filter(|s| s.platform == p && s.workload == workload && s.metric.starts_with("boot."))
+                .filter(|s| s.platform == p && s.workload == workload && matches!(s.metric, Metric::BootPhase(_)))
             {
                 if !mine.contains(&s.metric) {
                     mine.push(s.metric.clone());
@@ -35,7 +35,10 @@ impl PhaseChart {
             }
             let parts: Vec<(String, f64)> = mine
                 .iter()
-                .filter_map(|m| median_of(samples, &p, Some(&workload), m, None).map(|v| (m.trim_start_matches("boot.").to_string(), v.max(0.0))))
+                .filter_map(|m| {
+                    let Metric::BootPhase(name) = m else { return None };
+                    median_of(samples, &p, Some(&workload), m, None).map(|v| (name.clone(), v.max(0.0)))
+                })
                 .collect();
             for (name, _) in &parts {
                 if !phases.contains(name) {
@@ -59,7 +62,7 @@ impl Chart for PhaseChart {
         "phases"
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let n = self.bars.len();
         // Leave the bottom of the image for the legend.
         let legend_rows = legend_layout(root, &self.phases).len().max(1);
@@ -142,7 +145,7 @@ fn legend_layout<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, names: &[Str
 }
 
 /// A centred legend of coloured squares and names.
-pub fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, names: &[String], colour: impl Fn(&str) -> RGBColor) -> anyhow::Result<()> {
+pub fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, names: &[String], colour: impl Fn(&str) -> RGBColor) -> Result<()> {
     let (w, _) = area.dim_in_pixel();
     for (r, row) in legend_layout(area, names).iter().enumerate() {
         let total: i32 = row.iter().map(|x| x.1).sum();

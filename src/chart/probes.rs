@@ -6,8 +6,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{font, perr, Chart};
-use crate::measure::probes::{Outcome, ProbeRow};
+use super::{font, perr, Chart, Result};
+use crate::model::{Outcome, ProbeRow};
 
 /// Row height, header height and first-column width, in pixels.
 const ROW: u32 = 22;
@@ -80,7 +80,7 @@ impl Chart for ProbeChart {
         (WIDTH, HEADER + ROW * self.rows.len() as u32 + LEGEND)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let centre = |size: f64| font(size).pos(Pos::new(HPos::Center, VPos::Center));
         let title = "Isolation probes: what the workload can see of, or do to, the host";
         root.draw(&Text::new(title, (WIDTH as i32 / 2, 24), centre(22.0))).map_err(perr)?;

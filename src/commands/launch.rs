@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use versus::platform::registry::{self, NotRun, PlatformOptions};
+use versus::platform::registry::{self, PlatformOptions};
 use versus::platform::LaunchSpec;
 use versus::runner;
 use versus::workload::WorkloadSpec;
@@ -43,16 +43,13 @@ pub fn parse_secs(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(a: LaunchArgs) -> anyhow::Result<ExitCode> {
-    registry::validate(std::slice::from_ref(&a.platform)).map_err(anyhow::Error::msg)?;
+    registry::validate(std::slice::from_ref(&a.platform))?;
     let popts = PlatformOptions {
         force: a.force,
         kernel: a.kernel.clone(),
         console: a.console,
     };
-    let platform = match registry::create(&a.platform, &popts) {
-        Ok(p) => p,
-        Err(NotRun::Skipped(why)) | Err(NotRun::Unknown(why)) => anyhow::bail!("cannot launch {}: {why}", a.platform),
-    };
+    let platform = registry::create(&a.platform, &popts).map_err(|why| anyhow::anyhow!("cannot launch {}: {why}", a.platform))?;
     let mut spec = LaunchSpec::new(a.workload);
     spec.timeout = Duration::from_secs_f64(a.timeout);
     let rec = runner::launch_once(platform.as_ref(), &spec).with_context(|| format!("{} {}", a.platform, a.workload))?;
@@ -60,7 +57,7 @@ pub fn run(a: LaunchArgs) -> anyhow::Result<ExitCode> {
         let rows: Vec<_> = rec
             .rows
             .iter()
-            .map(|r| serde_json::json!({"metric": r.metric, "unit": r.unit, "value": r.value}))
+            .map(|(m, v)| serde_json::json!({"metric": m.to_string(), "unit": m.unit(), "value": v}))
             .collect();
         let results: Vec<_> = rec.finished.results.iter().map(|r| &r.fields).collect();
         println!(
@@ -72,8 +69,8 @@ pub fn run(a: LaunchArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!("{} {}", a.platform, a.workload);
-        for r in &rec.rows {
-            println!("  {:<22}{:>12.3} {}", r.metric, r.value, r.unit);
+        for (m, v) in &rec.rows {
+            println!("  {:<22}{:>12.3} {}", m.to_string(), v, m.unit());
         }
         if let Err(why) = platform.representative() {
             println!("  note: not representative on this host: {why}");

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use versus::measure::probes::{self, ProbeRow};
-use versus::platform::registry::{self, NotRun, PlatformOptions};
+use versus::experiment::probes;
+use versus::model::ProbeRow;
+use versus::platform::registry::{self, PlatformOptions};
 
 use super::launch::parse_secs;
 
@@ -23,7 +24,7 @@ pub struct ProbeArgs {
 }
 
 pub fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
-    registry::validate(&a.platforms).map_err(anyhow::Error::msg)?;
+    registry::validate(&a.platforms)?;
     let mut rows: Vec<ProbeRow> = Vec::new();
     let mut failed = false;
     for name in &a.platforms {
@@ -35,7 +36,7 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
                     failed = true;
                 }
             },
-            Err(NotRun::Skipped(why)) | Err(NotRun::Unknown(why)) => eprintln!("skipping {name}: {why}"),
+            Err(why) => eprintln!("skipping {name}: {why}"),
         }
     }
     if a.csv {

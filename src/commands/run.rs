@@ -7,12 +7,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use versus::experiment::density::DensityOptions;
+use versus::experiment::interference;
 use versus::export::json::{self, EnvDoc};
 use versus::export::{self as ex};
-use versus::measure::density::DensityOptions;
-use versus::measure::interference;
+use versus::model::RunStatus;
 use versus::platform::registry::{self, PlatformOptions};
-use versus::platform::{Limits, ALL_PLATFORMS};
+use versus::platform::Limits;
 use versus::runner::{self, CostOptions, Progress, RunOptions};
 use versus::workload::{Workload, WorkloadSpec};
 
@@ -109,8 +110,8 @@ impl Drop for PartialRun {
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let platforms = a.platforms.clone().unwrap_or_else(|| ALL_PLATFORMS.iter().map(|s| s.to_string()).collect());
-    registry::validate(&platforms).map_err(anyhow::Error::msg)?;
+    let platforms = a.platforms.clone().unwrap_or_else(|| registry::names().into_iter().map(String::from).collect());
+    registry::validate(&platforms)?;
     if let Some(w) = a.workloads.iter().find(|w| w.guest_mode().is_some()) {
         anyhow::bail!("`{w}` is a mode of the workload program, not a benchmark workload: probes run with `versus probe` (and in every `versus run`), stresses in the interference measurement");
     }
@@ -179,7 +180,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
-    let (host, measurements) = super::env::fingerprint();
+    let started_at_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (host, host_measurements) = versus::host::fingerprint();
     let result = runner::run(&run_id, &opts, &Bar(bar))?;
 
     ex::write_samples(&dir.join("samples.csv"), &result.samples)?;
@@ -190,12 +195,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         versus_version: env!("CARGO_PKG_VERSION").into(),
         git_revision: json::git_revision(),
         command_line: std::env::args().collect(),
-        started_at_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        host: serde_json::to_value(&host)?,
-        host_measurements: measurements,
+        started_at_unix,
+        host,
+        host_measurements,
         platforms: result.statuses.clone(),
         not_measured: result.not_measured.clone(),
     };
@@ -212,8 +214,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
 
     print!("{}", super::table::render(&summary));
     for s in &result.statuses {
-        match (s.status.as_str(), &s.reason) {
-            ("ran", _) => {
+        match (s.status, &s.reason) {
+            (RunStatus::Ran, _) => {
                 if let Some(n) = &s.representative_note {
                     println!("note: {} ran, but its numbers are not representative on this host: {n}", s.platform);
                 }

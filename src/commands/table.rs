@@ -1,10 +1,11 @@
 //! The hyperfine-like summary table printed at the end of a run: median,
 //! p95, min and max per platform, and the ratio of medians to `process`.
 
-use versus::export::SummaryRow;
+use versus::model::{Metric, SummaryRow};
+use versus::platform::registry;
 
 /// Metrics shown in the table, in order (others are in summary.csv).
-const SHOWN: [&str; 5] = ["boot", "cpu", "mem_touch", "call", "teardown"];
+const SHOWN: [Metric; 5] = [Metric::Boot, Metric::Cpu, Metric::MemTouch, Metric::Call, Metric::Teardown];
 
 /// Renders the table for `rows` (as text, for printing and the README).
 pub fn render(rows: &[SummaryRow]) -> String {
@@ -21,10 +22,10 @@ pub fn render(rows: &[SummaryRow]) -> String {
             if group.is_empty() {
                 continue;
             }
-            let base = group.iter().find(|r| r.platform == "process").map(|r| r.median);
+            let base = group.iter().find(|r| r.platform == registry::baseline()).map(|r| r.median);
             out.push_str(&format!("{w} / {m} [{}]\n", group[0].unit));
             out.push_str(&format!(
-                "  {:<11}{:>11}{:>11}{:>11}{:>11}{:>6}{:>14}\n",
+                "  {:<16}{:>11}{:>11}{:>11}{:>11}{:>6}{:>14}\n",
                 "platform", "median", "p95", "min", "max", "n", "vs process"
             ));
             for r in group {
@@ -33,7 +34,7 @@ pub fn render(rows: &[SummaryRow]) -> String {
                     _ => "-".into(),
                 };
                 out.push_str(&format!(
-                    "  {:<11}{:>11.3}{:>11.3}{:>11.3}{:>11.3}{:>6}{:>14}{}\n",
+                    "  {:<16}{:>11.3}{:>11.3}{:>11.3}{:>11.3}{:>6}{:>14}{}\n",
                     r.platform,
                     r.median,
                     r.p95,

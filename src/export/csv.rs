@@ -1,11 +1,14 @@
-//! `samples.csv` (one row per measured value) and `summary.csv` (one row per
-//! platform, workload and metric), with the columns of DESIGN.md.
+//! `samples.csv` (one row per measured value), `summary.csv` (one row per
+//! platform, workload and metric) and `probes.csv`, with the columns of
+//! docs/design.md, written and read back.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::ExportError;
+use crate::model::{Metric, ProbeRow, Sample, SummaryRow};
 use crate::stats;
 
 /// Columns of samples.csv, in order.
@@ -30,93 +33,78 @@ pub const SUMMARY_COLUMNS: [&str; 17] = [
     "ci95_low",
     "ci95_high",
 ];
+/// Columns of probes.csv, in order.
+pub const PROBE_COLUMNS: [&str; 6] = ["run_id", "platform", "probe", "category", "result", "evidence"];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    pub run_id: String,
-    pub platform: String,
-    pub workload: String,
-    pub metric: String,
-    pub unit: String,
-    pub iteration: u32,
-    pub value: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SummaryRow {
-    pub run_id: String,
-    pub platform: String,
-    pub workload: String,
-    pub metric: String,
-    pub unit: String,
-    pub n: usize,
-    pub mean: f64,
-    pub stddev: f64,
-    pub median: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub min: f64,
-    pub max: f64,
-    pub mad: f64,
-    pub outliers: usize,
-    pub ci95_low: f64,
-    pub ci95_high: f64,
-}
-
-fn write_rows<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
-    let mut w = ::csv::Writer::from_path(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+fn write_rows<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), ExportError> {
+    let err = |e: ::csv::Error| ExportError::Csv {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let mut w = ::csv::Writer::from_path(path).map_err(err)?;
     for r in rows {
-        w.serialize(r)?;
+        w.serialize(r).map_err(err)?;
     }
-    w.flush()?;
-    Ok(())
+    w.flush().map_err(|source| ExportError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn read_rows<T: for<'de> Deserialize<'de>>(path: &Path, columns: &[&str]) -> anyhow::Result<Vec<T>> {
-    let mut r = ::csv::Reader::from_path(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let header: Vec<String> = r.headers()?.iter().map(String::from).collect();
+fn read_rows<T: for<'de> Deserialize<'de>>(path: &Path, columns: &[&str]) -> Result<Vec<T>, ExportError> {
+    let err = |e: ::csv::Error| ExportError::Csv {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let mut r = ::csv::Reader::from_path(path).map_err(err)?;
+    let header: Vec<String> = r.headers().map_err(err)?.iter().map(String::from).collect();
     if header != columns {
-        anyhow::bail!("{} has columns {:?}; expected {:?}", path.display(), header, columns);
+        return Err(ExportError::Csv {
+            path: path.to_path_buf(),
+            detail: format!("it has columns {header:?}; expected {columns:?}"),
+        });
     }
     let mut out = Vec::new();
     for (i, row) in r.deserialize().enumerate() {
-        out.push(row.map_err(|e| anyhow::anyhow!("{} row {}: {e}", path.display(), i + 2))?);
+        out.push(row.map_err(|e| ExportError::Csv {
+            path: path.to_path_buf(),
+            detail: format!("row {}: {e}", i + 2),
+        })?);
     }
     Ok(out)
 }
 
-pub fn write_samples(path: &Path, rows: &[Sample]) -> anyhow::Result<()> {
+/// Writes samples.csv.
+pub fn write_samples(path: &Path, rows: &[Sample]) -> Result<(), ExportError> {
     write_rows(path, rows)
 }
-pub fn write_summary(path: &Path, rows: &[SummaryRow]) -> anyhow::Result<()> {
+/// Writes summary.csv.
+pub fn write_summary(path: &Path, rows: &[SummaryRow]) -> Result<(), ExportError> {
     write_rows(path, rows)
 }
-/// Columns of probes.csv, in order.
-pub const PROBE_COLUMNS: [&str; 6] = ["run_id", "platform", "probe", "category", "result", "evidence"];
-
 /// Writes probes.csv.
-pub fn write_probes(path: &Path, rows: &[crate::measure::probes::ProbeRow]) -> anyhow::Result<()> {
+pub fn write_probes(path: &Path, rows: &[ProbeRow]) -> Result<(), ExportError> {
     write_rows(path, rows)
 }
 /// Reads probes.csv back, checking its columns.
-pub fn read_probes(path: &Path) -> anyhow::Result<Vec<crate::measure::probes::ProbeRow>> {
+pub fn read_probes(path: &Path) -> Result<Vec<ProbeRow>, ExportError> {
     read_rows(path, &PROBE_COLUMNS)
 }
-
 /// Reads samples.csv back, checking its columns.
-pub fn read_samples(path: &Path) -> anyhow::Result<Vec<Sample>> {
+pub fn read_samples(path: &Path) -> Result<Vec<Sample>, ExportError> {
     read_rows(path, &SAMPLE_COLUMNS)
 }
 /// Reads summary.csv back, checking its columns.
-pub fn read_summary(path: &Path) -> anyhow::Result<Vec<SummaryRow>> {
+pub fn read_summary(path: &Path) -> Result<Vec<SummaryRow>, ExportError> {
     read_rows(path, &SUMMARY_COLUMNS)
 }
 
 /// Groups samples by (platform, workload, metric, unit), keeping first-seen
 /// order, and summarises each group.
 pub fn summarize_samples(samples: &[Sample]) -> Vec<SummaryRow> {
-    let mut order: Vec<(String, String, String, String)> = Vec::new();
-    let mut groups: BTreeMap<(String, String, String, String), (String, Vec<f64>)> = BTreeMap::new();
+    type Key = (String, String, Metric, String);
+    let mut order: Vec<Key> = Vec::new();
+    let mut groups: BTreeMap<Key, (String, Vec<f64>)> = BTreeMap::new();
     for s in samples {
         let k = (s.platform.clone(), s.workload.clone(), s.metric.clone(), s.unit.clone());
         let e = groups.entry(k.clone()).or_insert_with(|| {
@@ -157,28 +145,29 @@ pub fn summarize_samples(samples: &[Sample]) -> Vec<SummaryRow> {
 mod tests {
     use super::*;
 
-    fn s(platform: &str, metric: &str, i: u32, v: f64) -> Sample {
+    fn s(platform: &str, metric: Metric, i: u32, v: f64) -> Sample {
         Sample {
             run_id: "r1".into(),
-            platform: platform.into(),
-            workload: "ready".into(),
-            metric: metric.into(),
-            unit: "ms".into(),
-            iteration: i,
-            value: v,
+            ..Sample::new(platform, "ready", metric, i, v)
         }
     }
 
     #[test]
     fn round_trip_with_exact_columns() {
         let d = tempfile::tempdir().unwrap();
-        let samples = vec![s("process", "boot", 0, 1.0), s("process", "boot", 1, 3.0), s("container", "boot", 0, 5.0)];
+        let samples = vec![
+            s("process", Metric::Boot, 0, 1.0),
+            s("process", Metric::Boot, 1, 3.0),
+            s("container", Metric::Boot, 0, 5.0),
+            s("container", Metric::phase("exec"), 0, 2.0),
+        ];
         write_samples(&d.path().join("samples.csv"), &samples).unwrap();
         let text = std::fs::read_to_string(d.path().join("samples.csv")).unwrap();
         assert_eq!(text.lines().next().unwrap(), SAMPLE_COLUMNS.join(","));
+        assert!(text.contains(",boot.exec,ms,"), "{text}");
         assert_eq!(read_samples(&d.path().join("samples.csv")).unwrap(), samples);
         let summary = summarize_samples(&samples);
-        assert_eq!(summary.len(), 2);
+        assert_eq!(summary.len(), 3);
         assert_eq!((summary[0].platform.as_str(), summary[0].n, summary[0].median), ("process", 2, 2.0));
         write_summary(&d.path().join("summary.csv"), &summary).unwrap();
         let text = std::fs::read_to_string(d.path().join("summary.csv")).unwrap();
@@ -191,6 +180,6 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("x.csv"), "a,b\n1,2\n").unwrap();
         let e = read_samples(&d.path().join("x.csv")).unwrap_err().to_string();
-        assert!(e.contains("expected"), "{e}");
+        assert!(e.contains("expected") && e.contains("x.csv"), "{e}");
     }
 }

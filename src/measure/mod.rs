@@ -1,12 +1,12 @@
-//! Measurements: the clock every platform timestamps with, boot phases, and
-//! (in submodules) memory and the other metrics of DESIGN.md.
+//! The building blocks of measurement that platforms and experiments use:
+//! the one clock, boot phases, and reading a process's memory (smaps), its
+//! cgroup's charge, and the host's meminfo. The experiments that drive
+//! platforms are above, in [`crate::experiment`].
 
+pub mod charge;
 pub mod clock;
-pub mod density;
-pub mod footprint;
-pub mod interference;
-pub mod memory;
+pub mod meminfo;
 pub mod phases;
-pub mod probes;
+pub mod smaps;
 
 pub use phases::Boot;

@@ -1,19 +1,28 @@
-//! The platforms a workload runs on. Each implements [`Platform`]; a launch
-//! returns an [`Instance`] that is ready (its READY was received) and that
-//! releases everything it holds when stopped or dropped.
+//! The platforms a workload runs on. Each implements [`Platform`] and
+//! describes itself with a [`PlatformInfo`]; the [`registry`] lists them.
+//! A launch returns an [`Instance`] that is ready (its READY was received)
+//! and that releases everything it holds when stopped or dropped.
+//!
+//! Adding a platform: one module (its `INFO`, a `create` function and the
+//! [`Platform`] implementation) and one line in [`registry::REGISTRY`].
 
 pub mod child;
 pub mod container;
+pub mod info;
 pub mod process;
 pub mod registry;
 pub mod vm;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
+pub use info::{Group, Guest, Isolation, MemoryAccounting, PlatformInfo, Unavailable};
+
 use crate::error::Result;
 use crate::measure::Boot;
+use crate::model::ProbeLine;
 use crate::workload::{WorkloadResult, WorkloadSpec};
 
 /// Resource limits applied to an instance where the platform supports them.
@@ -54,14 +63,6 @@ impl LaunchSpec {
     }
 }
 
-/// One probe answer from inside a platform.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProbeLine {
-    pub id: String,
-    pub result: String,
-    pub evidence: String,
-}
-
 /// What a finished workload reported.
 #[derive(Debug, Clone, Default)]
 pub struct Finished {
@@ -70,12 +71,31 @@ pub struct Finished {
     pub logs: Vec<String>,
 }
 
+/// Memory of a VMM process outside what it holds for the guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct VmmMemory {
+    /// Resident memory of the VMM process outside the guest-RAM mapping
+    /// (`mem.vmm`).
+    pub rss_excl_guest: u64,
+    /// PSS of the VMM process outside the guest-RAM mapping.
+    pub pss_excl_guest: u64,
+    /// Resident guest RAM.
+    pub guest_ram_rss: u64,
+}
+
 /// A running, ready instance.
 pub trait Instance {
     /// Boot timing of this launch (launch start to READY received).
     fn boot(&self) -> &Boot;
-    /// Host process ids that belong to the instance (for memory accounting).
+    /// Host process ids that hold the instance's memory (for memory
+    /// accounting): its own processes, or versus' own pid when the
+    /// instance lives inside versus.
     fn pids(&self) -> Vec<i32>;
+    /// For an instance with a VMM process: that process's memory outside
+    /// guest RAM. `None` for instances without one.
+    fn vmm_memory(&self) -> Option<Result<VmmMemory>> {
+        None
+    }
     /// Waits for the workload to finish by itself and returns its reports.
     /// A crash, an out-of-memory kill or a timeout is an error.
     fn finish(&mut self) -> Result<Finished>;
@@ -84,12 +104,46 @@ pub trait Instance {
     fn stop(self: Box<Self>) -> Result<f64>;
 }
 
+/// How much of the host a platform's workload can call into (the attack
+/// surface rows of the isolation section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttackSurface {
+    /// The host's system calls, unless a seccomp filter narrows them
+    /// (judged from its probe rows).
+    HostSyscalls,
+    /// The VM exits its VMM serves and the host calls it answers; every
+    /// other exit ends the guest.
+    VmExits {
+        exit_kinds: &'static [&'static str],
+        host_calls: &'static [&'static str],
+    },
+}
+
+/// What an instance needs on disk (difference 2), as the footprint
+/// experiment builds and measures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// Files every instance reads and none writes.
+    Shared(Vec<PathBuf>),
+    /// A shared read-only tree under a writable overlayfs layer per instance.
+    Overlay { lower: PathBuf },
+    /// `shared` files plus a VM disk holding `tree` (ext4), per instance a
+    /// full copy, a qcow2 overlay or a reflink clone. `synthetic` when the
+    /// platform does not boot from such a disk today (the rows then show
+    /// what one would cost, and say so).
+    Disk { shared: Vec<PathBuf>, tree: PathBuf, synthetic: bool },
+}
+
 /// A platform of the comparison.
 pub trait Platform {
+    /// What the platform is (name, group, guest, memory accounting, ...).
+    fn info(&self) -> &'static PlatformInfo;
     /// The platform's name as in CSV rows (`process`, `container`, ...).
-    fn name(&self) -> &'static str;
-    /// `Err(reason)` when the platform cannot run on this host.
-    fn available(&self) -> std::result::Result<(), String>;
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
+    /// Why the platform cannot run on this host, if it cannot.
+    fn available(&self) -> std::result::Result<(), Unavailable>;
     /// `Err(reason)` when it runs but its numbers do not represent a typical
     /// host (for example guest kernel code emulated).
     fn representative(&self) -> std::result::Result<(), String> {
@@ -101,7 +155,17 @@ pub trait Platform {
     }
     /// Launches one instance and waits until it is ready.
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>>;
+    /// Probe answers that come from outside the workload (a VMM ending the
+    /// guest on an attempt), as final results; run after the workload's own.
+    fn extra_probes(&self, _timeout: Duration) -> Vec<ProbeLine> {
+        Vec::new()
+    }
+    /// What its workload can call into on the host.
+    fn attack_surface(&self) -> AttackSurface {
+        AttackSurface::HostSyscalls
+    }
+    /// What its instances need on disk (empty: not measured).
+    fn storage(&self) -> Vec<Storage> {
+        Vec::new()
+    }
 }
-
-/// The names of every platform versus knows, in report order.
-pub const ALL_PLATFORMS: [&str; 6] = ["process", "container", "oci", "vm-bare", "vm-linux", "qemu"];

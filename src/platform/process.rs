@@ -7,12 +7,30 @@ use crate::error::{LaunchError, Result};
 use crate::measure::clock::now_ns;
 use crate::measure::Boot;
 use crate::platform::child::{spawn_program, ChildInstance};
-use crate::platform::{Instance, LaunchSpec, Platform};
+use crate::platform::{Group, Guest, Instance, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
 use crate::workload::EmbeddedProgram;
 
 /// The fd number the workload reads its channel from, in every platform
 /// that runs it as a Linux program.
 pub const CHANNEL_FD: i32 = 3;
+
+/// The baseline.
+pub const INFO: PlatformInfo = PlatformInfo {
+    name: "process",
+    article: "a plain process",
+    summary: "plain fork+exec of the workload program: the baseline",
+    colour: (0x55, 0x55, 0x55),
+    group: Group::Versus,
+    isolation: Isolation::None,
+    guest: Guest::HostKernel,
+    memory: MemoryAccounting::OwnProcesses,
+    baseline: true,
+};
+
+/// The registry's constructor.
+pub fn create(_: &crate::platform::registry::PlatformOptions) -> std::result::Result<Box<dyn Platform>, Unavailable> {
+    Ok(Box::new(ProcessPlatform::new().map_err(|e| Unavailable::Host(e.to_string()))?))
+}
 
 pub struct ProcessPlatform {
     guest: EmbeddedProgram,
@@ -27,11 +45,14 @@ impl ProcessPlatform {
 }
 
 impl Platform for ProcessPlatform {
-    fn name(&self) -> &'static str {
-        "process"
+    fn info(&self) -> &'static PlatformInfo {
+        &INFO
     }
-    fn available(&self) -> std::result::Result<(), String> {
+    fn available(&self) -> std::result::Result<(), Unavailable> {
         Ok(())
+    }
+    fn storage(&self) -> Vec<Storage> {
+        vec![Storage::Shared(vec![self.guest.path()])]
     }
     fn notes(&self) -> Vec<String> {
         vec![

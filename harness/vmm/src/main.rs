@@ -17,6 +17,8 @@
 //! <phase>=<monotonic ns> ...`, then the guest's `READY` (stamped when the
 //! guest's READY host call arrived), then the guest's lines. For `idle` it
 //! keeps the parked guest until its standard input reaches end of file.
+//! When the guest ends with an error, it writes the guest's log lines so
+//! far, `LOG vmm-error <VmError::to_wire>`, and `ABORT <message>`.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -83,7 +85,18 @@ fn main() -> ExitCode {
 
     let lines = match vm.finish() {
         Ok(l) => l,
-        Err(e) => return fail(&mut out, &e.to_string()),
+        Err(e) => {
+            // What the guest logged before it ended (the probes' `site=`
+            // marks), then how it ended, in a form the harness reads back
+            // (`VmError::from_wire`) to judge it as if the VMM ran inside it.
+            let mut text = String::new();
+            for l in vm.log_lines() {
+                text += &format!("LOG {l}\n");
+            }
+            text += &format!("LOG vmm-error {}\n", e.to_wire());
+            let _ = out.write_all(text.as_bytes());
+            return fail(&mut out, &e.to_string());
+        }
     };
     let mut text = String::new();
     for l in &lines {

@@ -27,7 +27,8 @@ use crate::host::{self, CgroupMode};
 use crate::measure::clock::now_ns;
 use crate::measure::Boot;
 use crate::platform::child::ChildWorkload;
-use crate::platform::{Finished, Instance, LaunchSpec, Platform};
+use crate::platform::registry::PlatformOptions;
+use crate::platform::{Finished, Group, Guest, Instance, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
 use cgroup::Cgroup;
 use rootfs::{Image, RootfsPlan};
 use spawn::{ChildFds, ChildPlan, ChildStatus};
@@ -50,6 +51,26 @@ impl Default for ContainerOptions {
             cgroup: true,
         }
     }
+}
+
+/// versus' own container launcher.
+pub const INFO: PlatformInfo = PlatformInfo {
+    name: "container",
+    article: "a container",
+    summary: "versus' own launcher: new pid, mount, uts, ipc, net and cgroup namespaces (user namespace when not root), a minimal read-only rootfs reached by pivot_root, a cgroup with memory, pids and cpu limits",
+    colour: (0x00, 0x72, 0xB2),
+    group: Group::Versus,
+    isolation: Isolation::Namespaces,
+    guest: Guest::HostKernel,
+    memory: MemoryAccounting::OwnProcesses,
+    baseline: false,
+};
+
+/// The registry's constructor.
+pub fn create(_: &PlatformOptions) -> std::result::Result<Box<dyn Platform>, Unavailable> {
+    Ok(Box::new(
+        ContainerPlatform::new(ContainerOptions::default()).map_err(|e| Unavailable::Host(e.to_string()))?,
+    ))
 }
 
 pub struct ContainerPlatform {
@@ -144,15 +165,22 @@ fn write_id_maps(pid: Pid) -> Result<()> {
 }
 
 impl Platform for ContainerPlatform {
-    fn name(&self) -> &'static str {
-        "container"
+    fn info(&self) -> &'static PlatformInfo {
+        &INFO
     }
 
-    fn available(&self) -> std::result::Result<(), String> {
+    fn available(&self) -> std::result::Result<(), Unavailable> {
         if self.opts.cgroup && !self.rootless {
-            Cgroup::check(self.cgroup_mode, &self.controllers).map_err(|e| e.to_string())?;
+            Cgroup::check(self.cgroup_mode, &self.controllers).map_err(|e| Unavailable::Host(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Its read-only rootfs is shared by every instance (how versus'
+    /// container runs); a writable overlay layer per instance is what a
+    /// runtime with image layers adds.
+    fn storage(&self) -> Vec<Storage> {
+        vec![Storage::Shared(vec![self.image.rootfs()]), Storage::Overlay { lower: self.image.rootfs() }]
     }
 
     fn notes(&self) -> Vec<String> {

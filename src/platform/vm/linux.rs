@@ -18,10 +18,32 @@ use crate::error::{LaunchError, Result};
 use crate::host::KvmMode;
 use crate::measure::clock::now_ns;
 use crate::measure::Boot;
-use crate::platform::{Finished, Instance, LaunchSpec, Platform, ProbeLine};
+use crate::model::ProbeLine;
+use crate::platform::registry::PlatformOptions;
+use crate::platform::{Finished, Group, Guest, Instance, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
 
-/// The platform name.
-pub const NAME: &str = "vm-linux";
+/// A Linux guest on versus' VMM.
+pub const INFO: PlatformInfo = PlatformInfo {
+    name: "vm-linux",
+    article: "a Linux VM",
+    summary: "versus' own VMM booting a real Linux kernel with an initramfs whose /init is the workload program (the Firecracker class)",
+    colour: (0xD5, 0x5E, 0x00),
+    group: Group::Versus,
+    isolation: Isolation::Vm,
+    guest: Guest::OwnKernel,
+    memory: MemoryAccounting::Harness,
+    baseline: false,
+};
+
+/// The registry's constructor.
+pub fn create(opts: &PlatformOptions) -> std::result::Result<Box<dyn Platform>, Unavailable> {
+    Ok(Box::new(LinuxPlatform::new(LinuxOptions {
+        kernel: opts.kernel.clone(),
+        force: opts.force,
+        console: opts.console,
+        ..LinuxOptions::default()
+    })))
+}
 /// Boot phases, in order; they add up to `boot`: VMM set-up (KVM_CREATE_VM
 /// to the vCPU's first entry), kernel (entry to /init's boot-done signal),
 /// init (boot-done to READY received).
@@ -180,17 +202,37 @@ impl From<LinuxError> for LaunchError {
 }
 
 /// The `vm-linux` platform.
-#[derive(Debug, Clone)]
 pub struct LinuxPlatform {
     opts: LinuxOptions,
     kernel: std::result::Result<PathBuf, String>,
+    /// The files of the guest initramfs as a directory (for the footprint's
+    /// VM disk), made on first use and removed with the platform.
+    disk_tree: OnceLock<Option<tempfile::TempDir>>,
 }
 
 impl LinuxPlatform {
     /// Resolves the kernel now; a missing kernel shows in `available()`.
     pub fn new(opts: LinuxOptions) -> LinuxPlatform {
         let kernel = find_kernel(opts.kernel.as_deref()).map_err(|e| e.to_string());
-        LinuxPlatform { opts, kernel }
+        LinuxPlatform {
+            opts,
+            kernel,
+            disk_tree: OnceLock::new(),
+        }
+    }
+
+    /// A directory with the guest initramfs's files: /init (the workload
+    /// program) and the empty dev, proc and sys.
+    fn disk_tree(&self) -> Option<PathBuf> {
+        let t = self.disk_tree.get_or_init(|| {
+            let d = tempfile::Builder::new().prefix("versus-vm-linux-tree-").tempdir().ok()?;
+            for sub in ["dev", "proc", "sys"] {
+                std::fs::create_dir(d.path().join(sub)).ok()?;
+            }
+            crate::workload::write_executable(&d.path().join("init"), crate::workload::GUEST_BINARY).ok()?;
+            Some(d)
+        });
+        t.as_ref().map(|d| d.path().to_path_buf())
     }
 
     /// The kernel this platform boots.
@@ -200,13 +242,26 @@ impl LinuxPlatform {
 }
 
 impl Platform for LinuxPlatform {
-    fn name(&self) -> &'static str {
-        NAME
+    fn info(&self) -> &'static PlatformInfo {
+        &INFO
     }
 
-    fn available(&self) -> std::result::Result<(), String> {
-        versus_vmm::vm::available()?;
-        self.kernel.as_ref().map(|_| ()).map_err(|e| e.clone())
+    fn available(&self) -> std::result::Result<(), Unavailable> {
+        versus_vmm::vm::available().map_err(Unavailable::NoKvm)?;
+        self.kernel.as_ref().map(|_| ()).map_err(|e| Unavailable::Missing(e.clone()))
+    }
+
+    /// The kernel, shared; and (synthetic: vm-linux boots from its
+    /// initramfs) a VM disk holding the initramfs's files.
+    fn storage(&self) -> Vec<Storage> {
+        let (Ok(kernel), Some(tree)) = (&self.kernel, self.disk_tree()) else {
+            return Vec::new();
+        };
+        vec![Storage::Disk {
+            shared: vec![kernel.clone()],
+            tree,
+            synthetic: true,
+        }]
     }
 
     fn representative(&self) -> std::result::Result<(), String> {

@@ -2,12 +2,10 @@
 //! and its VMM, the `versus-vmm` crate (crates/vmm, where every line that
 //! talks to KVM lives and where the VMM is documented).
 //!
-//! | file | platform |
+//! | module | platform |
 //! |---|---|
-//! | [`bare`] | `vm-bare`: the kernel-less guest, VMM inside the versus process; and the VMM-answered `vm.*` probes |
-//! | [`vmm_process`] | the kernel-less guest with its VMM in the static `versus-vmm` process (harness/vmm) |
+//! | [`bare`] | `vm-bare` (one VMM process per instance) and `vm-bare-inproc` (the VMM inside versus): the kernel-less guest, and its VMM-answered `vm.*` probes |
 //! | [`linux`] | `vm-linux`: a Linux guest (kernel discovery, the guest initramfs, the platform) |
 
 pub mod bare;
 pub mod linux;
-pub mod vmm_process;

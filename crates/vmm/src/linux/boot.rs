@@ -22,7 +22,6 @@ use super::cpu;
 use super::error::LinuxError;
 use super::kernel::{self, LoadedKernel};
 use crate::bus::Bus;
-use crate::clock::now_ns;
 use crate::devices::boot_done::{BootDone, BOOT_DONE_PORT};
 use crate::devices::i8042::{I8042, I8042_COMMAND_PORT, I8042_PORT};
 use crate::devices::serial::{Role, SerialDevice, Tail, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, UART_PORTS};

@@ -13,10 +13,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
-use crate::export::Sample;
-use crate::measure::memory::sample;
+use super::{ExperimentError, Result};
+use crate::measure::meminfo::meminfo;
+use crate::measure::smaps::{self, PssRss};
+use crate::model::{Metric, Sample};
 use crate::platform::{Instance, LaunchSpec, Platform};
 
 /// Bounds of a density measurement.
@@ -50,24 +50,10 @@ pub fn default_margin() -> u64 {
     (total / 4).max(1 << 30)
 }
 
-/// A field of /proc/meminfo, in bytes.
-pub fn meminfo(key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    parse_meminfo(&text, key)
-}
-
-/// Parses `key` (e.g. `MemAvailable:`) from a /proc/meminfo text, in bytes.
-pub fn parse_meminfo(text: &str, key: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-}
-
 /// The host's MemAvailable, in bytes.
-pub fn mem_available() -> anyhow::Result<u64> {
-    meminfo("MemAvailable:").context("reading MemAvailable from /proc/meminfo (needs Linux 3.14 or later)")
+pub fn mem_available() -> Result<u64> {
+    crate::measure::meminfo::mem_available()
+        .ok_or_else(|| ExperimentError::Failed("cannot read MemAvailable from /proc/meminfo (needs Linux 3.14 or later)".into()))
 }
 
 /// One step of the curve.
@@ -114,30 +100,18 @@ impl DensityResult {
     /// (bytes), `density.launch_rate` (instances/s) and
     /// `density.mem_available_drop` (bytes, all N together) and
     /// `density.pss_per_instance` (bytes).
-    pub fn samples(&self, run_id: &str, platform: &str, workload: &str) -> Vec<Sample> {
+    pub fn samples(&self, platform: &str, workload: &str) -> Vec<Sample> {
         let mut rows = Vec::new();
         for p in &self.points {
             let n = p.n as u32;
-            rows.push(sample(run_id, platform, workload, "density.mem_per_instance", "bytes", n, p.mem_per_instance()));
-            rows.push(sample(run_id, platform, workload, "density.launch_rate", "instances/s", n, p.launch_rate()));
-            rows.push(sample(
-                run_id,
-                platform,
-                workload,
-                "density.mem_available_drop",
-                "bytes",
-                n,
+            let row = |m: Metric, v: f64| Sample::new(platform, workload, m, n, v);
+            rows.push(row(Metric::DensityMemPerInstance, p.mem_per_instance()));
+            rows.push(row(Metric::DensityLaunchRate, p.launch_rate()));
+            rows.push(row(
+                Metric::DensityMemAvailableDrop,
                 p.available_before.saturating_sub(p.available_after) as f64,
             ));
-            rows.push(sample(
-                run_id,
-                platform,
-                workload,
-                "density.pss_per_instance",
-                "bytes",
-                n,
-                p.pss_total as f64 / p.n as f64,
-            ));
+            rows.push(row(Metric::DensityPssPerInstance, p.pss_total as f64 / p.n as f64));
         }
         rows
     }
@@ -162,12 +136,16 @@ impl Fleet {
     pub fn is_empty(&self) -> bool {
         self.instances.is_empty()
     }
-    /// Host pids of every instance.
+    /// Host pids of every instance, each once (instances that live inside
+    /// versus all report versus' own pid).
     pub fn pids(&self) -> Vec<i32> {
-        self.instances.iter().flat_map(|i| i.pids()).collect()
+        let mut p: Vec<i32> = self.instances.iter().flat_map(|i| i.pids()).collect();
+        p.sort_unstable();
+        p.dedup();
+        p
     }
     /// Stops every instance; returns the first error after trying them all.
-    pub fn stop_all(&mut self) -> anyhow::Result<()> {
+    pub fn stop_all(&mut self) -> Result<()> {
         let mut first = None;
         for i in self.instances.drain(..) {
             if let Err(e) = i.stop() {
@@ -175,7 +153,10 @@ impl Fleet {
             }
         }
         match first {
-            Some(e) => Err(anyhow::Error::new(e).context("stopping a density instance")),
+            Some(e) => Err(ExperimentError::Launch {
+                context: "stopping a density instance".into(),
+                source: e,
+            }),
             None => Ok(()),
         }
     }
@@ -197,7 +178,7 @@ impl Drop for Fleet {
 
 /// Runs the doubling curve. `spec` should be an `idle` workload (anything
 /// that stays up until stopped).
-pub fn measure_density(platform: &dyn Platform, spec: &LaunchSpec, opts: &DensityOptions) -> anyhow::Result<DensityResult> {
+pub fn measure_density(platform: &dyn Platform, spec: &LaunchSpec, opts: &DensityOptions) -> Result<DensityResult> {
     let deadline = Instant::now() + opts.time_budget;
     let mut out = DensityResult::default();
     // Before the first step, guess an instance costs its workload memory
@@ -236,20 +217,17 @@ pub fn measure_density(platform: &dyn Platform, spec: &LaunchSpec, opts: &Densit
 
 /// One step: N instances at once. Returns the point (None when the step was
 /// cut short) and why the curve must stop, if it must.
-fn step(
-    platform: &dyn Platform,
-    spec: &LaunchSpec,
-    n: usize,
-    opts: &DensityOptions,
-    deadline: Instant,
-) -> anyhow::Result<(Option<DensityPoint>, Option<String>)> {
+fn step(platform: &dyn Platform, spec: &LaunchSpec, n: usize, opts: &DensityOptions, deadline: Instant) -> Result<(Option<DensityPoint>, Option<String>)> {
     let mut fleet = Fleet::new();
+    let harness_before = smaps::rollup(std::process::id() as i32)?;
     let before = mem_available()?;
     let t0 = Instant::now();
     for k in 0..n {
-        let inst = platform
-            .launch(spec)
-            .with_context(|| format!("launching instance {} of {n} of {} for the density curve", k + 1, platform.name()))?;
+        let inst = platform.launch(spec).map_err(ExperimentError::launch(format!(
+            "launching instance {} of {n} of {} for the density curve",
+            k + 1,
+            platform.name()
+        )))?;
         fleet.push(inst);
         let avail = mem_available()?;
         if avail < opts.safety_margin_bytes {
@@ -272,7 +250,7 @@ fn step(
     let launch_secs = t0.elapsed().as_secs_f64();
     std::thread::sleep(opts.settle);
     let after = mem_available()?;
-    let pss_total = crate::measure::memory::read_pids(&fleet.pids()).pss_bytes;
+    let pss_total = fleet_pss(&fleet, harness_before)?;
     fleet.stop_all()?;
     Ok((
         Some(DensityPoint {
@@ -286,15 +264,31 @@ fn step(
     ))
 }
 
+/// PSS of every instance's host processes, each process once; versus'
+/// own pid (instances inside versus) counts its growth since `harness_before`.
+fn fleet_pss(fleet: &Fleet, harness_before: PssRss) -> Result<u64> {
+    let me = std::process::id() as i32;
+    let pids = fleet.pids();
+    let mut total = 0;
+    for p in &pids {
+        if *p == me {
+            total += smaps::rollup(me)?.pss.saturating_sub(harness_before.pss);
+        } else if let Ok(m) = smaps::rollup(*p) {
+            total += m.pss;
+        }
+    }
+    if pids.is_empty() {
+        return Err(ExperimentError::Failed("the density instances have no host process to read".into()));
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn meminfo_parses() {
-        let t = "MemTotal:       24684224 kB\nMemAvailable:   24339124 kB\n";
-        assert_eq!(parse_meminfo(t, "MemAvailable:"), Some(24339124 * 1024));
-        assert_eq!(parse_meminfo(t, "Nope:"), None);
+    fn mem_available_reads() {
         assert!(mem_available().unwrap() > 0);
     }
 
@@ -318,7 +312,7 @@ mod tests {
             points: vec![p],
             stopped_early: None,
         }
-        .samples("r", "process", "idle:1");
+        .samples("process", "idle:1");
         assert_eq!(rows.len(), 4);
         assert!(rows.iter().all(|r| r.iteration == 4));
     }

@@ -21,7 +21,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use crate::error::{LaunchError, Result};
-use crate::export::csv::Sample;
+use crate::model::{Metric, Sample};
 use crate::platform::{Instance, LaunchSpec, Platform};
 use crate::workload::{GuestMode, StressKind, Workload, WorkloadSpec};
 
@@ -106,7 +106,10 @@ pub fn count_running(id: (u64, u64)) -> usize {
 fn run_victim(platform: &dyn Platform, spec: &LaunchSpec) -> Result<(f64, Duration, Option<(u64, u64)>)> {
     let t = Instant::now();
     let mut inst = platform.launch(spec)?;
-    let exe = inst.pids().first().and_then(|p| exe_id(*p));
+    // The workload's own binary (not versus itself, for instances that
+    // live inside versus: there is no separate process to count).
+    let me = std::process::id() as i32;
+    let exe = inst.pids().into_iter().find(|p| *p != me).and_then(exe_id);
     let finished = inst.finish();
     let stopped = inst.stop();
     let finished = finished?;
@@ -121,15 +124,16 @@ fn run_victim(platform: &dyn Platform, spec: &LaunchSpec) -> Result<(f64, Durati
     Ok((el as f64, t.elapsed(), exe))
 }
 
-fn sample(platform: &str, workload: &WorkloadSpec, metric: String, unit: &str, iteration: u32, value: f64) -> Sample {
-    Sample {
-        run_id: String::new(),
-        platform: platform.into(),
-        workload: workload.to_string(),
-        metric,
-        unit: unit.into(),
-        iteration,
-        value,
+fn sample(platform: &str, workload: &WorkloadSpec, metric: Metric, iteration: u32, value: f64) -> Sample {
+    Sample::new(platform, &workload.to_string(), metric, iteration, value)
+}
+
+/// The `interference.<stress>` metric of a stress.
+pub fn metric_of(stress: StressKind) -> Metric {
+    match stress {
+        StressKind::Cpu => Metric::InterferenceCpu,
+        StressKind::Mem => Metric::InterferenceMem,
+        StressKind::Fork => Metric::InterferenceFork,
     }
 }
 
@@ -148,7 +152,7 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
             let (el, wall, id) = run_victim(platform, &spec)?;
             exe = exe.or(id);
             wall_total += wall;
-            out.samples.push(sample(platform.name(), v, "interference.alone".into(), "ms", i, el / 1e6));
+            out.samples.push(sample(platform.name(), v, Metric::InterferenceAlone, i, el / 1e6));
             times.push(el);
         }
         alone.insert(v.to_string(), crate::stats::median(&times));
@@ -193,8 +197,7 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
                 let (el, wall, _) = run_victim(platform, &vspec)?;
                 last_wall = last_wall.max(wall);
                 let base = alone[&v.to_string()];
-                out.samples
-                    .push(sample(platform.name(), v, format!("interference.{}", stress.name()), "ratio", i, el / base));
+                out.samples.push(sample(platform.name(), v, metric_of(stress), i, el / base));
                 *runs.entry(v.to_string()).or_insert(0) += 1;
             }
         }

@@ -1,4 +1,4 @@
-//! Image and disk footprint (difference 2 of DESIGN.md): the bytes on disk
+//! Image and disk footprint (difference 2 of docs/design.md): the bytes on disk
 //! needed to start one instance and N instances, split into what all
 //! instances share (a container's read-only base layer, a VM's kernel and
 //! initramfs) and what each instance adds (a container's writable layer, a
@@ -21,10 +21,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context};
-
-use crate::export::Sample;
-use crate::measure::memory::sample;
+use super::{ExperimentError, Result};
+use crate::model::{Metric, Sample};
+use crate::platform::Storage;
 
 /// A size, apparent and allocated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -134,21 +133,21 @@ impl FootprintResult {
     /// `image.total` (one instance), `image.per_instance` (iteration = the
     /// instance index), `image.n_instances` (iteration = N, N = 1..=built),
     /// each with unit `bytes` (allocated) and `bytes_apparent`.
-    pub fn samples(&self, run_id: &str) -> Vec<Sample> {
+    pub fn samples(&self) -> Vec<Sample> {
         let w = self.method.name();
         let p = self.platform.as_str();
         let mut rows = Vec::new();
-        let mut both = |metric: &str, it: u32, b: Bytes| {
-            rows.push(sample(run_id, p, w, metric, "bytes", it, b.allocated as f64));
-            rows.push(sample(run_id, p, w, metric, "bytes_apparent", it, b.apparent as f64));
+        let mut both = |metric: Metric, it: u32, b: Bytes| {
+            rows.push(Sample::with_unit(p, w, metric.clone(), "bytes", it, b.allocated as f64));
+            rows.push(Sample::with_unit(p, w, metric, "bytes_apparent", it, b.apparent as f64));
         };
-        both("image.shared", 0, self.shared);
-        both("image.total", 0, self.total_for(1));
+        both(Metric::ImageShared, 0, self.shared);
+        both(Metric::ImageTotal, 0, self.total_for(1));
         for (i, b) in self.per_instance.iter().enumerate() {
-            both("image.per_instance", i as u32, *b);
+            both(Metric::ImagePerInstance, i as u32, *b);
         }
         for n in 1..=self.per_instance.len() {
-            both("image.n_instances", n as u32, self.total_for(n));
+            both(Metric::ImageNInstances, n as u32, self.total_for(n));
         }
         rows
     }
@@ -156,8 +155,8 @@ impl FootprintResult {
 
 /// Footprint of a platform whose instances need nothing on disk of their
 /// own: `n` instances all use `artefacts`.
-pub fn footprint_shared(platform: &str, artefacts: &[PathBuf], n: usize) -> anyhow::Result<FootprintResult> {
-    let shared = size_of_all(artefacts).with_context(|| format!("measuring {artefacts:?}"))?;
+pub fn footprint_shared(platform: &str, artefacts: &[PathBuf], n: usize) -> Result<FootprintResult> {
+    let shared = size_of_all(artefacts).map_err(ExperimentError::io(format!("measuring {artefacts:?}")))?;
     Ok(FootprintResult {
         platform: platform.into(),
         method: Method::Shared,
@@ -200,22 +199,23 @@ struct OverlayMount {
 }
 
 impl OverlayMount {
-    fn mount(lower: &Path, upper: &Path, work: &Path, merged: &Path) -> anyhow::Result<OverlayMount> {
+    fn mount(lower: &Path, upper: &Path, work: &Path, merged: &Path) -> Result<OverlayMount> {
         let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
-        nix::mount::mount(Some("overlay"), merged, Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str())).with_context(|| {
-            format!(
-                "mounting overlayfs at {} ({opts}): needs root (or a user namespace) and the overlay module",
+        nix::mount::mount(Some("overlay"), merged, Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str())).map_err(|e| {
+            ExperimentError::Failed(format!(
+                "mounting overlayfs at {} ({opts}): {e}; needs root (or a user namespace) and the overlay module",
                 merged.display()
-            )
+            ))
         })?;
         Ok(OverlayMount {
             merged: merged.to_path_buf(),
             mounted: true,
         })
     }
-    fn unmount(&mut self) -> anyhow::Result<()> {
+    fn unmount(&mut self) -> Result<()> {
         if self.mounted {
-            nix::mount::umount2(&self.merged, nix::mount::MntFlags::MNT_DETACH).with_context(|| format!("unmounting {}", self.merged.display()))?;
+            nix::mount::umount2(&self.merged, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|e| ExperimentError::Failed(format!("unmounting {}: {e}", self.merged.display())))?;
             self.mounted = false;
         }
         Ok(())
@@ -234,22 +234,22 @@ impl Drop for OverlayMount {
 /// `write_bytes` into each instance's merged view (its own data), and
 /// returns what each one added on disk (its upper and work dirs). Everything
 /// is unmounted and removed before returning, on every path.
-pub fn overlay_instances(lower: &Path, n: usize, write_bytes: u64) -> anyhow::Result<Vec<Bytes>> {
+pub fn overlay_instances(lower: &Path, n: usize, write_bytes: u64) -> Result<Vec<Bytes>> {
     let tmp = tempfile::Builder::new()
         .prefix("versus-footprint-overlay-")
         .tempdir()
-        .context("creating a temp dir for the overlay instances")?;
+        .map_err(ExperimentError::io("creating a temp dir for the overlay instances"))?;
     let mut mounts = Vec::new();
     let mut out = Vec::new();
     for i in 0..n {
         let d = tmp.path().join(format!("i{i}"));
         let (upper, work, merged) = (d.join("upper"), d.join("work"), d.join("merged"));
         for x in [&upper, &work, &merged] {
-            std::fs::create_dir_all(x).with_context(|| format!("creating {}", x.display()))?;
+            std::fs::create_dir_all(x).map_err(ExperimentError::io(format!("creating {}", x.display())))?;
         }
         let m = OverlayMount::mount(lower, &upper, &work, &merged)?;
         if write_bytes > 0 {
-            write_data(&merged.join("instance-data"), write_bytes).with_context(|| format!("writing into the overlay at {}", merged.display()))?;
+            write_data(&merged.join("instance-data"), write_bytes).map_err(ExperimentError::io(format!("writing into the overlay at {}", merged.display())))?;
         }
         mounts.push(m);
         out.push(size_of(&upper)? + size_of(&work)?);
@@ -259,13 +259,13 @@ pub fn overlay_instances(lower: &Path, n: usize, write_bytes: u64) -> anyhow::Re
         m.unmount()?;
     }
     drop(mounts);
-    tmp.close().context("removing the overlay temp dir")?;
+    tmp.close().map_err(ExperimentError::io("removing the overlay temp dir"))?;
     Ok(out)
 }
 
 /// Footprint of overlayfs instances over a shared lower dir.
-pub fn footprint_overlay(platform: &str, lower: &Path, n: usize, write_bytes: u64) -> anyhow::Result<FootprintResult> {
-    let shared = size_of(lower).with_context(|| format!("measuring {}", lower.display()))?;
+pub fn footprint_overlay(platform: &str, lower: &Path, n: usize, write_bytes: u64) -> Result<FootprintResult> {
+    let shared = size_of(lower).map_err(ExperimentError::io(format!("measuring {}", lower.display())))?;
     Ok(FootprintResult {
         platform: platform.into(),
         method: Method::Overlay,
@@ -276,9 +276,10 @@ pub fn footprint_overlay(platform: &str, lower: &Path, n: usize, write_bytes: u6
 
 /// Makes an ext4 disk image of `size_bytes` holding the files of `src_dir`
 /// (`mkfs.ext4 -d`, no mount needed).
-pub fn make_ext4_image(src_dir: &Path, dest: &Path, size_bytes: u64) -> anyhow::Result<()> {
-    let mkfs = crate::host::which("mkfs.ext4").context("mkfs.ext4 not found: install e2fsprogs to build a VM disk image")?;
-    let f = std::fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+pub fn make_ext4_image(src_dir: &Path, dest: &Path, size_bytes: u64) -> Result<()> {
+    let mkfs =
+        crate::host::which("mkfs.ext4").ok_or_else(|| ExperimentError::Failed("mkfs.ext4 not found: install e2fsprogs to build a VM disk image".into()))?;
+    let f = std::fs::File::create(dest).map_err(ExperimentError::io(format!("creating {}", dest.display())))?;
     f.set_len(size_bytes)?;
     drop(f);
     let out = Command::new(mkfs)
@@ -286,14 +287,14 @@ pub fn make_ext4_image(src_dir: &Path, dest: &Path, size_bytes: u64) -> anyhow::
         .arg(src_dir)
         .arg(dest)
         .output()
-        .context("running mkfs.ext4")?;
+        .map_err(ExperimentError::io("running mkfs.ext4"))?;
     if !out.status.success() {
-        bail!(
+        return Err(ExperimentError::Failed(format!(
             "mkfs.ext4 -d {} {} failed: {}",
             src_dir.display(),
             dest.display(),
             String::from_utf8_lossy(&out.stderr).trim()
-        );
+        )));
     }
     Ok(())
 }
@@ -330,15 +331,18 @@ pub fn reflink(src: &Path, dst: &Path) -> Result<(), String> {
 }
 
 /// Filesystem free bytes (f_bfree * f_frsize) of the filesystem holding `p`.
-fn fs_free(p: &Path) -> anyhow::Result<u64> {
-    let s = nix::sys::statvfs::statvfs(p).with_context(|| format!("statvfs {}", p.display()))?;
+fn fs_free(p: &Path) -> Result<u64> {
+    let s = nix::sys::statvfs::statvfs(p).map_err(|e| ExperimentError::Failed(format!("statvfs {}: {e}", p.display())))?;
     Ok(s.blocks_free() as u64 * s.fragment_size() as u64)
 }
 
-fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd.output().with_context(|| format!("running {what}"))?;
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().map_err(ExperimentError::io(format!("running {what}")))?;
     if !out.status.success() {
-        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        return Err(ExperimentError::Failed(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
@@ -350,18 +354,18 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
 /// allocated figure is the drop of the filesystem's free space (its
 /// `st_blocks` counts the shared extents too). Everything built is removed
 /// before returning.
-pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -> anyhow::Result<Vec<Bytes>> {
+pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -> Result<Vec<Bytes>> {
     let parent = base.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix("versus-footprint-disks-")
         .tempdir_in(parent)
-        .context("creating a temp dir for the instance disks")?;
+        .map_err(ExperimentError::io("creating a temp dir for the instance disks"))?;
     let mut out = Vec::new();
     for i in 0..n {
         let disk = tmp.path().join(format!("instance-{i}.img"));
         match method {
             Method::Copy => {
-                std::fs::copy(base, &disk).with_context(|| format!("copying {} to {}", base.display(), disk.display()))?;
+                std::fs::copy(base, &disk).map_err(ExperimentError::io(format!("copying {} to {}", base.display(), disk.display())))?;
                 if write_bytes > 0 {
                     overwrite_start(&disk, write_bytes)?;
                 }
@@ -369,7 +373,8 @@ pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -
                 out.push(size_of(&disk)?);
             }
             Method::Qcow2 => {
-                let qemu_img = crate::host::which("qemu-img").context("qemu-img not found: install qemu-utils for copy-on-write VM disks")?;
+                let qemu_img = crate::host::which("qemu-img")
+                    .ok_or_else(|| ExperimentError::Failed("qemu-img not found: install qemu-utils for copy-on-write VM disks".into()))?;
                 let abs = std::fs::canonicalize(base)?;
                 run(
                     Command::new(qemu_img)
@@ -379,7 +384,7 @@ pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -
                     "qemu-img create",
                 )?;
                 if write_bytes > 0 {
-                    let qemu_io = crate::host::which("qemu-io").context("qemu-io not found: install qemu-utils")?;
+                    let qemu_io = crate::host::which("qemu-io").ok_or_else(|| ExperimentError::Failed("qemu-io not found: install qemu-utils".into()))?;
                     run(
                         Command::new(qemu_io)
                             .args(["-f", "qcow2", "-c"])
@@ -393,7 +398,7 @@ pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -
             }
             Method::Reflink => {
                 let before = fs_free(tmp.path())?;
-                reflink(base, &disk).map_err(anyhow::Error::msg)?;
+                reflink(base, &disk).map_err(ExperimentError::Failed)?;
                 if write_bytes > 0 {
                     overwrite_start(&disk, write_bytes)?;
                 }
@@ -405,18 +410,23 @@ pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -
                     allocated: before.saturating_sub(after),
                 });
             }
-            Method::Shared | Method::Overlay => bail!("disk_instances builds VM disks: use Copy, Qcow2 or Reflink, not {}", method.name()),
+            Method::Shared | Method::Overlay => {
+                return Err(ExperimentError::Failed(format!(
+                    "disk_instances builds VM disks: use Copy, Qcow2 or Reflink, not {}",
+                    method.name()
+                )))
+            }
         }
     }
-    tmp.close().context("removing the instance disks")?;
+    tmp.close().map_err(ExperimentError::io("removing the instance disks"))?;
     Ok(out)
 }
 
-fn overwrite_start(disk: &Path, bytes: u64) -> anyhow::Result<()> {
+fn overwrite_start(disk: &Path, bytes: u64) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(disk)
-        .with_context(|| format!("opening {}", disk.display()))?;
+        .map_err(ExperimentError::io(format!("opening {}", disk.display())))?;
     write_pattern(&mut f, bytes)?;
     f.sync_all()?;
     Ok(())
@@ -425,8 +435,8 @@ fn overwrite_start(disk: &Path, bytes: u64) -> anyhow::Result<()> {
 /// Footprint of VM instances: `artefacts` (kernel, initramfs, image) are
 /// shared, as is the base disk for the copy-on-write methods; each instance
 /// gets its own disk by `method`.
-pub fn footprint_disk(platform: &str, artefacts: &[PathBuf], base_disk: &Path, method: Method, n: usize, write_bytes: u64) -> anyhow::Result<FootprintResult> {
-    let mut shared = size_of_all(artefacts).with_context(|| format!("measuring {artefacts:?}"))?;
+pub fn footprint_disk(platform: &str, artefacts: &[PathBuf], base_disk: &Path, method: Method, n: usize, write_bytes: u64) -> Result<FootprintResult> {
+    let mut shared = size_of_all(artefacts).map_err(ExperimentError::io(format!("measuring {artefacts:?}")))?;
     if method != Method::Copy {
         // A copy does not need the base once made; the CoW methods keep it.
         shared = shared + size_of(base_disk)?;
@@ -439,56 +449,59 @@ pub fn footprint_disk(platform: &str, artefacts: &[PathBuf], base_disk: &Path, m
     })
 }
 
-/// The footprint rows of this host's platforms, built for real with `n`
-/// instances each: `process` (the workload binary, shared), `container`
-/// (versus' read-only rootfs, shared; and an overlayfs writable layer per
-/// instance, each writing `write_bytes`), and a VM disk holding the same
-/// rootfs as an ext4 image of `disk_bytes`, given to each instance as a full
-/// copy, a qcow2 overlay and a reflink clone, recorded under `vm_platform`
-/// with `vm_artefacts` (kernel, initramfs) as shared bytes. A method that
-/// cannot run here (no root for overlayfs, no qemu-img, no reflink) is left
-/// out and named in the returned notes.
-pub fn standard_footprints(
-    run_id: &str,
-    n: usize,
-    write_bytes: u64,
-    vm_platform: &str,
-    vm_artefacts: &[PathBuf],
-    disk_bytes: u64,
-) -> anyhow::Result<(Vec<Sample>, Vec<String>)> {
+/// The footprint rows of one platform, built for real with `n` instances
+/// from what its instances need on disk ([`Storage`]): shared files; a
+/// shared tree under an overlayfs writable layer per instance (each writing
+/// `write_bytes`); or a VM disk holding a tree as an ext4 image of
+/// `disk_bytes`, per instance as a full copy, a qcow2 overlay and a reflink
+/// clone. Returns the rows and notes: a method that cannot run here (no
+/// root for overlayfs, no qemu-img, no reflink) is left out and named, and
+/// a synthetic disk says so.
+pub fn measure_storage(platform: &str, storage: &[Storage], n: usize, write_bytes: u64, disk_bytes: u64) -> (Vec<Sample>, Vec<String>) {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    let guest = crate::workload::EmbeddedProgram::guest().context("writing the workload program to a temp dir")?;
-    rows.extend(footprint_shared("process", &[guest.path()], n)?.samples(run_id));
-    let image = crate::platform::container::rootfs::Image::build().context("building the container rootfs")?;
-    rows.extend(footprint_shared("container", &[image.rootfs()], n)?.samples(run_id));
-    match footprint_overlay("container", &image.rootfs(), n, write_bytes) {
-        Ok(r) => rows.extend(r.samples(run_id)),
-        Err(e) => notes.push(format!("container overlay footprint not measured: {e:#}")),
-    }
-    let work = tempfile::Builder::new()
-        .prefix("versus-footprint-vm-")
-        .tempdir()
-        .context("creating a temp dir for the VM disk")?;
-    let base = work.path().join("rootfs.ext4");
-    match make_ext4_image(&image.rootfs(), &base, disk_bytes) {
-        Ok(()) => {
-            for m in [Method::Copy, Method::Qcow2, Method::Reflink] {
-                if m == Method::Reflink {
-                    if let Err(why) = reflink_supported(work.path()) {
-                        notes.push(format!("reflink VM disks not measured: {why}"));
+    for st in storage {
+        match st {
+            Storage::Shared(paths) => match footprint_shared(platform, paths, n) {
+                Ok(r) => rows.extend(r.samples()),
+                Err(e) => notes.push(format!("{platform}: shared footprint not measured: {e}")),
+            },
+            Storage::Overlay { lower } => match footprint_overlay(platform, lower, n, write_bytes) {
+                Ok(r) => rows.extend(r.samples()),
+                Err(e) => notes.push(format!("{platform}: overlay footprint not measured: {e}")),
+            },
+            Storage::Disk { shared, tree, synthetic } => {
+                if *synthetic {
+                    notes.push(format!("{platform}: its VM disk rows (copy, qcow2, reflink) are synthetic: it does not boot from such a disk today; they show what a disk of the same files would cost"));
+                }
+                let work = match tempfile::Builder::new().prefix("versus-footprint-vm-").tempdir() {
+                    Ok(w) => w,
+                    Err(e) => {
+                        notes.push(format!("{platform}: VM disk footprint not measured: cannot create a temp dir: {e}"));
                         continue;
                     }
+                };
+                let base = work.path().join("rootfs.ext4");
+                if let Err(e) = make_ext4_image(tree, &base, disk_bytes) {
+                    notes.push(format!("{platform}: VM disk footprint not measured: {e}"));
+                    continue;
                 }
-                match footprint_disk(vm_platform, vm_artefacts, &base, m, n, write_bytes) {
-                    Ok(r) => rows.extend(r.samples(run_id)),
-                    Err(e) => notes.push(format!("{} VM disks not measured: {e:#}", m.name())),
+                for m in [Method::Copy, Method::Qcow2, Method::Reflink] {
+                    if m == Method::Reflink {
+                        if let Err(why) = reflink_supported(work.path()) {
+                            notes.push(format!("{platform}: reflink VM disks not measured: {why}"));
+                            continue;
+                        }
+                    }
+                    match footprint_disk(platform, shared, &base, m, n, write_bytes) {
+                        Ok(r) => rows.extend(r.samples()),
+                        Err(e) => notes.push(format!("{platform}: {} VM disks not measured: {e}", m.name())),
+                    }
                 }
             }
         }
-        Err(e) => notes.push(format!("VM disk footprint not measured: {e:#}")),
     }
-    Ok((rows, notes))
+    (rows, notes)
 }
 
 #[cfg(test)]
@@ -515,10 +528,10 @@ mod tests {
             per_instance: vec![Bytes { apparent: 10, allocated: 8 }; 3],
         };
         assert_eq!(r.total_for(3), Bytes { apparent: 130, allocated: 74 });
-        let rows = r.samples("run");
+        let rows = r.samples();
         let n3: Vec<f64> = rows
             .iter()
-            .filter(|s| s.metric == "image.n_instances" && s.iteration == 3)
+            .filter(|s| s.metric == Metric::ImageNInstances && s.iteration == 3)
             .map(|s| s.value)
             .collect();
         assert_eq!(n3, vec![74.0, 130.0]);

@@ -1,0 +1,190 @@
+//! Metric names, as in the `metric` column of samples.csv and summary.csv
+//! (docs/design.md lists them with their units).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+macro_rules! metrics {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal, $unit:literal;)*) => {
+        /// A metric of samples.csv. [`Metric::BootPhase`] carries the phase
+        /// name (`boot.<phase>`); [`Metric::Other`] keeps a name this
+        /// version does not know (a file from another version), so reading
+        /// never fails on it.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Metric {
+            $($(#[$doc])* $variant,)*
+            /// `boot.<phase>` (ms): one phase of `boot`; the phases of a launch add up to it.
+            BootPhase(String),
+            /// A name this version of versus does not know.
+            Other(String),
+        }
+
+        impl Metric {
+            /// Every metric without a parameter, in documentation order.
+            pub const FIXED: &'static [Metric] = &[$(Metric::$variant,)*];
+
+            /// The name in the CSV files.
+            pub fn name(&self) -> Cow<'_, str> {
+                match self {
+                    $(Metric::$variant => Cow::Borrowed($name),)*
+                    Metric::BootPhase(p) => Cow::Owned(format!("boot.{p}")),
+                    Metric::Other(s) => Cow::Borrowed(s),
+                }
+            }
+
+            /// The unit its rows are written in (image rows also come in
+            /// `bytes_apparent`; see [`crate::experiment::footprint`]).
+            pub fn unit(&self) -> &'static str {
+                match self {
+                    $(Metric::$variant => $unit,)*
+                    Metric::BootPhase(_) => "ms",
+                    Metric::Other(_) => "",
+                }
+            }
+
+            fn parse(s: &str) -> Metric {
+                match s {
+                    $($name => Metric::$variant,)*
+                    _ => match s.strip_prefix("boot.") {
+                        Some(p) if !p.is_empty() => Metric::BootPhase(p.to_string()),
+                        _ => Metric::Other(s.to_string()),
+                    },
+                }
+            }
+        }
+    };
+}
+
+metrics! {
+    /// Launch start to READY received by the harness (ms).
+    Boot => "boot", "ms";
+    /// Stop request until every resource of the instance is released (ms).
+    Teardown => "teardown", "ms";
+    /// The `cpu` workload's timed SHA-256 chain (ms).
+    Cpu => "cpu", "ms";
+    /// Touching the `mem`/`idle` workload's pages (ms).
+    MemTouch => "mem_touch", "ms";
+    /// One round trip of the `call` workload (us).
+    Call => "call", "us";
+    /// PSS of an idle instance's host processes (bytes).
+    MemHost => "mem.host", "bytes";
+    /// RSS of the same processes (bytes).
+    MemRss => "mem.rss", "bytes";
+    /// `mem.host` minus the baseline platform's (bytes).
+    MemOverhead => "mem.overhead", "bytes";
+    /// The VMM process's resident memory outside guest RAM (bytes).
+    MemVmm => "mem.vmm", "bytes";
+    /// Memory charged to the instance's memory cgroup (bytes).
+    MemCgroup => "mem.cgroup", "bytes";
+    /// MemAvailable drop per instance with N running (bytes; iteration = N).
+    DensityMemPerInstance => "density.mem_per_instance", "bytes";
+    /// Instances launched per second at N (iteration = N).
+    DensityLaunchRate => "density.launch_rate", "instances/s";
+    /// MemAvailable drop with N running (bytes; iteration = N).
+    DensityMemAvailableDrop => "density.mem_available_drop", "bytes";
+    /// PSS of the instances' processes per instance at N (bytes; iteration = N).
+    DensityPssPerInstance => "density.pss_per_instance", "bytes";
+    /// Bytes every instance shares (allocated; also `bytes_apparent`).
+    ImageShared => "image.shared", "bytes";
+    /// Bytes to start one instance.
+    ImageTotal => "image.total", "bytes";
+    /// Bytes instance i adds (iteration = i).
+    ImagePerInstance => "image.per_instance", "bytes";
+    /// Bytes for N instances (iteration = N).
+    ImageNInstances => "image.n_instances", "bytes";
+    /// The victim's time alone (ms).
+    InterferenceAlone => "interference.alone", "ms";
+    /// Victim time beside a CPU hog / time alone.
+    InterferenceCpu => "interference.cpu", "ratio";
+    /// Victim time beside a memory hog / time alone.
+    InterferenceMem => "interference.mem", "ratio";
+    /// Victim time beside a fork bomb / time alone.
+    InterferenceFork => "interference.fork", "ratio";
+    /// Host system calls the workload can make.
+    SurfaceHostSyscalls => "surface.host_syscalls", "count";
+    /// Kinds of VM exit the VMM serves.
+    SurfaceVmExitKinds => "surface.vm_exit_kinds", "count";
+    /// Host calls (ports, hypercalls, devices) the VMM serves.
+    SurfaceVmmHostCalls => "surface.vmm_host_calls", "count";
+}
+
+impl Metric {
+    /// `boot.<phase>`.
+    pub fn phase(name: &str) -> Metric {
+        Metric::BootPhase(name.to_string())
+    }
+
+    /// The family before the first dot (`mem`, `density`, `image`, ...), or
+    /// the whole name.
+    pub fn family(&self) -> Cow<'_, str> {
+        match self.name() {
+            Cow::Borrowed(s) => Cow::Borrowed(s.split('.').next().unwrap_or(s)),
+            Cow::Owned(s) => Cow::Owned(s.split('.').next().unwrap_or(&s).to_string()),
+        }
+    }
+
+    /// Whether this is one of the `interference.<stress>` ratios.
+    pub fn is_interference_ratio(&self) -> bool {
+        matches!(self, Metric::InterferenceCpu | Metric::InterferenceMem | Metric::InterferenceFork)
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl FromStr for Metric {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Metric, Self::Err> {
+        Ok(Metric::parse(s))
+    }
+}
+
+impl From<&str> for Metric {
+    fn from(s: &str) -> Metric {
+        Metric::parse(s)
+    }
+}
+
+impl Serialize for Metric {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Metric, D::Error> {
+        let s = Cow::<str>::deserialize(d)?;
+        Ok(Metric::parse(&s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for m in Metric::FIXED {
+            assert_eq!(&Metric::from(m.name().as_ref()), m, "{m}");
+            assert!(!m.unit().is_empty(), "{m} has a unit");
+        }
+        assert_eq!(Metric::from("boot.rootfs"), Metric::phase("rootfs"));
+        assert_eq!(Metric::phase("rootfs").to_string(), "boot.rootfs");
+        assert_eq!(Metric::from("boot."), Metric::Other("boot.".into()));
+        assert_eq!(Metric::from("patch.ms"), Metric::Other("patch.ms".into()));
+        assert_eq!(Metric::MemHost.family(), "mem");
+        assert_eq!(Metric::Boot.family(), "boot");
+    }
+
+    #[test]
+    fn serializes_as_its_name() {
+        assert_eq!(serde_json::to_string(&Metric::DensityLaunchRate).unwrap(), "\"density.launch_rate\"");
+        assert_eq!(serde_json::from_str::<Metric>("\"boot.exec\"").unwrap(), Metric::phase("exec"));
+    }
+}

@@ -1,0 +1,97 @@
+//! The host section: the fingerprint (how KVM is provided first), the host
+//! measurements, and each platform's status.
+
+use std::fmt::Write as _;
+
+use super::{civil, table, Ctx};
+use crate::chart::fmt_bytes;
+use crate::model::RunStatus;
+
+pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
+    let _ = writeln!(o, "## Host\n");
+    let Some(e) = &ctx.f.env else {
+        let _ = writeln!(o, "No env.json in this run: the host fingerprint is unknown.\n");
+        return;
+    };
+    let h = &e.host;
+    let or_unknown = |s: &str| if s.is_empty() { "unknown".to_string() } else { s.to_string() };
+    let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "unknown".into());
+    let peers: Vec<String> = h.peers.iter().filter(|p| p.path.is_some()).map(|p| p.name.clone()).collect();
+    let rows = vec![
+        vec!["KVM".into(), h.kvm_mode.describe()],
+        vec!["kernel".into(), or_unknown(&h.kernel)],
+        vec!["distribution".into(), or_unknown(&h.distribution)],
+        vec!["CPU".into(), format!("{} ({} cores)", or_unknown(&h.cpu_model), h.cores)],
+        vec![
+            "memory".into(),
+            if h.memory_bytes > 0 {
+                fmt_bytes(h.memory_bytes as f64)
+            } else {
+                "unknown".into()
+            },
+        ],
+        vec![
+            "cgroups".into(),
+            format!(
+                "{} ({})",
+                serde_json::to_value(h.cgroup_mode)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                h.cgroup_controllers.join(", ")
+            ),
+        ],
+        vec!["KSM".into(), opt(&h.ksm)],
+        vec!["transparent huge pages".into(), opt(&h.transparent_hugepages)],
+        vec![
+            "root / user namespaces / overlayfs".into(),
+            format!("{} / {} / {}", h.is_root, h.user_namespaces, h.overlayfs),
+        ],
+        vec!["peers installed".into(), if peers.is_empty() { "none".into() } else { peers.join(", ") }],
+        vec![
+            "versus".into(),
+            format!("{} ({})", e.versus_version, e.git_revision.clone().unwrap_or_else(|| "revision unknown".into())),
+        ],
+        vec!["started".into(), civil(e.started_at_unix)],
+        vec!["command".into(), format!("`{}`", e.command_line.join(" "))],
+    ];
+    table(o, &["", ""], &rows);
+    let k = &e.host_measurements.kvm_speed;
+    let _ = writeln!(o, "Host measurements:\n");
+    match (k.cpl3_iters_per_s, k.cpl0_iters_per_s, k.user_to_supervisor_ratio) {
+        (Some(u), Some(s), Some(r)) => {
+            let _ = writeln!(
+                o,
+                "- `kvm_speed`: a guest loop runs {u:.3e}/s in guest user mode and {s:.3e}/s in guest supervisor mode (ratio {r:.1}){}\n",
+                match k.supervisor_emulated {
+                    Some(true) => ": guest kernel code is emulated on this host",
+                    Some(false) => ": guest kernel code runs at hardware speed",
+                    None => "",
+                }
+            );
+        }
+        _ => {
+            let _ = writeln!(o, "- `kvm_speed`: not measured: {}\n", k.error.clone().unwrap_or_else(|| "not recorded".into()));
+        }
+    }
+    let _ = writeln!(o, "### Platforms\n");
+    let rows: Vec<Vec<String>> = e
+        .platforms
+        .iter()
+        .map(|p| {
+            vec![
+                p.platform.clone(),
+                p.status.to_string(),
+                if p.status != RunStatus::Ran {
+                    "-".into()
+                } else if p.representative {
+                    "yes".into()
+                } else {
+                    format!("no: {}", p.representative_note.clone().unwrap_or_default())
+                },
+                p.reason.clone().unwrap_or_else(|| p.notes.join("; ")),
+            ]
+        })
+        .collect();
+    table(o, &["platform", "status", "representative", "notes / reason"], &rows);
+}

@@ -1,0 +1,204 @@
+//! The five-way report: `report.md` of a run, with the host fingerprint
+//! (including how KVM is provided), the five differences of docs/design.md
+//! as sections (a table, a chart and a finding computed from the numbers),
+//! and what was not measured and why. Everything is derived from the run's
+//! files (`samples.csv`, `summary.csv`, `probes.csv`, `env.json`), so
+//! [`render_report`] re-renders the same report without re-running.
+//!
+//! One file per section: [`host`], [`os`] (1, OS and hardware), [`size`]
+//! (2), [`boot`] (3), [`isolation`] (4), [`maintenance`] (5), and
+//! [`not_measured`].
+
+mod boot;
+mod host;
+mod isolation;
+mod maintenance;
+mod not_measured;
+mod os;
+mod size;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::chart::{self, ChartError};
+use crate::export::json::{read_env, EnvDoc};
+use crate::export::{read_probes, read_samples, read_summary, summarize_samples, ExportError};
+use crate::model::{Metric, ProbeRow, RunStatus, Sample, SummaryRow};
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0} has no samples.csv: give the directory of a run written by `versus run`")]
+    NotARun(PathBuf),
+    #[error(transparent)]
+    Files(#[from] ExportError),
+    #[error(transparent)]
+    Chart(#[from] ChartError),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// Everything a report is made from.
+#[derive(Debug, Clone)]
+pub struct RunFiles {
+    pub samples: Vec<Sample>,
+    pub summary: Vec<SummaryRow>,
+    pub env: Option<EnvDoc>,
+    pub probes: Vec<ProbeRow>,
+}
+
+impl RunFiles {
+    /// Reads a run directory. `samples.csv` is required; `summary.csv` is
+    /// recomputed from the samples when absent; `env.json` and `probes.csv`
+    /// are optional (the report says what is missing).
+    pub fn read(run_dir: &Path) -> Result<RunFiles, ReportError> {
+        let sp = run_dir.join("samples.csv");
+        if !sp.exists() {
+            return Err(ReportError::NotARun(run_dir.to_path_buf()));
+        }
+        let samples = read_samples(&sp)?;
+        let summary = match run_dir.join("summary.csv") {
+            p if p.exists() => read_summary(&p)?,
+            _ => summarize_samples(&samples),
+        };
+        let env = match run_dir.join("env.json") {
+            p if p.exists() => Some(read_env(&p)?),
+            _ => None,
+        };
+        let probes = match run_dir.join("probes.csv") {
+            p if p.exists() => read_probes(&p)?,
+            _ => Vec::new(),
+        };
+        Ok(RunFiles { samples, summary, env, probes })
+    }
+}
+
+/// Re-renders `charts/*.svg|png` and `report.md` of a run directory from
+/// its CSVs and env.json. Returns the path of report.md.
+pub fn render_report(run_dir: &Path) -> Result<PathBuf, ReportError> {
+    let files = RunFiles::read(run_dir)?;
+    let charts = chart::render_all(&files.samples, &files.probes, &run_dir.join("charts"))?;
+    let md = report_markdown(&files, &charts);
+    let out = run_dir.join("report.md");
+    std::fs::write(&out, md).map_err(|source| ReportError::Write { path: out.clone(), source })?;
+    Ok(out)
+}
+
+/// What every section sees: the run's files, the charts drawn, the
+/// platforms whose numbers are not representative here, and the list of
+/// what was not measured that sections add to.
+pub(crate) struct Ctx<'a> {
+    pub f: &'a RunFiles,
+    pub charts: &'a [&'a str],
+    pub not_representative: BTreeMap<String, String>,
+}
+
+impl Ctx<'_> {
+    /// A platform's name, marked when its numbers are not representative.
+    pub fn flag(&self, p: &str) -> String {
+        if self.not_representative.contains_key(p) {
+            format!("{p} (not representative here)")
+        } else {
+            p.to_string()
+        }
+    }
+    /// The summary row of a platform and metric.
+    pub fn summary_of(&self, platform: &str, metric: &Metric) -> Option<&SummaryRow> {
+        self.f.summary.iter().find(|r| r.platform == platform && r.metric == *metric)
+    }
+}
+
+/// The whole report.md text. Deterministic: the same files give the same text.
+pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
+    let mut o = String::new();
+    let run_id = f
+        .env
+        .as_ref()
+        .map(|e| e.run_id.clone())
+        .or_else(|| f.samples.first().map(|x| x.run_id.clone()))
+        .unwrap_or_default();
+    let _ = writeln!(o, "# versus report: run {run_id}\n");
+    let _ = writeln!(
+        o,
+        "Containers or virtual machines, measured on this host: the same workload as a plain process, a namespace container and KVM guests, compared along the five classic differences. Every number below comes from this run's `samples.csv` / `summary.csv`; `versus report <dir>` re-renders this file and the charts from them.\n"
+    );
+    let not_representative: BTreeMap<String, String> = f
+        .env
+        .iter()
+        .flat_map(|e| e.platforms.iter())
+        .filter(|p| p.status == RunStatus::Ran && !p.representative)
+        .map(|p| {
+            (
+                p.platform.clone(),
+                p.representative_note.clone().unwrap_or_else(|| "not representative on this host".into()),
+            )
+        })
+        .collect();
+    let ctx = Ctx { f, charts, not_representative };
+    let mut missing: Vec<String> = Vec::new();
+    host::section(&ctx, &mut o);
+    os::section(&ctx, &mut o, &mut missing);
+    size::section(&ctx, &mut o, &mut missing);
+    boot::section(&ctx, &mut o, &mut missing);
+    isolation::section(&ctx, &mut o, &mut missing);
+    maintenance::section(&ctx, &mut o, &mut missing);
+    not_measured::section(&ctx, &mut o, &missing);
+    o
+}
+
+// Helpers the sections share.
+
+pub(crate) fn civil(secs: u64) -> String {
+    let [y, m, d, hh, mm, ss] = crate::measure::clock::utc_fields(secs);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
+}
+
+pub(crate) fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    for r in rows {
+        let _ = writeln!(out, "| {} |", r.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | "));
+    }
+    out.push('\n');
+}
+
+pub(crate) fn chart_ref(out: &mut String, charts: &[&str], stem: &str, alt: &str) {
+    if charts.contains(&stem) {
+        let _ = writeln!(out, "![{alt}](charts/{stem}.png)\n\n(SVG: [charts/{stem}.svg](charts/{stem}.svg))\n");
+    }
+}
+
+/// Joins "a", "b and c".
+pub(crate) fn and_list(items: &[String]) -> String {
+    match items.len() {
+        0 => String::new(),
+        1 => items[0].clone(),
+        n => format!("{} and {}", items[..n - 1].join(", "), items[n - 1]),
+    }
+}
+
+pub(crate) fn ratio(a: f64, b: f64) -> String {
+    if b <= 0.0 {
+        return "n/a".into();
+    }
+    let r = a / b;
+    if r >= 10.0 {
+        format!("{r:.0}x")
+    } else {
+        format!("{r:.1}x")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_lists() {
+        assert_eq!(civil(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(civil(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(and_list(&["a".into(), "b".into(), "c".into()]), "a, b and c");
+        assert_eq!(ratio(3.0, 1.0), "3.0x");
+    }
+}
