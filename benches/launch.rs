@@ -12,6 +12,7 @@
 //!   than it is;
 //! - `runc`: `runc run` of an OCI bundle of the same rootfs, where runc is
 //!   installed (skipped with a message otherwise).
+//!
 //! Every sample is one launch timed from before the launch to the receipt of
 //! READY; teardown is done outside the timed part.
 

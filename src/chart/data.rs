@@ -17,6 +17,9 @@ pub fn platforms_with(samples: &[Sample], metric: &Metric) -> Vec<String> {
     seen
 }
 
+/// Points of a curve: (N, value).
+pub type Curve = Vec<(u32, f64)>;
+
 /// Values of `metric` for `platform` (and `workload`, `unit` when given).
 pub fn values(samples: &[Sample], platform: &str, workload: Option<&str>, metric: &Metric, unit: Option<&str>) -> Vec<f64> {
     samples

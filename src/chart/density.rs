@@ -4,7 +4,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::data::{by_iteration, pick_workload, platforms_with};
+use super::data::{by_iteration, pick_workload, platforms_with, Curve};
 use super::{font, perr, platform_colour, Chart, Result};
 use crate::model::{Metric, Sample};
 
@@ -13,7 +13,7 @@ const MIB: f64 = 1048576.0;
 pub struct DensityChart {
     pub workload: String,
     /// Per platform: (N, MiB per instance) and (N, instances/s).
-    pub lines: Vec<(String, Vec<(u32, f64)>, Vec<(u32, f64)>)>,
+    pub lines: Vec<(String, Curve, Curve)>,
 }
 
 impl DensityChart {

@@ -6,7 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::boot::fmt_axis;
-use super::data::by_iteration;
+use super::data::{by_iteration, Curve};
 use super::{font, perr, platform_colour, Chart, Result};
 use crate::model::{Metric, Sample};
 use crate::platform::registry;
@@ -15,7 +15,7 @@ const MIB: f64 = 1048576.0;
 
 pub struct FootprintChart {
     /// (platform, method, [(N, bytes allocated)]).
-    pub lines: Vec<(String, String, Vec<(u32, f64)>)>,
+    pub lines: Vec<(String, String, Curve)>,
 }
 
 impl FootprintChart {

@@ -102,8 +102,12 @@ pub fn count_running(id: (u64, u64)) -> usize {
         .count()
 }
 
-/// Runs one victim to the end; returns (its own elapsed ns, wall time).
-fn run_victim(platform: &dyn Platform, spec: &LaunchSpec) -> Result<(f64, Duration, Option<(u64, u64)>)> {
+/// One victim run: its own elapsed ns, the wall time around it, and the
+/// (device, inode) of the binary its process ran, when it had its own.
+type VictimRun = (f64, Duration, Option<(u64, u64)>);
+
+/// Runs one victim to the end.
+fn run_victim(platform: &dyn Platform, spec: &LaunchSpec) -> Result<VictimRun> {
     let t = Instant::now();
     let mut inst = platform.launch(spec)?;
     // The workload's own binary (not versus itself, for instances that

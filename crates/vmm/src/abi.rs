@@ -154,7 +154,7 @@ pub struct BootArgs {
 
 impl BootArgs {
     /// The block as bytes, for copying into guest memory.
-    pub fn to_bytes(&self) -> [u8; core::mem::size_of::<BootArgs>()] {
+    pub fn to_bytes(self) -> [u8; core::mem::size_of::<BootArgs>()] {
         let mut out = [0u8; core::mem::size_of::<BootArgs>()];
         let mut put = |off: usize, v: &[u8]| out[off..off + v.len()].copy_from_slice(v);
         put(0, &self.magic.to_le_bytes());

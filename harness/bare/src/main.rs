@@ -395,8 +395,8 @@ extern "C" {
 
 fn probe_supervisor(which: u32) {
     use abi::supervisor as s;
-    // SAFETY: only the addresses of the labels are taken.
-    let (f, site): (unsafe extern "C" fn() -> u64, u64) = unsafe {
+    // Only the addresses of the labels are taken (no unsafe needed).
+    let (f, site): (unsafe extern "C" fn() -> u64, u64) = {
         match which {
             s::HLT => (sup_hlt, core::ptr::addr_of!(sup_hlt_site) as u64),
             s::READ_CR3 => (sup_cr3, core::ptr::addr_of!(sup_cr3_site) as u64),

@@ -162,11 +162,11 @@ fn run(workload: Workload, started: u64, ch: &mut Channel) -> ExitCode {
         Workload::Mem { mib } => {
             ready(ch, started);
             let t = now_ns();
-            let mut buf = Vec::<u8>::with_capacity(mib as usize * 1024 * 1024);
-            // SAFETY: u8 has no invalid values; the pages are written by
-            // touch_pages before anything reads them, which is the point of
-            // the workload (first touch faults them in).
-            unsafe { buf.set_len(mib as usize * 1024 * 1024) };
+            // Zeroed by the allocator with fresh (untouched) pages: a
+            // buffer this large is a new anonymous mapping, so touch_pages
+            // still takes the first-touch fault of every page, which is
+            // the point of the workload.
+            let mut buf = vec![0u8; mib as usize * 1024 * 1024];
             let acc = wl::touch_pages(&mut buf);
             let el = now_ns() - t;
             send_result(ch, workload, el, acc, started);
