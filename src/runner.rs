@@ -448,6 +448,157 @@ mod tests {
         assert!(id.starts_with("20"));
     }
 
+    use std::sync::Arc;
+
+    use crate::platform::fake::{FakePlatform, Fault, Log, FAKE_A, FAKE_B};
+    use crate::platform::info::Unavailable;
+
+    /// The fake runs share the process-wide interrupt flag: one at a time.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        let g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        crate::interrupt::clear();
+        g
+    }
+
+    fn opts(workloads: &[&str], warmup: u32, runs: u32) -> RunOptions {
+        RunOptions {
+            platforms: vec!["fake-a".into(), "fake-b".into()],
+            workloads: workloads.iter().map(|w| w.parse().unwrap()).collect(),
+            runs,
+            warmup,
+            timeout: Duration::from_secs(5),
+            limits: Limits::default(),
+            platform_options: PlatformOptions::default(),
+            costs: CostOptions::none(),
+        }
+    }
+
+    fn two(a: FakePlatform, b: FakePlatform) -> Vec<Candidate> {
+        vec![
+            ("fake-a".into(), Ok(Box::new(a) as Box<dyn Platform>)),
+            ("fake-b".into(), Ok(Box::new(b) as Box<dyn Platform>)),
+        ]
+    }
+
+    #[test]
+    fn launches_in_order_and_discards_warmups() {
+        let _g = serial();
+        let log = Arc::new(Log::default());
+        let (a, b) = (FakePlatform::new(&FAKE_A, log.clone()), FakePlatform::new(&FAKE_B, log.clone()));
+        let out = run_with("run-1", two(a, b), &opts(&["ready", "cpu:10"], 2, 3), &Silent).unwrap();
+        // One platform after the other, each workload warm-ups first.
+        let l = log.launches();
+        assert_eq!(l.len(), 2 * 2 * 5);
+        assert_eq!(
+            &l[..6],
+            [
+                "fake-a ready #0",
+                "fake-a ready #1",
+                "fake-a ready #2",
+                "fake-a ready #3",
+                "fake-a ready #4",
+                "fake-a cpu:10 #5"
+            ]
+        );
+        assert_eq!(l[10], "fake-b ready #0");
+        // Only measured launches have rows: launches 2, 3 and 4 of `ready`
+        // (boot 1 + k ms), as iterations 0, 1, 2.
+        let boots: Vec<(u32, f64)> = out
+            .samples
+            .iter()
+            .filter(|s| s.platform == "fake-a" && s.workload == "ready" && s.metric == Metric::Boot)
+            .map(|s| (s.iteration, s.value))
+            .collect();
+        assert_eq!(boots, vec![(0, 3.0), (1, 4.0), (2, 5.0)]);
+        // Every launch yields boot, its phases (adding up), teardown, and the
+        // workload's own row; all stamped with the run id.
+        for it in 0..3 {
+            let rows: Vec<&Sample> = out
+                .samples
+                .iter()
+                .filter(|s| s.platform == "fake-b" && s.workload == "cpu" && s.iteration == it)
+                .collect();
+            let metrics: Vec<String> = rows.iter().map(|s| s.metric.to_string()).collect();
+            assert_eq!(metrics, ["boot", "boot.setup", "boot.ready", "teardown", "cpu"]);
+            let phases: f64 = rows.iter().filter(|s| matches!(s.metric, Metric::BootPhase(_))).map(|s| s.value).sum();
+            assert!((phases - rows[0].value).abs() < 1e-9);
+        }
+        assert!(out.samples.iter().all(|s| s.run_id == "run-1"));
+        assert_eq!(
+            out.statuses.iter().map(|s| (s.platform.as_str(), s.status)).collect::<Vec<_>>(),
+            [("fake-a", RunStatus::Ran), ("fake-b", RunStatus::Ran)]
+        );
+        assert!(out.failures.is_empty());
+        assert_eq!(log.live.load(std::sync::atomic::Ordering::SeqCst), 0, "every instance stopped");
+        // The summary of the samples: one group per (platform, workload, metric, unit).
+        let summary = crate::export::summarize_samples(&out.samples);
+        let cpu = summary.iter().find(|r| r.platform == "fake-a" && r.metric == Metric::Cpu).unwrap();
+        assert_eq!((cpu.n, cpu.median, cpu.unit.as_str()), (3, 2.0, "ms"));
+    }
+
+    #[test]
+    fn a_failing_platform_does_not_stop_the_others() {
+        let _g = serial();
+        let log = Arc::new(Log::default());
+        let a = FakePlatform::new(&FAKE_A, log.clone()).with_fault(3, Fault::Fail);
+        let b = FakePlatform::new(&FAKE_B, log.clone());
+        let out = run_with("r", two(a, b), &opts(&["ready", "cpu:10"], 1, 3), &Silent).unwrap();
+        let st: Vec<_> = out.statuses.iter().map(|s| (s.platform.as_str(), s.status)).collect();
+        assert_eq!(st, [("fake-a", RunStatus::Failed), ("fake-b", RunStatus::Ran)]);
+        assert!(
+            out.statuses[0].reason.as_deref().unwrap_or("").contains("fake launch 3 fails"),
+            "{:?}",
+            out.statuses[0]
+        );
+        assert_eq!(out.failures.len(), 1);
+        // fake-a stopped at its failing launch (no cpu launches); fake-b ran it all.
+        assert!(!log.launches().iter().any(|l| l.starts_with("fake-a cpu")));
+        assert_eq!(out.samples.iter().filter(|s| s.platform == "fake-b" && s.metric == Metric::Boot).count(), 6);
+        assert_eq!(log.live.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_wrong_checksum_fails_the_whole_run() {
+        let _g = serial();
+        let log = Arc::new(Log::default());
+        let a = FakePlatform::new(&FAKE_A, log.clone()).with_fault(1, Fault::WrongChecksum);
+        let b = FakePlatform::new(&FAKE_B, log.clone());
+        let e = run_with("r", two(a, b), &opts(&["cpu:10"], 0, 3), &Silent).unwrap_err();
+        assert!(matches!(e, LaunchOnceError::Run(RunError::ChecksumMismatch { .. })), "{e}");
+        assert!(!log.launches().iter().any(|l| l.starts_with("fake-b")), "the run stops at the mismatch");
+        assert_eq!(log.live.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn an_interrupt_ends_the_run_and_releases_everything() {
+        let _g = serial();
+        let log = Arc::new(Log::default());
+        let a = FakePlatform::new(&FAKE_A, log.clone()).with_fault(2, Fault::Interrupt);
+        let b = FakePlatform::new(&FAKE_B, log.clone());
+        let e = run_with("r", two(a, b), &opts(&["ready"], 0, 5), &Silent).unwrap_err();
+        crate::interrupt::clear();
+        assert!(matches!(e, LaunchOnceError::Launch(LaunchError::Interrupted)), "{e}");
+        assert_eq!(log.launches().len(), 3, "no launch after the interrupt: {:?}", log.launches());
+        assert_eq!(log.live.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn platforms_that_cannot_run_are_recorded_as_skipped() {
+        let _g = serial();
+        let log = Arc::new(Log::default());
+        let cands: Vec<Candidate> = vec![
+            ("fake-a".into(), Err(NotRun::Skipped(Unavailable::NoKvm("no /dev/kvm here".into())))),
+            ("fake-b".into(), Ok(Box::new(FakePlatform::new(&FAKE_B, log.clone())) as Box<dyn Platform>)),
+        ];
+        let out = run_with("r", cands, &opts(&["ready"], 0, 2), &Silent).unwrap();
+        assert_eq!(out.statuses[0].status, RunStatus::Skipped);
+        assert_eq!(out.statuses[0].reason.as_deref(), Some("no /dev/kvm here"));
+        assert_eq!(out.statuses[1].status, RunStatus::Ran);
+        assert!(out.samples.iter().all(|s| s.platform == "fake-b"));
+    }
+
     #[test]
     fn checksum_mismatch_is_an_error() {
         let mut r = WorkloadResult::default();

@@ -8,6 +8,8 @@
 
 pub mod child;
 pub mod container;
+#[cfg(test)]
+pub mod fake;
 pub mod info;
 pub mod process;
 pub mod registry;
