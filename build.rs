@@ -40,6 +40,34 @@ fn main() {
     // resident memory is its own: a dynamically linked one maps about
     // 1.2 MiB of glibc that mem.vmm would count.
     let dir = nested_cargo(&root, &["versus-guest", "versus-vmm-bin"], &[], "static", &["-C", "target-feature=+crt-static"]);
+    git_revision(&root);
     println!("cargo:rustc-env=VERSUS_GUEST_BIN={}", dir.join("versus-guest").display());
     println!("cargo:rustc-env=VERSUS_VMM_BIN={}", dir.join("versus-vmm").display());
+}
+
+/// `VERSUS_GIT_REVISION` for env.json: the commit versus is built from
+/// (`git describe --always`), when the source is a git checkout. Reruns
+/// when HEAD moves (not on every edit: a dirty tree is not marked).
+fn git_revision(root: &std::path::Path) {
+    let git = root.join(".git");
+    if git.is_dir() {
+        println!("cargo:rerun-if-changed={}", git.join("HEAD").display());
+        println!("cargo:rerun-if-changed={}", git.join("packed-refs").display());
+        if let Ok(head) = std::fs::read_to_string(git.join("HEAD")) {
+            if let Some(r) = head.trim().strip_prefix("ref: ") {
+                println!("cargo:rerun-if-changed={}", git.join(r).display());
+            }
+        }
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["describe", "--always", "--abbrev=12"])
+        .output();
+    if let Ok(o) = out {
+        let rev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if o.status.success() && !rev.is_empty() {
+            println!("cargo:rustc-env=VERSUS_GIT_REVISION={rev}");
+        }
+    }
 }

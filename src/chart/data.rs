@@ -5,7 +5,7 @@ use crate::platform::registry;
 use crate::stats;
 
 /// Platforms that have rows of `metric`, in report order (known platforms
-/// in DESIGN order, then others in first-seen order).
+/// in registry order, then others in first-seen order).
 pub fn platforms_with(samples: &[Sample], metric: &Metric) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
     for s in samples.iter().filter(|s| s.metric == *metric) {

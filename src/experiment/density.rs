@@ -1,4 +1,4 @@
-//! Density (difference 1 of DESIGN.md): how many idle instances of a
+//! Density (difference 1 of docs/design.md): how many idle instances of a
 //! platform fit on this host, seen as the drop of the host's `MemAvailable`
 //! per instance while N instances run at once, and how fast N instances can
 //! be launched.

@@ -183,6 +183,15 @@ mod tests {
     }
 
     #[test]
+    fn docs_design_lists_every_metric() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/design.md")).expect("docs/design.md exists");
+        for m in Metric::FIXED {
+            assert!(doc.contains(&format!("`{m}`")), "docs/design.md does not list `{m}`");
+        }
+        assert!(doc.contains("`boot.<phase>`"));
+    }
+
+    #[test]
     fn serializes_as_its_name() {
         assert_eq!(serde_json::to_string(&Metric::DensityLaunchRate).unwrap(), "\"density.launch_rate\"");
         assert_eq!(serde_json::from_str::<Metric>("\"boot.exec\"").unwrap(), Metric::phase("exec"));

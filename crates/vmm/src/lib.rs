@@ -33,9 +33,9 @@
 //! fault in a guest with no IDT. With it, each access reaches the VMM as
 //! KVM_EXIT_IO, and the VMM rejects ports no device serves.
 //!
-//! # API for other VM kinds (vm-linux)
+//! # Building a VM from the blocks (as linux/boot.rs does)
 //!
-//! ```ignore
+//! ```text
 //! use versus_vmm::{bus::{Bus, Flow, PioDevice, MmioDevice}, memory, vcpu, vm, VmError};
 //! let vmfd = vm::create_vm()?;                                   // KVM_CREATE_VM on the shared /dev/kvm fd
 //! let mem = memory::allocate(&[(GuestAddress(0), 256 << 20)])?;  // GuestMemoryMmap, anonymous, lazily backed

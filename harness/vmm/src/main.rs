@@ -30,27 +30,30 @@ use versus_vmm::abi::mode;
 use versus_vmm::bare::{BareVm, GuestRun};
 use versus_vmm::clock::now_ns;
 
-fn main() -> ExitCode {
-    let started = now_ns();
-    let mut args = std::env::args().skip(1).peekable();
+/// Reads `[--fd N] <MODE> [PARAM]`: the channel fd and what to run.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(i32, GuestRun), String> {
+    let mut args = args.into_iter().peekable();
     let mut fd = 3;
     if args.peek().map(String::as_str) == Some("--fd") {
         args.next();
-        match args.next().and_then(|v| v.parse().ok()) {
-            Some(n) => fd = n,
-            None => return usage("--fd needs a descriptor number"),
-        }
+        fd = args.next().and_then(|v| v.parse().ok()).ok_or("--fd needs a descriptor number")?;
     }
-    let Some(name) = args.next() else { return usage("no guest mode given") };
-    let Some(m) = GuestRun::parse_mode(&name) else {
-        return usage(&format!("unknown guest mode `{name}`"));
-    };
+    let name = args.next().ok_or("no guest mode given")?;
+    let mode = GuestRun::parse_mode(&name).ok_or_else(|| format!("unknown guest mode `{name}`"))?;
     let param = match args.next().map(|p| p.parse::<u32>()) {
         None => 0,
         Some(Ok(p)) => p,
-        Some(Err(_)) => return usage("PARAM must be a non-negative integer"),
+        Some(Err(_)) => return Err("PARAM must be a non-negative integer".into()),
     };
-    let run = GuestRun { mode: m, param };
+    Ok((fd, GuestRun { mode, param }))
+}
+
+fn main() -> ExitCode {
+    let started = now_ns();
+    let (fd, run) = match parse_args(std::env::args().skip(1)) {
+        Ok(v) => v,
+        Err(why) => return usage(&why),
+    };
     let timeout = std::env::var("VERSUS_VMM_TIMEOUT_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -126,4 +129,24 @@ fn fail(out: &mut File, msg: &str) -> ExitCode {
 fn usage(why: &str) -> ExitCode {
     eprintln!("versus-vmm: {why}\nusage: versus-vmm [--fd N] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem|NUMBER> [PARAM]");
     ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &str) -> Vec<String> {
+        a.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn arguments_parse_or_say_what_is_wrong() {
+        assert_eq!(parse_args(args("cpu 7")), Ok((3, GuestRun { mode: mode::CPU, param: 7 })));
+        assert_eq!(parse_args(args("--fd 5 idle")), Ok((5, GuestRun { mode: mode::IDLE, param: 0 })));
+        assert_eq!(parse_args(args(&format!("{}", mode::PROBE))).map(|r| r.1.mode), Ok(mode::PROBE));
+        assert_eq!(parse_args(args("--fd x cpu")), Err("--fd needs a descriptor number".into()));
+        assert_eq!(parse_args(args("")), Err("no guest mode given".into()));
+        assert!(parse_args(args("dance")).unwrap_err().contains("unknown guest mode `dance`"));
+        assert!(parse_args(args("cpu -1")).unwrap_err().contains("non-negative"));
+    }
 }
