@@ -59,11 +59,7 @@ fn git_revision(root: &std::path::Path) {
             }
         }
     }
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["describe", "--always", "--abbrev=12"])
-        .output();
+    let out = std::process::Command::new("git").arg("-C").arg(root).args(["describe", "--always", "--abbrev=12"]).output();
     if let Ok(o) = out {
         let rev = String::from_utf8_lossy(&o.stdout).trim().to_string();
         if o.status.success() && !rev.is_empty() {

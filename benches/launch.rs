@@ -244,11 +244,7 @@ fn blocked_medians(_: &mut Criterion) {
         }
     }
     let f = median_ms(&floor);
-    println!(
-        "launch/medians ({blocks} blocks per kind; {} kept launches each, runc {})",
-        floor.len(),
-        runc_s.len()
-    );
+    println!("launch/medians ({blocks} blocks per kind; {} kept launches each, runc {})", floor.len(), runc_s.len());
     let fv = median_ms(&floor_vm);
     println!("  floor      {f:8.3} ms");
     println!("  floor-vm   {fv:8.3} ms");

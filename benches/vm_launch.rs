@@ -111,9 +111,7 @@ fn launch(c: &mut Criterion) {
     let spec = ready_spec();
     g.bench_function("vm-bare-inproc", |b| b.iter_custom(|iters| (0..iters).map(|_| bare_once(&inproc, &spec)).sum()));
     g.bench_function("vm-bare", |b| b.iter_custom(|iters| (0..iters).map(|_| bare_once(&process, &spec)).sum()));
-    g.bench_function("kvm-floor", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| Duration::from_nanos(raw_floor_ns().expect("floor"))).sum())
-    });
+    g.bench_function("kvm-floor", |b| b.iter_custom(|iters| (0..iters).map(|_| Duration::from_nanos(raw_floor_ns().expect("floor"))).sum()));
     g.finish();
 }
 

@@ -46,8 +46,7 @@ pub fn nested_cargo(workspace: &Path, packages: &[&str], features: &[&str], flav
     let flags = rustflags.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(",");
     let mut cmd = Command::new(cargo);
     cmd.arg("build").arg("--manifest-path").arg(workspace.join("Cargo.toml"));
-    cmd.args(["--offline", "--profile", PROFILE, "--target", TARGET, "--target-dir"])
-        .arg(&target_dir);
+    cmd.args(["--offline", "--profile", PROFILE, "--target", TARGET, "--target-dir"]).arg(&target_dir);
     for p in packages {
         cmd.args(["-p", p]);
     }
@@ -56,15 +55,9 @@ pub fn nested_cargo(workspace: &Path, packages: &[&str], features: &[&str], flav
     }
     cmd.arg("--config").arg(format!("target.{TARGET}.rustflags=[{flags}]"));
     // The outer build's flags, target and wrappers are not the sandbox's.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_BUILD_RUSTFLAGS",
-    ] {
+    for var in
+        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "CARGO_BUILD_RUSTFLAGS"]
+    {
         cmd.env_remove(var);
     }
     cmd.env(SANDBOX_DIR_VAR, &root);

@@ -35,11 +35,7 @@ const POLL_SLICE: Duration = Duration::from_millis(50);
 
 impl Channel {
     pub fn new(fd: OwnedFd) -> Channel {
-        Channel {
-            file: File::from(fd),
-            buf: Vec::with_capacity(256),
-            eof: false,
-        }
+        Channel { file: File::from(fd), buf: Vec::with_capacity(256), eof: false }
     }
 
     /// Next message, with the monotonic ns at which it was read; `Ok(None)`
@@ -91,15 +87,8 @@ pub fn parse(line: &str) -> Result<Received> {
         Ok(Message::Result(f)) => Ok(Received::Result(WorkloadResult::from_fields(f))),
         Ok(Message::Log(s)) => Ok(Received::Log(s.to_string())),
         Ok(Message::Abort(s)) => Err(LaunchError::Aborted(s.to_string())),
-        Ok(Message::Probe { id, result, evidence }) => Ok(Received::Probe {
-            id: id.into(),
-            result: result.into(),
-            evidence: evidence.into(),
-        }),
-        Err(e) => Err(LaunchError::Protocol {
-            line: line.to_string(),
-            reason: e.to_string(),
-        }),
+        Ok(Message::Probe { id, result, evidence }) => Ok(Received::Probe { id: id.into(), result: result.into(), evidence: evidence.into() }),
+        Err(e) => Err(LaunchError::Protocol { line: line.to_string(), reason: e.to_string() }),
     }
 }
 
@@ -118,13 +107,7 @@ mod tests {
         drop(w);
         let dl = Instant::now() + Duration::from_secs(5);
         let d = Duration::from_secs(5);
-        assert_eq!(
-            ch.recv(dl, "x", d).unwrap().unwrap().0,
-            Received::Ready {
-                t_ns: Some(5),
-                started_ns: Some(4)
-            }
-        );
+        assert_eq!(ch.recv(dl, "x", d).unwrap().unwrap().0, Received::Ready { t_ns: Some(5), started_ns: Some(4) });
         match ch.recv(dl, "x", d).unwrap().unwrap().0 {
             Received::Result(r) => assert_eq!(r.checksum(), Some("ab")),
             m => panic!("{m:?}"),

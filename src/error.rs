@@ -71,17 +71,11 @@ fn fmt_stderr(s: &str) -> String {
 impl LaunchError {
     /// An I/O error with what versus was doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        LaunchError::Io {
-            context: context.into(),
-            source,
-        }
+        LaunchError::Io { context: context.into(), source }
     }
     /// A failed system call with what versus was doing.
     pub fn sys(context: impl Into<String>, source: nix::errno::Errno) -> Self {
-        LaunchError::Sys {
-            context: context.into(),
-            source,
-        }
+        LaunchError::Sys { context: context.into(), source }
     }
 }
 
@@ -109,11 +103,7 @@ mod tests {
         let l: LaunchError = VmError::Shutdown { rip: 0x42 }.into();
         assert!(matches!(&l, LaunchError::VmGuest(b) if matches!(**b, VmError::Shutdown { rip: 0x42 })));
         assert!(l.to_string().contains("triple fault"));
-        let l: LaunchError = VmError::Timeout {
-            what: "signal ready",
-            after: Duration::from_millis(5),
-        }
-        .into();
+        let l: LaunchError = VmError::Timeout { what: "signal ready", after: Duration::from_millis(5) }.into();
         assert!(matches!(l, LaunchError::Timeout { what: "signal ready", .. }));
     }
 }

@@ -102,10 +102,7 @@ fn mounts_of(fstype: &str) -> Vec<(PathBuf, String)> {
 /// kernel then moves tasks between cgroups without waiting for an RCU grace
 /// period; the option is global once any hierarchy has it).
 pub fn cgroup_favordynmods() -> bool {
-    mounts_of("cgroup")
-        .iter()
-        .chain(mounts_of("cgroup2").iter())
-        .any(|(_, opts)| opts.split(',').any(|o| o == "favordynmods"))
+    mounts_of("cgroup").iter().chain(mounts_of("cgroup2").iter()).any(|(_, opts)| opts.split(',').any(|o| o == "favordynmods"))
 }
 
 /// Detects the cgroup mode and the controllers versus can use.
@@ -150,9 +147,7 @@ pub fn kvm_mode() -> KvmMode {
         return KvmMode::Absent;
     }
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let nested_host = cpuinfo
-        .lines()
-        .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
+    let nested_host = cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
     if Path::new("/sys/module/kvm_pvm").exists() {
         return KvmMode::Pvm;
     }
@@ -184,12 +179,7 @@ impl Host {
         let uts = nix::sys::utsname::uname().ok();
         let (kernel, hostname) = match &uts {
             Some(u) => (
-                format!(
-                    "{} {} {}",
-                    u.sysname().to_string_lossy(),
-                    u.release().to_string_lossy(),
-                    u.machine().to_string_lossy()
-                ),
+                format!("{} {} {}", u.sysname().to_string_lossy(), u.release().to_string_lossy(), u.machine().to_string_lossy()),
                 u.nodename().to_string_lossy().into_owned(),
             ),
             None => ("unknown".into(), "unknown".into()),
@@ -224,13 +214,7 @@ impl Host {
             kvm_mode: kvm_mode(),
             ksm: read_trim("/sys/kernel/mm/ksm/run").map(|v| if v == "1" { "on".into() } else { format!("off ({v})") }),
             transparent_hugepages: read_trim("/sys/kernel/mm/transparent_hugepage/enabled"),
-            peers: PEERS
-                .iter()
-                .map(|p| Peer {
-                    name: p.to_string(),
-                    path: which(p),
-                })
-                .collect(),
+            peers: PEERS.iter().map(|p| Peer { name: p.to_string(), path: which(p) }).collect(),
         }
     }
 }
@@ -257,10 +241,7 @@ impl KvmSpeed {
     /// Measures the speed loops on this host's /dev/kvm.
     pub fn measure(kvm_device: bool) -> KvmSpeed {
         if !kvm_device {
-            return KvmSpeed {
-                error: Some("no /dev/kvm".into()),
-                ..KvmSpeed::default()
-            };
+            return KvmSpeed { error: Some("no /dev/kvm".into()), ..KvmSpeed::default() };
         }
         match versus_vmm::speed::measure() {
             Ok(s) => KvmSpeed {
@@ -270,10 +251,7 @@ impl KvmSpeed {
                 supervisor_emulated: Some(s.supervisor_emulated()),
                 error: None,
             },
-            Err(e) => KvmSpeed {
-                error: Some(e.to_string()),
-                ..KvmSpeed::default()
-            },
+            Err(e) => KvmSpeed { error: Some(e.to_string()), ..KvmSpeed::default() },
         }
     }
 }
@@ -323,12 +301,7 @@ mod tests {
     #[test]
     fn kvm_modes_in_words() {
         assert!(KvmMode::Pvm.describe().contains("emulated"));
-        assert!(KvmMode::Hardware {
-            module: "kvm_intel".into(),
-            nested_host: true
-        }
-        .describe()
-        .contains("nested"));
+        assert!(KvmMode::Hardware { module: "kvm_intel".into(), nested_host: true }.describe().contains("nested"));
     }
 
     #[test]

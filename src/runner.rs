@@ -20,7 +20,7 @@ use crate::experiment::{self, ExperimentError};
 use crate::measure::Boot;
 use crate::model::{self, Metric, PlatformStatus, ProbeRow, RunStatus, Sample};
 use crate::platform::registry::{self, NotRun, PlatformOptions};
-use crate::platform::{Finished, LaunchSpec, Limits, Platform};
+use crate::platform::{CgroupNeeds, Finished, LaunchSpec, Limits, Platform};
 use crate::workload::{expected_cpu_checksum, Workload, WorkloadResult, WorkloadSpec};
 
 /// What `versus run` does.
@@ -58,14 +58,7 @@ pub struct CostOptions {
 impl CostOptions {
     /// Launch latency only.
     pub fn none() -> CostOptions {
-        CostOptions {
-            memory_mib: 0,
-            memory_iterations: 0,
-            density: None,
-            footprint_instances: 0,
-            probes: false,
-            interference: None,
-        }
+        CostOptions { memory_mib: 0, memory_iterations: 0, density: None, footprint_instances: 0, probes: false, interference: None }
     }
 }
 
@@ -90,12 +83,7 @@ pub enum RunError {
     #[error(
         "{platform} reported cpu checksum {got} for {rounds} rounds, but the workload's checksum is {expected}: the platforms did not run the same computation"
     )]
-    ChecksumMismatch {
-        platform: String,
-        rounds: u32,
-        got: String,
-        expected: String,
-    },
+    ChecksumMismatch { platform: String, rounds: u32, got: String, expected: String },
     #[error("{platform}: the `{workload}` workload finished without reporting a result")]
     NoResult { platform: String, workload: String },
 }
@@ -108,12 +96,7 @@ pub fn workload_rows(platform: &str, w: Workload, r: &WorkloadResult) -> Result<
             let got = r.checksum().unwrap_or("").to_string();
             let expected = expected_cpu_checksum(rounds);
             if got != expected {
-                return Err(RunError::ChecksumMismatch {
-                    platform: platform.into(),
-                    rounds,
-                    got,
-                    expected,
-                });
+                return Err(RunError::ChecksumMismatch { platform: platform.into(), rounds, got, expected });
             }
             vec![(Metric::Cpu, el / 1e6)]
         }
@@ -150,18 +133,10 @@ pub fn launch_once(platform: &dyn Platform, spec: &LaunchSpec) -> Result<LaunchR
             .results
             .iter()
             .find(|r| r.get("workload") == Some(w.name()))
-            .ok_or_else(|| RunError::NoResult {
-                platform: platform.name().into(),
-                workload: w.name().into(),
-            })?;
+            .ok_or_else(|| RunError::NoResult { platform: platform.name().into(), workload: w.name().into() })?;
         rows.extend(workload_rows(platform.name(), w, r)?);
     }
-    Ok(LaunchRecord {
-        boot,
-        finished,
-        teardown_ms,
-        rows,
-    })
+    Ok(LaunchRecord { boot, finished, teardown_ms, rows })
 }
 
 /// Progress reporting, so the runner does not depend on a terminal.
@@ -203,11 +178,7 @@ pub type Candidate = (String, Result<Box<dyn Platform>, NotRun>);
 /// mismatch, interrupt); a platform that cannot run or fails is recorded in
 /// `statuses` and `failures`.
 pub fn run(run_id: &str, opts: &RunOptions, progress: &dyn Progress) -> Result<RunResult, LaunchOnceError> {
-    let candidates: Vec<Candidate> = opts
-        .platforms
-        .iter()
-        .map(|n| (n.clone(), registry::create(n, &opts.platform_options)))
-        .collect();
+    let candidates: Vec<Candidate> = opts.platforms.iter().map(|n| (n.clone(), registry::create(n, &opts.platform_options))).collect();
     run_with(run_id, candidates, opts, progress)
 }
 
@@ -230,10 +201,7 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
     // (slow to count) number of host system calls.
     let host_facts = c.probes.then(|| {
         let h = HostFacts::collect();
-        HostFacts {
-            syscalls: experiment::probes::host_syscalls(),
-            ..h
-        }
+        HostFacts { syscalls: experiment::probes::host_syscalls(), ..h }
     });
     let cost_steps = (c.memory_iterations > 0) as u64 + c.density.is_some() as u64 + c.probes as u64 + c.interference.is_some() as u64;
     progress.start((per_platform + cost_steps) * created.len() as u64);
@@ -248,19 +216,14 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
             notes: p.notes(),
         };
         'workloads: for w in &opts.workloads {
-            let spec = LaunchSpec {
-                workload: *w,
-                timeout: opts.timeout,
-                limits: opts.limits,
-            };
+            let spec = LaunchSpec { workload: *w, timeout: opts.timeout, limits: opts.limits, cgroup: Default::default() };
             for i in 0..(opts.warmup + opts.runs) {
                 check_interrupt()?;
                 progress.set_message(format!("{} {}", p.name(), w));
                 match launch_once(p.as_ref(), &spec) {
                     Ok(rec) if i >= opts.warmup => {
                         let iteration = i - opts.warmup;
-                        out.samples
-                            .extend(rec.rows.into_iter().map(|(m, v)| Sample::new(p.name(), w.name(), m, iteration, v)));
+                        out.samples.extend(rec.rows.into_iter().map(|(m, v)| Sample::new(p.name(), w.name(), m, iteration, v)));
                     }
                     Ok(_) => {}
                     Err(LaunchOnceError::Launch(LaunchError::Interrupted)) => return Err(LaunchError::Interrupted.into()),
@@ -290,21 +253,15 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
         progress.set_message("footprint".into());
         for p in &ran {
             check_interrupt()?;
-            let (rows, notes) = experiment::footprint::measure_storage(
-                p.name(),
-                &p.storage(),
-                opts.costs.footprint_instances,
-                FOOTPRINT_WRITE_BYTES,
-                FOOTPRINT_DISK_BYTES,
-            );
+            let (rows, notes) =
+                experiment::footprint::measure_storage(p.name(), &p.storage(), opts.costs.footprint_instances, FOOTPRINT_WRITE_BYTES, FOOTPRINT_DISK_BYTES);
             out.samples.extend(rows);
             out.not_measured.extend(notes);
         }
     }
     progress.finish();
     // Keep statuses in the order the user gave.
-    out.statuses
-        .sort_by_key(|s| opts.platforms.iter().position(|p| *p == s.platform).unwrap_or(usize::MAX));
+    out.statuses.sort_by_key(|s| opts.platforms.iter().position(|p| *p == s.platform).unwrap_or(usize::MAX));
     model::stamp_run_id(run_id, &mut out.samples, &mut out.probes);
     Ok(out)
 }
@@ -344,6 +301,7 @@ fn measure_costs(
         workload: WorkloadSpec::Bench(Workload::Idle { mib: c.memory_mib }),
         timeout: opts.timeout,
         limits: opts.limits,
+        cgroup: CgroupNeeds { memory: true, cpu: false },
     };
     if c.memory_iterations > 0 {
         check_interrupt()?;
@@ -381,16 +339,7 @@ fn measure_costs(
                 }
                 out.probes.extend(rows);
             }
-            Err(e) => step_failed(
-                out,
-                status,
-                name,
-                "probes",
-                ExperimentError::Launch {
-                    context: "running the probe matrix".into(),
-                    source: e,
-                },
-            )?,
+            Err(e) => step_failed(out, status, name, "probes", ExperimentError::Launch { context: "running the probe matrix".into(), source: e })?,
         }
         progress.inc();
     }
@@ -404,16 +353,7 @@ fn measure_costs(
                 }
                 out.samples.extend(r.samples);
             }
-            Err(e) => step_failed(
-                out,
-                status,
-                name,
-                "interference",
-                ExperimentError::Launch {
-                    context: "measuring interference".into(),
-                    source: e,
-                },
-            )?,
+            Err(e) => step_failed(out, status, name, "interference", ExperimentError::Launch { context: "measuring interference".into(), source: e })?,
         }
         progress.inc();
     }
@@ -422,10 +362,7 @@ fn measure_costs(
 
 /// A run id from the current UTC time: `YYYYMMDD-HHMMSS`.
 pub fn new_run_id() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let [y, m, d, hh, mm, ss] = crate::measure::clock::utc_fields(secs);
     format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}")
 }
@@ -476,10 +413,7 @@ mod tests {
     }
 
     fn two(a: FakePlatform, b: FakePlatform) -> Vec<Candidate> {
-        vec![
-            ("fake-a".into(), Ok(Box::new(a) as Box<dyn Platform>)),
-            ("fake-b".into(), Ok(Box::new(b) as Box<dyn Platform>)),
-        ]
+        vec![("fake-a".into(), Ok(Box::new(a) as Box<dyn Platform>)), ("fake-b".into(), Ok(Box::new(b) as Box<dyn Platform>))]
     }
 
     #[test]
@@ -491,17 +425,7 @@ mod tests {
         // One platform after the other, each workload warm-ups first.
         let l = log.launches();
         assert_eq!(l.len(), 2 * 2 * 5);
-        assert_eq!(
-            &l[..6],
-            [
-                "fake-a ready #0",
-                "fake-a ready #1",
-                "fake-a ready #2",
-                "fake-a ready #3",
-                "fake-a ready #4",
-                "fake-a cpu:10 #5"
-            ]
-        );
+        assert_eq!(&l[..6], ["fake-a ready #0", "fake-a ready #1", "fake-a ready #2", "fake-a ready #3", "fake-a ready #4", "fake-a cpu:10 #5"]);
         assert_eq!(l[10], "fake-b ready #0");
         // Only measured launches have rows: launches 2, 3 and 4 of `ready`
         // (boot 1 + k ms), as iterations 0, 1, 2.
@@ -515,21 +439,14 @@ mod tests {
         // Every launch yields boot, its phases (adding up), teardown, and the
         // workload's own row; all stamped with the run id.
         for it in 0..3 {
-            let rows: Vec<&Sample> = out
-                .samples
-                .iter()
-                .filter(|s| s.platform == "fake-b" && s.workload == "cpu" && s.iteration == it)
-                .collect();
+            let rows: Vec<&Sample> = out.samples.iter().filter(|s| s.platform == "fake-b" && s.workload == "cpu" && s.iteration == it).collect();
             let metrics: Vec<String> = rows.iter().map(|s| s.metric.to_string()).collect();
             assert_eq!(metrics, ["boot", "boot.setup", "boot.ready", "teardown", "cpu"]);
             let phases: f64 = rows.iter().filter(|s| matches!(s.metric, Metric::BootPhase(_))).map(|s| s.value).sum();
             assert!((phases - rows[0].value).abs() < 1e-9);
         }
         assert!(out.samples.iter().all(|s| s.run_id == "run-1"));
-        assert_eq!(
-            out.statuses.iter().map(|s| (s.platform.as_str(), s.status)).collect::<Vec<_>>(),
-            [("fake-a", RunStatus::Ran), ("fake-b", RunStatus::Ran)]
-        );
+        assert_eq!(out.statuses.iter().map(|s| (s.platform.as_str(), s.status)).collect::<Vec<_>>(), [("fake-a", RunStatus::Ran), ("fake-b", RunStatus::Ran)]);
         assert!(out.failures.is_empty());
         assert_eq!(log.live.load(std::sync::atomic::Ordering::SeqCst), 0, "every instance stopped");
         // The summary of the samples: one group per (platform, workload, metric, unit).
@@ -547,11 +464,7 @@ mod tests {
         let out = run_with("r", two(a, b), &opts(&["ready", "cpu:10"], 1, 3), &Silent).unwrap();
         let st: Vec<_> = out.statuses.iter().map(|s| (s.platform.as_str(), s.status)).collect();
         assert_eq!(st, [("fake-a", RunStatus::Failed), ("fake-b", RunStatus::Ran)]);
-        assert!(
-            out.statuses[0].reason.as_deref().unwrap_or("").contains("fake launch 3 fails"),
-            "{:?}",
-            out.statuses[0]
-        );
+        assert!(out.statuses[0].reason.as_deref().unwrap_or("").contains("fake launch 3 fails"), "{:?}", out.statuses[0]);
         assert_eq!(out.failures.len(), 1);
         // fake-a stopped at its failing launch (no cpu launches); fake-b ran it all.
         assert!(!log.launches().iter().any(|l| l.starts_with("fake-a cpu")));

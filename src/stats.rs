@@ -118,11 +118,7 @@ pub fn summarize(xs: &[f64]) -> Option<Summary> {
         return None;
     }
     let mean = s.iter().sum::<f64>() / n as f64;
-    let stddev = if n > 1 {
-        (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-    } else {
-        0.0
-    };
+    let stddev = if n > 1 { (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
     let median = percentile_sorted(&s, 50.0);
     let mad = percentile_sorted(&sorted(&s.iter().map(|x| (x - median).abs()).collect::<Vec<_>>()), 50.0);
     let outliers = modified_z_scores(&s).iter().filter(|z| z.abs() > OUTLIER_Z).count();

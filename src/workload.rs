@@ -108,37 +108,20 @@ impl FromStr for WorkloadSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let (name, param) = match s.split_once(':') {
-            Some((n, p)) => (
-                n,
-                Some(
-                    p.parse::<u32>()
-                        .map_err(|_| format!("workload parameter `{p}` in `{s}` is not a non-negative integer"))?,
-                ),
-            ),
+            Some((n, p)) => (n, Some(p.parse::<u32>().map_err(|_| format!("workload parameter `{p}` in `{s}` is not a non-negative integer"))?)),
             None => (s, None),
         };
-        let stress = |kind| GuestMode::Stress {
-            kind,
-            ms: param.unwrap_or(1000),
-            max_procs: 256,
-        };
+        let stress = |kind| GuestMode::Stress { kind, ms: param.unwrap_or(1000), max_procs: 256 };
         match name {
-            "probe" => {
-                return Ok(WorkloadSpec::mode(GuestMode::Probe {
-                    port: param.unwrap_or(0).min(u16::MAX as u32) as u16,
-                }))
-            }
+            "probe" => return Ok(WorkloadSpec::mode(GuestMode::Probe { port: param.unwrap_or(0).min(u16::MAX as u32) as u16 })),
             "stress-cpu" => return Ok(WorkloadSpec::mode(stress(StressKind::Cpu))),
             "stress-mem" => return Ok(WorkloadSpec::mode(stress(StressKind::Mem))),
             "stress-fork" => return Ok(WorkloadSpec::mode(stress(StressKind::Fork))),
             _ => {}
         }
-        Workload::from_name(name, param).map(WorkloadSpec::Bench).ok_or_else(|| {
-            format!(
-                "unknown workload `{name}`; expected one of {} (or probe, stress-cpu, stress-mem, stress-fork)",
-                Workload::NAMES.join(", ")
-            )
-        })
+        Workload::from_name(name, param)
+            .map(WorkloadSpec::Bench)
+            .ok_or_else(|| format!("unknown workload `{name}`; expected one of {} (or probe, stress-cpu, stress-mem, stress-fork)", Workload::NAMES.join(", ")))
     }
 }
 
@@ -173,9 +156,7 @@ pub struct WorkloadResult {
 
 impl WorkloadResult {
     pub fn from_fields(f: Fields<'_>) -> Self {
-        WorkloadResult {
-            fields: f.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
+        WorkloadResult { fields: f.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
     }
     pub fn get(&self, key: &str) -> Option<&str> {
         self.fields.get(key).map(String::as_str)
@@ -261,14 +242,7 @@ mod tests {
     #[test]
     fn program_modes_parse_and_are_not_benchmarks() {
         let s: WorkloadSpec = "stress-fork:500".parse().unwrap();
-        assert_eq!(
-            s.guest_mode(),
-            Some(GuestMode::Stress {
-                kind: StressKind::Fork,
-                ms: 500,
-                max_procs: 256
-            })
-        );
+        assert_eq!(s.guest_mode(), Some(GuestMode::Stress { kind: StressKind::Fork, ms: 500, max_procs: 256 }));
         assert_eq!(s.guest_args(), vec!["stress-fork", "500", "256"]);
         assert_eq!(s.to_string(), "stress-fork:500");
         assert_eq!((s.bench(), s.name()), (None, "stress-fork"));

@@ -11,10 +11,7 @@ use versus::model::{PlatformStatus, RunStatus, Sample};
 use versus::report::render_report;
 
 fn s(p: &str, w: &str, m: &str, unit: &str, i: u32, v: f64) -> Sample {
-    Sample {
-        run_id: "20250101-000000".into(),
-        ..Sample::with_unit(p, w, m.into(), unit, i, v)
-    }
+    Sample { run_id: "20250101-000000".into(), ..Sample::with_unit(p, w, m.into(), unit, i, v) }
 }
 
 /// A deterministic run with every kind of row the charts use.
@@ -22,11 +19,7 @@ fn synthetic_run(dir: &Path) {
     let mut rows = Vec::new();
     let plats = [
         ("process", 0.45, vec![("spawn", 0.3), ("ready", 0.15)]),
-        (
-            "container",
-            1.1,
-            vec![("cgroup", 0.2), ("namespaces", 0.5), ("rootfs", 0.2), ("exec", 0.1), ("ready", 0.1)],
-        ),
+        ("container", 1.1, vec![("cgroup", 0.2), ("namespaces", 0.5), ("rootfs", 0.2), ("exec", 0.1), ("ready", 0.1)]),
         ("vm-bare", 0.6, vec![("create_vm", 0.3), ("memory", 0.1), ("vcpu", 0.1), ("ready", 0.1)]),
     ];
     for (p, base, phases) in &plats {
@@ -155,20 +148,13 @@ fn every_chart_decodes_and_the_report_rerenders_identically() {
     }
 
     // Re-render from the files alone: same report, same charts.
-    let pngs: Vec<Vec<u8>> = ["boot", "memory"]
-        .iter()
-        .map(|s| std::fs::read(d.path().join(format!("charts/{s}.png"))).unwrap())
-        .collect();
+    let pngs: Vec<Vec<u8>> = ["boot", "memory"].iter().map(|s| std::fs::read(d.path().join(format!("charts/{s}.png"))).unwrap()).collect();
     std::fs::remove_dir_all(d.path().join("charts")).unwrap();
     std::fs::remove_file(&report).unwrap();
     render_report(d.path()).unwrap();
     assert_eq!(std::fs::read_to_string(&report).unwrap(), first);
     for (s, old) in ["boot", "memory"].iter().zip(pngs) {
-        assert_eq!(
-            std::fs::read(d.path().join(format!("charts/{s}.png"))).unwrap(),
-            old,
-            "{s}.png differs on re-render"
-        );
+        assert_eq!(std::fs::read(d.path().join(format!("charts/{s}.png"))).unwrap(), old, "{s}.png differs on re-render");
     }
 }
 

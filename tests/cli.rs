@@ -26,18 +26,7 @@ fn quick_run_writes_valid_files() {
     assert!(common::is_root(), "needs root for the container platform");
     let out = tempfile::tempdir().unwrap();
     let o = versus()
-        .args([
-            "run",
-            "-p",
-            "process,container,qemu",
-            "-w",
-            "ready,cpu:2000,call:1000",
-            "--runs",
-            "3",
-            "--warmup",
-            "0",
-            "-o",
-        ])
+        .args(["run", "-p", "process,container,qemu", "-w", "ready,cpu:2000,call:1000", "--runs", "3", "--warmup", "0", "-o"])
         .arg(out.path())
         .output()
         .unwrap();
@@ -55,10 +44,7 @@ fn quick_run_writes_valid_files() {
         for (w, m) in [("ready", "boot"), ("cpu", "cpu"), ("call", "call"), ("ready", "teardown")] {
             let n = samples.iter().filter(|s| s.platform == p && s.workload == w && s.metric == m.into()).count();
             assert_eq!(n, 3, "{p} {w} {m}: 3 samples");
-            let row = summary
-                .iter()
-                .find(|r| r.platform == p && r.workload == w && r.metric == m.into())
-                .expect("summary row");
+            let row = summary.iter().find(|r| r.platform == p && r.workload == w && r.metric == m.into()).expect("summary row");
             assert_eq!(row.n, 3);
             assert!(row.min <= row.median && row.median <= row.max);
         }
@@ -70,14 +56,7 @@ fn quick_run_writes_valid_files() {
             .filter(|x| x.platform == s.platform && x.workload == s.workload && x.iteration == s.iteration && matches!(x.metric, Metric::BootPhase(_)))
             .map(|x| x.value)
             .sum();
-        assert!(
-            (sum - s.value).abs() < 1e-3,
-            "{} {} #{}: phases {sum} != boot {}",
-            s.platform,
-            s.workload,
-            s.iteration,
-            s.value
-        );
+        assert!((sum - s.value).abs() < 1e-3, "{} {} #{}: phases {sum} != boot {}", s.platform, s.workload, s.iteration, s.value);
     }
     let env = read_env(&dir.join("env.json")).unwrap();
     assert_eq!(env.run_id, run_id);
@@ -100,10 +79,7 @@ fn bad_input_gets_one_line_errors_and_leaves_nothing() {
         (vec!["run", "--runs", "0"], "0 is not in 1.."),
         (vec!["launch", "process", "--timeout=0"], "not a positive number"),
         (vec!["launch", "hyperv"], "unknown platform `hyperv`"),
-        (
-            vec!["run", "-p", "process", "-o", "/proc/versus-cannot-write-here"],
-            "choose another with --out",
-        ),
+        (vec!["run", "-p", "process", "-o", "/proc/versus-cannot-write-here"], "choose another with --out"),
     ];
     for (mut args, want) in cases {
         let o_dir = out.path().to_string_lossy().to_string();
@@ -136,10 +112,7 @@ fn ctrl_c_during_a_run_tears_everything_down() {
     let prefix = format!("versus-{pid}-");
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(20) {
-        let seen = std::fs::read_dir("/sys/fs/cgroup/pids")
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+        let seen = std::fs::read_dir("/sys/fs/cgroup/pids").unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
         if seen {
             break;
         }

@@ -45,11 +45,7 @@ fn workload_is_pid_1_of_its_own_pid_namespace() {
     assert_eq!(checksum_of(&c, "call:1"), 1, "container workload must be pid 1");
     let p = ProcessPlatform::new().unwrap();
     assert_ne!(checksum_of(&p, "call:1"), 1, "control: a plain process is not pid 1");
-    let no_pidns = ContainerPlatform::new(ContainerOptions {
-        pid_namespace: false,
-        ..Default::default()
-    })
-    .unwrap();
+    let no_pidns = ContainerPlatform::new(ContainerOptions { pid_namespace: false, ..Default::default() }).unwrap();
     assert_ne!(checksum_of(&no_pidns, "call:1"), 1, "control: without a pid namespace it is not pid 1");
 }
 
@@ -97,19 +93,12 @@ fn workload_runs_inside_its_limited_cgroup() {
     let _serial = serial();
     let c = container();
     let mut s = spec("idle:1");
-    s.limits = Limits {
-        memory_bytes: 96 << 20,
-        pids: 17,
-        cpus: 0.25,
-    };
+    s.limits = Limits { memory_bytes: 96 << 20, pids: 17, cpus: 0.25 };
     let i = c.launch(&s).expect("launch idle");
     let pid = i.pids()[0];
     let dirs = own_cgroups();
     let read = |file: &str| {
-        let d = dirs
-            .iter()
-            .find(|d| d.join(file).exists())
-            .unwrap_or_else(|| panic!("no cgroup of ours has {file}: {dirs:?}"));
+        let d = dirs.iter().find(|d| d.join(file).exists()).unwrap_or_else(|| panic!("no cgroup of ours has {file}: {dirs:?}"));
         std::fs::read_to_string(d.join(file)).unwrap().trim().to_string()
     };
     match versus::host::cgroup_mode().0 {
@@ -130,11 +119,7 @@ fn workload_runs_inside_its_limited_cgroup() {
     }
     for d in &dirs {
         let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
-        assert!(
-            procs.split_whitespace().any(|p| p == pid.to_string()),
-            "pid {pid} not in {}: {procs}",
-            d.display()
-        );
+        assert!(procs.split_whitespace().any(|p| p == pid.to_string()), "pid {pid} not in {}: {procs}", d.display());
     }
     i.stop().unwrap();
     assert!(own_cgroups().is_empty(), "cgroups left: {:?}", own_cgroups());
@@ -145,10 +130,7 @@ fn memory_limit_is_enforced_and_reported() {
     let _serial = serial();
     let c = container();
     let mut s = spec("mem:256");
-    s.limits = Limits {
-        memory_bytes: 64 << 20,
-        ..Limits::default()
-    };
+    s.limits = Limits { memory_bytes: 64 << 20, ..Limits::default() };
     let before = own_children().len();
     let err = match launch_once(&c, &s) {
         Err(versus::runner::LaunchOnceError::Launch(e)) => e,
@@ -158,10 +140,7 @@ fn memory_limit_is_enforced_and_reported() {
     assert!(err.to_string().contains("memory limit"), "{err}");
     // Under the limit the same workload runs.
     let mut ok = spec("mem:16");
-    ok.limits = Limits {
-        memory_bytes: 64 << 20,
-        ..Limits::default()
-    };
+    ok.limits = Limits { memory_bytes: 64 << 20, ..Limits::default() };
     launch_once(&c, &ok).expect("16 MiB fits in 64 MiB");
     assert_eq!(own_children().len(), before);
 }
@@ -219,10 +198,7 @@ fn failed_launches_leave_nothing_behind() {
     // Cgroup failure in the child: a CPU quota the kernel refuses (above
     // its 2^44 ns cap). The error names the file; the half-made cgroup goes.
     let mut s = spec("ready");
-    s.limits = Limits {
-        cpus: 1e9,
-        ..Limits::default()
-    };
+    s.limits = Limits { cpus: 1e9, ..Limits::default() };
     match c.launch(&s) {
         Err(LaunchError::Cgroup { path, source }) => {
             let f = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -25,9 +25,7 @@ fn leftovers(prefix: &str) -> Vec<String> {
 /// Mount points under `dir` still mounted.
 fn mounts_under(dir: &Path) -> usize {
     let m = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    m.lines()
-        .filter(|l| l.split(' ').nth(1).is_some_and(|p| p.starts_with(dir.to_str().unwrap())))
-        .count()
+    m.lines().filter(|l| l.split(' ').nth(1).is_some_and(|p| p.starts_with(dir.to_str().unwrap()))).count()
 }
 
 #[test]
@@ -104,10 +102,7 @@ fn vm_disks_full_copy_vs_copy_on_write() {
         }
         for (a, b) in q0.iter().zip(&q1) {
             let grew = b.allocated - a.allocated;
-            assert!(
-                (MIB..=MIB + 256 * KIB).contains(&grew),
-                "a 1 MiB write grows the overlay by 1 MiB (+clusters): {grew}"
-            );
+            assert!((MIB..=MIB + 256 * KIB).contains(&grew), "a 1 MiB write grows the overlay by 1 MiB (+clusters): {grew}");
         }
     }
 
@@ -121,10 +116,7 @@ fn vm_disks_full_copy_vs_copy_on_write() {
         }
         Err(why) => {
             eprintln!("SKIPPED reflink part: {why}");
-            assert!(
-                disk_instances(&base, Method::Reflink, 1, 0).is_err(),
-                "reflink must fail loudly where unsupported"
-            );
+            assert!(disk_instances(&base, Method::Reflink, 1, 0).is_err(), "reflink must fail loudly where unsupported");
         }
     }
     let left: Vec<_> = std::fs::read_dir(t.path()).unwrap().flatten().map(|e| e.file_name()).collect();
@@ -143,22 +135,11 @@ fn storage_of_every_kind_is_measured_for_real() {
     write_data(&tree.join("init"), 300 * KIB).unwrap();
     let kernel = t.path().join("kernel");
     write_data(&kernel, 100 * KIB).unwrap();
-    let storage = [
-        Storage::Shared(vec![kernel.clone()]),
-        Storage::Overlay { lower: tree.clone() },
-        Storage::Disk {
-            shared: vec![kernel],
-            tree,
-            synthetic: true,
-        },
-    ];
+    let storage =
+        [Storage::Shared(vec![kernel.clone()]), Storage::Overlay { lower: tree.clone() }, Storage::Disk { shared: vec![kernel], tree, synthetic: true }];
     let (rows, notes) = footprint::measure_storage("x", &storage, 4, 256 * KIB, 16 * MIB);
     eprintln!("notes: {notes:?}");
-    let methods: Vec<String> = rows
-        .iter()
-        .filter(|r| r.metric == Metric::ImageTotal && r.unit == "bytes")
-        .map(|r| r.workload.clone())
-        .collect();
+    let methods: Vec<String> = rows.iter().filter(|r| r.metric == Metric::ImageTotal && r.unit == "bytes").map(|r| r.workload.clone()).collect();
     eprintln!("{methods:?}");
     for r in rows.iter().filter(|r| r.metric == Metric::ImageTotal && r.unit == "bytes") {
         eprintln!("{} {}: one instance {} bytes", r.platform, r.workload, r.value);
@@ -170,11 +151,7 @@ fn storage_of_every_kind_is_measured_for_real() {
     // N=4 rows exist for each method and grow with N by what an instance adds.
     assert!(rows.iter().any(|r| r.metric == Metric::ImageNInstances && r.iteration == 4));
     // Each overlay instance holds at least what it wrote.
-    let per: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.workload == "overlay" && r.metric == Metric::ImagePerInstance && r.unit == "bytes")
-        .map(|r| r.value)
-        .collect();
+    let per: Vec<f64> = rows.iter().filter(|r| r.workload == "overlay" && r.metric == Metric::ImagePerInstance && r.unit == "bytes").map(|r| r.value).collect();
     assert_eq!(per.len(), 4);
     assert!(per.iter().all(|v| *v >= 256.0 * KIB as f64), "{per:?}");
 }

@@ -19,11 +19,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn config() -> Config {
-    Config {
-        reps: 2,
-        max_window: Duration::from_secs(8),
-        ..Config::default()
-    }
+    Config { reps: 2, max_window: Duration::from_secs(8), ..Config::default() }
 }
 
 fn check(p: &dyn Platform, r: &Interference) {
@@ -50,11 +46,8 @@ fn check_stresses(p: &dyn Platform, r: &Interference, stresses: &[StressKind]) {
     let cfg = config();
     for &stress in stresses {
         for v in &cfg.victims {
-            let rows: Vec<_> = r
-                .samples
-                .iter()
-                .filter(|s| s.metric == versus::experiment::interference::metric_of(stress) && s.workload == v.to_string())
-                .collect();
+            let rows: Vec<_> =
+                r.samples.iter().filter(|s| s.metric == versus::experiment::interference::metric_of(stress) && s.workload == v.to_string()).collect();
             assert!(!rows.is_empty(), "{}: no interference.{} rows for {v}", p.name(), stress.name());
             assert!(rows.iter().all(|s| s.value.is_finite() && s.value > 0.0 && s.unit == "ratio"), "{rows:?}");
         }
@@ -89,11 +82,7 @@ fn container_interference_and_fork_bomb_contained_by_pids_limit() {
     let r = run_interference(&p, &config()).unwrap();
     check(&p, &r);
     let peak = fork_peak(&r);
-    assert!(
-        peak > 1 && peak <= Limits::default().pids,
-        "the pids limit ({}) must stop the bomb: peak {peak}",
-        Limits::default().pids
-    );
+    assert!(peak > 1 && peak <= Limits::default().pids, "the pids limit ({}) must stop the bomb: peak {peak}", Limits::default().pids);
 }
 
 #[test]
@@ -116,10 +105,7 @@ fn vm_bare_interference_for_cpu_and_mem_and_no_fork_bomb() {
     check_stresses(&p, &r, &[StressKind::Cpu, StressKind::Mem]);
     // A fork bomb has no meaning without a kernel: refused, recorded as not
     // applicable, and no row pretends otherwise.
-    assert!(
-        r.samples.iter().all(|s| s.metric != versus::model::Metric::InterferenceFork),
-        "fork rows on vm-bare"
-    );
+    assert!(r.samples.iter().all(|s| s.metric != versus::model::Metric::InterferenceFork), "fork rows on vm-bare");
     assert_eq!(r.not_applicable.len(), 1, "{:?}", r.not_applicable);
     assert_eq!(r.not_applicable[0].0, StressKind::Fork);
     assert!(r.not_applicable[0].1.contains("no kernel"), "{}", r.not_applicable[0].1);

@@ -112,11 +112,7 @@ fn top_level_modules_form_no_cycle() {
             deps(low)
         );
     }
-    assert!(
-        !deps("platform").contains("experiment") && !deps("platform").contains("runner"),
-        "platform uses an experiment: {:?}",
-        deps("platform")
-    );
+    assert!(!deps("platform").contains("experiment") && !deps("platform").contains("runner"), "platform uses an experiment: {:?}", deps("platform"));
 }
 
 #[test]

@@ -32,20 +32,9 @@ fn check_platform(p: &dyn Platform) -> (f64, f64) {
     let base = median(p, "idle:0", Metric::MemHost);
     let full = median(p, "idle:64", Metric::MemHost);
     let held = full - base;
-    eprintln!(
-        "{}: mem.host idle:0 = {:.2} MiB, idle:64 = {:.2} MiB, difference {:.2} MiB",
-        p.name(),
-        base / MIB,
-        full / MIB,
-        held / MIB
-    );
+    eprintln!("{}: mem.host idle:0 = {:.2} MiB, idle:64 = {:.2} MiB, difference {:.2} MiB", p.name(), base / MIB, full / MIB, held / MIB);
     // 64 MiB plus the platform's own overhead (its idle:0 figure), within 10%.
-    assert!(
-        (held - 64.0 * MIB).abs() <= 6.4 * MIB,
-        "{}: idle:64 holds {:.2} MiB more than idle:0; expected 64 MiB +-10%",
-        p.name(),
-        held / MIB
-    );
+    assert!((held - 64.0 * MIB).abs() <= 6.4 * MIB, "{}: idle:64 holds {:.2} MiB more than idle:0; expected 64 MiB +-10%", p.name(), held / MIB);
     (base, full)
 }
 
@@ -88,34 +77,18 @@ fn container_holds_what_it_allocates_and_its_cgroup_is_charged() {
     let mut rows = measure_memory(&p, &spec("idle:64"), 2).unwrap();
     rows.extend(measure_memory(&c, &spec("idle:64"), 2).unwrap());
     add_overhead_rows(&mut rows);
-    let o: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.metric == Metric::MemOverhead && r.platform == "container")
-        .map(|r| r.value)
-        .collect();
+    let o: Vec<f64> = rows.iter().filter(|r| r.metric == Metric::MemOverhead && r.platform == "container").map(|r| r.value).collect();
     assert_eq!(o.len(), 2);
-    eprintln!(
-        "container: mem.overhead {:?} MiB (mem.host {:.2} MiB)",
-        o.iter().map(|v| v / MIB).collect::<Vec<_>>(),
-        full / MIB
-    );
+    eprintln!("container: mem.overhead {:?} MiB (mem.host {:.2} MiB)", o.iter().map(|v| v / MIB).collect::<Vec<_>>(), full / MIB);
     assert!(my_children().is_empty(), "instances left running: {:?}", my_children());
 }
 
 #[test]
 fn density_curve_is_bounded_and_tears_down() {
     let p = ProcessPlatform::new().unwrap();
-    let opts = DensityOptions {
-        max_instances: 4,
-        ..DensityOptions::default()
-    };
+    let opts = DensityOptions { max_instances: 4, ..DensityOptions::default() };
     let r = measure_density(&p, &spec("idle:32"), &opts).unwrap();
-    assert_eq!(
-        r.points.iter().map(|p| p.n).collect::<Vec<_>>(),
-        vec![1, 2, 4],
-        "stopped early: {:?}",
-        r.stopped_early
-    );
+    assert_eq!(r.points.iter().map(|p| p.n).collect::<Vec<_>>(), vec![1, 2, 4], "stopped early: {:?}", r.stopped_early);
     for pt in &r.points {
         let pss = pt.pss_total as f64 / pt.n as f64;
         eprintln!(
@@ -131,10 +104,7 @@ fn density_curve_is_bounded_and_tears_down() {
     }
     assert!(my_children().is_empty(), "instances left running: {:?}", my_children());
     // A margin larger than the host's memory stops the curve before any launch.
-    let tight = DensityOptions {
-        safety_margin_bytes: u64::MAX / 4,
-        ..opts
-    };
+    let tight = DensityOptions { safety_margin_bytes: u64::MAX / 4, ..opts };
     let r = measure_density(&p, &spec("idle:32"), &tight).unwrap();
     assert!(r.points.is_empty());
     assert!(r.stopped_early.unwrap().contains("safety margin"));
@@ -161,10 +131,7 @@ fn density_tears_down_on_panic() {
         }
     }
     let f = Flaky(ProcessPlatform::new().unwrap(), std::cell::Cell::new(0));
-    let opts = DensityOptions {
-        max_instances: 4,
-        ..DensityOptions::default()
-    };
+    let opts = DensityOptions { max_instances: 4, ..DensityOptions::default() };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| measure_density(&f, &spec("idle:1"), &opts)));
     assert!(r.is_err(), "the injected panic must propagate");
     assert!(my_children().is_empty(), "instances left running after a panic: {:?}", my_children());

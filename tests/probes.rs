@@ -52,17 +52,7 @@ fn process_is_exposed_to_host_pids_network_and_root() {
     let _g = serial();
     let p = ProcessPlatform::new().expect("process platform");
     let rows = matrix(&p);
-    for id in [
-        "kernel.shared",
-        "proc.host_pids",
-        "ns.pid",
-        "fs.host_root",
-        "fs.host_mounts",
-        "ns.net",
-        "net.host_loopback",
-        "net.host_unix",
-        "proc.host_env",
-    ] {
+    for id in ["kernel.shared", "proc.host_pids", "ns.pid", "fs.host_root", "fs.host_mounts", "ns.net", "net.host_loopback", "net.host_unix", "proc.host_env"] {
         assert_eq!(result(&rows, id), Outcome::Exposed, "{id} on process");
     }
     // Every Linux probe produced a verdict (no `error` rows on this host).
@@ -111,11 +101,7 @@ fn container_isolates_pids_network_root_but_shares_the_kernel() {
 #[test]
 fn container_without_pid_namespace_exposes_host_pids() {
     let _g = serial();
-    let p = ContainerPlatform::new(ContainerOptions {
-        pid_namespace: false,
-        cgroup: true,
-    })
-    .expect("container platform");
+    let p = ContainerPlatform::new(ContainerOptions { pid_namespace: false, cgroup: true }).expect("container platform");
     let rows = matrix(&p);
     assert_eq!(result(&rows, "proc.host_pids"), Outcome::Exposed);
     assert_eq!(result(&rows, "ns.pid"), Outcome::Exposed);
@@ -157,11 +143,7 @@ fn kernel_less_matrix(p: &dyn Platform) {
     let rows = matrix(p);
     let kernel = rows.iter().find(|r| r.probe == "kernel.shared").unwrap();
     assert_eq!(kernel.result, Outcome::Isolated, "{}", kernel.evidence);
-    assert!(
-        kernel.evidence.contains("no kernel") && kernel.evidence.contains("CPL 3"),
-        "{}",
-        kernel.evidence
-    );
+    assert!(kernel.evidence.contains("no kernel") && kernel.evidence.contains("CPL 3"), "{}", kernel.evidence);
     for id in ["vm.mem_outside_ram", "vm.unknown_port"] {
         let r = rows.iter().find(|r| r.probe == id).unwrap();
         assert_eq!(r.result, Outcome::Isolated, "{id}: {}", r.evidence);
@@ -180,25 +162,14 @@ fn kernel_less_matrix(p: &dyn Platform) {
             assert!(part.contains(": isolated: the VMM ended the guest") && part.contains("triple fault"), "{part}");
         }
     }
-    let want = if versus::host::kvm_mode() == versus::host::KvmMode::Pvm && sup.evidence.contains("syscall: exposed") {
-        Outcome::Exposed
-    } else {
-        Outcome::Isolated
-    };
+    let want =
+        if versus::host::kvm_mode() == versus::host::KvmMode::Pvm && sup.evidence.contains("syscall: exposed") { Outcome::Exposed } else { Outcome::Isolated };
     assert_eq!(sup.result, want, "{}", sup.evidence);
     // The evidence names what the VMM saw.
     let mem = rows.iter().find(|r| r.probe == "vm.mem_outside_ram").unwrap();
-    assert!(
-        mem.evidence.contains("outside its RAM") && mem.evidence.contains("triple fault"),
-        "{}",
-        mem.evidence
-    );
+    assert!(mem.evidence.contains("outside its RAM") && mem.evidence.contains("triple fault"), "{}", mem.evidence);
     let port = rows.iter().find(|r| r.probe == "vm.unknown_port").unwrap();
-    assert!(
-        port.evidence.contains("I/O port 0x80") && port.evidence.contains("rejected"),
-        "{}",
-        port.evidence
-    );
+    assert!(port.evidence.contains("I/O port 0x80") && port.evidence.contains("rejected"), "{}", port.evidence);
     // CPUID identity is a real comparison with the host's brand string.
     let cpu = rows.iter().find(|r| r.probe == "dev.cpu_identity").unwrap();
     assert!(matches!(cpu.result, Outcome::Exposed | Outcome::Isolated), "{}", cpu.evidence);
@@ -224,10 +195,7 @@ fn vm_bare_probe_controls_come_out_exposed() {
     }
     let process = VmBarePlatform::new().expect("vm-bare");
     for a in bare::vmm_probe_controls() {
-        for (kind, (r, logs)) in [
-            ("in versus", inproc::run_attempt(&a, TIMEOUT)),
-            ("in a VMM process", process.run_attempt(&a, TIMEOUT)),
-        ] {
+        for (kind, (r, logs)) in [("in versus", inproc::run_attempt(&a, TIMEOUT)), ("in a VMM process", process.run_attempt(&a, TIMEOUT))] {
             let (o, ev) = bare::judge_attempt(&a, r, &logs);
             println!("control {} {} {kind}: {o} {ev}", a.probe, a.what);
             assert_eq!(o, Outcome::Exposed, "{}: {} {kind}: {ev}", a.probe, a.what);
@@ -239,18 +207,10 @@ fn vm_bare_probe_controls_come_out_exposed() {
 fn vm_bare_classification_flips_with_the_observation() {
     let _g = serial();
     let host = HostFacts::collect();
-    let exposed = |id: &str, ev: &str| ProbeLine {
-        id: id.into(),
-        result: "exposed".into(),
-        evidence: ev.into(),
-    };
+    let exposed = |id: &str, ev: &str| ProbeLine { id: id.into(), result: "exposed".into(), evidence: ev.into() };
     // A guest that reads the host's boot id, and VMM attempts that got through.
     let lines = vec![
-        ProbeLine {
-            id: "kernel.shared".into(),
-            result: "observed".into(),
-            evidence: format!("boot_id={}", host.boot_id.clone().unwrap_or_default()),
-        },
+        ProbeLine { id: "kernel.shared".into(), result: "observed".into(), evidence: format!("boot_id={}", host.boot_id.clone().unwrap_or_default()) },
         exposed("vm.mem_outside_ram", "a dword read of 0x600000 returned 0x0"),
         exposed("vm.unknown_port", "out to port 0x80 was accepted"),
         exposed("vm.supervisor", "attempt 0 returned"),
@@ -265,17 +225,9 @@ fn vm_bare_classification_flips_with_the_observation() {
     // The judge of one attempt: a guest that reported success is exposed;
     // a VMM error that does not match the attempt is not `isolated`.
     let a = &bare::vmm_probe_attempts()[0];
-    let fin = versus::platform::Finished {
-        probes: vec![exposed(a.probe, "read returned 0")],
-        ..Default::default()
-    };
+    let fin = versus::platform::Finished { probes: vec![exposed(a.probe, "read returned 0")], ..Default::default() };
     assert_eq!(bare::judge_attempt(a, Ok(fin), &[]).0, Outcome::Exposed);
-    let wrong = versus_vmm::VmError::Mmio {
-        addr: 0x1234_0000,
-        dir: "read",
-        size: 4,
-        rip: 0x10_0000,
-    };
+    let wrong = versus_vmm::VmError::Mmio { addr: 0x1234_0000, dir: "read", size: 4, rip: 0x10_0000 };
     assert_eq!(bare::judge_attempt(a, Err(wrong), &[]).0, Outcome::Error);
     let sup = bare::vmm_probe_attempts().into_iter().find(|a| a.probe == "vm.supervisor").unwrap();
     let elsewhere = versus_vmm::VmError::Shutdown { rip: 0 };

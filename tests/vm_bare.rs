@@ -42,10 +42,7 @@ fn every_workload_runs_and_cpu_matches_the_process_checksum() {
     assert_eq!((process.name(), inproc.name()), ("vm-bare", "vm-bare-inproc"));
     let vmm_phases: Vec<&str> = versus::platform::vm::bare::PHASES.to_vec();
     let process_phases: Vec<&str> = std::iter::once("vmm_spawn").chain(vmm_phases.iter().copied()).collect();
-    for (p, phases, own_pid) in [
-        (&process as &dyn Platform, &process_phases, false),
-        (&inproc as &dyn Platform, &vmm_phases, true),
-    ] {
+    for (p, phases, own_pid) in [(&process as &dyn Platform, &process_phases, false), (&inproc as &dyn Platform, &vmm_phases, true)] {
         p.available().unwrap();
         for w in ["ready", "cpu:20000", "mem:8", "call:1000", "idle:4"] {
             let mut inst = p.launch(&spec(w)).unwrap_or_else(|e| panic!("{}: {w}: {e}", p.name()));
@@ -200,15 +197,7 @@ fn thousand_launches_keep_rss_flat_and_leak_no_fd_thread_or_mapping() {
     }
     // Also the error paths.
     for _ in 0..20 {
-        let _ = BareVm::launch(
-            GuestRun {
-                mode: mode::BADPORT,
-                param: 0x99,
-            },
-            Duration::from_secs(5),
-        )
-        .err()
-        .unwrap();
+        let _ = BareVm::launch(GuestRun { mode: mode::BADPORT, param: 0x99 }, Duration::from_secs(5)).err().unwrap();
     }
     let (rss0, fds0, tasks0, maps0) = (rss_bytes(), count("/proc/self/fd"), count("/proc/self/task"), mappings());
     let t = std::time::Instant::now();
@@ -298,14 +287,7 @@ fn guest_rdtsc_timing_agrees_with_the_host_clock() {
     if !kvm_or_skip() {
         return;
     }
-    let mut vm = BareVm::launch(
-        GuestRun {
-            mode: mode::CPU,
-            param: 100_000,
-        },
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let mut vm = BareVm::launch(GuestRun { mode: mode::CPU, param: 100_000 }, Duration::from_secs(20)).unwrap();
     let t = std::time::Instant::now();
     let fin = vm.finish().unwrap();
     let host_ns = t.elapsed().as_nanos() as u64;
@@ -314,10 +296,7 @@ fn guest_rdtsc_timing_agrees_with_the_host_clock() {
     // The host interval contains the guest's; the difference is a VM exit
     // or two (well under 10 ms) unless the guest clock is wrong.
     assert!(guest_ns <= host_ns, "guest {guest_ns} > host {host_ns}: guest TSC conversion too slow");
-    assert!(
-        host_ns - guest_ns < 10_000_000,
-        "guest {guest_ns} vs host {host_ns}: guest TSC conversion too fast"
-    );
+    assert!(host_ns - guest_ns < 10_000_000, "guest {guest_ns} vs host {host_ns}: guest TSC conversion too fast");
 }
 
 #[test]
@@ -390,11 +369,7 @@ fn mode_specs_run_for_real_or_are_refused() {
         let mut i = p.launch(&spec(w)).unwrap();
         let fin = i.finish().unwrap();
         i.stop().unwrap();
-        let r = fin
-            .results
-            .iter()
-            .find(|r| r.get("workload") == Some(name))
-            .unwrap_or_else(|| panic!("{w}: {fin:?}"));
+        let r = fin.results.iter().find(|r| r.get("workload") == Some(name)).unwrap_or_else(|| panic!("{w}: {fin:?}"));
         let work = u64::from_str_radix(r.checksum().unwrap(), 16).unwrap();
         assert!(work > 0, "{w}: {r:?}");
         assert!(r.elapsed_ns().unwrap() >= 150_000_000, "{w} ran {:?}", r.elapsed_ns());

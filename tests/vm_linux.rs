@@ -58,15 +58,7 @@ fn kvm_resources() -> (usize, usize) {
         })
         .unwrap_or(0);
     let threads = std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    std::fs::read_to_string(e.path().join("comm"))
-                        .map(|c| c.trim() == "versus-linux-vc")
-                        .unwrap_or(false)
-                })
-                .count()
-        })
+        .map(|d| d.flatten().filter(|e| std::fs::read_to_string(e.path().join("comm")).map(|c| c.trim() == "versus-linux-vc").unwrap_or(false)).count())
         .unwrap_or(0);
     (fds, threads)
 }
@@ -102,13 +94,7 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
     let _serial = VM_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let before = kvm_resources();
     let mem_mib = 256;
-    let opts = LinuxOptions {
-        kernel: Some(kernel()),
-        force: true,
-        timeout: Duration::from_secs(240),
-        mem_mib,
-        ..Default::default()
-    };
+    let opts = LinuxOptions { kernel: Some(kernel()), force: true, timeout: Duration::from_secs(240), mem_mib, ..Default::default() };
     let args = vec!["ready".to_string()];
     // The VMM's command line: the base one, plus the emulation workarounds
     // where guest kernel code is emulated.
@@ -129,21 +115,13 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
         kvm_mode()
     );
     let msgs: Vec<&str> = cb.lines.iter().map(|l| message(l)).collect();
-    assert!(
-        cb.reached,
-        "the kernel did not print banner, command line and e820 map; ended: {:?}; console:\n{}",
-        cb.ended,
-        cb.lines.join("\n")
-    );
+    assert!(cb.reached, "the kernel did not print banner, command line and e820 map; ended: {:?}; console:\n{}", cb.ended, cb.lines.join("\n"));
     // The banner printed is the one in the image.
     let banner = cb.banner.as_deref().expect("the vmlinux carries a `Linux version` banner");
     assert!(msgs.contains(&banner), "banner {banner:?} not printed; console:\n{}", cb.lines.join("\n"));
     // The command line is exactly the configured one.
     assert_eq!(format!("Command line: {}", cb.cmdline), want_cmdline);
-    assert_eq!(
-        msgs.iter().filter(|m| m.starts_with("Command line: ")).collect::<Vec<_>>(),
-        vec![&want_cmdline.as_str()]
-    );
+    assert_eq!(msgs.iter().filter(|m| m.starts_with("Command line: ")).collect::<Vec<_>>(), vec![&want_cmdline.as_str()]);
     // Every e820 entry, and nothing else, is the one the VMM configured.
     let printed: Vec<&str> = msgs.iter().copied().filter(|m| m.starts_with("BIOS-e820: ")).collect();
     let configured: Vec<String> = cb.e820.iter().map(|e| e.kernel_log_line()).collect();
@@ -158,25 +136,14 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
 fn boot_to_ready_runs_every_workload() {
     let mode = kvm_mode();
     if !matches!(mode, KvmMode::Hardware { .. }) {
-        panic!(
-            "SKIPPED, NOT PASSED: this host's KVM is {mode:?}; {}",
-            linux::not_representative_reason(&mode).unwrap_or_default()
-        );
+        panic!("SKIPPED, NOT PASSED: this host's KVM is {mode:?}; {}", linux::not_representative_reason(&mode).unwrap_or_default());
     }
     let _serial = VM_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let before = kvm_resources();
-    let p = LinuxPlatform::new(LinuxOptions {
-        kernel: Some(kernel()),
-        ..Default::default()
-    });
+    let p = LinuxPlatform::new(LinuxOptions { kernel: Some(kernel()), ..Default::default() });
     p.available().expect("vm-linux available");
     p.representative().expect("representative on a hardware-assisted host");
-    for w in [
-        Workload::Ready,
-        Workload::Cpu { rounds: 2000 },
-        Workload::Mem { mib: 16 },
-        Workload::Call { n: 10_000 },
-    ] {
+    for w in [Workload::Ready, Workload::Cpu { rounds: 2000 }, Workload::Mem { mib: 16 }, Workload::Call { n: 10_000 }] {
         let mut spec = LaunchSpec::new(WorkloadSpec::Bench(w));
         spec.timeout = Duration::from_secs(30);
         let mut inst = p.launch(&spec).unwrap_or_else(|e| panic!("{w:?}: {e}"));
@@ -187,11 +154,7 @@ fn boot_to_ready_runs_every_workload() {
         eprintln!("{w:?}: boot {:.1} ms {:?}, teardown {teardown:.1} ms", boot.total_ms(), boot.phases);
         if let Workload::Cpu { rounds } = w {
             let r = fin.results.iter().find(|r| r.get("workload") == Some("cpu")).expect("cpu result");
-            assert_eq!(
-                r.checksum(),
-                Some(versus::workload::expected_cpu_checksum(rounds).as_str()),
-                "cpu checksum equals the other platforms'"
-            );
+            assert_eq!(r.checksum(), Some(versus::workload::expected_cpu_checksum(rounds).as_str()), "cpu checksum equals the other platforms'");
         } else if w != Workload::Ready {
             assert!(fin.results.iter().any(|r| r.get("workload") == Some(w.name())), "{w:?}: {fin:?}");
         }
@@ -202,26 +165,17 @@ fn boot_to_ready_runs_every_workload() {
 #[test]
 fn unforced_launch_is_refused_where_kernel_code_is_emulated() {
     let mode = kvm_mode();
-    let p = LinuxPlatform::new(LinuxOptions {
-        kernel: Some(kernel()),
-        ..Default::default()
-    });
+    let p = LinuxPlatform::new(LinuxOptions { kernel: Some(kernel()), ..Default::default() });
     let Some(why) = linux::not_representative_reason(&mode) else {
         // Hardware-assisted: representative, and the refusal does not apply.
         assert_eq!(p.representative(), Ok(()));
         return;
     };
     assert_eq!(p.representative(), Err(why.clone()));
-    let err = p
-        .launch(&LaunchSpec::new(WorkloadSpec::Bench(Workload::Ready)))
-        .err()
-        .expect("an unforced launch must be refused here");
+    let err = p.launch(&LaunchSpec::new(WorkloadSpec::Bench(Workload::Ready))).err().expect("an unforced launch must be refused here");
     assert!(err.to_string().contains("--force"), "{err}");
     // No kernel: not available, with what to do.
-    let none = LinuxPlatform::new(LinuxOptions {
-        kernel: Some("/nonexistent/vmlinuz".into()),
-        ..Default::default()
-    });
+    let none = LinuxPlatform::new(LinuxOptions { kernel: Some("/nonexistent/vmlinuz".into()), ..Default::default() });
     assert!(none.available().unwrap_err().to_string().contains("/nonexistent/vmlinuz"));
 }
 
@@ -230,12 +184,7 @@ fn unforced_launch_is_refused_where_kernel_code_is_emulated() {
 fn forced_boot_reaches_ready_or_reports_the_failure() {
     let _serial = VM_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let before = kvm_resources();
-    let opts = LinuxOptions {
-        kernel: Some(kernel()),
-        force: true,
-        timeout: Duration::from_secs(400),
-        ..Default::default()
-    };
+    let opts = LinuxOptions { kernel: Some(kernel()), force: true, timeout: Duration::from_secs(400), ..Default::default() };
     let cb = linux::boot_console(&opts, &["ready".to_string()], |_| false).expect("build and start the VM");
     eprintln!("guest ran {:?}; {} console lines; ended: {:?}", cb.guest_time, cb.lines.len(), cb.ended);
     eprintln!("console:\n{}", cb.lines.join("\n"));

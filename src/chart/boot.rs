@@ -22,10 +22,7 @@ impl BootChart {
         let boxes: Vec<(String, BoxStats)> = platforms_with(samples, &Metric::Boot)
             .into_iter()
             .filter_map(|p| {
-                let v: Vec<f64> = values(samples, &p, Some(&workload), &Metric::Boot, None)
-                    .into_iter()
-                    .filter(|x| *x > 0.0)
-                    .collect();
+                let v: Vec<f64> = values(samples, &p, Some(&workload), &Metric::Boot, None).into_iter().filter(|x| *x > 0.0).collect();
                 box_stats(&v).map(|b| (p, b))
             })
             .collect();
@@ -39,29 +36,14 @@ impl Chart for BootChart {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let lo = self
-            .boxes
-            .iter()
-            .map(|(_, b)| b.low.min(b.outliers.first().copied().unwrap_or(f64::MAX)))
-            .fold(f64::MAX, f64::min);
-        let hi = self
-            .boxes
-            .iter()
-            .map(|(_, b)| b.high.max(b.outliers.last().copied().unwrap_or(0.0)))
-            .fold(0.0, f64::max);
+        let lo = self.boxes.iter().map(|(_, b)| b.low.min(b.outliers.first().copied().unwrap_or(f64::MAX))).fold(f64::MAX, f64::min);
+        let hi = self.boxes.iter().map(|(_, b)| b.high.max(b.outliers.last().copied().unwrap_or(0.0))).fold(0.0, f64::max);
         let (lo, hi) = (lo.max(1e-4) / 2.0, hi * 2.0);
         let n = self.boxes.len();
         let counts: Vec<usize> = self.boxes.iter().map(|(_, b)| b.n).collect();
-        let n_text = if counts.iter().all(|c| *c == counts[0]) {
-            format!("n={} launches each", counts[0])
-        } else {
-            "n varies".into()
-        };
+        let n_text = if counts.iter().all(|c| *c == counts[0]) { format!("n={} launches each", counts[0]) } else { "n varies".into() };
         let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!("Launch-to-ready latency per platform (workload `{}`, {n_text})", self.workload),
-                font(24.0),
-            )
+            .caption(format!("Launch-to-ready latency per platform (workload `{}`, {n_text})", self.workload), font(24.0))
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(80)
@@ -83,16 +65,9 @@ impl Chart for BootChart {
             .map_err(perr)?;
         let ticks = log_ticks(lo, hi);
         for t in &ticks {
-            chart
-                .plotting_area()
-                .draw(&PathElement::new(
-                    vec![(-0.5, *t), (n as f64 - 0.05, *t)],
-                    RGBColor(215, 215, 215).stroke_width(1),
-                ))
-                .map_err(perr)?;
+            chart.plotting_area().draw(&PathElement::new(vec![(-0.5, *t), (n as f64 - 0.05, *t)], RGBColor(215, 215, 215).stroke_width(1))).map_err(perr)?;
             let (px, py) = chart.backend_coord(&(-0.5, *t));
-            root.draw(&Text::new(fmt_axis(*t), (px - 8, py), font(15.0).pos(Pos::new(HPos::Right, VPos::Center))))
-                .map_err(perr)?;
+            root.draw(&Text::new(fmt_axis(*t), (px - 8, py), font(15.0).pos(Pos::new(HPos::Right, VPos::Center)))).map_err(perr)?;
         }
         let w = 0.28;
         for (i, (p, b)) in self.boxes.iter().enumerate() {
@@ -103,28 +78,21 @@ impl Chart for BootChart {
             plot.draw(&PathElement::new(vec![(x, b.low), (x, b.q1)], c.stroke_width(2))).map_err(perr)?;
             plot.draw(&PathElement::new(vec![(x, b.q3), (x, b.high)], c.stroke_width(2))).map_err(perr)?;
             for y in [b.low, b.high] {
-                plot.draw(&PathElement::new(vec![(x - w / 2.0, y), (x + w / 2.0, y)], c.stroke_width(2)))
-                    .map_err(perr)?;
+                plot.draw(&PathElement::new(vec![(x - w / 2.0, y), (x + w / 2.0, y)], c.stroke_width(2))).map_err(perr)?;
             }
             // Box, median.
             plot.draw(&Rectangle::new([(x - w, b.q1), (x + w, b.q3)], c.mix(0.30).filled())).map_err(perr)?;
             plot.draw(&Rectangle::new([(x - w, b.q1), (x + w, b.q3)], c.stroke_width(2))).map_err(perr)?;
-            plot.draw(&PathElement::new(vec![(x - w, b.median), (x + w, b.median)], BLACK.stroke_width(3)))
-                .map_err(perr)?;
+            plot.draw(&PathElement::new(vec![(x - w, b.median), (x + w, b.median)], BLACK.stroke_width(3))).map_err(perr)?;
             for o in &b.outliers {
                 plot.draw(&Circle::new((x, *o), 3, c.stroke_width(1))).map_err(perr)?;
             }
             let label = format!("median {}", fmt_ms(b.median));
-            plot.draw(&Text::new(label, (x + w + 0.03, b.median), font(16.0).pos(Pos::new(HPos::Left, VPos::Center))))
-                .map_err(perr)?;
+            plot.draw(&Text::new(label, (x + w + 0.03, b.median), font(16.0).pos(Pos::new(HPos::Left, VPos::Center)))).map_err(perr)?;
         }
         let base = chart.backend_coord(&(0.0, lo));
-        let labels: Vec<(String, (i32, i32))> = self
-            .boxes
-            .iter()
-            .enumerate()
-            .map(|(i, (p, _))| (p.clone(), (chart.backend_coord(&(i as f64, lo)).0, base.1)))
-            .collect();
+        let labels: Vec<(String, (i32, i32))> =
+            self.boxes.iter().enumerate().map(|(i, (p, _))| (p.clone(), (chart.backend_coord(&(i as f64, lo)).0, base.1))).collect();
         draw_category_labels(root, &labels)?;
         Ok(())
     }

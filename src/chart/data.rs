@@ -68,15 +68,7 @@ pub fn box_stats(xs: &[f64]) -> Option<BoxStats> {
     let low = v.iter().copied().find(|x| *x >= lo_f).unwrap_or(q1);
     let high = v.iter().rev().copied().find(|x| *x <= hi_f).unwrap_or(q3);
     let outliers = v.iter().copied().filter(|x| *x < lo_f || *x > hi_f).collect();
-    Some(BoxStats {
-        low,
-        q1,
-        median,
-        q3,
-        high,
-        outliers,
-        n: v.len(),
-    })
+    Some(BoxStats { low, q1, median, q3, high, outliers, n: v.len() })
 }
 
 /// Median of `metric` for a platform and workload, if any rows.

@@ -22,10 +22,7 @@ impl DensityChart {
         let lines: Vec<_> = platforms_with(samples, &Metric::DensityMemPerInstance)
             .into_iter()
             .map(|p| {
-                let mem = by_iteration(samples, &p, Some(&workload), &Metric::DensityMemPerInstance, None)
-                    .into_iter()
-                    .map(|(n, v)| (n, v / MIB))
-                    .collect();
+                let mem = by_iteration(samples, &p, Some(&workload), &Metric::DensityMemPerInstance, None).into_iter().map(|(n, v)| (n, v / MIB)).collect();
                 let rate = by_iteration(samples, &p, Some(&workload), &Metric::DensityLaunchRate, None);
                 (p, mem, rate)
             })
@@ -90,9 +87,7 @@ impl Chart for DensityChart {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let root = root
-            .titled(&format!("Density: N idle instances at once (workload `{}`)", self.workload), font(24.0))
-            .map_err(perr)?;
+        let root = root.titled(&format!("Density: N idle instances at once (workload `{}`)", self.workload), font(24.0)).map_err(perr)?;
         let (l, r) = root.split_horizontally(root.dim_in_pixel().0 / 2);
         let mem: Vec<(String, Vec<(u32, f64)>)> = self.lines.iter().map(|x| (x.0.clone(), x.1.clone())).collect();
         let rate: Vec<(String, Vec<(u32, f64)>)> = self.lines.iter().map(|x| (x.0.clone(), x.2.clone())).collect();

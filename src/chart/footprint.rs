@@ -79,13 +79,9 @@ impl Chart for FootprintChart {
             let c = platform_colour(p);
             let xy: Vec<(f64, f64)> = pts.iter().map(|(n, v)| (*n as f64, (v / MIB).max(lo))).collect();
             let method = m.clone();
-            chart
-                .draw_series(LineSeries::new(xy.clone(), c.stroke_width(3)))
-                .map_err(perr)?
-                .label(format!("{p} / {m}"))
-                .legend(move |(x, y)| {
-                    EmptyElement::at((x, y)) + PathElement::new(vec![(-2, 0), (20, 0)], c.stroke_width(3)) + marker::<DB>(&method, (9, 0), c)
-                });
+            chart.draw_series(LineSeries::new(xy.clone(), c.stroke_width(3))).map_err(perr)?.label(format!("{p} / {m}")).legend(move |(x, y)| {
+                EmptyElement::at((x, y)) + PathElement::new(vec![(-2, 0), (20, 0)], c.stroke_width(3)) + marker::<DB>(&method, (9, 0), c)
+            });
             for pt in xy {
                 chart.plotting_area().draw(&(EmptyElement::at(pt) + marker::<DB>(m, (0, 0), c))).map_err(perr)?;
             }

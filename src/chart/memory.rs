@@ -99,8 +99,7 @@ impl Chart for MemoryChart {
             let (lo, hi) = (b.min / MIB, b.max / MIB);
             plot.draw(&PathElement::new(vec![(x, lo), (x, hi)], BLACK.stroke_width(2))).map_err(perr)?;
             for y in [lo, hi] {
-                plot.draw(&PathElement::new(vec![(x - w / 3.0, y), (x + w / 3.0, y)], BLACK.stroke_width(2)))
-                    .map_err(perr)?;
+                plot.draw(&PathElement::new(vec![(x - w / 3.0, y), (x + w / 3.0, y)], BLACK.stroke_width(2))).map_err(perr)?;
             }
             if let Some(cg) = b.cgroup {
                 plot.draw(&TriangleMarker::new((x + w * 0.65, cg / MIB), 8, BLACK.filled())).map_err(perr)?;
@@ -111,70 +110,37 @@ impl Chart for MemoryChart {
             } else {
                 format!("{} ({}{})", fmt_bytes(b.median), if over >= 0.0 { "+" } else { "" }, fmt_bytes(over))
             };
-            plot.draw(&Text::new(
-                label,
-                (x, hi.max(med) + top_v * 0.03),
-                font(16.0).pos(Pos::new(HPos::Center, VPos::Bottom)),
-            ))
-            .map_err(perr)?;
+            plot.draw(&Text::new(label, (x, hi.max(med) + top_v * 0.03), font(16.0).pos(Pos::new(HPos::Center, VPos::Bottom)))).map_err(perr)?;
         }
         let base_px = chart.backend_coord(&(0.0, 0.0));
-        let labels: Vec<(String, (i32, i32))> = self
-            .bars
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (format!("{} (n={})", b.platform, b.n), (chart.backend_coord(&(i as f64, 0.0)).0, base_px.1)))
-            .collect();
+        let labels: Vec<(String, (i32, i32))> =
+            self.bars.iter().enumerate().map(|(i, b)| (format!("{} (n={})", b.platform, b.n), (chart.backend_coord(&(i as f64, 0.0)).0, base_px.1))).collect();
         draw_category_labels(root, &labels)?;
         // Legend.
         let y = 12;
         let mut x = 40;
-        let entries: [(&str, Option<RGBColor>); 3] = [
-            ("workload's own memory (= process)", Some(grey)),
-            ("platform overhead", Some(grey)),
-            ("min-max over launches", None),
-        ];
+        let entries: [(&str, Option<RGBColor>); 3] =
+            [("workload's own memory (= process)", Some(grey)), ("platform overhead", Some(grey)), ("min-max over launches", None)];
         for (text, colour) in entries {
             match colour {
                 // The overhead swatch shows every platform's colour.
                 Some(_) if text == "platform overhead" => {
-                    let cs: Vec<RGBColor> = self
-                        .bars
-                        .iter()
-                        .filter(|b| b.platform != registry::baseline())
-                        .map(|b| platform_colour(&b.platform))
-                        .collect();
+                    let cs: Vec<RGBColor> = self.bars.iter().filter(|b| b.platform != registry::baseline()).map(|b| platform_colour(&b.platform)).collect();
                     let k = cs.len().max(1) as i32;
                     for (j, c) in cs.iter().enumerate() {
                         let j = j as i32;
-                        legend
-                            .draw(&Rectangle::new([(x + 18 * j / k, y), (x + 18 * (j + 1) / k, y + 18)], c.filled()))
-                            .map_err(perr)?;
+                        legend.draw(&Rectangle::new([(x + 18 * j / k, y), (x + 18 * (j + 1) / k, y + 18)], c.filled())).map_err(perr)?;
                     }
                 }
                 Some(c) => legend.draw(&Rectangle::new([(x, y), (x + 18, y + 18)], c.filled())).map_err(perr)?,
-                None => legend
-                    .draw(&PathElement::new(vec![(x + 9, y), (x + 9, y + 18)], BLACK.stroke_width(2)))
-                    .map_err(perr)?,
+                None => legend.draw(&PathElement::new(vec![(x + 9, y), (x + 9, y + 18)], BLACK.stroke_width(2))).map_err(perr)?,
             }
-            legend
-                .draw(&Text::new(
-                    text.to_string(),
-                    (x + 24, y + 9),
-                    font(15.0).pos(Pos::new(HPos::Left, VPos::Center)),
-                ))
-                .map_err(perr)?;
+            legend.draw(&Text::new(text.to_string(), (x + 24, y + 9), font(15.0).pos(Pos::new(HPos::Left, VPos::Center)))).map_err(perr)?;
             x += legend.estimate_text_size(text, &font(15.0)).map(|s| s.0 as i32).unwrap_or(300) + 52;
         }
         if self.bars.iter().any(|b| b.cgroup.is_some()) {
             legend.draw(&TriangleMarker::new((x + 9, y + 9), 8, BLACK.filled())).map_err(perr)?;
-            legend
-                .draw(&Text::new(
-                    "cgroup-charged".to_string(),
-                    (x + 24, y + 9),
-                    font(15.0).pos(Pos::new(HPos::Left, VPos::Center)),
-                ))
-                .map_err(perr)?;
+            legend.draw(&Text::new("cgroup-charged".to_string(), (x + 24, y + 9), font(15.0).pos(Pos::new(HPos::Left, VPos::Center)))).map_err(perr)?;
         }
         Ok(())
     }

@@ -139,19 +139,13 @@ pub fn render<C: Chart>(chart: &C, dir: &Path) -> Result<Vec<PathBuf>> {
     {
         let root = SVGBackend::new(&svg, chart.size()).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
-        chart.draw(&root).map_err(|e| ChartError::File {
-            path: svg.clone(),
-            source: Box::new(e),
-        })?;
+        chart.draw(&root).map_err(|e| ChartError::File { path: svg.clone(), source: Box::new(e) })?;
         root.present().map_err(perr)?;
     }
     {
         let root = BitMapBackend::new(&png, chart.size()).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
-        chart.draw(&root).map_err(|e| ChartError::File {
-            path: png.clone(),
-            source: Box::new(e),
-        })?;
+        chart.draw(&root).map_err(|e| ChartError::File { path: png.clone(), source: Box::new(e) })?;
         root.present().map_err(perr)?;
     }
     Ok(vec![svg, png])
@@ -161,10 +155,7 @@ pub fn render<C: Chart>(chart: &C, dir: &Path) -> Result<Vec<PathBuf>> {
 /// rows) into `dir` (created if needed). Returns the stems written, in
 /// report order.
 pub fn render_all(samples: &[Sample], probes: &[ProbeRow], dir: &Path) -> Result<Vec<&'static str>> {
-    std::fs::create_dir_all(dir).map_err(|source| ChartError::Dir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(|source| ChartError::Dir { path: dir.to_path_buf(), source })?;
     let mut out = Vec::new();
     out.extend(render_some(boot::BootChart::from_samples(samples), dir)?);
     out.extend(render_some(phases::PhaseChart::from_samples(samples), dir)?);
@@ -187,10 +178,7 @@ fn render_some<C: Chart>(chart: Option<C>, dir: &Path) -> Result<Option<&'static
 /// given (absolute backend coordinates; `root` must be the whole image).
 pub fn draw_category_labels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, labels: &[(String, (i32, i32))]) -> Result<()> {
     for (name, (x, y)) in labels {
-        let style = font(17.0).pos(plotters::style::text_anchor::Pos::new(
-            plotters::style::text_anchor::HPos::Center,
-            plotters::style::text_anchor::VPos::Top,
-        ));
+        let style = font(17.0).pos(plotters::style::text_anchor::Pos::new(plotters::style::text_anchor::HPos::Center, plotters::style::text_anchor::VPos::Top));
         root.draw(&Text::new(name.clone(), (*x, *y + 8), style)).map_err(perr)?;
     }
     Ok(())

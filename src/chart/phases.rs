@@ -25,10 +25,7 @@ impl PhaseChart {
         let mut bars = Vec::new();
         for p in platforms_with(samples, &Metric::Boot) {
             let mut mine: Vec<Metric> = Vec::new();
-            for s in samples
-                .iter()
-                .filter(|s| s.platform == p && s.workload == workload && matches!(s.metric, Metric::BootPhase(_)))
-            {
+            for s in samples.iter().filter(|s| s.platform == p && s.workload == workload && matches!(s.metric, Metric::BootPhase(_))) {
                 if !mine.contains(&s.metric) {
                     mine.push(s.metric.clone());
                 }
@@ -97,8 +94,7 @@ impl Chart for PhaseChart {
                 let share = v / total * 100.0;
                 let c = self.colour(name);
                 plot.draw(&Rectangle::new([(x0, y - h), (x0 + share, y + h)], c.filled())).map_err(perr)?;
-                plot.draw(&Rectangle::new([(x0, y - h), (x0 + share, y + h)], WHITE.stroke_width(1)))
-                    .map_err(perr)?;
+                plot.draw(&Rectangle::new([(x0, y - h), (x0 + share, y + h)], WHITE.stroke_width(1))).map_err(perr)?;
                 if share >= 9.0 {
                     let text_colour = if luminance(c) < 0.5 { WHITE } else { BLACK };
                     let style = font(14.0).color(&text_colour).pos(Pos::new(HPos::Center, VPos::Center));
@@ -106,15 +102,9 @@ impl Chart for PhaseChart {
                 }
                 x0 += share;
             }
-            plot.draw(&Text::new(
-                format!("total {}", fmt_ms(total)),
-                (101.0, y),
-                font(16.0).pos(Pos::new(HPos::Left, VPos::Center)),
-            ))
-            .map_err(perr)?;
+            plot.draw(&Text::new(format!("total {}", fmt_ms(total)), (101.0, y), font(16.0).pos(Pos::new(HPos::Left, VPos::Center)))).map_err(perr)?;
             let (px, py) = chart.backend_coord(&(0.0, y));
-            top.draw(&Text::new(p.clone(), (px - 10, py), font(17.0).pos(Pos::new(HPos::Right, VPos::Center))))
-                .map_err(perr)?;
+            top.draw(&Text::new(p.clone(), (px - 10, py), font(17.0).pos(Pos::new(HPos::Right, VPos::Center)))).map_err(perr)?;
         }
         draw_legend(&bottom, &self.phases, |p| self.colour(p))?;
         Ok(())
@@ -153,8 +143,7 @@ pub fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, names: &[S
         let y = 8 + 30 * r as i32;
         for (name, wd) in row {
             area.draw(&Rectangle::new([(x, y), (x + 18, y + 18)], colour(name).filled())).map_err(perr)?;
-            area.draw(&Text::new(name.clone(), (x + 24, y + 9), font(16.0).pos(Pos::new(HPos::Left, VPos::Center))))
-                .map_err(perr)?;
+            area.draw(&Text::new(name.clone(), (x + 24, y + 9), font(16.0).pos(Pos::new(HPos::Left, VPos::Center)))).map_err(perr)?;
             x += wd;
         }
     }

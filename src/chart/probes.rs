@@ -60,10 +60,7 @@ impl ProbeChart {
         let grid = ids
             .into_iter()
             .map(|(id, cat)| {
-                let cells = platforms
-                    .iter()
-                    .map(|p| rows.iter().find(|r| r.platform == *p && r.probe == id).map(|r| r.result))
-                    .collect();
+                let cells = platforms.iter().map(|p| rows.iter().find(|r| r.platform == *p && r.probe == id).map(|r| r.result)).collect();
                 (id, cat, cells)
             })
             .collect::<Vec<_>>();
@@ -92,34 +89,25 @@ impl Chart for ProbeChart {
             let x = x0 + (col_w * c as u32 + col_w / 2) as i32;
             root.draw(&Text::new(p.clone(), (x, y0 - 18), centre(17.0))).map_err(perr)?;
         }
-        root.draw(&Text::new("probe", (12, y0 - 18), font(17.0).pos(Pos::new(HPos::Left, VPos::Center))))
-            .map_err(perr)?;
+        root.draw(&Text::new("probe", (12, y0 - 18), font(17.0).pos(Pos::new(HPos::Left, VPos::Center)))).map_err(perr)?;
         for (r, (id, _cat, cells)) in self.rows.iter().enumerate() {
             let y = y0 + (ROW * r as u32) as i32;
-            root.draw(&Text::new(
-                id.clone(),
-                (12, y + ROW as i32 / 2),
-                font(14.0).pos(Pos::new(HPos::Left, VPos::Center)),
-            ))
-            .map_err(perr)?;
+            root.draw(&Text::new(id.clone(), (12, y + ROW as i32 / 2), font(14.0).pos(Pos::new(HPos::Left, VPos::Center)))).map_err(perr)?;
             for (c, o) in cells.iter().enumerate() {
                 let x = x0 + (col_w * c as u32) as i32;
                 let rect = [(x + 1, y + 1), (x + col_w as i32 - 1, y + ROW as i32 - 1)];
                 root.draw(&Rectangle::new(rect, outcome_colour(*o).filled())).map_err(perr)?;
                 let text_colour = if matches!(o, Some(Outcome::NotApplicable)) { BLACK } else { WHITE };
                 let style = centre(13.0).color(&text_colour);
-                root.draw(&Text::new(label(*o), (x + col_w as i32 / 2, y + ROW as i32 / 2), style))
-                    .map_err(perr)?;
+                root.draw(&Text::new(label(*o), (x + col_w as i32 / 2, y + ROW as i32 / 2), style)).map_err(perr)?;
             }
         }
         // Legend.
         let ly = y0 + (ROW * self.rows.len() as u32) as i32 + 20;
         let mut x = LABEL_W as i32;
         for o in [Outcome::Isolated, Outcome::Exposed, Outcome::NotApplicable, Outcome::Error] {
-            root.draw(&Rectangle::new([(x, ly), (x + 18, ly + 18)], outcome_colour(Some(o)).filled()))
-                .map_err(perr)?;
-            root.draw(&Text::new(o.as_str(), (x + 24, ly + 9), font(15.0).pos(Pos::new(HPos::Left, VPos::Center))))
-                .map_err(perr)?;
+            root.draw(&Rectangle::new([(x, ly), (x + 18, ly + 18)], outcome_colour(Some(o)).filled())).map_err(perr)?;
+            root.draw(&Text::new(o.as_str(), (x + 24, ly + 9), font(15.0).pos(Pos::new(HPos::Left, VPos::Center)))).map_err(perr)?;
             x += 170;
         }
         Ok(())
@@ -131,14 +119,7 @@ mod tests {
     use super::*;
 
     fn row(platform: &str, probe: &str, result: Outcome) -> ProbeRow {
-        ProbeRow {
-            run_id: "r".into(),
-            platform: platform.into(),
-            probe: probe.into(),
-            category: "kernel".into(),
-            result,
-            evidence: String::new(),
-        }
+        ProbeRow { run_id: "r".into(), platform: platform.into(), probe: probe.into(), category: "kernel".into(), result, evidence: String::new() }
     }
 
     #[test]
@@ -150,11 +131,7 @@ mod tests {
         ];
         let c = ProbeChart::from_rows(&rows).unwrap();
         assert_eq!(c.platforms, ["process", "vm-bare"]);
-        assert_eq!(
-            c.rows[1].2,
-            vec![Some(Outcome::Exposed), None],
-            "a probe a platform did not report is a gap, not isolated"
-        );
+        assert_eq!(c.rows[1].2, vec![Some(Outcome::Exposed), None], "a probe a platform did not report is a gap, not isolated");
         let d = tempfile::tempdir().unwrap();
         let files = super::super::render(&c, d.path()).unwrap();
         let png = files.iter().find(|p| p.extension().is_some_and(|e| e == "png")).unwrap();

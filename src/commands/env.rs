@@ -44,11 +44,7 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
     println!("ksm           {}", h.ksm.as_deref().unwrap_or("unknown"));
     println!("thp           {}", h.transparent_hugepages.as_deref().unwrap_or("unknown"));
     for p in &h.peers {
-        println!(
-            "peer {:<9} {}",
-            p.name,
-            p.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not installed".into())
-        );
+        println!("peer {:<9} {}", p.name, p.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not installed".into()));
     }
     Ok(ExitCode::SUCCESS)
 }

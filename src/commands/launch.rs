@@ -44,21 +44,13 @@ pub fn parse_secs(s: &str) -> Result<f64, String> {
 
 pub fn run(a: LaunchArgs) -> anyhow::Result<ExitCode> {
     registry::validate(std::slice::from_ref(&a.platform))?;
-    let popts = PlatformOptions {
-        force: a.force,
-        kernel: a.kernel.clone(),
-        console: a.console,
-    };
+    let popts = PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: a.console };
     let platform = registry::create(&a.platform, &popts).map_err(|why| anyhow::anyhow!("cannot launch {}: {why}", a.platform))?;
     let mut spec = LaunchSpec::new(a.workload);
     spec.timeout = Duration::from_secs_f64(a.timeout);
     let rec = runner::launch_once(platform.as_ref(), &spec).with_context(|| format!("{} {}", a.platform, a.workload))?;
     if a.json {
-        let rows: Vec<_> = rec
-            .rows
-            .iter()
-            .map(|(m, v)| serde_json::json!({"metric": m.to_string(), "unit": m.unit(), "value": v}))
-            .collect();
+        let rows: Vec<_> = rec.rows.iter().map(|(m, v)| serde_json::json!({"metric": m.to_string(), "unit": m.unit(), "value": v})).collect();
         let results: Vec<_> = rec.finished.results.iter().map(|r| &r.fields).collect();
         println!(
             "{}",

@@ -35,12 +35,7 @@ pub struct DensityOptions {
 
 impl Default for DensityOptions {
     fn default() -> Self {
-        DensityOptions {
-            max_instances: 16,
-            safety_margin_bytes: default_margin(),
-            time_budget: Duration::from_secs(20),
-            settle: Duration::from_millis(100),
-        }
+        DensityOptions { max_instances: 16, safety_margin_bytes: default_margin(), time_budget: Duration::from_secs(20), settle: Duration::from_millis(100) }
     }
 }
 
@@ -107,10 +102,7 @@ impl DensityResult {
             let row = |m: Metric, v: f64| Sample::new(platform, workload, m, n, v);
             rows.push(row(Metric::DensityMemPerInstance, p.mem_per_instance()));
             rows.push(row(Metric::DensityLaunchRate, p.launch_rate()));
-            rows.push(row(
-                Metric::DensityMemAvailableDrop,
-                p.available_before.saturating_sub(p.available_after) as f64,
-            ));
+            rows.push(row(Metric::DensityMemAvailableDrop, p.available_before.saturating_sub(p.available_after) as f64));
             rows.push(row(Metric::DensityPssPerInstance, p.pss_total as f64 / p.n as f64));
         }
         rows
@@ -153,10 +145,7 @@ impl Fleet {
             }
         }
         match first {
-            Some(e) => Err(ExperimentError::Launch {
-                context: "stopping a density instance".into(),
-                source: e,
-            }),
+            Some(e) => Err(ExperimentError::Launch { context: "stopping a density instance".into(), source: e }),
             None => Ok(()),
         }
     }
@@ -234,12 +223,7 @@ fn step(platform: &dyn Platform, spec: &LaunchSpec, n: usize, opts: &DensityOpti
             fleet.stop_all()?;
             return Ok((
                 None,
-                Some(format!(
-                    "MemAvailable fell to {} MiB (margin {} MiB) at instance {} of N={n}",
-                    avail >> 20,
-                    opts.safety_margin_bytes >> 20,
-                    k + 1
-                )),
+                Some(format!("MemAvailable fell to {} MiB (margin {} MiB) at instance {} of N={n}", avail >> 20, opts.safety_margin_bytes >> 20, k + 1)),
             ));
         }
         if Instant::now() >= deadline + opts.time_budget {
@@ -252,16 +236,7 @@ fn step(platform: &dyn Platform, spec: &LaunchSpec, n: usize, opts: &DensityOpti
     let after = mem_available()?;
     let pss_total = fleet_pss(&fleet, harness_before)?;
     fleet.stop_all()?;
-    Ok((
-        Some(DensityPoint {
-            n,
-            available_before: before,
-            available_after: after,
-            launch_secs,
-            pss_total,
-        }),
-        None,
-    ))
+    Ok((Some(DensityPoint { n, available_before: before, available_after: after, launch_secs, pss_total }), None))
 }
 
 /// PSS of every instance's host processes, each process once; versus'
@@ -294,25 +269,12 @@ mod tests {
 
     #[test]
     fn point_arithmetic() {
-        let p = DensityPoint {
-            n: 4,
-            available_before: 1000,
-            available_after: 600,
-            launch_secs: 0.5,
-            pss_total: 40,
-        };
+        let p = DensityPoint { n: 4, available_before: 1000, available_after: 600, launch_secs: 0.5, pss_total: 40 };
         assert_eq!(p.mem_per_instance(), 100.0);
         assert_eq!(p.launch_rate(), 8.0);
-        let gained = DensityPoint {
-            available_after: 2000,
-            ..p.clone()
-        };
+        let gained = DensityPoint { available_after: 2000, ..p.clone() };
         assert_eq!(gained.mem_per_instance(), 0.0);
-        let rows = DensityResult {
-            points: vec![p],
-            stopped_early: None,
-        }
-        .samples("process", "idle:1");
+        let rows = DensityResult { points: vec![p], stopped_early: None }.samples("process", "idle:1");
         assert_eq!(rows.len(), 4);
         assert!(rows.iter().all(|r| r.iteration == 4));
     }

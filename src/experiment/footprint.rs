@@ -37,10 +37,7 @@ pub struct Bytes {
 impl std::ops::Add for Bytes {
     type Output = Bytes;
     fn add(self, o: Bytes) -> Bytes {
-        Bytes {
-            apparent: self.apparent + o.apparent,
-            allocated: self.allocated + o.allocated,
-        }
+        Bytes { apparent: self.apparent + o.apparent, allocated: self.allocated + o.allocated }
     }
 }
 
@@ -157,12 +154,7 @@ impl FootprintResult {
 /// own: `n` instances all use `artefacts`.
 pub fn footprint_shared(platform: &str, artefacts: &[PathBuf], n: usize) -> Result<FootprintResult> {
     let shared = size_of_all(artefacts).map_err(ExperimentError::io(format!("measuring {artefacts:?}")))?;
-    Ok(FootprintResult {
-        platform: platform.into(),
-        method: Method::Shared,
-        shared,
-        per_instance: vec![Bytes::default(); n],
-    })
+    Ok(FootprintResult { platform: platform.into(), method: Method::Shared, shared, per_instance: vec![Bytes::default(); n] })
 }
 
 /// Writes `bytes` of non-zero, incompressible-looking data to a new file and
@@ -207,10 +199,7 @@ impl OverlayMount {
                 merged.display()
             ))
         })?;
-        Ok(OverlayMount {
-            merged: merged.to_path_buf(),
-            mounted: true,
-        })
+        Ok(OverlayMount { merged: merged.to_path_buf(), mounted: true })
     }
     fn unmount(&mut self) -> Result<()> {
         if self.mounted {
@@ -235,10 +224,8 @@ impl Drop for OverlayMount {
 /// returns what each one added on disk (its upper and work dirs). Everything
 /// is unmounted and removed before returning, on every path.
 pub fn overlay_instances(lower: &Path, n: usize, write_bytes: u64) -> Result<Vec<Bytes>> {
-    let tmp = tempfile::Builder::new()
-        .prefix("versus-footprint-overlay-")
-        .tempdir()
-        .map_err(ExperimentError::io("creating a temp dir for the overlay instances"))?;
+    let tmp =
+        tempfile::Builder::new().prefix("versus-footprint-overlay-").tempdir().map_err(ExperimentError::io("creating a temp dir for the overlay instances"))?;
     let mut mounts = Vec::new();
     let mut out = Vec::new();
     for i in 0..n {
@@ -266,12 +253,7 @@ pub fn overlay_instances(lower: &Path, n: usize, write_bytes: u64) -> Result<Vec
 /// Footprint of overlayfs instances over a shared lower dir.
 pub fn footprint_overlay(platform: &str, lower: &Path, n: usize, write_bytes: u64) -> Result<FootprintResult> {
     let shared = size_of(lower).map_err(ExperimentError::io(format!("measuring {}", lower.display())))?;
-    Ok(FootprintResult {
-        platform: platform.into(),
-        method: Method::Overlay,
-        shared,
-        per_instance: overlay_instances(lower, n, write_bytes)?,
-    })
+    Ok(FootprintResult { platform: platform.into(), method: Method::Overlay, shared, per_instance: overlay_instances(lower, n, write_bytes)? })
 }
 
 /// Makes an ext4 disk image of `size_bytes` holding the files of `src_dir`
@@ -282,12 +264,8 @@ pub fn make_ext4_image(src_dir: &Path, dest: &Path, size_bytes: u64) -> Result<(
     let f = std::fs::File::create(dest).map_err(ExperimentError::io(format!("creating {}", dest.display())))?;
     f.set_len(size_bytes)?;
     drop(f);
-    let out = Command::new(mkfs)
-        .args(["-q", "-F", "-E", "nodiscard", "-d"])
-        .arg(src_dir)
-        .arg(dest)
-        .output()
-        .map_err(ExperimentError::io("running mkfs.ext4"))?;
+    let out =
+        Command::new(mkfs).args(["-q", "-F", "-E", "nodiscard", "-d"]).arg(src_dir).arg(dest).output().map_err(ExperimentError::io("running mkfs.ext4"))?;
     if !out.status.success() {
         return Err(ExperimentError::Failed(format!(
             "mkfs.ext4 -d {} {} failed: {}",
@@ -301,10 +279,7 @@ pub fn make_ext4_image(src_dir: &Path, dest: &Path, size_bytes: u64) -> Result<(
 
 /// Whether the filesystem holding `dir` can reflink (FICLONE): tries it.
 pub fn reflink_supported(dir: &Path) -> Result<(), String> {
-    let t = tempfile::Builder::new()
-        .prefix("versus-reflink-probe-")
-        .tempdir_in(dir)
-        .map_err(|e| e.to_string())?;
+    let t = tempfile::Builder::new().prefix("versus-reflink-probe-").tempdir_in(dir).map_err(|e| e.to_string())?;
     let a = t.path().join("a");
     write_data(&a, 4096).map_err(|e| e.to_string())?;
     reflink(&a, &t.path().join("b"))
@@ -322,10 +297,7 @@ pub fn reflink(src: &Path, dst: &Path) -> Result<(), String> {
         let e = std::io::Error::last_os_error();
         drop(d);
         let _ = std::fs::remove_file(dst);
-        return Err(format!(
-            "the filesystem of {} cannot reflink (FICLONE: {e}); use btrfs or XFS with reflink=1",
-            dst.display()
-        ));
+        return Err(format!("the filesystem of {} cannot reflink (FICLONE: {e}); use btrfs or XFS with reflink=1", dst.display()));
     }
     Ok(())
 }
@@ -339,10 +311,7 @@ fn fs_free(p: &Path) -> Result<u64> {
 fn run(cmd: &mut Command, what: &str) -> Result<()> {
     let out = cmd.output().map_err(ExperimentError::io(format!("running {what}")))?;
     if !out.status.success() {
-        return Err(ExperimentError::Failed(format!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(ExperimentError::Failed(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
     }
     Ok(())
 }
@@ -376,22 +345,10 @@ pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -
                 let qemu_img = crate::host::which("qemu-img")
                     .ok_or_else(|| ExperimentError::Failed("qemu-img not found: install qemu-utils for copy-on-write VM disks".into()))?;
                 let abs = std::fs::canonicalize(base)?;
-                run(
-                    Command::new(qemu_img)
-                        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-                        .arg(&abs)
-                        .arg(&disk),
-                    "qemu-img create",
-                )?;
+                run(Command::new(qemu_img).args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"]).arg(&abs).arg(&disk), "qemu-img create")?;
                 if write_bytes > 0 {
                     let qemu_io = crate::host::which("qemu-io").ok_or_else(|| ExperimentError::Failed("qemu-io not found: install qemu-utils".into()))?;
-                    run(
-                        Command::new(qemu_io)
-                            .args(["-f", "qcow2", "-c"])
-                            .arg(format!("write -P 0x5a 0 {write_bytes}"))
-                            .arg(&disk),
-                        "qemu-io write",
-                    )?;
+                    run(Command::new(qemu_io).args(["-f", "qcow2", "-c"]).arg(format!("write -P 0x5a 0 {write_bytes}")).arg(&disk), "qemu-io write")?;
                 }
                 std::fs::File::open(&disk)?.sync_all()?;
                 out.push(size_of(&disk)?);
@@ -405,16 +362,10 @@ pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -
                 std::fs::File::open(&disk)?.sync_all()?;
                 let after = fs_free(tmp.path())?;
                 let apparent = std::fs::metadata(&disk)?.len();
-                out.push(Bytes {
-                    apparent,
-                    allocated: before.saturating_sub(after),
-                });
+                out.push(Bytes { apparent, allocated: before.saturating_sub(after) });
             }
             Method::Shared | Method::Overlay => {
-                return Err(ExperimentError::Failed(format!(
-                    "disk_instances builds VM disks: use Copy, Qcow2 or Reflink, not {}",
-                    method.name()
-                )))
+                return Err(ExperimentError::Failed(format!("disk_instances builds VM disks: use Copy, Qcow2 or Reflink, not {}", method.name())))
             }
         }
     }
@@ -423,10 +374,7 @@ pub fn disk_instances(base: &Path, method: Method, n: usize, write_bytes: u64) -
 }
 
 fn overwrite_start(disk: &Path, bytes: u64) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(disk)
-        .map_err(ExperimentError::io(format!("opening {}", disk.display())))?;
+    let mut f = std::fs::OpenOptions::new().write(true).open(disk).map_err(ExperimentError::io(format!("opening {}", disk.display())))?;
     write_pattern(&mut f, bytes)?;
     f.sync_all()?;
     Ok(())
@@ -441,12 +389,7 @@ pub fn footprint_disk(platform: &str, artefacts: &[PathBuf], base_disk: &Path, m
         // A copy does not need the base once made; the CoW methods keep it.
         shared = shared + size_of(base_disk)?;
     }
-    Ok(FootprintResult {
-        platform: platform.into(),
-        method,
-        shared,
-        per_instance: disk_instances(base_disk, method, n, write_bytes)?,
-    })
+    Ok(FootprintResult { platform: platform.into(), method, shared, per_instance: disk_instances(base_disk, method, n, write_bytes)? })
 }
 
 /// The footprint rows of one platform, built for real with `n` instances
@@ -529,11 +472,7 @@ mod tests {
         };
         assert_eq!(r.total_for(3), Bytes { apparent: 130, allocated: 74 });
         let rows = r.samples();
-        let n3: Vec<f64> = rows
-            .iter()
-            .filter(|s| s.metric == Metric::ImageNInstances && s.iteration == 3)
-            .map(|s| s.value)
-            .collect();
+        let n3: Vec<f64> = rows.iter().filter(|s| s.metric == Metric::ImageNInstances && s.iteration == 3).map(|s| s.value).collect();
         assert_eq!(n3, vec![74.0, 130.0]);
         assert!(rows.iter().all(|s| s.workload == "qcow2"));
     }

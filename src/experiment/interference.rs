@@ -45,10 +45,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            victims: vec![
-                WorkloadSpec::Bench(Workload::Cpu { rounds: 50_000 }),
-                WorkloadSpec::Bench(Workload::Mem { mib: 32 }),
-            ],
+            victims: vec![WorkloadSpec::Bench(Workload::Cpu { rounds: 50_000 }), WorkloadSpec::Bench(Workload::Mem { mib: 32 })],
             stresses: StressKind::ALL.to_vec(),
             reps: 3,
             max_window: Duration::from_secs(10),
@@ -96,10 +93,7 @@ fn exe_id(pid: i32) -> Option<(u64, u64)> {
 /// Host processes whose executable is `id` (the platform's workload binary).
 pub fn count_running(id: (u64, u64)) -> usize {
     let Ok(d) = std::fs::read_dir("/proc") else { return 0 };
-    d.flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-        .filter(|pid| exe_id(*pid) == Some(id))
-        .count()
+    d.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok())).filter(|pid| exe_id(*pid) == Some(id)).count()
 }
 
 /// One victim run: its own elapsed ns, the wall time around it, and the
@@ -170,11 +164,7 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
         // for `cpu` on the process platform here): give it the whole bound.
         let window = if stress == StressKind::Fork { cfg.max_window } else { window };
         let before = exe.map(count_running).unwrap_or(0);
-        let mut spec = LaunchSpec::new(WorkloadSpec::mode(GuestMode::Stress {
-            kind: stress,
-            ms: window.as_millis() as u32,
-            max_procs: cfg.max_procs,
-        }));
+        let mut spec = LaunchSpec::new(WorkloadSpec::mode(GuestMode::Stress { kind: stress, ms: window.as_millis() as u32, max_procs: cfg.max_procs }));
         spec.timeout = cfg.timeout.max(window * 2);
         let started = Instant::now();
         let mut neighbour: Box<dyn Instance> = match platform.launch(&spec) {
@@ -209,21 +199,9 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
         let stopped = neighbour.stop();
         let finished = finished?;
         stopped?;
-        let work = finished
-            .results
-            .first()
-            .and_then(|r| r.checksum())
-            .and_then(|c| u64::from_str_radix(c, 16).ok())
-            .unwrap_or(0);
+        let work = finished.results.first().and_then(|r| r.checksum()).and_then(|c| u64::from_str_radix(c, 16).ok()).unwrap_or(0);
         let after = exe.map(count_running).unwrap_or(0);
-        out.neighbours.push(Neighbour {
-            stress,
-            window_ms: window.as_millis() as u64,
-            work,
-            procs_before: before,
-            procs_after: after,
-            victim_runs: runs,
-        });
+        out.neighbours.push(Neighbour { stress, window_ms: window.as_millis() as u64, work, procs_before: before, procs_after: after, victim_runs: runs });
     }
     Ok(out)
 }

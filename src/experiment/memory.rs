@@ -123,16 +123,10 @@ pub fn read_instance(inst: &dyn Instance, harness_before: PssRss) -> Result<Memo
 /// releases it).
 pub fn measure_once(platform: &dyn Platform, spec: &LaunchSpec) -> Result<MemoryReading> {
     let before = smaps::rollup(std::process::id() as i32)?;
-    let inst = platform.launch(spec).map_err(ExperimentError::launch(format!(
-        "launching {} on {} for the memory measurement",
-        spec.workload,
-        platform.name()
-    )))?;
+    let inst =
+        platform.launch(spec).map_err(ExperimentError::launch(format!("launching {} on {} for the memory measurement", spec.workload, platform.name())))?;
     let reading = read_instance(inst.as_ref(), before);
-    inst.stop().map_err(ExperimentError::launch(format!(
-        "stopping the {} instance after the memory measurement",
-        platform.name()
-    )))?;
+    inst.stop().map_err(ExperimentError::launch(format!("stopping the {} instance after the memory measurement", platform.name())))?;
     reading
 }
 
@@ -175,11 +169,8 @@ pub fn add_overhead_rows(samples: &mut Vec<Sample>) -> usize {
         if has_overhead(&s.platform, &s.workload, samples) {
             continue;
         }
-        let base: Vec<f64> = samples
-            .iter()
-            .filter(|b| b.metric == Metric::MemHost && b.platform == baseline && b.workload == s.workload)
-            .map(|b| b.value)
-            .collect();
+        let base: Vec<f64> =
+            samples.iter().filter(|b| b.metric == Metric::MemHost && b.platform == baseline && b.workload == s.workload).map(|b| b.value).collect();
         if base.is_empty() {
             continue;
         }
@@ -226,18 +217,10 @@ mod tests {
     #[test]
     fn overhead_rows_subtract_the_baseline_median() {
         let s = |p: &str, w: &str, i: u32, v: f64| Sample::new(p, w, Metric::MemHost, i, v);
-        let mut rows = vec![
-            s("process", "idle:64", 0, 100.0),
-            s("process", "idle:64", 1, 110.0),
-            s("container", "idle:64", 0, 150.0),
-            s("container", "idle:8", 0, 50.0),
-        ];
+        let mut rows =
+            vec![s("process", "idle:64", 0, 100.0), s("process", "idle:64", 1, 110.0), s("container", "idle:64", 0, 150.0), s("container", "idle:8", 0, 50.0)];
         assert_eq!(add_overhead_rows(&mut rows), 3);
-        let o: Vec<(String, f64)> = rows
-            .iter()
-            .filter(|x| x.metric == Metric::MemOverhead)
-            .map(|x| (x.platform.clone(), x.value))
-            .collect();
+        let o: Vec<(String, f64)> = rows.iter().filter(|x| x.metric == Metric::MemOverhead).map(|x| (x.platform.clone(), x.value)).collect();
         assert_eq!(o, vec![("process".into(), -5.0), ("process".into(), 5.0), ("container".into(), 45.0)]);
         assert_eq!(add_overhead_rows(&mut rows), 0, "idempotent");
     }

@@ -39,22 +39,13 @@ impl ExperimentError {
     }
     /// Whether the run was interrupted (Ctrl-C) while this ran.
     pub fn is_interrupt(&self) -> bool {
-        matches!(
-            self,
-            ExperimentError::Launch {
-                source: LaunchError::Interrupted,
-                ..
-            }
-        )
+        matches!(self, ExperimentError::Launch { source: LaunchError::Interrupted, .. })
     }
 }
 
 impl From<std::io::Error> for ExperimentError {
     fn from(source: std::io::Error) -> ExperimentError {
-        ExperimentError::Io {
-            context: "reading or writing the experiment's files".into(),
-            source,
-        }
+        ExperimentError::Io { context: "reading or writing the experiment's files".into(), source }
     }
 }
 

@@ -37,39 +37,24 @@ pub const SUMMARY_COLUMNS: [&str; 17] = [
 pub const PROBE_COLUMNS: [&str; 6] = ["run_id", "platform", "probe", "category", "result", "evidence"];
 
 fn write_rows<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), ExportError> {
-    let err = |e: ::csv::Error| ExportError::Csv {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    };
+    let err = |e: ::csv::Error| ExportError::Csv { path: path.to_path_buf(), detail: e.to_string() };
     let mut w = ::csv::Writer::from_path(path).map_err(err)?;
     for r in rows {
         w.serialize(r).map_err(err)?;
     }
-    w.flush().map_err(|source| ExportError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    w.flush().map_err(|source| ExportError::Write { path: path.to_path_buf(), source })
 }
 
 fn read_rows<T: for<'de> Deserialize<'de>>(path: &Path, columns: &[&str]) -> Result<Vec<T>, ExportError> {
-    let err = |e: ::csv::Error| ExportError::Csv {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    };
+    let err = |e: ::csv::Error| ExportError::Csv { path: path.to_path_buf(), detail: e.to_string() };
     let mut r = ::csv::Reader::from_path(path).map_err(err)?;
     let header: Vec<String> = r.headers().map_err(err)?.iter().map(String::from).collect();
     if header != columns {
-        return Err(ExportError::Csv {
-            path: path.to_path_buf(),
-            detail: format!("it has columns {header:?}; expected {columns:?}"),
-        });
+        return Err(ExportError::Csv { path: path.to_path_buf(), detail: format!("it has columns {header:?}; expected {columns:?}") });
     }
     let mut out = Vec::new();
     for (i, row) in r.deserialize().enumerate() {
-        out.push(row.map_err(|e| ExportError::Csv {
-            path: path.to_path_buf(),
-            detail: format!("row {}: {e}", i + 2),
-        })?);
+        out.push(row.map_err(|e| ExportError::Csv { path: path.to_path_buf(), detail: format!("row {}: {e}", i + 2) })?);
     }
     Ok(out)
 }
@@ -146,10 +131,7 @@ mod tests {
     use super::*;
 
     fn s(platform: &str, metric: Metric, i: u32, v: f64) -> Sample {
-        Sample {
-            run_id: "r1".into(),
-            ..Sample::new(platform, "ready", metric, i, v)
-        }
+        Sample { run_id: "r1".into(), ..Sample::new(platform, "ready", metric, i, v) }
     }
 
     #[test]

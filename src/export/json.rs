@@ -32,26 +32,14 @@ pub struct EnvDoc {
 
 /// Writes env.json.
 pub fn write_env(path: &Path, doc: &EnvDoc) -> Result<(), ExportError> {
-    let text = serde_json::to_string_pretty(doc).map_err(|source| ExportError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    std::fs::write(path, text + "\n").map_err(|source| ExportError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    let text = serde_json::to_string_pretty(doc).map_err(|source| ExportError::Json { path: path.to_path_buf(), source })?;
+    std::fs::write(path, text + "\n").map_err(|source| ExportError::Write { path: path.to_path_buf(), source })
 }
 
 /// Reads env.json back.
 pub fn read_env(path: &Path) -> Result<EnvDoc, ExportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ExportError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| ExportError::Json {
-        path: path.to_path_buf(),
-        source,
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| ExportError::Read { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|source| ExportError::Json { path: path.to_path_buf(), source })
 }
 
 /// The git revision versus was built from, if known at build time.

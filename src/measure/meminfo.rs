@@ -8,11 +8,7 @@ pub fn meminfo(key: &str) -> Option<u64> {
 
 /// Parses `key` (e.g. `MemAvailable:`) from a /proc/meminfo text, in bytes.
 pub fn parse_meminfo(text: &str, key: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
+    text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse::<u64>().ok()).map(|kb| kb * 1024)
 }
 
 /// The host's MemAvailable, in bytes; `None` before Linux 3.14 or without /proc.

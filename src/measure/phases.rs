@@ -27,11 +27,7 @@ impl Boot {
             phases.push((name, (t - prev) as f64 / 1e6));
             prev = t;
         }
-        Boot {
-            start_ns,
-            ready_ns: prev,
-            phases,
-        }
+        Boot { start_ns, ready_ns: prev, phases }
     }
 
     /// Total boot time in ms.

@@ -14,10 +14,7 @@ pub struct PssRss {
 impl std::ops::Add for PssRss {
     type Output = PssRss;
     fn add(self, o: PssRss) -> PssRss {
-        PssRss {
-            pss: self.pss + o.pss,
-            rss: self.rss + o.rss,
-        }
+        PssRss { pss: self.pss + o.pss, rss: self.rss + o.rss }
     }
 }
 
@@ -32,10 +29,7 @@ pub struct Smaps {
 impl Smaps {
     /// What lies outside the ranges.
     pub fn outside(&self) -> PssRss {
-        PssRss {
-            pss: self.total.pss.saturating_sub(self.in_ranges.pss),
-            rss: self.total.rss.saturating_sub(self.in_ranges.rss),
-        }
+        PssRss { pss: self.total.pss.saturating_sub(self.in_ranges.pss), rss: self.total.rss.saturating_sub(self.in_ranges.rss) }
     }
 }
 
@@ -114,30 +108,12 @@ mod tests {
     #[test]
     fn parses_rollup_and_per_mapping_text() {
         let rollup_text = "55d0-7ffd ---p 00000000 00:00 0 [rollup]\nRss:                1024 kB\nPss:                 600 kB\nPss_Anon: 500 kB\n";
-        assert_eq!(
-            parse(rollup_text, &[]).unwrap().total,
-            PssRss {
-                pss: 600 * 1024,
-                rss: 1024 * 1024
-            }
-        );
+        assert_eq!(parse(rollup_text, &[]).unwrap().total, PssRss { pss: 600 * 1024, rss: 1024 * 1024 });
         let smaps = "55d000000000-55d000001000 r-xp 00000000 08:01 1 /bin/x\nRss:                   8 kB\nPss:                   4 kB\n\
 7f0000000000-7f0000600000 rw-p 00000000 00:00 0\nRss:                2048 kB\nPss:                2048 kB\n";
         let s = parse(smaps, &[(0x7f00_0000_0000, 0x60_0000)]).unwrap();
-        assert_eq!(
-            s.total,
-            PssRss {
-                pss: 2052 * 1024,
-                rss: 2056 * 1024
-            }
-        );
-        assert_eq!(
-            s.in_ranges,
-            PssRss {
-                pss: 2048 * 1024,
-                rss: 2048 * 1024
-            }
-        );
+        assert_eq!(s.total, PssRss { pss: 2052 * 1024, rss: 2056 * 1024 });
+        assert_eq!(s.in_ranges, PssRss { pss: 2048 * 1024, rss: 2048 * 1024 });
         assert_eq!(s.outside(), PssRss { pss: 4 * 1024, rss: 8 * 1024 });
     }
 

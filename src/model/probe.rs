@@ -93,9 +93,7 @@ impl SurfaceKind {
     }
     /// The kind of a `surface.*` metric.
     pub fn of(metric: &Metric) -> Option<SurfaceKind> {
-        [SurfaceKind::HostSyscalls, SurfaceKind::VmExitKinds, SurfaceKind::VmmHostCalls]
-            .into_iter()
-            .find(|k| k.metric() == *metric)
+        [SurfaceKind::HostSyscalls, SurfaceKind::VmExitKinds, SurfaceKind::VmmHostCalls].into_iter().find(|k| k.metric() == *metric)
     }
 }
 

@@ -24,23 +24,12 @@ impl Sample {
     /// A row in the metric's own unit.
     pub fn new(platform: &str, workload: &str, metric: Metric, iteration: u32, value: f64) -> Sample {
         let unit = metric.unit().to_string();
-        Sample {
-            run_id: String::new(),
-            platform: platform.into(),
-            workload: workload.into(),
-            metric,
-            unit,
-            iteration,
-            value,
-        }
+        Sample { run_id: String::new(), platform: platform.into(), workload: workload.into(), metric, unit, iteration, value }
     }
 
     /// A row in another unit than the metric's (e.g. `bytes_apparent`).
     pub fn with_unit(platform: &str, workload: &str, metric: Metric, unit: &str, iteration: u32, value: f64) -> Sample {
-        Sample {
-            unit: unit.into(),
-            ..Sample::new(platform, workload, metric, iteration, value)
-        }
+        Sample { unit: unit.into(), ..Sample::new(platform, workload, metric, iteration, value) }
     }
 }
 

@@ -72,14 +72,7 @@ impl ChildWorkload {
         // Non-blocking so a crash report never waits on a child that holds
         // its stderr open.
         let _ = nix::fcntl::fcntl(&stderr, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-        ChildWorkload {
-            pid: Some(pid),
-            channel,
-            stderr: Some(File::from(stderr)),
-            control: Some(control),
-            timeout,
-            exit: None,
-        }
+        ChildWorkload { pid: Some(pid), channel, stderr: Some(File::from(stderr)), control: Some(control), timeout, exit: None }
     }
 
     pub fn pid(&self) -> Option<Pid> {
@@ -138,10 +131,7 @@ impl ChildWorkload {
             Ok(s) => describe(&s),
             Err(e) => format!("{what}; {e}"),
         };
-        LaunchError::Crashed {
-            status: format!("{what}: {status}"),
-            stderr: self.stderr_text(),
-        }
+        LaunchError::Crashed { status: format!("{what}: {status}"), stderr: self.stderr_text() }
     }
 
     /// The exit status, if the child has been reaped.

@@ -24,11 +24,7 @@ pub const FAKE_A: PlatformInfo = PlatformInfo {
     memory: MemoryAccounting::OwnProcesses,
     baseline: false,
 };
-pub const FAKE_B: PlatformInfo = PlatformInfo {
-    name: "fake-b",
-    colour: (4, 5, 6),
-    ..FAKE_A
-};
+pub const FAKE_B: PlatformInfo = PlatformInfo { name: "fake-b", colour: (4, 5, 6), ..FAKE_A };
 
 /// What happens at the launch with a given (0-based) number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +64,7 @@ pub struct FakePlatform {
 
 impl FakePlatform {
     pub fn new(info: &'static PlatformInfo, log: Arc<Log>) -> FakePlatform {
-        FakePlatform {
-            info,
-            log,
-            boot_ms: 1.0,
-            faults: Vec::new(),
-            count: AtomicUsize::new(0),
-        }
+        FakePlatform { info, log, boot_ms: 1.0, faults: Vec::new(), count: AtomicUsize::new(0) }
     }
     /// The same, with `fault` at launch number `at`.
     pub fn with_fault(mut self, at: usize, fault: Fault) -> FakePlatform {
@@ -97,12 +87,7 @@ impl Platform for FakePlatform {
         }
         let fault = self.faults.iter().find(|(at, _)| *at == k).map(|f| f.1);
         match fault {
-            Some(Fault::Fail) => {
-                return Err(LaunchError::Crashed {
-                    status: format!("fake launch {k} fails"),
-                    stderr: String::new(),
-                })
-            }
+            Some(Fault::Fail) => return Err(LaunchError::Crashed { status: format!("fake launch {k} fails"), stderr: String::new() }),
             Some(Fault::Interrupt) => crate::interrupt::request(),
             _ => {}
         }
@@ -114,21 +99,12 @@ impl Platform for FakePlatform {
             result.fields.insert("workload".into(), w.name().into());
             result.fields.insert("elapsed_ns".into(), "2000000".into());
             if let Workload::Cpu { rounds } = w {
-                let sum = if fault == Some(Fault::WrongChecksum) {
-                    "0".repeat(16)
-                } else {
-                    expected_cpu_checksum(rounds)
-                };
+                let sum = if fault == Some(Fault::WrongChecksum) { "0".repeat(16) } else { expected_cpu_checksum(rounds) };
                 result.fields.insert("checksum".into(), sum);
             }
         }
         self.log.live.fetch_add(1, Ordering::SeqCst);
-        Ok(Box::new(FakeInstance {
-            boot,
-            result,
-            log: self.log.clone(),
-            stopped: false,
-        }))
+        Ok(Box::new(FakeInstance { boot, result, log: self.log.clone(), stopped: false }))
     }
 }
 
@@ -148,10 +124,7 @@ impl Instance for FakeInstance {
         Vec::new()
     }
     fn finish(&mut self) -> Result<Finished> {
-        Ok(Finished {
-            results: vec![self.result.clone()],
-            ..Finished::default()
-        })
+        Ok(Finished { results: vec![self.result.clone()], ..Finished::default() })
     }
     fn stop(mut self: Box<Self>) -> Result<f64> {
         self.stopped = true;

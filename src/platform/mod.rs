@@ -38,11 +38,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            memory_bytes: 1 << 30,
-            pids: 128,
-            cpus: 1.0,
-        }
+        Limits { memory_bytes: 1 << 30, pids: 128, cpus: 1.0 }
     }
 }
 
@@ -53,16 +49,27 @@ pub struct LaunchSpec {
     /// Bound on every wait of the launch (ready, results, exit).
     pub timeout: Duration,
     pub limits: Limits,
+    /// Cgroup controls asked of platforms whose instances do not always
+    /// have a cgroup of their own (a plain process, a VMM process), so that
+    /// every row is measured the same way. A container always has one.
+    pub cgroup: CgroupNeeds,
 }
 
 impl LaunchSpec {
     pub fn new(workload: WorkloadSpec) -> LaunchSpec {
-        LaunchSpec {
-            workload,
-            timeout: Duration::from_secs(30),
-            limits: Limits::default(),
-        }
+        LaunchSpec { workload, timeout: Duration::from_secs(30), limits: Limits::default(), cgroup: CgroupNeeds::default() }
     }
+}
+
+/// Which controls of an instance's own cgroup a measurement needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupNeeds {
+    /// A memory cgroup of its own, so that `mem.cgroup` is its charge (the
+    /// memory and density experiments ask for it).
+    pub memory: bool,
+    /// The CPU quota of [`Limits::cpus`] (the interference neighbours ask
+    /// for it: every neighbour gets the same CPU).
+    pub cpu: bool,
 }
 
 /// What a finished workload reported.
@@ -115,10 +122,7 @@ pub enum AttackSurface {
     HostSyscalls,
     /// The VM exits its VMM serves and the host calls it answers; every
     /// other exit ends the guest.
-    VmExits {
-        exit_kinds: &'static [&'static str],
-        host_calls: &'static [&'static str],
-    },
+    VmExits { exit_kinds: &'static [&'static str], host_calls: &'static [&'static str] },
 }
 
 /// What an instance needs on disk (difference 2), as the footprint

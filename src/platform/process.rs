@@ -38,9 +38,7 @@ pub struct ProcessPlatform {
 
 impl ProcessPlatform {
     pub fn new() -> Result<ProcessPlatform> {
-        Ok(ProcessPlatform {
-            guest: EmbeddedProgram::guest().map_err(|e| LaunchError::io("writing the workload program to a temp dir", e))?,
-        })
+        Ok(ProcessPlatform { guest: EmbeddedProgram::guest().map_err(|e| LaunchError::io("writing the workload program to a temp dir", e))? })
     }
 }
 
@@ -55,10 +53,7 @@ impl Platform for ProcessPlatform {
         vec![Storage::Shared(vec![self.guest.path()])]
     }
     fn notes(&self) -> Vec<String> {
-        vec![
-            "call: one getpid() system call per round trip".into(),
-            "no isolation, no limits: the baseline".into(),
-        ]
+        vec!["call: one getpid() system call per round trip".into(), "no isolation, no limits: the baseline".into()]
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {

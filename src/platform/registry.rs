@@ -25,34 +25,13 @@ pub struct Entry {
 
 /// Every platform, in report order.
 pub static REGISTRY: &[Entry] = &[
-    Entry {
-        info: &process::INFO,
-        create: process::create,
-    },
-    Entry {
-        info: &container::INFO,
-        create: container::create,
-    },
-    Entry {
-        info: &OCI,
-        create: not_implemented_oci,
-    },
-    Entry {
-        info: &vm::bare::INFO,
-        create: vm::bare::create,
-    },
-    Entry {
-        info: &vm::bare::INPROC_INFO,
-        create: vm::bare::create_inproc,
-    },
-    Entry {
-        info: &vm::linux::INFO,
-        create: vm::linux::create,
-    },
-    Entry {
-        info: &QEMU,
-        create: not_implemented_qemu,
-    },
+    Entry { info: &process::INFO, create: process::create },
+    Entry { info: &container::INFO, create: container::create },
+    Entry { info: &OCI, create: not_implemented_oci },
+    Entry { info: &vm::bare::INFO, create: vm::bare::create },
+    Entry { info: &vm::bare::INPROC_INFO, create: vm::bare::create_inproc },
+    Entry { info: &vm::linux::INFO, create: vm::linux::create },
+    Entry { info: &QEMU, create: not_implemented_qemu },
 ];
 
 /// The OCI runtime peers (runc, crun, youki): declared, not built yet.

@@ -46,11 +46,7 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) 
     table(o, &["platform", "median", "95% CI of median", "p95", "min", "max", "outliers", "n"], &rows);
     chart_ref(o, ctx.charts, "boot", "boot latency distribution");
     chart_ref(o, ctx.charts, "phases", "boot phase breakdown");
-    let _ = writeln!(
-        o,
-        "**Finding.** On this host (workload `{w}`, median launch-to-ready), {}.",
-        and_list(&parts).replacen(" in ", " starts in ", 1)
-    );
+    let _ = writeln!(o, "**Finding.** On this host (workload `{w}`, median launch-to-ready), {}.", and_list(&parts).replacen(" in ", " starts in ", 1));
     if let Some((p, note)) = ctx.not_representative.iter().find(|(p, _)| boot_platforms.contains(p)) {
         let _ = writeln!(o, "{p}'s figure is not representative of a typical host: {note}.");
     }

@@ -22,36 +22,20 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
         vec!["kernel".into(), or_unknown(&h.kernel)],
         vec!["distribution".into(), or_unknown(&h.distribution)],
         vec!["CPU".into(), format!("{} ({} cores)", or_unknown(&h.cpu_model), h.cores)],
-        vec![
-            "memory".into(),
-            if h.memory_bytes > 0 {
-                fmt_bytes(h.memory_bytes as f64)
-            } else {
-                "unknown".into()
-            },
-        ],
+        vec!["memory".into(), if h.memory_bytes > 0 { fmt_bytes(h.memory_bytes as f64) } else { "unknown".into() }],
         vec![
             "cgroups".into(),
             format!(
                 "{} ({})",
-                serde_json::to_value(h.cgroup_mode)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
+                serde_json::to_value(h.cgroup_mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
                 h.cgroup_controllers.join(", ")
             ),
         ],
         vec!["KSM".into(), opt(&h.ksm)],
         vec!["transparent huge pages".into(), opt(&h.transparent_hugepages)],
-        vec![
-            "root / user namespaces / overlayfs".into(),
-            format!("{} / {} / {}", h.is_root, h.user_namespaces, h.overlayfs),
-        ],
+        vec!["root / user namespaces / overlayfs".into(), format!("{} / {} / {}", h.is_root, h.user_namespaces, h.overlayfs)],
         vec!["peers installed".into(), if peers.is_empty() { "none".into() } else { peers.join(", ") }],
-        vec![
-            "versus".into(),
-            format!("{} ({})", e.versus_version, e.git_revision.clone().unwrap_or_else(|| "revision unknown".into())),
-        ],
+        vec!["versus".into(), format!("{} ({})", e.versus_version, e.git_revision.clone().unwrap_or_else(|| "revision unknown".into()))],
         vec!["started".into(), civil(e.started_at_unix)],
         vec!["command".into(), format!("`{}`", e.command_line.join(" "))],
     ];

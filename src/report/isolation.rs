@@ -37,13 +37,7 @@ fn probes(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
         .map(|pr| {
             let mut row = vec![pr.clone()];
             for pl in &plats {
-                row.push(
-                    rows_in
-                        .iter()
-                        .find(|r| r.platform == *pl && r.probe == *pr)
-                        .map(|r| r.result.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                );
+                row.push(rows_in.iter().find(|r| r.platform == *pl && r.probe == *pr).map(|r| r.result.to_string()).unwrap_or_else(|| "-".into()));
             }
             row
         })
@@ -70,10 +64,7 @@ fn surface(ctx: &Ctx<'_>, o: &mut String) {
         o,
         "### Attack surface\n\nHow much of the host the workload can call into. Workloads on the host kernel count host system calls (all of them when no seccomp filter is installed); the kernel-less VM counts the kinds of VM exit and the host calls its VMM serves (every other exit ends the guest). These count different things.\n"
     );
-    let rows: Vec<Vec<String>> = surface
-        .iter()
-        .map(|(r, k)| vec![ctx.flag(&r.platform), k.describe().to_string(), format!("{:.0}", r.median)])
-        .collect();
+    let rows: Vec<Vec<String>> = surface.iter().map(|(r, k)| vec![ctx.flag(&r.platform), k.describe().to_string(), format!("{:.0}", r.median)]).collect();
     table(o, &["platform", "counted", "number"], &rows);
 }
 
@@ -97,18 +88,8 @@ fn interference(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
     let mut rows = Vec::new();
     let mut worst: Vec<(String, f64, String)> = Vec::new();
     for (pl, w) in &keys {
-        let mut row = vec![
-            ctx.flag(pl),
-            w.to_string(),
-            get(pl, w, &Metric::InterferenceAlone)
-                .map(|v| format!("{v:.2} ms"))
-                .unwrap_or_else(|| "-".into()),
-        ];
-        for (m, label) in [
-            (Metric::InterferenceCpu, "cpu hog"),
-            (Metric::InterferenceMem, "memory hog"),
-            (Metric::InterferenceFork, "fork bomb"),
-        ] {
+        let mut row = vec![ctx.flag(pl), w.to_string(), get(pl, w, &Metric::InterferenceAlone).map(|v| format!("{v:.2} ms")).unwrap_or_else(|| "-".into())];
+        for (m, label) in [(Metric::InterferenceCpu, "cpu hog"), (Metric::InterferenceMem, "memory hog"), (Metric::InterferenceFork, "fork bomb")] {
             let v = get(pl, w, &m);
             row.push(v.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into()));
             if let Some(v) = v {
@@ -122,13 +103,6 @@ fn interference(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
         rows.push(row);
     }
     table(o, &["platform", "victim", "alone", "cpu hog", "memory hog", "fork bomb"], &rows);
-    let parts: Vec<String> = worst
-        .iter()
-        .map(|(pl, v, what)| format!("{pl} slowed down at most {v:.1}x, beside a {what}"))
-        .collect();
-    let _ = writeln!(
-        o,
-        "**Finding.** {}. A fork bomb in a container is stopped by its pids limit; a plain process has none.\n",
-        and_list(&parts)
-    );
+    let parts: Vec<String> = worst.iter().map(|(pl, v, what)| format!("{pl} slowed down at most {v:.1}x, beside a {what}")).collect();
+    let _ = writeln!(o, "**Finding.** {}. A fork bomb in a container is stopped by its pids limit; a plain process has none.\n", and_list(&parts));
 }

@@ -15,15 +15,7 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) 
     }
     let rows: Vec<Vec<String>> = patch
         .iter()
-        .map(|r| {
-            vec![
-                ctx.flag(&r.platform),
-                r.workload.clone(),
-                r.metric.to_string(),
-                format!("{:.3} {}", r.median, r.unit),
-                r.n.to_string(),
-            ]
-        })
+        .map(|r| vec![ctx.flag(&r.platform), r.workload.clone(), r.metric.to_string(), format!("{:.3} {}", r.median, r.unit), r.n.to_string()])
         .collect();
     table(o, &["platform", "case", "metric", "median", "n"], &rows);
 }

@@ -112,12 +112,7 @@ impl Ctx<'_> {
 /// The whole report.md text. Deterministic: the same files give the same text.
 pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
     let mut o = String::new();
-    let run_id = f
-        .env
-        .as_ref()
-        .map(|e| e.run_id.clone())
-        .or_else(|| f.samples.first().map(|x| x.run_id.clone()))
-        .unwrap_or_default();
+    let run_id = f.env.as_ref().map(|e| e.run_id.clone()).or_else(|| f.samples.first().map(|x| x.run_id.clone())).unwrap_or_default();
     let _ = writeln!(o, "# versus report: run {run_id}\n");
     let _ = writeln!(
         o,
@@ -128,12 +123,7 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
         .iter()
         .flat_map(|e| e.platforms.iter())
         .filter(|p| p.status == RunStatus::Ran && !p.representative)
-        .map(|p| {
-            (
-                p.platform.clone(),
-                p.representative_note.clone().unwrap_or_else(|| "not representative on this host".into()),
-            )
-        })
+        .map(|p| (p.platform.clone(), p.representative_note.clone().unwrap_or_else(|| "not representative on this host".into())))
         .collect();
     let ctx = Ctx { f, charts, not_representative };
     let mut missing: Vec<String> = Vec::new();

@@ -11,13 +11,7 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String, missing: &[String]) {
     if let Some(e) = &ctx.f.env {
         for p in &e.platforms {
             if p.status != RunStatus::Ran {
-                let _ = writeln!(
-                    o,
-                    "- `{}` {}: {}",
-                    p.platform,
-                    p.status,
-                    p.reason.clone().unwrap_or_else(|| "no reason recorded".into())
-                );
+                let _ = writeln!(o, "- `{}` {}: {}", p.platform, p.status, p.reason.clone().unwrap_or_else(|| "no reason recorded".into()));
                 any = true;
             }
         }

@@ -39,32 +39,16 @@ fn memory(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
         let over = median_of(s, p, None, &Metric::MemOverhead, None);
         let cg = median_of(s, p, None, &Metric::MemCgroup, None);
         let vmm = median_of(s, p, None, &Metric::MemVmm, None);
-        let w = s
-            .iter()
-            .find(|x| x.platform == *p && x.metric == Metric::MemHost)
-            .map(|x| x.workload.clone())
-            .unwrap_or_default();
+        let w = s.iter().find(|x| x.platform == *p && x.metric == Metric::MemHost).map(|x| x.workload.clone()).unwrap_or_default();
         let or_dash = |v: Option<f64>| v.map(fmt_bytes).unwrap_or_else(|| "-".into());
-        rows.push(vec![
-            ctx.flag(p),
-            w,
-            fmt_bytes(med),
-            or_dash(over),
-            or_dash(cg),
-            or_dash(vmm),
-            host.len().to_string(),
-        ]);
+        rows.push(vec![ctx.flag(p), w, fmt_bytes(med), or_dash(over), or_dash(cg), or_dash(vmm), host.len().to_string()]);
         if p != baseline {
             if let Some(ov) = over {
                 finding_parts.push(format!("{} adds {} per instance", p, fmt_bytes(ov)));
             }
         }
     }
-    table(
-        o,
-        &["platform", "workload", "mem.host (median PSS)", "mem.overhead", "mem.cgroup", "mem.vmm", "n"],
-        &rows,
-    );
+    table(o, &["platform", "workload", "mem.host (median PSS)", "mem.overhead", "mem.cgroup", "mem.vmm", "n"], &rows);
     chart_ref(o, ctx.charts, "memory", "memory per instance");
     let mut finding = String::from("**Finding.** ");
     match base {
@@ -114,11 +98,7 @@ fn density(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
             parts.push(format!("{p}: {} each at N={n}, launched at {r:.0}/s", fmt_bytes(*v)));
         }
     }
-    table(
-        o,
-        &["platform", "N", "MemAvailable drop per instance", "PSS per instance", "launches per second"],
-        &rows,
-    );
+    table(o, &["platform", "N", "MemAvailable drop per instance", "PSS per instance", "launches per second"], &rows);
     chart_ref(o, ctx.charts, "density", "density curve");
     let _ = writeln!(
         o,
@@ -137,14 +117,7 @@ fn compute(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
         for p in platforms_with(s, &m) {
             if let Some(r) = ctx.summary_of(&p, &m) {
                 let vs = ctx.summary_of(baseline, &m).map(|b| ratio(r.median, b.median)).unwrap_or_else(|| "-".into());
-                rows.push(vec![
-                    m.to_string(),
-                    ctx.flag(&p),
-                    format!("{:.3} {unit}", r.median),
-                    format!("{:.3} {unit}", r.p95),
-                    vs.clone(),
-                    r.n.to_string(),
-                ]);
+                rows.push(vec![m.to_string(), ctx.flag(&p), format!("{:.3} {unit}", r.median), format!("{:.3} {unit}", r.p95), vs.clone(), r.n.to_string()]);
                 if m == Metric::Call && p != baseline {
                     parts.push(format!("a round trip from {p} costs {vs} of the process's system call"));
                 }
@@ -158,10 +131,7 @@ fn compute(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
     let _ = writeln!(o, "### Compute and calls against the plain process\n");
     table(o, &["metric", "platform", "median", "p95", "vs process", "n"], &rows);
     if !parts.is_empty() {
-        let _ = writeln!(
-            o,
-            "**Finding.** {}. See each platform's notes for what its `call` is (a host system call, or a VM exit to the VMM).\n",
-            and_list(&parts)
-        );
+        let _ =
+            writeln!(o, "**Finding.** {}. See each platform's notes for what its `call` is (a host system call, or a VM exit to the VMM).\n", and_list(&parts));
     }
 }

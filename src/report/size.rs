@@ -31,33 +31,14 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) 
         rows.push(vec![
             ctx.flag(p),
             m.clone(),
-            format!(
-                "{} ({})",
-                fmt_bytes(get(Metric::ImageShared, "bytes")),
-                fmt_bytes(get(Metric::ImageShared, "bytes_apparent"))
-            ),
-            format!(
-                "{} ({})",
-                fmt_bytes(get(Metric::ImagePerInstance, "bytes")),
-                fmt_bytes(get(Metric::ImagePerInstance, "bytes_apparent"))
-            ),
+            format!("{} ({})", fmt_bytes(get(Metric::ImageShared, "bytes")), fmt_bytes(get(Metric::ImageShared, "bytes_apparent"))),
+            format!("{} ({})", fmt_bytes(get(Metric::ImagePerInstance, "bytes")), fmt_bytes(get(Metric::ImagePerInstance, "bytes_apparent"))),
             fmt_bytes(get(Metric::ImageTotal, "bytes")),
             format!("{} at N={nmax}", fmt_bytes(tmax)),
         ]);
         parts.push(format!("{p} ({m}) adds {} per instance", fmt_bytes(get(Metric::ImagePerInstance, "bytes"))));
     }
-    table(
-        o,
-        &[
-            "platform",
-            "storage",
-            "shared: allocated (apparent)",
-            "per instance: allocated (apparent)",
-            "1 instance",
-            "N instances",
-        ],
-        &rows,
-    );
+    table(o, &["platform", "storage", "shared: allocated (apparent)", "per instance: allocated (apparent)", "1 instance", "N instances"], &rows);
     chart_ref(o, ctx.charts, "footprint", "footprint vs N");
     let _ = writeln!(
         o,

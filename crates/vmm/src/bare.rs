@@ -78,20 +78,10 @@ pub fn parse_elf(b: &'static [u8]) -> std::result::Result<Image, VmError> {
             return Err(bad("truncated program header"));
         };
         if paddr < abi::IMAGE_BASE || paddr.saturating_add(memsz) > abi::IMAGE_LIMIT || filesz > memsz {
-            return Err(bad(&format!(
-                "segment {paddr:#x}+{memsz:#x} outside the image area {:#x}..{:#x}",
-                abi::IMAGE_BASE,
-                abi::IMAGE_LIMIT
-            )));
+            return Err(bad(&format!("segment {paddr:#x}+{memsz:#x} outside the image area {:#x}..{:#x}", abi::IMAGE_BASE, abi::IMAGE_LIMIT)));
         }
-        let data = b
-            .get(off as usize..(off + filesz) as usize)
-            .ok_or_else(|| bad("segment beyond the end of the file"))?;
-        segments.push(Segment {
-            addr: paddr,
-            data,
-            mem_size: memsz,
-        });
+        let data = b.get(off as usize..(off + filesz) as usize).ok_or_else(|| bad("segment beyond the end of the file"))?;
+        segments.push(Segment { addr: paddr, data, mem_size: memsz });
     }
     if !segments.iter().any(|s| entry >= s.addr && entry < s.addr + s.mem_size) {
         return Err(bad("entry point outside every segment"));
@@ -206,8 +196,7 @@ impl BareVm {
 
         layout::write_tables(&mem)?;
         for s in &image.segments {
-            mem.write_slice(s.data, GuestAddress(s.addr))
-                .map_err(|e| VmError::Image(format!("loading a segment at {:#x}: {e}", s.addr)))?;
+            mem.write_slice(s.data, GuestAddress(s.addr)).map_err(|e| VmError::Image(format!("loading a segment at {:#x}: {e}", s.addr)))?;
         }
         let t_img = now_ns();
 
@@ -231,30 +220,17 @@ impl BareVm {
             instance_id,
             ram_size: ram,
         };
-        mem.write_slice(&args.to_bytes(), GuestAddress(abi::BOOT_ARGS_ADDR))
-            .map_err(|e| VmError::Image(format!("writing the boot block: {e}")))?;
+        mem.write_slice(&args.to_bytes(), GuestAddress(abi::BOOT_ARGS_ADDR)).map_err(|e| VmError::Image(format!("writing the boot block: {e}")))?;
         let sregs = cpu.get_sregs().map_err(|e| VmError::kvm("KVM_GET_SREGS", e))?;
-        cpu.set_sregs(&layout::long_mode_sregs(sregs, Cpl::Three))
-            .map_err(|e| VmError::kvm("KVM_SET_SREGS", e))?;
-        cpu.set_regs(&layout::entry_regs(image.entry, abi::STACK_TOP - 8))
-            .map_err(|e| VmError::kvm("KVM_SET_REGS", e))?;
+        cpu.set_sregs(&layout::long_mode_sregs(sregs, Cpl::Three)).map_err(|e| VmError::kvm("KVM_SET_SREGS", e))?;
+        cpu.set_regs(&layout::entry_regs(image.entry, abi::STACK_TOP - 8)).map_err(|e| VmError::kvm("KVM_SET_REGS", e))?;
 
         let host = Arc::new(Mutex::new(HostCall::new(mem.clone(), instance_id)));
         let mut bus = Bus::new();
-        bus.add_pio(abi::PORT_FIRST, abi::PORT_COUNT, host.clone())
-            .map_err(|e| VmError::VmmProcess(e.to_string()))?;
+        bus.add_pio(abi::PORT_FIRST, abi::PORT_COUNT, host.clone()).map_err(|e| VmError::VmmProcess(e.to_string()))?;
         let t_cpu = now_ns();
 
-        let mut vm = BareVm {
-            vcpu: cpu,
-            vm: vmfd,
-            bus,
-            host,
-            mem,
-            boot: BootMarks::default(),
-            timeout,
-            finished: false,
-        };
+        let mut vm = BareVm { vcpu: cpu, vm: vmfd, bus, host, mem, boot: BootMarks::default(), timeout, finished: false };
         let ready_ns = match vm.resume("signal ready")? {
             Event::Ready(t) => t,
             Event::Done | Event::Idle => {
@@ -264,13 +240,7 @@ impl BareVm {
         };
         vm.boot = BootMarks {
             start_ns: start,
-            marks: vec![
-                ("vm_create", t_vm),
-                ("guest_memory", t_mem),
-                ("image_load", t_img),
-                ("vcpu_setup", t_cpu),
-                ("ready", ready_ns),
-            ],
+            marks: vec![("vm_create", t_vm), ("guest_memory", t_mem), ("image_load", t_img), ("vcpu_setup", t_cpu), ("ready", ready_ns)],
         };
         Ok(vm)
     }
@@ -316,12 +286,7 @@ impl BareVm {
         if !self.finished {
             match self.resume("finish")? {
                 Event::Done | Event::Idle => {}
-                Event::Ready(_) => {
-                    return Err(VmError::Protocol {
-                        line: "READY".into(),
-                        reason: "the guest signalled ready twice".into(),
-                    })
-                }
+                Event::Ready(_) => return Err(VmError::Protocol { line: "READY".into(), reason: "the guest signalled ready twice".into() }),
             }
             self.finished = true;
         }

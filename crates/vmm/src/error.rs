@@ -101,29 +101,11 @@ impl VmError {
         };
         let size = get("size").and_then(|v| v.parse().ok()).unwrap_or(0);
         Some(match get("kind")? {
-            "unknown_port" => VmError::UnknownPort {
-                port: hex("port")? as u16,
-                dir: dir("dir"),
-                size,
-                rip: hex("rip")?,
-            },
-            "mmio" => VmError::Mmio {
-                addr: hex("addr")?,
-                dir: dir("dir"),
-                size,
-                rip: hex("rip")?,
-            },
+            "unknown_port" => VmError::UnknownPort { port: hex("port")? as u16, dir: dir("dir"), size, rip: hex("rip")? },
+            "mmio" => VmError::Mmio { addr: hex("addr")?, dir: dir("dir"), size, rip: hex("rip")? },
             "shutdown" => VmError::Shutdown { rip: hex("rip")? },
-            "unexpected_exit" => VmError::UnexpectedExit {
-                exit: get("exit")?.replace('_', " "),
-                rip: hex("rip")?,
-                detail: text.unwrap_or_default(),
-            },
-            "device" => VmError::Device {
-                port: hex("port")?,
-                reason: text.unwrap_or_default(),
-                rip: hex("rip")?,
-            },
+            "unexpected_exit" => VmError::UnexpectedExit { exit: get("exit")?.replace('_', " "), rip: hex("rip")?, detail: text.unwrap_or_default() },
+            "device" => VmError::Device { port: hex("port")?, reason: text.unwrap_or_default(), rip: hex("rip")? },
             "timeout" => VmError::Timeout {
                 what: match text.as_deref() {
                     Some("signal ready") => "signal ready",
@@ -146,53 +128,23 @@ mod tests {
 
     #[test]
     fn messages_name_the_exit_and_rip() {
-        let e = VmError::UnknownPort {
-            port: 0x1234,
-            dir: "out",
-            size: 1,
-            rip: 0x10_0040,
-        };
+        let e = VmError::UnknownPort { port: 0x1234, dir: "out", size: 1, rip: 0x10_0040 };
         let s = e.to_string();
         assert!(s.contains("0x1234") && s.contains("0x100040") && s.contains("out"), "{s}");
         assert!(VmError::Shutdown { rip: 0x42 }.to_string().contains("triple fault"));
-        let t = VmError::Timeout {
-            what: "signal ready",
-            after: Duration::from_millis(5),
-        }
-        .to_string();
+        let t = VmError::Timeout { what: "signal ready", after: Duration::from_millis(5) }.to_string();
         assert!(t.contains("signal ready") && t.contains("5ms"), "{t}");
     }
 
     #[test]
     fn errors_cross_a_process_boundary() {
         let cases = [
-            VmError::UnknownPort {
-                port: 0x3f8,
-                dir: "out",
-                size: 4,
-                rip: 0x10_1234,
-            },
-            VmError::Mmio {
-                addr: 0x4000_0000,
-                dir: "read",
-                size: 4,
-                rip: 0x10_0040,
-            },
+            VmError::UnknownPort { port: 0x3f8, dir: "out", size: 4, rip: 0x10_1234 },
+            VmError::Mmio { addr: 0x4000_0000, dir: "read", size: 4, rip: 0x10_0040 },
             VmError::Shutdown { rip: 0 },
-            VmError::UnexpectedExit {
-                exit: "Hlt".into(),
-                rip: 0x10,
-                detail: "a b\nc".into(),
-            },
-            VmError::Device {
-                port: 0x7e1,
-                reason: "written, not read".into(),
-                rip: 0x99,
-            },
-            VmError::Timeout {
-                what: "signal ready",
-                after: Duration::from_millis(1500),
-            },
+            VmError::UnexpectedExit { exit: "Hlt".into(), rip: 0x10, detail: "a b\nc".into() },
+            VmError::Device { port: 0x7e1, reason: "written, not read".into(), rip: 0x99 },
+            VmError::Timeout { what: "signal ready", after: Duration::from_millis(1500) },
             VmError::Aborted("guest panic: x=1".into()),
             VmError::Interrupted,
         ];

@@ -54,14 +54,7 @@ pub struct HostCall {
 
 impl HostCall {
     pub fn new(mem: GuestMemoryMmap, instance_id: u64) -> HostCall {
-        HostCall {
-            mem,
-            instance_id,
-            received: Vec::new(),
-            event: None,
-            error: None,
-            calls: 0,
-        }
+        HostCall { mem, instance_id, received: Vec::new(), event: None, error: None, calls: 0 }
     }
 
     /// Takes what paused the loop: the event, or the guest's error.
@@ -78,9 +71,7 @@ impl HostCall {
             return Err(format!("line length {len} exceeds the {MAILBOX_SIZE}-byte mailbox"));
         }
         let mut buf = vec![0u8; len as usize];
-        self.mem
-            .read_slice(&mut buf, GuestAddress(MAILBOX_ADDR))
-            .map_err(|e| format!("reading the mailbox: {e}"))?;
+        self.mem.read_slice(&mut buf, GuestAddress(MAILBOX_ADDR)).map_err(|e| format!("reading the mailbox: {e}"))?;
         let text = String::from_utf8_lossy(&buf);
         let line = text.trim_end_matches(['\n', '\r']);
         match Message::parse(line) {
@@ -97,10 +88,7 @@ impl HostCall {
                 Ok(Flow::Continue)
             }
             Err(e) => {
-                self.error = Some(VmError::Protocol {
-                    line: line.to_string(),
-                    reason: e.to_string(),
-                });
+                self.error = Some(VmError::Protocol { line: line.to_string(), reason: e.to_string() });
                 Ok(Flow::Pause)
             }
         }

@@ -65,10 +65,8 @@ fn gdt() -> [u64; 7] {
 /// beyond RAM then reaches the VMM as an MMIO exit rather than a page
 /// fault).
 pub fn write_tables(mem: &GuestMemoryMmap) -> Result<(), VmError> {
-    let w = |addr: u64, bytes: &[u8]| {
-        mem.write_slice(bytes, GuestAddress(addr))
-            .map_err(|e| VmError::Image(format!("writing the page tables at {addr:#x}: {e}")))
-    };
+    let w =
+        |addr: u64, bytes: &[u8]| mem.write_slice(bytes, GuestAddress(addr)).map_err(|e| VmError::Image(format!("writing the page tables at {addr:#x}: {e}")));
     let mut buf = Vec::with_capacity(4096);
     for d in gdt() {
         buf.extend_from_slice(&d.to_le_bytes());
@@ -157,21 +155,7 @@ pub fn long_mode_sregs(base: kvm_sregs, cpl: Cpl) -> kvm_sregs {
         unusable: 0,
         padding: 0,
     };
-    s.ldt = kvm_segment {
-        base: 0,
-        limit: 0,
-        selector: 0,
-        type_: 0x2,
-        present: 0,
-        dpl: 0,
-        db: 0,
-        s: 0,
-        l: 0,
-        g: 0,
-        avl: 0,
-        unusable: 1,
-        padding: 0,
-    };
+    s.ldt = kvm_segment { base: 0, limit: 0, selector: 0, type_: 0x2, present: 0, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0, unusable: 1, padding: 0 };
     s.gdt.base = GDT_ADDR;
     s.gdt.limit = (gdt().len() * 8 - 1) as u16;
     s.idt.base = 0;
@@ -185,12 +169,7 @@ pub fn long_mode_sregs(base: kvm_sregs, cpl: Cpl) -> kvm_sregs {
 
 /// General registers at entry: `rip`, the stack, IOPL 3.
 pub fn entry_regs(rip: u64, rsp: u64) -> kvm_regs {
-    kvm_regs {
-        rip,
-        rsp,
-        rflags: RFLAGS_IOPL3,
-        ..Default::default()
-    }
+    kvm_regs { rip, rsp, rflags: RFLAGS_IOPL3, ..Default::default() }
 }
 
 #[cfg(test)]

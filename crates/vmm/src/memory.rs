@@ -13,20 +13,14 @@ use crate::VmError;
 /// overlapping). Pages are backed on first touch, so untouched RAM costs
 /// the host nothing.
 pub fn allocate(ranges: &[(GuestAddress, usize)]) -> Result<GuestMemoryMmap, VmError> {
-    GuestMemoryMmap::from_ranges(ranges).map_err(|e| VmError::Memory {
-        bytes: ranges.iter().map(|r| r.1 as u64).sum(),
-        reason: e.to_string(),
-    })
+    GuestMemoryMmap::from_ranges(ranges).map_err(|e| VmError::Memory { bytes: ranges.iter().map(|r| r.1 as u64).sum(), reason: e.to_string() })
 }
 
 /// Registers every region of `mem` as a KVM memory slot (slot i = region i).
 /// `mem` must outlive `vm` (drop the VM first).
 pub fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
     for (slot, region) in mem.iter().enumerate() {
-        let host = region.get_host_address(MemoryRegionAddress(0)).map_err(|e| VmError::Memory {
-            bytes: region.len(),
-            reason: e.to_string(),
-        })?;
+        let host = region.get_host_address(MemoryRegionAddress(0)).map_err(|e| VmError::Memory { bytes: region.len(), reason: e.to_string() })?;
         let r = kvm_userspace_memory_region {
             slot: slot as u32,
             flags: 0,
@@ -45,13 +39,10 @@ pub fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
 /// The host virtual address ranges (start, len) of the guest RAM mappings,
 /// to exclude them when measuring the VMM's own memory.
 pub fn host_ranges(mem: &GuestMemoryMmap) -> Vec<(u64, u64)> {
-    mem.iter()
-        .filter_map(|r| r.get_host_address(MemoryRegionAddress(0)).ok().map(|p| (p as u64, r.len())))
-        .collect()
+    mem.iter().filter_map(|r| r.get_host_address(MemoryRegionAddress(0)).ok().map(|p| (p as u64, r.len()))).collect()
 }
 
 /// Whether `[addr, addr+len)` lies in guest RAM.
 pub fn in_ram(mem: &GuestMemoryMmap, addr: u64, len: u64) -> bool {
-    mem.iter()
-        .any(|r| addr >= r.start_addr().0 && addr.saturating_add(len) <= r.start_addr().0 + r.len())
+    mem.iter().any(|r| addr >= r.start_addr().0 && addr.saturating_add(len) <= r.start_addr().0 + r.len())
 }

@@ -55,11 +55,7 @@ fn rate(cpl: Cpl, start: u64, min: Duration, cap: Duration) -> Result<(u64, Dura
             return Ok((n, el));
         }
         // Aim straight for `min` when the run was long enough to extrapolate.
-        let f = if el > Duration::from_micros(500) {
-            (min.as_secs_f64() / el.as_secs_f64() * 1.2).ceil() as u64
-        } else {
-            4
-        };
+        let f = if el > Duration::from_micros(500) { (min.as_secs_f64() / el.as_secs_f64() * 1.2).ceil() as u64 } else { 4 };
         n = n.saturating_mul(f.clamp(2, 64));
     }
 }

@@ -49,8 +49,7 @@ impl TinyVm {
         let mem = memory::allocate(&[(GuestAddress(0), ram as usize)])?;
         memory::register(&vmfd, &mem)?;
         layout::write_tables(&mem)?;
-        mem.write_slice(code, GuestAddress(abi::IMAGE_BASE))
-            .map_err(|e| VmError::Image(format!("writing code: {e}")))?;
+        mem.write_slice(code, GuestAddress(abi::IMAGE_BASE)).map_err(|e| VmError::Image(format!("writing code: {e}")))?;
         let cpu = vcpu::create_vcpu(&vmfd, 0)?;
         let s = cpu.get_sregs().map_err(|e| VmError::kvm("KVM_GET_SREGS", e))?;
         cpu.set_sregs(&layout::long_mode_sregs(s, cpl)).map_err(|e| VmError::kvm("KVM_SET_SREGS", e))?;
@@ -58,15 +57,8 @@ impl TinyVm {
         regs.rdx = PORT_EXIT as u64;
         cpu.set_regs(&regs).map_err(|e| VmError::kvm("KVM_SET_REGS", e))?;
         let mut bus = Bus::new();
-        bus.add_pio(PORT_EXIT, 1, Arc::new(Mutex::new(ExitPort)))
-            .map_err(|e| VmError::VmmProcess(e.to_string()))?;
-        Ok(TinyVm {
-            vcpu: cpu,
-            _vm: vmfd,
-            bus,
-            _mem: mem,
-            regs,
-        })
+        bus.add_pio(PORT_EXIT, 1, Arc::new(Mutex::new(ExitPort))).map_err(|e| VmError::VmmProcess(e.to_string()))?;
+        Ok(TinyVm { vcpu: cpu, _vm: vmfd, bus, _mem: mem, regs })
     }
 
     /// Runs from the entry point with `rcx = rcx` until the exit port is
@@ -89,11 +81,7 @@ impl TinyVm {
 /// to the first port-I/O exit; nothing else (no image, no protocol).
 /// Returns the elapsed ns.
 pub fn raw_floor_ns() -> Result<u64, VmError> {
-    let ram = crate::bare::GuestRun {
-        mode: crate::abi::mode::READY,
-        param: 0,
-    }
-    .ram_bytes();
+    let ram = crate::bare::GuestRun { mode: crate::abi::mode::READY, param: 0 }.ram_bytes();
     let t = std::time::Instant::now();
     let mut vm = TinyVm::new(&FLOOR_CODE, Cpl::Three, ram)?;
     vm.run(Duration::from_secs(10))?;

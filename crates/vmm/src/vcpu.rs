@@ -25,9 +25,7 @@ pub fn supported_cpuid() -> Result<&'static CpuId, VmError> {
     if let Some(c) = CPUID.get() {
         return Ok(c);
     }
-    let c = crate::vm::kvm()?
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(|e| VmError::kvm("KVM_GET_SUPPORTED_CPUID", e))?;
+    let c = crate::vm::kvm()?.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| VmError::kvm("KVM_GET_SUPPORTED_CPUID", e))?;
     let _ = CPUID.set(c);
     CPUID.get().ok_or_else(|| VmError::VmmProcess("the CPUID table vanished".into()))
 }
@@ -60,12 +58,7 @@ pub struct RunLimit {
 
 impl RunLimit {
     pub fn new(timeout: Duration, what: &'static str) -> RunLimit {
-        RunLimit {
-            deadline: Instant::now() + timeout,
-            what,
-            timeout,
-            hlt_pauses: false,
-        }
+        RunLimit { deadline: Instant::now() + timeout, what, timeout, hlt_pauses: false }
     }
 }
 
@@ -105,21 +98,14 @@ pub fn run(vcpu: &mut VcpuFd, bus: &Bus, limit: &RunLimit) -> Result<Paused, VmE
             Ok(VcpuExit::Shutdown) => return Err(VmError::Shutdown { rip: rip(vcpu) }),
             Ok(other) => {
                 let exit = format!("{other:?}");
-                return Err(VmError::UnexpectedExit {
-                    exit,
-                    rip: rip(vcpu),
-                    detail: String::new(),
-                });
+                return Err(VmError::UnexpectedExit { exit, rip: rip(vcpu), detail: String::new() });
             }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 if crate::interrupt::requested() {
                     return Err(VmError::Interrupted);
                 }
                 if Instant::now() >= limit.deadline {
-                    return Err(VmError::Timeout {
-                        what: limit.what,
-                        after: limit.timeout,
-                    });
+                    return Err(VmError::Timeout { what: limit.what, after: limit.timeout });
                 }
                 continue;
             }
@@ -132,23 +118,9 @@ pub fn run(vcpu: &mut VcpuFd, bus: &Bus, limit: &RunLimit) -> Result<Paused, VmE
         };
         let rip = rip(vcpu);
         return Err(match dir {
-            "dev" => VmError::Device {
-                port: where_,
-                reason: what,
-                rip,
-            },
-            "in" | "out" => VmError::UnknownPort {
-                port: where_ as u16,
-                dir,
-                size: what.parse().unwrap_or(0),
-                rip,
-            },
-            _ => VmError::Mmio {
-                addr: where_,
-                dir,
-                size: what.parse().unwrap_or(0),
-                rip,
-            },
+            "dev" => VmError::Device { port: where_, reason: what, rip },
+            "in" | "out" => VmError::UnknownPort { port: where_ as u16, dir, size: what.parse().unwrap_or(0), rip },
+            _ => VmError::Mmio { addr: where_, dir, size: what.parse().unwrap_or(0), rip },
         });
     }
 }
@@ -189,14 +161,8 @@ thread_local! {
 }
 
 fn set_timer(t: libc::timer_t, first: Duration, period: Duration) -> Result<(), VmError> {
-    let ts = |d: Duration| libc::timespec {
-        tv_sec: d.as_secs() as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    };
-    let spec = libc::itimerspec {
-        it_interval: ts(period),
-        it_value: ts(first),
-    };
+    let ts = |d: Duration| libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
+    let spec = libc::itimerspec { it_interval: ts(period), it_value: ts(first) };
     // SAFETY: `t` is a live timer of this thread; `spec` is a valid itimerspec.
     if unsafe { libc::timer_settime(t, 0, &spec, std::ptr::null_mut()) } != 0 {
         return Err(VmError::VmmProcess(format!("timer_settime: {}", std::io::Error::last_os_error())));
@@ -241,10 +207,7 @@ impl Kicker {
             *slot = Some(ThreadTimer(t));
             Ok(t)
         })?;
-        let first = deadline
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(50))
-            .max(Duration::from_micros(10));
+        let first = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)).max(Duration::from_micros(10));
         set_timer(t, first, KICK_PERIOD)?;
         Ok(Kicker(t))
     }

@@ -64,18 +64,10 @@ impl Workload {
     pub fn from_name(name: &str, param: Option<u32>) -> Option<Workload> {
         Some(match name {
             "ready" => Workload::Ready,
-            "cpu" => Workload::Cpu {
-                rounds: param.unwrap_or(DEFAULT_CPU_ROUNDS),
-            },
-            "mem" => Workload::Mem {
-                mib: param.unwrap_or(DEFAULT_MEM_MIB),
-            },
-            "call" => Workload::Call {
-                n: param.unwrap_or(DEFAULT_CALL_N),
-            },
-            "idle" => Workload::Idle {
-                mib: param.unwrap_or(DEFAULT_IDLE_MIB),
-            },
+            "cpu" => Workload::Cpu { rounds: param.unwrap_or(DEFAULT_CPU_ROUNDS) },
+            "mem" => Workload::Mem { mib: param.unwrap_or(DEFAULT_MEM_MIB) },
+            "call" => Workload::Call { n: param.unwrap_or(DEFAULT_CALL_N) },
+            "idle" => Workload::Idle { mib: param.unwrap_or(DEFAULT_IDLE_MIB) },
             _ => return None,
         })
     }

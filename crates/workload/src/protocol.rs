@@ -72,10 +72,7 @@ impl<'a> Message<'a> {
         let line = line.trim_end_matches(['\r', '\n']);
         let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
         match verb {
-            "READY" => Ok(Message::Ready {
-                t_ns: Fields(rest).get_u64("t"),
-                started_ns: Fields(rest).get_u64("started"),
-            }),
+            "READY" => Ok(Message::Ready { t_ns: Fields(rest).get_u64("t"), started_ns: Fields(rest).get_u64("started") }),
             "RESULT" => Ok(Message::Result(Fields(rest))),
             "LOG" => Ok(Message::Log(rest)),
             "ABORT" => Ok(Message::Abort(rest)),
@@ -120,11 +117,7 @@ pub struct Report {
 
 /// Writes one `RESULT` line.
 pub fn write_result(w: &mut impl Write, r: &Report) -> fmt::Result {
-    write!(
-        w,
-        "RESULT workload={} param={} elapsed_ns={} checksum={:016x}",
-        r.workload, r.param, r.elapsed_ns, r.checksum
-    )?;
+    write!(w, "RESULT workload={} param={} elapsed_ns={} checksum={:016x}", r.workload, r.param, r.elapsed_ns, r.checksum)?;
     if r.workload == "call" && r.param > 0 {
         write!(w, " per_call_ns={}", r.elapsed_ns / r.param as u64)?;
     }
@@ -188,19 +181,10 @@ mod tests {
     #[test]
     fn result_round_trips() {
         let mut b = LineBuf::<256>::new();
-        let r = Report {
-            workload: "call",
-            param: 10,
-            elapsed_ns: 1000,
-            checksum: 0xabc,
-            started_ns: Some(5),
-        };
+        let r = Report { workload: "call", param: 10, elapsed_ns: 1000, checksum: 0xabc, started_ns: Some(5) };
         write_result(&mut b, &r).unwrap();
         let line = core::str::from_utf8(b.as_bytes()).unwrap();
-        assert_eq!(
-            line,
-            "RESULT workload=call param=10 elapsed_ns=1000 checksum=0000000000000abc per_call_ns=100 started=5\n"
-        );
+        assert_eq!(line, "RESULT workload=call param=10 elapsed_ns=1000 checksum=0000000000000abc per_call_ns=100 started=5\n");
         match Message::parse(line).unwrap() {
             Message::Result(f) => {
                 assert_eq!(f.get("workload"), Some("call"));
@@ -214,13 +198,7 @@ mod tests {
 
     #[test]
     fn ready_probe_and_errors() {
-        assert_eq!(
-            Message::parse("READY t=42 started=40"),
-            Ok(Message::Ready {
-                t_ns: Some(42),
-                started_ns: Some(40)
-            })
-        );
+        assert_eq!(Message::parse("READY t=42 started=40"), Ok(Message::Ready { t_ns: Some(42), started_ns: Some(40) }));
         assert_eq!(Message::parse("READY"), Ok(Message::Ready { t_ns: None, started_ns: None }));
         let mut b = LineBuf::<64>::new();
         write_ready(&mut b, Some((9, 8))).unwrap();
@@ -229,14 +207,7 @@ mod tests {
         let mut b = LineBuf::<128>::new();
         write_probe(&mut b, "host_pids", "exposed", "saw pid 1 = systemd\nand more").unwrap();
         let line = core::str::from_utf8(b.as_bytes()).unwrap();
-        assert_eq!(
-            Message::parse(line),
-            Ok(Message::Probe {
-                id: "host_pids",
-                result: "exposed",
-                evidence: "saw pid 1 = systemd and more"
-            })
-        );
+        assert_eq!(Message::parse(line), Ok(Message::Probe { id: "host_pids", result: "exposed", evidence: "saw pid 1 = systemd and more" }));
         assert_eq!(Message::parse("HELLO"), Err(ParseError::UnknownVerb));
         assert_eq!(Message::parse("PROBE result=x"), Err(ParseError::MissingField("id")));
     }

@@ -82,13 +82,7 @@ fn exit(code: u32) -> ! {
 }
 
 fn result(name: &'static str, param: u32, elapsed_ns: u64, checksum: u64) {
-    let r = Report {
-        workload: name,
-        param,
-        elapsed_ns,
-        checksum,
-        started_ns: None,
-    };
+    let r = Report { workload: name, param, elapsed_ns, checksum, started_ns: None };
     send(|m| protocol::write_result(m, &r));
 }
 
@@ -194,11 +188,7 @@ pub extern "C" fn _start() -> ! {
                     core::ptr::write_volatile(addr as *mut u32, 0x5eed_f00d);
                     core::ptr::read_volatile(addr as *const u32)
                 };
-                probe_line(
-                    "vm.mem_outside_ram",
-                    "exposed",
-                    format_args!("a dword write to {addr:#x} was accepted (reads back {back:#x})"),
-                );
+                probe_line("vm.mem_outside_ram", "exposed", format_args!("a dword write to {addr:#x} was accepted (reads back {back:#x})"));
             }
         }
         mode::PROBE_PORT => {
@@ -295,11 +285,7 @@ fn probe() {
     let max_ext = cpuid(0x8000_0000)[0];
     let mut brand = [0u8; 48];
     let b = wl::cpu_brand(&mut brand);
-    probe_line(
-        "dev.cpu_identity",
-        "observed",
-        format_args!("brand={} vendor={} sig={sig:#x} max_ext={max_ext:#x}", Enc(b), Enc(&vendor)),
-    );
+    probe_line("dev.cpu_identity", "observed", format_args!("brand={} vendor={} sig={sig:#x} max_ext={max_ext:#x}", Enc(b), Enc(&vendor)));
 }
 
 // The ways out of user mode that `mode::PROBE_SUPERVISOR` tries (see
@@ -419,11 +405,7 @@ fn probe_supervisor(which: u32) {
     // to fault, which ends the guest.
     let v = unsafe { f() };
     let cs = read_cs();
-    probe_line(
-        "vm.supervisor",
-        "exposed",
-        format_args!("attempt {which} at {site:#x} returned {v:#x}; CS is now {cs:#x} (CPL {})", cs & 3),
-    );
+    probe_line("vm.supervisor", "exposed", format_args!("attempt {which} at {site:#x} returned {v:#x}; CS is now {cs:#x} (CPL {})", cs & 3));
 }
 
 fn probe_line(id: &str, result: &str, evidence: fmt::Arguments<'_>) {

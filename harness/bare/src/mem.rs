@@ -92,11 +92,7 @@ mod tests {
         assert!(z.iter().all(|&x| x == 0x5a));
         // SAFETY: all ranges are 4 bytes long and inside their arrays.
         let (eq, lt, gt) = unsafe {
-            (
-                memcmp(b"abcd".as_ptr(), b"abcd".as_ptr(), 4),
-                memcmp(b"abca".as_ptr(), b"abcd".as_ptr(), 4),
-                bcmp(b"abce".as_ptr(), b"abcd".as_ptr(), 4),
-            )
+            (memcmp(b"abcd".as_ptr(), b"abcd".as_ptr(), 4), memcmp(b"abca".as_ptr(), b"abcd".as_ptr(), 4), bcmp(b"abce".as_ptr(), b"abcd".as_ptr(), 4))
         };
         assert_eq!((eq, lt.signum(), gt != 0), (0, -1, true));
     }

@@ -163,10 +163,7 @@ mod tests {
 
     #[test]
     fn args_are_read_from_the_command_line() {
-        assert_eq!(
-            args_from_cmdline("console=ttyS0 versus.args=cpu,1000 quiet"),
-            Some(vec!["cpu".to_string(), "1000".to_string()])
-        );
+        assert_eq!(args_from_cmdline("console=ttyS0 versus.args=cpu,1000 quiet"), Some(vec!["cpu".to_string(), "1000".to_string()]));
         assert_eq!(args_from_cmdline("versus.args=ready\n"), Some(vec!["ready".to_string()]));
         assert_eq!(args_from_cmdline("console=ttyS0"), None);
         assert_eq!(args_from_cmdline("versus.args="), None);

@@ -132,13 +132,7 @@ fn open_channel(fd: Option<i32>) -> Option<Channel> {
 
 fn send_result(ch: &mut Channel, workload: Workload, elapsed_ns: u64, checksum: u64, started: u64) {
     let mut line = String::new();
-    let report = Report {
-        workload: workload.name(),
-        param: workload.param(),
-        elapsed_ns,
-        checksum,
-        started_ns: Some(started),
-    };
+    let report = Report { workload: workload.name(), param: workload.param(), elapsed_ns, checksum, started_ns: Some(started) };
     let _ = protocol::write_result(&mut line, &report);
     ch.send(&line);
 }

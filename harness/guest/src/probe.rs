@@ -74,11 +74,7 @@ const POLLHUP: i16 = 0x10;
 /// True once standard input is at end of file (the host asked to stop).
 /// Never blocks.
 fn stdin_closed() -> bool {
-    let mut p = PollFd {
-        fd: 0,
-        events: POLLIN,
-        revents: 0,
-    };
+    let mut p = PollFd { fd: 0, events: POLLIN, revents: 0 };
     // SAFETY: one valid pollfd, zero timeout.
     let r = unsafe { poll(&mut p, 1, 0) };
     if r <= 0 || p.revents & (POLLIN | POLLHUP) == 0 {
@@ -257,10 +253,7 @@ fn run_probes(port: u16, ch: &mut Channel) {
     }
     match std::fs::read_dir("/proc") {
         Ok(d) => {
-            let n = d
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_str().is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit())))
-                .count();
+            let n = d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_str().is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))).count();
             let _ = write!(ev, " visible={n}");
         }
         Err(e) => {
@@ -286,10 +279,8 @@ fn run_probes(port: u16, ch: &mut Channel) {
     }
 
     // proc.host_env: names and value hashes only.
-    let mut vars: Vec<String> = std::env::vars_os()
-        .take(256)
-        .map(|(k, v)| format!("{}:{:016x}", enc(&k.to_string_lossy()), fnv(v.as_encoded_bytes())))
-        .collect();
+    let mut vars: Vec<String> =
+        std::env::vars_os().take(256).map(|(k, v)| format!("{}:{:016x}", enc(&k.to_string_lossy()), fnv(v.as_encoded_bytes()))).collect();
     vars.sort();
     send(ch, "proc.host_env", &format!("count={} vars={}", vars.len(), vars.join(",")));
 
@@ -336,16 +327,11 @@ fn run_probes(port: u16, ch: &mut Channel) {
     send(ch, "net.host_unix", &format!("name=@versus-probe-{port} connect={r}"));
 
     // fs.host_root
-    let mut names: Vec<String> = std::fs::read_dir("/")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| enc(&e.file_name().to_string_lossy())).collect())
-        .unwrap_or_default();
+    let mut names: Vec<String> =
+        std::fs::read_dir("/").map(|d| d.filter_map(|e| e.ok()).map(|e| enc(&e.file_name().to_string_lossy())).collect()).unwrap_or_default();
     names.sort();
     names.truncate(40);
-    send(
-        ch,
-        "fs.host_root",
-        &format!("root={} proc1root={} listing={}", dev_ino("/"), dev_ino("/proc/1/root"), names.join(",")),
-    );
+    send(ch, "fs.host_root", &format!("root={} proc1root={} listing={}", dev_ino("/"), dev_ino("/proc/1/root"), names.join(",")));
 
     // fs.host_mounts
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo");
@@ -375,19 +361,13 @@ fn run_probes(port: u16, ch: &mut Channel) {
         "/run/k3s/containerd/containerd.sock",
         "/var/run/libvirt/libvirt-sock",
     ];
-    let found: Vec<&str> = sockets
-        .iter()
-        .copied()
-        .filter(|p| std::fs::metadata(p).map(|m| m.file_type().is_socket()).unwrap_or(false))
-        .collect();
+    let found: Vec<&str> = sockets.iter().copied().filter(|p| std::fs::metadata(p).map(|m| m.file_type().is_socket()).unwrap_or(false)).collect();
     send(ch, "fs.runtime_sockets", &format!("checked={} found={}", sockets.len(), found.join(",")));
 
     // Privileges.
     // SAFETY: getuid/geteuid take no arguments and cannot fail.
     let (uid, euid) = unsafe { (getuid(), geteuid()) };
-    let uid_map = std::fs::read_to_string("/proc/self/uid_map")
-        .map(|m| enc(m.lines().next().unwrap_or("").trim()))
-        .unwrap_or_else(|e| io_err(&e));
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map").map(|m| enc(m.lines().next().unwrap_or("").trim())).unwrap_or_else(|e| io_err(&e));
     send(ch, "priv.uid0_host", &format!("uid={uid} euid={euid} uid_map={uid_map}"));
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     match (status_field(&status, "CapEff:"), status_field(&status, "CapBnd:")) {
@@ -396,20 +376,12 @@ fn run_probes(port: u16, ch: &mut Channel) {
     }
     // SAFETY: PR_GET_SECCOMP and PR_GET_NO_NEW_PRIVS take no further arguments.
     let seccomp = unsafe { prctl(PR_GET_SECCOMP, 0, 0, 0, 0) };
-    let seccomp_ev = if seccomp < 0 {
-        format!("error=errno{}", errno())
-    } else {
-        format!("mode={seccomp}")
-    };
+    let seccomp_ev = if seccomp < 0 { format!("error=errno{}", errno()) } else { format!("mode={seccomp}") };
     let filters = status_field(&status, "Seccomp_filters:").unwrap_or_else(|| "unknown".into());
     send(ch, "priv.seccomp", &format!("{seccomp_ev} filters={filters}"));
     // SAFETY: as above.
     let nnp = unsafe { prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) };
-    send(
-        ch,
-        "priv.no_new_privs",
-        &if nnp < 0 { format!("error=errno{}", errno()) } else { format!("nnp={nnp}") },
-    );
+    send(ch, "priv.no_new_privs", &if nnp < 0 { format!("error=errno{}", errno()) } else { format!("nnp={nnp}") });
     let lsm = match std::fs::read_to_string("/proc/self/attr/current") {
         Ok(l) => format!("label={}", enc(l.trim_end_matches(['\0', '\n']))),
         Err(e) => format!("label_error={}", io_err(&e)),
@@ -423,10 +395,7 @@ fn run_probes(port: u16, ch: &mut Channel) {
             let n = f.read(&mut buf).unwrap_or(0);
             let text = String::from_utf8_lossy(&buf[..n]);
             let lines: Vec<&str> = text.lines().take(500).collect();
-            let nonzero = lines
-                .iter()
-                .filter(|l| l.split(' ').next().is_some_and(|a| a.bytes().any(|b| b != b'0')))
-                .count();
+            let nonzero = lines.iter().filter(|l| l.split(' ').next().is_some_and(|a| a.bytes().any(|b| b != b'0'))).count();
             format!("open=ok lines={} nonzero={nonzero}", lines.len())
         }
         Err(e) => format!("open={}", io_err(&e)),
@@ -436,11 +405,7 @@ fn run_probes(port: u16, ch: &mut Channel) {
     // SAFETY: `buf` is writable for its length; READ_ALL does not clear the log.
     let n = unsafe { klogctl(SYSLOG_ACTION_READ_ALL, buf.as_mut_ptr(), buf.len() as i32) };
     send(ch, "kif.dmesg", &if n >= 0 { format!("read={n}") } else { format!("read=errno{}", errno()) });
-    send(
-        ch,
-        "kif.proc_sys",
-        &format!("path=/proc/sys/kernel/core_pattern open_write={}", open_write("/proc/sys/kernel/core_pattern")),
-    );
+    send(ch, "kif.proc_sys", &format!("path=/proc/sys/kernel/core_pattern open_write={}", open_write("/proc/sys/kernel/core_pattern")));
     let sys = match &mountinfo {
         Ok(t) => t
             .lines()
@@ -448,13 +413,7 @@ fn run_probes(port: u16, ch: &mut Channel) {
                 let (a, b) = l.split_once(" - ")?;
                 let f: Vec<&str> = a.split(' ').collect();
                 let fstype = b.split(' ').next()?;
-                (f.get(4) == Some(&"/sys") && fstype == "sysfs").then(|| {
-                    if f.get(5).is_some_and(|o| o.split(',').any(|x| x == "rw")) {
-                        "rw"
-                    } else {
-                        "ro"
-                    }
-                })
+                (f.get(4) == Some(&"/sys") && fstype == "sysfs").then(|| if f.get(5).is_some_and(|o| o.split(',').any(|x| x == "rw")) { "rw" } else { "ro" })
             })
             .unwrap_or("absent")
             .to_string(),
@@ -503,27 +462,14 @@ fn run_probes(port: u16, ch: &mut Channel) {
     send(ch, "kif.hostname", &format!("hostname={} set_same={set}", enc(&host)));
     // SAFETY: settimeofday(NULL, NULL) checks CAP_SYS_TIME and sets nothing.
     let r = unsafe { syscall(SYS_SETTIMEOFDAY, std::ptr::null::<u8>(), std::ptr::null::<u8>()) };
-    send(
-        ch,
-        "kif.clock",
-        &if r == 0 {
-            "settimeofday=ok".into()
-        } else {
-            format!("settimeofday=errno{}", errno())
-        },
-    );
+    send(ch, "kif.clock", &if r == 0 { "settimeofday=ok".into() } else { format!("settimeofday=errno{}", errno()) });
 
     // Devices.
-    let mem: Vec<String> = ["/dev/mem", "/dev/kmem", "/dev/port"]
-        .iter()
-        .map(|p| format!("{}:{}", p, open_read(p)))
-        .collect();
+    let mem: Vec<String> = ["/dev/mem", "/dev/kmem", "/dev/port"].iter().map(|p| format!("{}:{}", p, open_read(p))).collect();
     send(ch, "dev.mem", &format!("open={}", mem.join(",")));
     send(ch, "dev.kvm", &format!("open={}", open_read("/dev/kvm")));
     let block = std::fs::read_dir("/dev").ok().and_then(|d| {
-        d.filter_map(|e| e.ok())
-            .find(|e| e.file_type().map(|t| t.is_block_device()).unwrap_or(false))
-            .map(|e| e.path().to_string_lossy().into_owned())
+        d.filter_map(|e| e.ok()).find(|e| e.file_type().map(|t| t.is_block_device()).unwrap_or(false)).map(|e| e.path().to_string_lossy().into_owned())
     });
     send(
         ch,
@@ -584,16 +530,7 @@ fn stress(name: &str, ms: u32, max: u32, started: u64, ch: &mut Channel) -> Exit
         "stress-mem" => "stress-mem",
         _ => "stress-fork",
     };
-    let _ = protocol::write_result(
-        &mut line,
-        &Report {
-            workload: wl,
-            param: ms,
-            elapsed_ns: el,
-            checksum: work,
-            started_ns: Some(started),
-        },
-    );
+    let _ = protocol::write_result(&mut line, &Report { workload: wl, param: ms, elapsed_ns: el, checksum: work, started_ns: Some(started) });
     ch.send(&line);
     ExitCode::SUCCESS
 }

@@ -54,11 +54,7 @@ fn main() -> ExitCode {
         Ok(v) => v,
         Err(why) => return usage(&why),
     };
-    let timeout = std::env::var("VERSUS_VMM_TIMEOUT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(Duration::from_secs(30));
+    let timeout = std::env::var("VERSUS_VMM_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis).unwrap_or(Duration::from_secs(30));
     // SAFETY: F_GETFD only queries the descriptor; no memory is passed.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         eprintln!("versus-vmm: channel fd {fd} is not open");

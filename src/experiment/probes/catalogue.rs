@@ -31,14 +31,7 @@ pub struct ProbeDef {
 }
 
 const fn p(id: &'static str, category: &'static str, question: &'static str, exposed_when: &'static str, kernel_relative: bool, scope: Scope) -> ProbeDef {
-    ProbeDef {
-        id,
-        category,
-        question,
-        exposed_when,
-        kernel_relative,
-        scope,
-    }
+    ProbeDef { id, category, question, exposed_when, kernel_relative, scope }
 }
 
 /// Every probe, in report order.
@@ -99,14 +92,7 @@ pub const CATALOGUE: &[ProbeDef] = &[
         true,
         Scope::Linux,
     ),
-    p(
-        "ns.mnt",
-        "filesystem",
-        "Does the workload share the host's mount namespace?",
-        "its mnt namespace inode is the host's",
-        true,
-        Scope::Linux,
-    ),
+    p("ns.mnt", "filesystem", "Does the workload share the host's mount namespace?", "its mnt namespace inode is the host's", true, Scope::Linux),
     p(
         "fs.runtime_sockets",
         "filesystem",
@@ -139,22 +125,8 @@ pub const CATALOGUE: &[ProbeDef] = &[
         false,
         Scope::Linux,
     ),
-    p(
-        "ns.net",
-        "network",
-        "Does the workload share the host's network namespace?",
-        "its net namespace inode is the host's",
-        true,
-        Scope::Linux,
-    ),
-    p(
-        "priv.uid0_host",
-        "privileges",
-        "Does the workload run as the host's root?",
-        "uid 0 with the identity uid map (0 0 4294967295)",
-        true,
-        Scope::Linux,
-    ),
+    p("ns.net", "network", "Does the workload share the host's network namespace?", "its net namespace inode is the host's", true, Scope::Linux),
+    p("priv.uid0_host", "privileges", "Does the workload run as the host's root?", "uid 0 with the identity uid map (0 0 4294967295)", true, Scope::Linux),
     p(
         "priv.capabilities",
         "privileges",
@@ -163,14 +135,7 @@ pub const CATALOGUE: &[ProbeDef] = &[
         true,
         Scope::Linux,
     ),
-    p(
-        "priv.seccomp",
-        "privileges",
-        "Can the workload make every system call (no seccomp filter)?",
-        "prctl(PR_GET_SECCOMP) is 0",
-        true,
-        Scope::Linux,
-    ),
+    p("priv.seccomp", "privileges", "Can the workload make every system call (no seccomp filter)?", "prctl(PR_GET_SECCOMP) is 0", true, Scope::Linux),
     p(
         "priv.no_new_privs",
         "privileges",
@@ -187,30 +152,9 @@ pub const CATALOGUE: &[ProbeDef] = &[
         true,
         Scope::Linux,
     ),
-    p(
-        "ns.user",
-        "privileges",
-        "Does the workload share the host's user namespace?",
-        "its user namespace inode is the host's",
-        true,
-        Scope::Linux,
-    ),
-    p(
-        "kif.kallsyms",
-        "kernel interfaces",
-        "Can the workload read kernel symbol addresses?",
-        "/proc/kallsyms shows non-zero addresses",
-        true,
-        Scope::Linux,
-    ),
-    p(
-        "kif.dmesg",
-        "kernel interfaces",
-        "Can the workload read the kernel log?",
-        "syslog(SYSLOG_ACTION_READ_ALL) succeeds",
-        true,
-        Scope::Linux,
-    ),
+    p("ns.user", "privileges", "Does the workload share the host's user namespace?", "its user namespace inode is the host's", true, Scope::Linux),
+    p("kif.kallsyms", "kernel interfaces", "Can the workload read kernel symbol addresses?", "/proc/kallsyms shows non-zero addresses", true, Scope::Linux),
+    p("kif.dmesg", "kernel interfaces", "Can the workload read the kernel log?", "syslog(SYSLOG_ACTION_READ_ALL) succeeds", true, Scope::Linux),
     p(
         "kif.proc_sys",
         "kernel interfaces",
@@ -275,23 +219,9 @@ pub const CATALOGUE: &[ProbeDef] = &[
         true,
         Scope::Linux,
     ),
-    p(
-        "dev.mem",
-        "devices",
-        "Can the workload open /dev/mem, /dev/kmem or /dev/port?",
-        "one of them opens read-only",
-        true,
-        Scope::Linux,
-    ),
+    p("dev.mem", "devices", "Can the workload open /dev/mem, /dev/kmem or /dev/port?", "one of them opens read-only", true, Scope::Linux),
     p("dev.kvm", "devices", "Can the workload open /dev/kvm?", "it opens", true, Scope::Linux),
-    p(
-        "dev.block",
-        "devices",
-        "Can the workload open a host block device?",
-        "a block device node under /dev opens read-only",
-        true,
-        Scope::Linux,
-    ),
+    p("dev.block", "devices", "Can the workload open a host block device?", "a block device node under /dev opens read-only", true, Scope::Linux),
     p(
         "dev.cpu_identity",
         "devices",

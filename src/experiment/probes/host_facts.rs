@@ -69,22 +69,14 @@ pub fn count_host_syscalls(kallsyms: &str) -> usize {
 /// /proc/kallsyms takes a noticeable fraction of a second).
 pub fn host_syscalls() -> Option<usize> {
     static COUNT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-    *COUNT.get_or_init(|| {
-        std::fs::read_to_string("/proc/kallsyms")
-            .ok()
-            .map(|k| count_host_syscalls(&k))
-            .filter(|n| *n > 0)
-    })
+    *COUNT.get_or_init(|| std::fs::read_to_string("/proc/kallsyms").ok().map(|k| count_host_syscalls(&k)).filter(|n| *n > 0))
 }
 
 impl HostFacts {
     /// Reads the host's values. Missing values stay `None`/empty; the
     /// probes that need them then report `error` with the reason.
     pub fn collect() -> HostFacts {
-        let mut h = HostFacts {
-            pid: std::process::id() as i32,
-            ..Default::default()
-        };
+        let mut h = HostFacts { pid: std::process::id() as i32, ..Default::default() };
         h.boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string());
         let u = nix::sys::utsname::uname().ok();
         h.release = u.as_ref().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
@@ -125,9 +117,7 @@ impl HostFacts {
             }
         }
         h.cpu_brand = cpu_brand();
-        h.env = std::env::vars_os()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), fnv(v.as_encoded_bytes())))
-            .collect();
+        h.env = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), fnv(v.as_encoded_bytes()))).collect();
         h
     }
 }

@@ -48,10 +48,7 @@ pub fn classify(platform: &str, guest: Guest, lines: &[ProbeLine], host: &HostFa
         }
     });
     let ns_shared = |kind: &str| obs(&format!("ns.{kind}")).and_then(|f| num(&f, "inode")).map(|i| Some(&i) == host.ns.get(kind));
-    let shared = Shared {
-        user: ns_shared("user"),
-        uts: ns_shared("uts"),
-    };
+    let shared = Shared { user: ns_shared("user"), uts: ns_shared("uts") };
     let mut rows = Vec::new();
     for d in CATALOGUE {
         let row = |result: Outcome, evidence: String| ProbeRow {
@@ -126,10 +123,7 @@ fn kernel_shared(f: &BTreeMap<String, String>, h: &HostFacts) -> Verdict {
     }
     match (f.get("boot_id"), &h.boot_id) {
         (Some(g), Some(b)) if g == b => (Outcome::Exposed, format!("boot id {g} is the host's ({uname})")),
-        (Some(g), Some(b)) => (
-            Outcome::Isolated,
-            format!("boot id {g}, host's {b} ({uname}; host {} {})", h.release, h.version),
-        ),
+        (Some(g), Some(b)) => (Outcome::Isolated, format!("boot id {g}, host's {b} ({uname}; host {} {})", h.release, h.version)),
         (Some(_), None) => (Outcome::Error, "the host's boot id is unreadable: mount /proc".into()),
         (None, _) => match (release, version) {
             (Some(r), Some(v)) if r == h.release && v == h.version => (Outcome::Exposed, format!("no boot id; uname {r} {v} equals the host's")),
@@ -189,10 +183,7 @@ fn judge_ns(id: &str, o: &Obs<'_>) -> Verdict {
     match num(f, "inode") {
         Some(i) if i == *host => (Exposed, format!("{kind}:[{i}] is the host's namespace")),
         Some(i) => (Isolated, format!("{kind}:[{i}], host's {kind}:[{host}]")),
-        None => (
-            Error,
-            format!("no namespace inode reported ({})", f.get("link").map(|s| dec(s)).unwrap_or_default()),
-        ),
+        None => (Error, format!("no namespace inode reported ({})", f.get("link").map(|s| dec(s)).unwrap_or_default())),
     }
 }
 
@@ -214,10 +205,7 @@ fn judge_proc(id: &str, o: &Obs<'_>) -> Verdict {
             }
             let pid1 = f.get("pid1_comm").map(|s| dec(s));
             if pid1.is_some() && pid1 == h.pid1_comm && num(f, "pid1_start").is_some() && num(f, "pid1_start") == h.pid1_start {
-                return (
-                    Exposed,
-                    format!("{seen}; its pid 1 is the host's `{}` (same start time)", pid1.unwrap_or_default()),
-                );
+                return (Exposed, format!("{seen}; its pid 1 is the host's `{}` (same start time)", pid1.unwrap_or_default()));
             }
             if visible.is_none() && f.get("pid1_comm").is_none() {
                 return (Error, seen);
@@ -314,13 +302,7 @@ fn judge_fs(id: &str, o: &Obs<'_>) -> Verdict {
         }
         "fs.runtime_sockets" => match f.get("found").filter(|s| !s.is_empty()) {
             Some(s) => (Exposed, format!("runtime sockets visible: {}", dec(s))),
-            None => (
-                Isolated,
-                format!(
-                    "none of {} well-known runtime socket paths is a socket inside",
-                    f.get("checked").map(String::as_str).unwrap_or("?")
-                ),
-            ),
+            None => (Isolated, format!("none of {} well-known runtime socket paths is a socket inside", f.get("checked").map(String::as_str).unwrap_or("?"))),
         },
         _ => unknown(id),
     }
@@ -337,20 +319,11 @@ fn judge_net(id: &str, o: &Obs<'_>) -> Verdict {
             if h.interfaces.is_empty() {
                 return (NotApplicable, "the host has no interface other than lo to compare with".into());
             }
-            let ifs: Vec<(String, String)> = f
-                .get("ifs")
-                .map(String::as_str)
-                .unwrap_or("")
-                .split(',')
-                .filter_map(|s| s.split_once('@'))
-                .map(|(n, m)| (dec(n), m.to_string()))
-                .collect();
+            let ifs: Vec<(String, String)> =
+                f.get("ifs").map(String::as_str).unwrap_or("").split(',').filter_map(|s| s.split_once('@')).map(|(n, m)| (dec(n), m.to_string())).collect();
             let names = ifs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" ");
-            let shared: Vec<&str> = ifs
-                .iter()
-                .filter(|(n, m)| h.interfaces.iter().any(|(hn, hm)| hn == n && (hm == m || m == "unknown")))
-                .map(|(n, _)| n.as_str())
-                .collect();
+            let shared: Vec<&str> =
+                ifs.iter().filter(|(n, m)| h.interfaces.iter().any(|(hn, hm)| hn == n && (hm == m || m == "unknown"))).map(|(n, _)| n.as_str()).collect();
             if shared.is_empty() {
                 (
                     Isolated,
@@ -360,18 +333,11 @@ fn judge_net(id: &str, o: &Obs<'_>) -> Verdict {
                     ),
                 )
             } else {
-                (
-                    Exposed,
-                    format!("host interfaces visible (same name and MAC): {}; all: {names}", shared.join(" ")),
-                )
+                (Exposed, format!("host interfaces visible (same name and MAC): {}; all: {names}", shared.join(" ")))
             }
         }
         "net.host_loopback" | "net.host_unix" => {
-            let what = if id == "net.host_loopback" {
-                format!("127.0.0.1:{}", ctx.port)
-            } else {
-                format!("@versus-probe-{}", ctx.port)
-            };
+            let what = if id == "net.host_loopback" { format!("127.0.0.1:{}", ctx.port) } else { format!("@versus-probe-{}", ctx.port) };
             match f.get("connect").map(String::as_str) {
                 Some("ok") => (Exposed, format!("connect() to the host's listener {what} succeeded")),
                 Some(e) => (Isolated, format!("connect() to the host's listener {what} failed: {}", errno_name(e))),
@@ -390,10 +356,7 @@ fn judge_priv(id: &str, o: &Obs<'_>) -> Verdict {
     match id {
         "priv.uid0_host" => {
             let uid = num(f, "uid");
-            let map: Vec<String> = dec(f.get("uid_map").map(String::as_str).unwrap_or(""))
-                .split_whitespace()
-                .map(String::from)
-                .collect();
+            let map: Vec<String> = dec(f.get("uid_map").map(String::as_str).unwrap_or("")).split_whitespace().map(String::from).collect();
             let ev = format!(
                 "uid {} euid {}, uid_map `{}`",
                 uid.map(|u| u.to_string()).unwrap_or("?".into()),
@@ -414,12 +377,7 @@ fn judge_priv(id: &str, o: &Obs<'_>) -> Verdict {
             let Some(eff) = f.get("eff").and_then(|e| u64::from_str_radix(e, 16).ok()) else {
                 return (Error, "no capability sets reported".into());
             };
-            let ev = format!(
-                "CapEff {:016x} ({} capabilities), CapBnd {}",
-                eff,
-                eff.count_ones(),
-                f.get("bnd").map(String::as_str).unwrap_or("?")
-            );
+            let ev = format!("CapEff {:016x} ({} capabilities), CapBnd {}", eff, eff.count_ones(), f.get("bnd").map(String::as_str).unwrap_or("?"));
             let sys_admin = eff & (1 << 21) != 0;
             match (sys_admin, user_ns_shared) {
                 (true, Some(false)) => (Isolated, format!("{ev}: CAP_SYS_ADMIN only over its own user namespace")),
@@ -429,17 +387,11 @@ fn judge_priv(id: &str, o: &Obs<'_>) -> Verdict {
         }
         "priv.seccomp" => match num(f, "mode") {
             Some(0) => (Exposed, "seccomp mode 0: no filter, every system call reachable".into()),
-            Some(m) => (
-                Isolated,
-                format!("seccomp mode {m} ({} filters)", f.get("filters").map(String::as_str).unwrap_or("?")),
-            ),
+            Some(m) => (Isolated, format!("seccomp mode {m} ({} filters)", f.get("filters").map(String::as_str).unwrap_or("?"))),
             None => (Error, "no seccomp mode reported".into()),
         },
         "priv.no_new_privs" => match num(f, "nnp") {
-            Some(0) => (
-                Exposed,
-                "no_new_privs is 0: setuid binaries and file capabilities still raise privileges".into(),
-            ),
+            Some(0) => (Exposed, "no_new_privs is 0: setuid binaries and file capabilities still raise privileges".into()),
             Some(_) => (Isolated, "no_new_privs is set".into()),
             None => (Error, "no no_new_privs value reported".into()),
         },
@@ -463,13 +415,9 @@ fn judge_kif(id: &str, o: &Obs<'_>) -> Verdict {
     let shared = o.shared;
     match id {
         "kif.kallsyms" => match (f.get("open").map(String::as_str), num(f, "nonzero")) {
-            (Some("ok"), Some(n)) if n > 0 => (
-                Exposed,
-                format!(
-                    "/proc/kallsyms shows {n} non-zero addresses in its first {} lines",
-                    f.get("lines").map(String::as_str).unwrap_or("?")
-                ),
-            ),
+            (Some("ok"), Some(n)) if n > 0 => {
+                (Exposed, format!("/proc/kallsyms shows {n} non-zero addresses in its first {} lines", f.get("lines").map(String::as_str).unwrap_or("?")))
+            }
             (Some("ok"), _) => (Isolated, "/proc/kallsyms readable but addresses hidden (kptr_restrict)".into()),
             (Some(e), _) => (Isolated, format!("/proc/kallsyms: {}", errno_name(e))),
             (None, _) => (Error, "no result reported".into()),
@@ -488,10 +436,9 @@ fn judge_kif(id: &str, o: &Obs<'_>) -> Verdict {
             let mount = f.get("mount").map(String::as_str).unwrap_or("?");
             let euid = num(f, "euid");
             match mount {
-                "rw" if euid == Some(0) && user_ns_shared != Some(false) => (
-                    Exposed,
-                    "/sys is a read-write sysfs and the workload is root of the host's user namespace".into(),
-                ),
+                "rw" if euid == Some(0) && user_ns_shared != Some(false) => {
+                    (Exposed, "/sys is a read-write sysfs and the workload is root of the host's user namespace".into())
+                }
                 "rw" => (
                     Isolated,
                     format!(
@@ -507,25 +454,15 @@ fn judge_kif(id: &str, o: &Obs<'_>) -> Verdict {
         }
         "kif.cgroup_release_agent" => match f.get("writable").filter(|w| !w.is_empty()) {
             Some(w) => (Exposed, format!("writable: {}", dec(w).replace(',', " "))),
-            None => (
-                Isolated,
-                format!(
-                    "{} release_agent files visible, none writable",
-                    f.get("checked").map(String::as_str).unwrap_or("0")
-                ),
-            ),
+            None => (Isolated, format!("{} release_agent files visible, none writable", f.get("checked").map(String::as_str).unwrap_or("0"))),
         },
         "kif.module_load" => match (f.get("ret"), num(f, "errno")) {
             (Some(_), _) => (Exposed, "init_module() returned 0".into()),
             (_, Some(1)) => (Isolated, "init_module(): EPERM (no CAP_SYS_MODULE)".into()),
             (_, Some(38)) => (NotApplicable, "init_module(): ENOSYS: this kernel has no module loading".into()),
-            (_, Some(e)) => (
-                Exposed,
-                format!(
-                    "init_module() passed the CAP_SYS_MODULE check and failed on the empty image: {:?}",
-                    nix::errno::Errno::from_raw(e as i32)
-                ),
-            ),
+            (_, Some(e)) => {
+                (Exposed, format!("init_module() passed the CAP_SYS_MODULE check and failed on the empty image: {:?}", nix::errno::Errno::from_raw(e as i32)))
+            }
             _ => (Error, "no result reported".into()),
         },
         "kif.hostname" => {
@@ -538,10 +475,7 @@ fn judge_kif(id: &str, o: &Obs<'_>) -> Verdict {
                 Some("ok") if name == h.hostname && shared_uts != Some(false) => {
                     (Exposed, format!("sethostname(`{name}`) succeeded and `{name}` is the host's hostname"))
                 }
-                Some("ok") => (
-                    Isolated,
-                    format!("sethostname succeeds on its own hostname `{name}`; the host's `{}` is unchanged", h.hostname),
-                ),
+                Some("ok") => (Isolated, format!("sethostname succeeds on its own hostname `{name}`; the host's `{}` is unchanged", h.hostname)),
                 Some(e) => (Isolated, format!("sethostname(`{name}`): {}", errno_name(e))),
                 None => (Error, "no result reported".into()),
             }

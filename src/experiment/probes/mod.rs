@@ -52,11 +52,7 @@ mod tests {
     use crate::platform::Guest;
 
     fn line(id: &str, ev: &str) -> ProbeLine {
-        ProbeLine {
-            id: id.into(),
-            result: "observed".into(),
-            evidence: ev.into(),
-        }
+        ProbeLine { id: id.into(), result: "observed".into(), evidence: ev.into() }
     }
 
     fn host() -> HostFacts {
@@ -81,10 +77,7 @@ mod tests {
         }
         h.mounts.insert("8:1,/,/".into());
         h.mounts.insert("0:5,/,/proc".into());
-        h.env = [("A", "1"), ("B", "2"), ("C", "3"), ("D", "4")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), fnv(v.as_bytes())))
-            .collect();
+        h.env = [("A", "1"), ("B", "2"), ("C", "3"), ("D", "4")].iter().map(|(k, v)| (k.to_string(), fnv(v.as_bytes()))).collect();
         h
     }
 
@@ -98,10 +91,7 @@ mod tests {
         let ctx = Context { port: 7, ..Default::default() };
         let shared = vec![
             line("kernel.shared", "boot_id=b-1 release=6.1 version=%231"),
-            line(
-                "proc.host_pids",
-                "self=200 ppid=100 ppid_comm=versus ppid_start=555 pid1_comm=systemd pid1_start=3 visible=90",
-            ),
+            line("proc.host_pids", "self=200 ppid=100 ppid_comm=versus ppid_start=555 pid1_comm=systemd pid1_start=3 visible=90"),
             line("fs.host_root", "root=2049:2 proc1root=errno13 listing=bin,etc"),
             line("net.host_interfaces", "ifs=lo@00:00:00:00:00:00,eth0@02:00:00:00:00:01"),
             line("net.host_loopback", "port=7 connect=ok"),
@@ -121,11 +111,7 @@ mod tests {
         for id in ["proc.host_pids", "fs.host_root", "net.host_interfaces", "net.host_loopback"] {
             assert_eq!(get(&rows, id).result, Outcome::Isolated, "{id}: {}", get(&rows, id).evidence);
         }
-        assert!(
-            get(&rows, "net.host_loopback").evidence.contains("ENETUNREACH"),
-            "{}",
-            get(&rows, "net.host_loopback").evidence
-        );
+        assert!(get(&rows, "net.host_loopback").evidence.contains("ENETUNREACH"), "{}", get(&rows, "net.host_loopback").evidence);
         // Probes it did not report are errors, never silently isolated.
         assert_eq!(get(&rows, "priv.seccomp").result, Outcome::Error);
     }
@@ -143,11 +129,7 @@ mod tests {
         assert_eq!(get(&rows, "kernel.shared").result, Outcome::Isolated);
         assert_eq!(get(&rows, "priv.seccomp").result, Outcome::Isolated);
         assert!(get(&rows, "priv.seccomp").evidence.starts_with("its own kernel"));
-        assert_eq!(
-            get(&rows, "ns.pid").result,
-            Outcome::Isolated,
-            "the init pid namespace inode is the same number on every kernel"
-        );
+        assert_eq!(get(&rows, "ns.pid").result, Outcome::Isolated, "the init pid namespace inode is the same number on every kernel");
         assert_eq!(get(&rows, "dev.cpu_identity").result, Outcome::Exposed, "CPUID is not kernel-relative");
     }
 
@@ -156,16 +138,8 @@ mod tests {
         let h = host();
         let lines = vec![
             line("kernel.shared", ""),
-            ProbeLine {
-                id: "vm.unknown_port".into(),
-                result: "isolated".into(),
-                evidence: "port 0x99 ended the guest".into(),
-            },
-            ProbeLine {
-                id: "vm.extra".into(),
-                result: "exposed".into(),
-                evidence: "x".into(),
-            },
+            ProbeLine { id: "vm.unknown_port".into(), result: "isolated".into(), evidence: "port 0x99 ended the guest".into() },
+            ProbeLine { id: "vm.extra".into(), result: "exposed".into(), evidence: "x".into() },
         ];
         let rows = classify("vm-bare", Guest::NoKernel, &lines, &h, &Context::default());
         assert_eq!(get(&rows, "kernel.shared").result, Outcome::Isolated);
@@ -209,22 +183,13 @@ mod tests {
             line("kif.module_load", "errno=1"),
             line("kif.hostname", "hostname=versus-1-0 set_same=ok"),
         ];
-        let ctx = Context {
-            hostname_changed_to: None,
-            port: 1,
-        };
+        let ctx = Context { hostname_changed_to: None, port: 1 };
         let rows = classify("container", Guest::HostKernel, &lines, &h, &ctx);
         for id in ["proc.host_env", "priv.uid0_host", "priv.capabilities", "kif.module_load", "kif.hostname"] {
             assert_eq!(get(&rows, id).result, Outcome::Isolated, "{id}: {}", get(&rows, id).evidence);
         }
-        let ctx = Context {
-            hostname_changed_to: Some("pwned".into()),
-            port: 1,
-        };
-        assert_eq!(
-            get(&classify("container", Guest::HostKernel, &lines, &h, &ctx), "kif.hostname").result,
-            Outcome::Exposed
-        );
+        let ctx = Context { hostname_changed_to: Some("pwned".into()), port: 1 };
+        assert_eq!(get(&classify("container", Guest::HostKernel, &lines, &h, &ctx), "kif.hostname").result, Outcome::Exposed);
     }
 
     #[test]
@@ -237,16 +202,7 @@ mod tests {
 
     #[test]
     fn every_probe_has_a_known_category_and_a_unique_id() {
-        let cats = [
-            "kernel",
-            "processes",
-            "filesystem",
-            "network",
-            "privileges",
-            "devices",
-            "kernel interfaces",
-            "resources",
-        ];
+        let cats = ["kernel", "processes", "filesystem", "network", "privileges", "devices", "kernel interfaces", "resources"];
         let mut ids = BTreeSet::new();
         for d in CATALOGUE {
             assert!(cats.contains(&d.category), "{}", d.id);

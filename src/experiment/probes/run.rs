@@ -46,13 +46,8 @@ pub fn run_probes_with(platform: &dyn Platform, timeout: Duration, host: &HostFa
     spec.timeout = timeout;
     let mut lines = run_probe_workload(platform, &spec)?;
     lines.extend(platform.extra_probes(timeout));
-    let after = nix::sys::utsname::uname()
-        .map(|u| u.nodename().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ctx = Context {
-        port: listeners.port,
-        hostname_changed_to: (after != host.hostname && !host.hostname.is_empty()).then_some(after),
-    };
+    let after = nix::sys::utsname::uname().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default();
+    let ctx = Context { port: listeners.port, hostname_changed_to: (after != host.hostname && !host.hostname.is_empty()).then_some(after) };
     drop(listeners);
     Ok(classify(platform.name(), platform.info().guest, &lines, host, &ctx))
 }

@@ -40,26 +40,11 @@ pub fn syscall_surface(platform: &str, rows: &[ProbeRow], host: &HostFacts) -> O
     }
     let seccomp = rows.iter().find(|r| r.probe == "priv.seccomp")?;
     let (value, note) = match (seccomp.result, host.syscalls.or_else(host_syscalls)) {
-        (Outcome::Exposed, Some(n)) => (
-            Some(n as u64),
-            format!("no seccomp filter: all {n} x86-64 system call entry points of the host kernel (__x64_sys_* in /proc/kallsyms)"),
-        ),
-        (Outcome::Exposed, None) => (
-            None,
-            "no seccomp filter: every host system call, but /proc/kallsyms is unreadable so the count is unknown".into(),
-        ),
-        (_, _) => (
-            None,
-            format!(
-                "a seccomp filter is installed ({}); versus does not decode filters, so the count is unknown",
-                seccomp.evidence
-            ),
-        ),
+        (Outcome::Exposed, Some(n)) => {
+            (Some(n as u64), format!("no seccomp filter: all {n} x86-64 system call entry points of the host kernel (__x64_sys_* in /proc/kallsyms)"))
+        }
+        (Outcome::Exposed, None) => (None, "no seccomp filter: every host system call, but /proc/kallsyms is unreadable so the count is unknown".into()),
+        (_, _) => (None, format!("a seccomp filter is installed ({}); versus does not decode filters, so the count is unknown", seccomp.evidence)),
     };
-    Some(SurfaceRow {
-        platform: platform.into(),
-        counted: SurfaceKind::HostSyscalls,
-        value,
-        note,
-    })
+    Some(SurfaceRow { platform: platform.into(), counted: SurfaceKind::HostSyscalls, value, note })
 }

@@ -36,11 +36,7 @@ pub fn dec(s: &str) -> String {
 
 /// The `k=v` pairs of an observation, decoded.
 pub fn fields(evidence: &str) -> BTreeMap<String, String> {
-    evidence
-        .split(' ')
-        .filter_map(|t| t.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    evidence.split(' ').filter_map(|t| t.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// An observed `errnoN` as the errno's name; anything else decoded.

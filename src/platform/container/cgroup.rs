@@ -105,10 +105,7 @@ impl CgroupPlan {
             CgroupStep::Limit(i) => path(self.limits.get(i).map(|l| &l.0)),
             CgroupStep::Join(i) => path(self.procs.get(i)),
         };
-        LaunchError::Cgroup {
-            path,
-            source: std::io::Error::from_raw_os_error(errno as i32),
-        }
+        LaunchError::Cgroup { path, source: std::io::Error::from_raw_os_error(errno as i32) }
     }
 }
 
@@ -130,10 +127,7 @@ impl Cgroup {
     /// missing one.
     pub fn check(mode: CgroupMode, controllers: &[String]) -> Result<()> {
         if mode == CgroupMode::None {
-            return Err(LaunchError::MissingCgroupController {
-                controller: "memory".into(),
-                path: ROOT.into(),
-            });
+            return Err(LaunchError::MissingCgroupController { controller: "memory".into(), path: ROOT.into() });
         }
         for c in CONTROLLERS {
             if !controllers.iter().any(|h| h == c) {
@@ -156,16 +150,8 @@ impl Cgroup {
 
     fn plan_under(mode: CgroupMode, root: &Path, name: &str, limits: &Limits) -> Result<(Cgroup, CgroupPlan)> {
         let version = if mode == CgroupMode::V2 { Version::V2 } else { Version::V1 };
-        let cg = Cgroup {
-            version,
-            dirs: Self::dirs_for(mode, root, name),
-            memory_limit: limits.memory_bytes,
-        };
-        let mut plan = CgroupPlan {
-            dirs: Vec::new(),
-            limits: Vec::new(),
-            procs: Vec::new(),
-        };
+        let cg = Cgroup { version, dirs: Self::dirs_for(mode, root, name), memory_limit: limits.memory_bytes };
+        let mut plan = CgroupPlan { dirs: Vec::new(), limits: Vec::new(), procs: Vec::new() };
         for d in &cg.dirs {
             plan.dirs.push(cstring(d)?);
             plan.procs.push(cstring(&d.join("cgroup.procs"))?);
@@ -302,10 +288,7 @@ mod tests {
     fn dirs_follow_the_mode() {
         let r = Path::new("/r");
         assert_eq!(Cgroup::dirs_for(CgroupMode::V2, r, "x"), vec![PathBuf::from("/r/x")]);
-        assert_eq!(
-            Cgroup::dirs_for(CgroupMode::Hybrid, r, "x"),
-            vec![PathBuf::from("/r/memory/x"), PathBuf::from("/r/pids/x"), PathBuf::from("/r/cpu/x")]
-        );
+        assert_eq!(Cgroup::dirs_for(CgroupMode::Hybrid, r, "x"), vec![PathBuf::from("/r/memory/x"), PathBuf::from("/r/pids/x"), PathBuf::from("/r/cpu/x")]);
     }
 
     #[test]
@@ -329,11 +312,7 @@ mod tests {
     fn plan_creates_limits_then_joins_every_hierarchy() {
         let t = fake_root();
         std::fs::write(t.path().join("memory/memory.memsw.limit_in_bytes"), "").unwrap();
-        let limits = Limits {
-            memory_bytes: 1234,
-            pids: 7,
-            cpus: 0.5,
-        };
+        let limits = Limits { memory_bytes: 1234, pids: 7, cpus: 0.5 };
         let (cg, plan) = Cgroup::plan_under(CgroupMode::V1, t.path(), "versus-test", &limits).unwrap();
         assert_eq!(cg.dirs().len(), 3);
         assert!(!t.path().join("memory/versus-test").exists(), "planning creates nothing");
@@ -373,10 +352,7 @@ mod tests {
     fn a_failed_step_is_reported_with_its_path() {
         let t = fake_root();
         let (_cg, plan) = Cgroup::plan_under(CgroupMode::V1, t.path(), "x", &Limits::default()).unwrap();
-        let sys = RecordingSyscall {
-            fail_on: Some("write"),
-            ..Default::default()
-        };
+        let sys = RecordingSyscall { fail_on: Some("write"), ..Default::default() };
         let (step, errno) = plan.apply(&sys).unwrap_err();
         assert_eq!(step, CgroupStep::Limit(0));
         assert_eq!(CgroupStep::decode(step.encode()), Some(step));

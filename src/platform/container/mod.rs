@@ -46,10 +46,7 @@ pub struct ContainerOptions {
 
 impl Default for ContainerOptions {
     fn default() -> Self {
-        ContainerOptions {
-            pid_namespace: true,
-            cgroup: true,
-        }
+        ContainerOptions { pid_namespace: true, cgroup: true }
     }
 }
 
@@ -68,9 +65,7 @@ pub const INFO: PlatformInfo = PlatformInfo {
 
 /// The registry's constructor.
 pub fn create(_: &PlatformOptions) -> std::result::Result<Box<dyn Platform>, Unavailable> {
-    Ok(Box::new(
-        ContainerPlatform::new(ContainerOptions::default()).map_err(|e| Unavailable::Host(e.to_string()))?,
-    ))
+    Ok(Box::new(ContainerPlatform::new(ContainerOptions::default()).map_err(|e| Unavailable::Host(e.to_string()))?))
 }
 
 pub struct ContainerPlatform {
@@ -96,14 +91,7 @@ impl ContainerPlatform {
         let (cgroup_mode, controllers) = host::cgroup_mode();
         let image = Image::build().map_err(|e| LaunchError::io("building the container rootfs in a temp dir", e))?;
         let stack = std::sync::Mutex::new(spawn::ChildStack::new()?);
-        Ok(ContainerPlatform {
-            image,
-            opts,
-            cgroup_mode,
-            controllers,
-            rootless,
-            stack,
-        })
+        Ok(ContainerPlatform { image, opts, cgroup_mode, controllers, rootless, stack })
     }
 
     /// The shared image (for leak checks in tests).
@@ -143,9 +131,7 @@ impl ContainerInstance {
         if let Some(cg) = &self.cgroup {
             let killed = matches!(self.child.exit_status(), Some(WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)));
             if killed && cg.oom_kills() > 0 {
-                return LaunchError::OomKilled {
-                    limit_bytes: cg.memory_limit(),
-                };
+                return LaunchError::OomKilled { limit_bytes: cg.memory_limit() };
             }
         }
         err
@@ -191,10 +177,7 @@ impl Platform for ContainerPlatform {
         if self.rootless {
             n.push("rootless: user namespace, uid 0 mapped to the invoking user; no cgroup limits".into());
         } else {
-            n.push(format!(
-                "cgroup {:?}: memory, pids and cpu limits; the child makes its cgroup and joins it before its rootfs",
-                self.cgroup_mode
-            ));
+            n.push(format!("cgroup {:?}: memory, pids and cpu limits; the child makes its cgroup and joins it before its rootfs", self.cgroup_mode));
             if !host::cgroup_favordynmods() {
                 // Measured here: 7-20 ms for the first join after 100 ms
                 // without one, 25-65 us back to back (kernel 6.18, kvm_pvm).
@@ -253,12 +236,7 @@ impl Platform for ContainerPlatform {
         // file reaches the right side.
         drop((status_w, ctl_r, err_w, chan_w));
         let child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, spec.timeout);
-        let mut inst = ContainerInstance {
-            child,
-            cgroup,
-            boot: Boot::default(),
-            name,
-        };
+        let mut inst = ContainerInstance { child, cgroup, boot: Boot::default(), name };
 
         if let Some((sync_r, sync_w)) = sync {
             drop(sync_r);
@@ -272,13 +250,7 @@ impl Platform for ContainerPlatform {
         };
         inst.boot = Boot::from_marks(
             start,
-            &[
-                ("namespaces", st.t_start),
-                ("cgroup", st.t_cgroup),
-                ("rootfs", st.t_rootfs),
-                ("exec", started.unwrap_or(ready_ns)),
-                ("ready", ready_ns),
-            ],
+            &[("namespaces", st.t_start), ("cgroup", st.t_cgroup), ("rootfs", st.t_rootfs), ("exec", started.unwrap_or(ready_ns)), ("ready", ready_ns)],
         );
         Ok(Box::new(inst))
     }

@@ -68,11 +68,7 @@ impl RootfsPlan {
         let f = st.flags();
         let mut locked = MsFlags::empty();
         use nix::sys::statvfs::FsFlags;
-        for (fs, ms) in [
-            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        ] {
+        for (fs, ms) in [(FsFlags::ST_NOSUID, MsFlags::MS_NOSUID), (FsFlags::ST_NODEV, MsFlags::MS_NODEV), (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC)] {
             if f.contains(fs) {
                 locked |= ms;
             }
@@ -90,31 +86,17 @@ impl RootfsPlan {
     pub fn apply(&self, sys: &dyn Syscall) -> Result<(), (&'static str, nix::errno::Errno)> {
         sys.sethostname(&self.hostname).map_err(|e| ("sethostname", e))?;
         // Nothing below may propagate back to the host's mounts.
-        sys.mount(None, ROOT, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE)
-            .map_err(|e| ("make / private", e))?;
+        sys.mount(None, ROOT, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE).map_err(|e| ("make / private", e))?;
         // pivot_root needs the new root to be a mount point.
-        sys.mount(Some(&self.rootfs), &self.rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC)
-            .map_err(|e| ("bind rootfs", e))?;
-        sys.mount(
-            Some(PROC),
-            &self.proc_target,
-            Some(PROC),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        )
-        .map_err(|e| ("mount /proc", e))?;
+        sys.mount(Some(&self.rootfs), &self.rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC).map_err(|e| ("bind rootfs", e))?;
+        sys.mount(Some(PROC), &self.proc_target, Some(PROC), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC).map_err(|e| ("mount /proc", e))?;
         sys.chdir(&self.rootfs).map_err(|e| ("chdir rootfs", e))?;
         // pivot_root(".", ".") stacks the old root on top of the new one;
         // detaching "." then removes the old root (as runc does).
         sys.pivot_root(DOT, DOT).map_err(|e| ("pivot_root", e))?;
         sys.umount2(DOT, MntFlags::MNT_DETACH).map_err(|e| ("detach old root", e))?;
         sys.chdir(ROOT).map_err(|e| ("chdir /", e))?;
-        sys.mount(
-            None,
-            ROOT,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | self.locked_flags,
-        )
-        .map_err(|e| ("remount / read-only", e))?;
+        sys.mount(None, ROOT, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | self.locked_flags).map_err(|e| ("remount / read-only", e))?;
         Ok(())
     }
 }
@@ -125,12 +107,7 @@ mod tests {
     use super::*;
 
     fn plan() -> RootfsPlan {
-        RootfsPlan {
-            rootfs: c"/img/rootfs".into(),
-            proc_target: c"/img/rootfs/proc".into(),
-            hostname: c"versus-1".into(),
-            locked_flags: MsFlags::MS_NOSUID,
-        }
+        RootfsPlan { rootfs: c"/img/rootfs".into(), proc_target: c"/img/rootfs/proc".into(), hostname: c"versus-1".into(), locked_flags: MsFlags::MS_NOSUID }
     }
 
     #[test]
@@ -144,18 +121,12 @@ mod tests {
         assert!(pos("mount proc /img/rootfs/proc proc") < pos("pivot_root"));
         assert!(pos("pivot_root . .") < pos("umount2 . MntFlags(MNT_DETACH)"));
         let last = calls.last().unwrap();
-        assert!(
-            last.contains("MS_RDONLY") && last.contains("MS_NOSUID"),
-            "read-only remount keeps locked flags: {last}"
-        );
+        assert!(last.contains("MS_RDONLY") && last.contains("MS_NOSUID"), "read-only remount keeps locked flags: {last}");
     }
 
     #[test]
     fn a_failing_step_is_named_and_stops_the_sequence() {
-        let sys = RecordingSyscall {
-            fail_on: Some("pivot_root"),
-            ..Default::default()
-        };
+        let sys = RecordingSyscall { fail_on: Some("pivot_root"), ..Default::default() };
         let err = plan().apply(&sys).unwrap_err();
         assert_eq!(err, ("pivot_root", nix::errno::Errno::EPERM));
         assert!(sys.calls.borrow().last().unwrap().starts_with("pivot_root"));

@@ -60,11 +60,7 @@ pub struct ChildPlan {
 impl ChildPlan {
     pub fn new(rootfs: RootfsPlan, cgroup: Option<CgroupPlan>, args: Vec<String>, fds: ChildFds, wait_for_maps: bool) -> Result<ChildPlan> {
         let bad = |_| LaunchError::Unsupported("an argument contains a NUL byte".into());
-        let args: Vec<CString> = std::iter::once("/init".to_string())
-            .chain(args)
-            .map(CString::new)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(bad)?;
+        let args: Vec<CString> = std::iter::once("/init".to_string()).chain(args).map(CString::new).collect::<std::result::Result<_, _>>().map_err(bad)?;
         let mut argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         Ok(ChildPlan {
@@ -215,14 +211,7 @@ impl ChildStack {
         // SAFETY: a fresh private anonymous mapping; no existing memory is
         // touched.
         let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            )
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK, -1, 0)
         };
         if base == libc::MAP_FAILED {
             return Err(LaunchError::sys("mapping the container child's stack", nix::errno::Errno::last()));
@@ -308,29 +297,16 @@ pub fn read_status(status_r: OwnedFd, cgroup: Option<&CgroupPlan>) -> Result<Chi
         let errno = nix::errno::Errno::from_raw(rec[2] as i32);
         match (cgroup, CgroupStep::decode(rec[3])) {
             (Some(cg), Some(step)) if rec[1] == step_index("set up the cgroup") => cg.error(step, errno),
-            _ => LaunchError::ChildSetup {
-                step: step_name(rec[1]),
-                errno,
-            },
+            _ => LaunchError::ChildSetup { step: step_name(rec[1]), errno },
         }
     };
     let first = match read_rec(&mut f)? {
-        None => {
-            return Err(LaunchError::Crashed {
-                status: "the container child exited during set-up".into(),
-                stderr: String::new(),
-            })
-        }
+        None => return Err(LaunchError::Crashed { status: "the container child exited during set-up".into(), stderr: String::new() }),
         Some(r) if r[0] == REC_ERROR => return Err(err(r)),
         Some(r) => r,
     };
     match read_rec(&mut f)? {
-        None => Ok(ChildStatus {
-            t_start: first[1],
-            t_cgroup: first[2],
-            t_rootfs: first[3],
-            t_exec: first[4],
-        }),
+        None => Ok(ChildStatus { t_start: first[1], t_cgroup: first[2], t_rootfs: first[3], t_exec: first[4] }),
         Some(r) => Err(err(r)),
     }
 }

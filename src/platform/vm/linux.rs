@@ -37,12 +37,7 @@ pub const INFO: PlatformInfo = PlatformInfo {
 
 /// The registry's constructor.
 pub fn create(opts: &PlatformOptions) -> std::result::Result<Box<dyn Platform>, Unavailable> {
-    Ok(Box::new(LinuxPlatform::new(LinuxOptions {
-        kernel: opts.kernel.clone(),
-        force: opts.force,
-        console: opts.console,
-        ..LinuxOptions::default()
-    })))
+    Ok(Box::new(LinuxPlatform::new(LinuxOptions { kernel: opts.kernel.clone(), force: opts.force, console: opts.console, ..LinuxOptions::default() })))
 }
 /// Boot phases, in order; they add up to `boot`: VMM set-up (KVM_CREATE_VM
 /// to the vCPU's first entry), kernel (entry to /init's boot-done signal),
@@ -114,9 +109,7 @@ pub fn find_kernel(explicit: Option<&Path>) -> Result<PathBuf, LinuxError> {
             Err(source) => Err(LinuxError::ReadKernel { path: p.to_path_buf(), source }),
         };
     }
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     let host = PathBuf::from(format!("/boot/vmlinuz-{release}"));
     if readable(&host) {
         return Ok(host);
@@ -214,11 +207,7 @@ impl LinuxPlatform {
     /// Resolves the kernel now; a missing kernel shows in `available()`.
     pub fn new(opts: LinuxOptions) -> LinuxPlatform {
         let kernel = find_kernel(opts.kernel.as_deref()).map_err(|e| e.to_string());
-        LinuxPlatform {
-            opts,
-            kernel,
-            disk_tree: OnceLock::new(),
-        }
+        LinuxPlatform { opts, kernel, disk_tree: OnceLock::new() }
     }
 
     /// A directory with the guest initramfs's files: /init (the workload
@@ -257,11 +246,7 @@ impl Platform for LinuxPlatform {
         let (Ok(kernel), Some(tree)) = (&self.kernel, self.disk_tree()) else {
             return Vec::new();
         };
-        vec![Storage::Disk {
-            shared: vec![kernel.clone()],
-            tree,
-            synthetic: true,
-        }]
+        vec![Storage::Disk { shared: vec![kernel.clone()], tree, synthetic: true }]
     }
 
     fn representative(&self) -> std::result::Result<(), String> {
@@ -273,10 +258,7 @@ impl Platform for LinuxPlatform {
 
     fn notes(&self) -> Vec<String> {
         let mut n = vec![
-            format!(
-                "kernel: {}",
-                self.kernel.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|e| e.clone())
-            ),
+            format!("kernel: {}", self.kernel.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|e| e.clone())),
             format!(
                 "boot phases: vmm (KVM_CREATE_VM to vCPU start), kernel (to /init's boot-done port write), init (to READY on ttyS1); guest RAM {} MiB, 1 vCPU",
                 self.opts.mem_mib
@@ -327,13 +309,7 @@ impl Platform for LinuxPlatform {
         };
         let t_kernel = t_boot_done.unwrap_or(t_ready).clamp(t_vmm, t_ready);
         let boot = Boot::from_marks(t0, &[(PHASES[0], t_vmm), (PHASES[1], t_kernel), (PHASES[2], t_ready)]);
-        Ok(Box::new(LinuxInstance {
-            running: Some(running),
-            boot,
-            pending,
-            deadline,
-            timeout: spec.timeout,
-        }))
+        Ok(Box::new(LinuxInstance { running: Some(running), boot, pending, deadline, timeout: spec.timeout }))
     }
 }
 
@@ -381,12 +357,7 @@ impl Instance for LinuxInstance {
                     self.running = None;
                     return Err(ended_error(e, "finished", self.timeout));
                 }
-                Next::TimedOut => {
-                    return Err(LaunchError::Timeout {
-                        what: "finish",
-                        after: self.timeout,
-                    })
-                }
+                Next::TimedOut => return Err(LaunchError::Timeout { what: "finish", after: self.timeout }),
             }
         }
     }
@@ -423,11 +394,7 @@ mod tests {
     #[test]
     fn pvm_hosts_are_not_representative() {
         assert!(not_representative_reason(&KvmMode::Pvm).unwrap().contains("emulated"));
-        assert!(not_representative_reason(&KvmMode::Hardware {
-            module: "kvm_intel".into(),
-            nested_host: false
-        })
-        .is_none());
+        assert!(not_representative_reason(&KvmMode::Hardware { module: "kvm_intel".into(), nested_host: false }).is_none());
     }
 
     #[test]
@@ -444,9 +411,6 @@ mod tests {
         }
         // The guest program must carry the /init mode.
         let needle = b"versus.args=";
-        assert!(
-            init.data.windows(needle.len()).any(|w| w == needle),
-            "the embedded guest program has no /init mode (harness/guest/src/init.rs)"
-        );
+        assert!(init.data.windows(needle.len()).any(|w| w == needle), "the embedded guest program has no /init mode (harness/guest/src/init.rs)");
     }
 }

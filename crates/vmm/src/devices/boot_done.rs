@@ -23,11 +23,7 @@ pub struct BootDone {
 
 impl BootDone {
     pub fn new(events: Events) -> BootDone {
-        BootDone {
-            events,
-            t_ns: None,
-            ignored: 0,
-        }
+        BootDone { events, t_ns: None, ignored: 0 }
     }
 }
 

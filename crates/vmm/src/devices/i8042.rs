@@ -42,10 +42,7 @@ pub struct I8042 {
 
 impl I8042 {
     pub fn new(events: Events) -> I8042 {
-        I8042 {
-            dev: I8042Device::new(ResetFlag::default()),
-            events,
-        }
+        I8042 { dev: I8042Device::new(ResetFlag::default()), events }
     }
     /// Whether the guest asked for a CPU reset.
     pub fn reset_requested(&self) -> bool {
@@ -90,11 +87,7 @@ mod tests {
         assert_eq!(b[0], 0, "status: nothing to read, ready for input");
         // Other commands and data writes do nothing.
         assert_eq!(k.pio_write(I8042_COMMAND_PORT, &[0x20]), Ok(Flow::Continue));
-        assert_eq!(
-            k.pio_write(I8042_PORT, &[CMD_RESET_CPU]),
-            Ok(Flow::Continue),
-            "0xfe on the data port is not a reset"
-        );
+        assert_eq!(k.pio_write(I8042_PORT, &[CMD_RESET_CPU]), Ok(Flow::Continue), "0xfe on the data port is not a reset");
         assert!(!k.reset_requested());
         assert!(rx.try_recv().is_err());
         assert_eq!(k.pio_write(I8042_COMMAND_PORT, &[CMD_RESET_CPU]), Ok(Flow::Pause));

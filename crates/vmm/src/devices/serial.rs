@@ -112,19 +112,8 @@ impl SerialDevice {
     /// A UART at `base` raising `irq` (the eventfd to register as irqfd).
     pub fn new(base: u16, role: Role, irq: EventFd, events: Events, echo: bool) -> SerialDevice {
         let tail: Tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
-        let sink = LineSink {
-            role,
-            line: Vec::new(),
-            events,
-            tail: tail.clone(),
-            echo,
-            bytes: 0,
-        };
-        SerialDevice {
-            base,
-            uart: Serial::new(IrqLine(irq), sink),
-            tail,
-        }
+        let sink = LineSink { role, line: Vec::new(), events, tail: tail.clone(), echo, bytes: 0 };
+        SerialDevice { base, uart: Serial::new(IrqLine(irq), sink), tail }
     }
 
     /// The last complete lines, oldest first, plus the unfinished one.

@@ -109,8 +109,7 @@ impl LinuxVm {
 
         let vcpu = vcpu::create_vcpu(&vmfd, 0).map_err(vmerr)?;
         let supported = vcpu::supported_cpuid().map_err(vmerr)?;
-        vcpu.set_cpuid2(&cpu::guest_cpuid(supported, 0, cfg.hide_unemulated))
-            .map_err(LinuxError::kvm("KVM_SET_CPUID2"))?;
+        vcpu.set_cpuid2(&cpu::guest_cpuid(supported, 0, cfg.hide_unemulated)).map_err(LinuxError::kvm("KVM_SET_CPUID2"))?;
         let refused_msrs = cpu::setup_msrs(&vcpu)?;
         cpu::setup_regs(&vcpu, k.entry.0)?;
         cpu::setup_fpu(&vcpu)?;
@@ -124,13 +123,7 @@ impl LinuxVm {
             vmfd.register_irqfd(&e, gsi).map_err(LinuxError::kvm("KVM_IRQFD"))?;
             Ok(e)
         };
-        let console = Arc::new(Mutex::new(SerialDevice::new(
-            COM1_PORT,
-            Role::Console,
-            irq(COM1_IRQ)?,
-            events.clone(),
-            cfg.console_echo,
-        )));
+        let console = Arc::new(Mutex::new(SerialDevice::new(COM1_PORT, Role::Console, irq(COM1_IRQ)?, events.clone(), cfg.console_echo)));
         let chan = Arc::new(Mutex::new(SerialDevice::new(COM2_PORT, Role::Channel, irq(COM2_IRQ)?, events.clone(), false)));
         let i8042 = Arc::new(Mutex::new(I8042::new(events.clone())));
         let boot_done = Arc::new(Mutex::new(BootDone::new(events)));
@@ -141,31 +134,12 @@ impl LinuxVm {
         bus.add_pio(I8042_PORT, 1, i8042.clone()).map_err(overlap)?;
         bus.add_pio(I8042_COMMAND_PORT, 1, i8042.clone()).map_err(overlap)?;
         bus.add_pio(BOOT_DONE_PORT, 4, boot_done).map_err(overlap)?;
-        let used = [
-            (COM1_PORT, UART_PORTS),
-            (COM2_PORT, UART_PORTS),
-            (I8042_PORT, 1),
-            (I8042_COMMAND_PORT, 1),
-            (BOOT_DONE_PORT, 4),
-        ];
+        let used = [(COM1_PORT, UART_PORTS), (COM2_PORT, UART_PORTS), (I8042_PORT, 1), (I8042_COMMAND_PORT, 1), (BOOT_DONE_PORT, 4)];
         let sinkdev = Arc::new(Mutex::new(Sink::default()));
         for (base, len) in sink::gaps(&used) {
             bus.add_pio(base, len, sinkdev.clone()).map_err(overlap)?;
         }
-        Ok(LinuxVm {
-            vcpu,
-            vm: vmfd,
-            mem,
-            bus,
-            kernel: k,
-            e820,
-            cmdline: cfg.cmdline.clone(),
-            initrd,
-            refused_msrs,
-            console,
-            i8042,
-            events: rx,
-        })
+        Ok(LinuxVm { vcpu, vm: vmfd, mem, bus, kernel: k, e820, cmdline: cfg.cmdline.clone(), initrd, refused_msrs, console, i8042, events: rx })
     }
 
     /// The console tail (last lines).
@@ -179,16 +153,7 @@ impl LinuxVm {
         let deadline = Instant::now() + timeout;
         let stop = Arc::new(AtomicBool::new(false));
         let tail = self.console_tail();
-        let LinuxVm {
-            vcpu,
-            vm,
-            mem,
-            bus,
-            console,
-            i8042,
-            events,
-            ..
-        } = self;
+        let LinuxVm { vcpu, vm, mem, bus, console, i8042, events, .. } = self;
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("versus-linux-vcpu".into()).spawn(move || {
             let mut vcpu = vcpu;
@@ -201,20 +166,10 @@ impl LinuxVm {
             out
         });
         match thread {
-            Ok(t) => Running {
-                thread: Some(t),
-                stop,
-                events,
-                tail,
-            },
+            Ok(t) => Running { thread: Some(t), stop, events, tail },
             Err(e) => {
                 let (_tx, rx) = channel();
-                Running {
-                    thread: None,
-                    stop,
-                    events: rx,
-                    tail: Arc::new(Mutex::new(std::iter::once(format!("cannot start the vCPU thread: {e}")).collect())),
-                }
+                Running { thread: None, stop, events: rx, tail: Arc::new(Mutex::new(std::iter::once(format!("cannot start the vCPU thread: {e}")).collect())) }
             }
         }
     }
@@ -256,11 +211,7 @@ impl std::fmt::Display for Failure {
             write!(f, "; internal error sub-code {s}{what}")?;
         }
         match &self.insn {
-            Some(b) => write!(
-                f,
-                "; instruction bytes at RIP: {}",
-                b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
-            )?,
+            Some(b) => write!(f, "; instruction bytes at RIP: {}", b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" "))?,
             None => write!(f, "; instruction bytes at RIP unreadable")?,
         }
         if self.console.is_empty() {
@@ -326,12 +277,7 @@ fn diagnose(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, console: &Mutex<SerialDevi
         _ => None,
     };
     let console = console.lock().map(|c| c.tail()).unwrap_or_default();
-    Failure {
-        error,
-        insn,
-        suberror,
-        console,
-    }
+    Failure { error, insn, suberror, console }
 }
 
 /// A guest whose vCPU thread is running.
@@ -452,39 +398,18 @@ mod tests {
         let rd = l.initrd.unwrap();
         assert_eq!(({ p.hdr.ramdisk_image } as u64, { p.hdr.ramdisk_size } as u64), (rd.addr, rd.size));
         assert_eq!(rd.addr % 4096, 0);
-        assert!(
-            rd.addr >= l.kernel.end_addr && rd.addr + rd.size <= mem_bytes,
-            "initrd {rd:?} vs kernel end {:#x}",
-            l.kernel.end_addr
-        );
+        assert!(rd.addr >= l.kernel.end_addr && rd.addr + rd.size <= mem_bytes, "initrd {rd:?} vs kernel end {:#x}", l.kernel.end_addr);
         let mut back = vec![0u8; init.len()];
         mem.read_slice(&mut back, GuestAddress(rd.addr)).unwrap();
         assert_eq!(initramfs::parse(&back).unwrap(), initramfs::guest_entries(b"\x7fELF fake init"));
         let e820 = bootparams::e820_of(&p);
         assert_eq!(e820, l.e820);
-        assert_eq!(
-            e820,
-            vec![
-                E820 {
-                    addr: 0,
-                    size: 0x9fc00,
-                    kind: E820_RAM
-                },
-                E820 {
-                    addr: 0x10_0000,
-                    size: mem_bytes - 0x10_0000,
-                    kind: E820_RAM
-                }
-            ]
-        );
+        assert_eq!(e820, vec![E820 { addr: 0, size: 0x9fc00, kind: E820_RAM }, E820 { addr: 0x10_0000, size: mem_bytes - 0x10_0000, kind: E820_RAM }]);
         if bz {
             let orig = bzimage_header(&cfg.kernel).unwrap();
             assert_eq!(l.kernel.entry, GuestAddress(0x10_0200));
             // The kernel's own header fields survive into the zero page.
-            assert_eq!(
-                ({ p.hdr.version }, { p.hdr.xloadflags }, { p.hdr.init_size }),
-                ({ orig.version }, { orig.xloadflags }, { orig.init_size })
-            );
+            assert_eq!(({ p.hdr.version }, { p.hdr.xloadflags }, { p.hdr.init_size }), ({ orig.version }, { orig.xloadflags }, { orig.init_size }));
             assert_eq!({ p.hdr.code32_start }, 0x10_0000);
         } else {
             assert_eq!(l.kernel.entry, GuestAddress(0x100_0000));

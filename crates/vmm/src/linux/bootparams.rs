@@ -76,30 +76,14 @@ impl E820 {
 /// the EBDA, then RAM from 1 MiB (split around the 32-bit MMIO gap when RAM
 /// reaches it). The BIOS area 0x9fc00..1 MiB is left out (no firmware).
 pub fn e820_map(mem_size: u64) -> Vec<E820> {
-    let mut v = vec![E820 {
-        addr: 0,
-        size: layout::EBDA_START.min(mem_size),
-        kind: E820_RAM,
-    }];
+    let mut v = vec![E820 { addr: 0, size: layout::EBDA_START.min(mem_size), kind: E820_RAM }];
     if mem_size <= layout::MMIO_GAP_START {
         if mem_size > HIMEM_START {
-            v.push(E820 {
-                addr: HIMEM_START,
-                size: mem_size - HIMEM_START,
-                kind: E820_RAM,
-            });
+            v.push(E820 { addr: HIMEM_START, size: mem_size - HIMEM_START, kind: E820_RAM });
         }
     } else {
-        v.push(E820 {
-            addr: HIMEM_START,
-            size: layout::MMIO_GAP_START - HIMEM_START,
-            kind: E820_RAM,
-        });
-        v.push(E820 {
-            addr: layout::MMIO_GAP_END,
-            size: mem_size - layout::MMIO_GAP_START,
-            kind: E820_RAM,
-        });
+        v.push(E820 { addr: HIMEM_START, size: layout::MMIO_GAP_START - HIMEM_START, kind: E820_RAM });
+        v.push(E820 { addr: layout::MMIO_GAP_END, size: mem_size - layout::MMIO_GAP_START, kind: E820_RAM });
     }
     v
 }
@@ -109,10 +93,7 @@ pub fn memory_regions(mem_size: u64) -> Vec<(GuestAddress, usize)> {
     if mem_size <= layout::MMIO_GAP_START {
         vec![(GuestAddress(0), mem_size as usize)]
     } else {
-        vec![
-            (GuestAddress(0), layout::MMIO_GAP_START as usize),
-            (GuestAddress(layout::MMIO_GAP_END), (mem_size - layout::MMIO_GAP_START) as usize),
-        ]
+        vec![(GuestAddress(0), layout::MMIO_GAP_START as usize), (GuestAddress(layout::MMIO_GAP_END), (mem_size - layout::MMIO_GAP_START) as usize)]
     }
 }
 
@@ -131,29 +112,16 @@ pub fn load_initrd(mem: &GuestMemoryMmap, kernel: &LoadedKernel, initrd_addr_max
     let top = low_end.min(initrd_addr_max.saturating_add(1));
     let size = data.len() as u64;
     let floor = kernel.load_addr.raw_value().max(HIMEM_START) + kernel.init_size.max(kernel.end_addr - kernel.load_addr.raw_value());
-    let addr = top
-        .checked_sub(size)
-        .map(|a| a & !0xfff)
-        .filter(|&a| a >= floor)
-        .ok_or(LinuxError::MemoryTooSmall {
-            mem_bytes: low_end,
-            need_bytes: floor + size,
-        })?;
-    mem.write_slice(data, GuestAddress(addr)).map_err(|e| LinuxError::GuestWrite {
-        what: "initrd",
-        addr,
-        detail: e.to_string(),
-    })?;
+    let addr =
+        top.checked_sub(size).map(|a| a & !0xfff).filter(|&a| a >= floor).ok_or(LinuxError::MemoryTooSmall { mem_bytes: low_end, need_bytes: floor + size })?;
+    mem.write_slice(data, GuestAddress(addr)).map_err(|e| LinuxError::GuestWrite { what: "initrd", addr, detail: e.to_string() })?;
     Ok(Initrd { addr, size })
 }
 
 /// Writes the NUL-terminated command line at [`layout::CMDLINE`].
 pub fn load_cmdline(mem: &GuestMemoryMmap, cmdline: &str, max: usize) -> Result<()> {
     if cmdline.len() + 1 > max {
-        return Err(LinuxError::CmdlineTooLong {
-            len: cmdline.len(),
-            max: max - 1,
-        });
+        return Err(LinuxError::CmdlineTooLong { len: cmdline.len(), max: max - 1 });
     }
     let mut b = cmdline.as_bytes().to_vec();
     b.push(0);
@@ -185,12 +153,8 @@ pub fn initrd_addr_max(kernel: &LoadedKernel) -> u64 {
 /// one (vmlinux), the loader fields, command line, initrd and e820 map.
 pub fn build_boot_params(kernel: &LoadedKernel, cmdline_len: usize, initrd: Option<Initrd>, e820: &[E820]) -> Result<boot_params> {
     let mut p = boot_params::default();
-    let mut hdr = kernel.setup_header.unwrap_or_else(|| setup_header {
-        boot_flag: 0xaa55,
-        header: HDRS_MAGIC,
-        kernel_alignment: 0x0100_0000,
-        ..Default::default()
-    });
+    let mut hdr =
+        kernel.setup_header.unwrap_or_else(|| setup_header { boot_flag: 0xaa55, header: HDRS_MAGIC, kernel_alignment: 0x0100_0000, ..Default::default() });
     hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
     hdr.loadflags |= LOADED_HIGH;
     hdr.cmd_line_ptr = layout::CMDLINE as u32;
@@ -203,18 +167,10 @@ pub fn build_boot_params(kernel: &LoadedKernel, cmdline_len: usize, initrd: Opti
     }
     p.hdr = hdr;
     if e820.len() > p.e820_table.len() {
-        return Err(LinuxError::Load(format!(
-            "{} e820 entries exceed the zero page's {}",
-            e820.len(),
-            p.e820_table.len()
-        )));
+        return Err(LinuxError::Load(format!("{} e820 entries exceed the zero page's {}", e820.len(), p.e820_table.len())));
     }
     for (slot, e) in p.e820_table.iter_mut().zip(e820) {
-        *slot = boot_e820_entry {
-            addr: e.addr,
-            size: e.size,
-            r#type: e.kind,
-        };
+        *slot = boot_e820_entry { addr: e.addr, size: e.size, r#type: e.kind };
     }
     p.e820_entries = e820.len() as u8;
     Ok(p)
@@ -222,11 +178,7 @@ pub fn build_boot_params(kernel: &LoadedKernel, cmdline_len: usize, initrd: Opti
 
 /// Writes the zero page at [`layout::ZERO_PAGE`].
 pub fn write_boot_params(mem: &GuestMemoryMmap, p: &boot_params) -> Result<()> {
-    mem.write_obj(*p, GuestAddress(layout::ZERO_PAGE)).map_err(|e| LinuxError::GuestWrite {
-        what: "zero page",
-        addr: layout::ZERO_PAGE,
-        detail: e.to_string(),
-    })
+    mem.write_obj(*p, GuestAddress(layout::ZERO_PAGE)).map_err(|e| LinuxError::GuestWrite { what: "zero page", addr: layout::ZERO_PAGE, detail: e.to_string() })
 }
 
 /// Reads the zero page back (tests, diagnostics).
@@ -241,14 +193,7 @@ pub fn read_boot_params(mem: &GuestMemoryMmap) -> Result<boot_params> {
 /// The e820 entries of a zero page.
 pub fn e820_of(p: &boot_params) -> Vec<E820> {
     let n = (p.e820_entries as usize).min(p.e820_table.len());
-    p.e820_table[..n]
-        .iter()
-        .map(|e| E820 {
-            addr: e.addr,
-            size: e.size,
-            kind: e.r#type,
-        })
-        .collect()
+    p.e820_table[..n].iter().map(|e| E820 { addr: e.addr, size: e.size, kind: e.r#type }).collect()
 }
 
 // boot_params is ByteValued (linux-loader implements it); keep the compiler
@@ -265,21 +210,7 @@ mod tests {
     #[test]
     fn e820_small_guest() {
         let m = e820_map(256 << 20);
-        assert_eq!(
-            m,
-            vec![
-                E820 {
-                    addr: 0,
-                    size: 0x9fc00,
-                    kind: E820_RAM
-                },
-                E820 {
-                    addr: 0x10_0000,
-                    size: (256 << 20) - 0x10_0000,
-                    kind: E820_RAM
-                }
-            ]
-        );
+        assert_eq!(m, vec![E820 { addr: 0, size: 0x9fc00, kind: E820_RAM }, E820 { addr: 0x10_0000, size: (256 << 20) - 0x10_0000, kind: E820_RAM }]);
         assert_eq!(m[0].kernel_log_line(), "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable");
         assert_eq!(m[1].kernel_log_line(), "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable");
         assert_eq!(memory_regions(256 << 20), vec![(GuestAddress(0), 256 << 20)]);
@@ -289,22 +220,8 @@ mod tests {
     fn e820_large_guest_skips_the_mmio_gap() {
         let m = e820_map(4 << 30);
         assert_eq!(m.len(), 3);
-        assert_eq!(
-            m[1],
-            E820 {
-                addr: 0x10_0000,
-                size: 0xc000_0000 - 0x10_0000,
-                kind: E820_RAM
-            }
-        );
-        assert_eq!(
-            m[2],
-            E820 {
-                addr: 1 << 32,
-                size: (4 << 30) - 0xc000_0000,
-                kind: E820_RAM
-            }
-        );
+        assert_eq!(m[1], E820 { addr: 0x10_0000, size: 0xc000_0000 - 0x10_0000, kind: E820_RAM });
+        assert_eq!(m[2], E820 { addr: 1 << 32, size: (4 << 30) - 0xc000_0000, kind: E820_RAM });
         let total: u64 = memory_regions(4 << 30).iter().map(|r| r.1 as u64).sum();
         assert_eq!(total, 4 << 30);
     }
@@ -321,16 +238,7 @@ mod tests {
             version: None,
         };
         let e = e820_map(128 << 20);
-        let p = build_boot_params(
-            &k,
-            42,
-            Some(Initrd {
-                addr: 0x700_0000,
-                size: 0x1234,
-            }),
-            &e,
-        )
-        .unwrap();
+        let p = build_boot_params(&k, 42, Some(Initrd { addr: 0x700_0000, size: 0x1234 }), &e).unwrap();
         assert_eq!({ p.hdr.boot_flag }, 0xaa55);
         assert_eq!({ p.hdr.header }, HDRS_MAGIC);
         assert_eq!({ p.hdr.type_of_loader }, 0xff);

@@ -28,13 +28,7 @@ pub const fn gdt_entry(flags: u16, base: u32, limit: u32) -> u64 {
 }
 
 /// The boot GDT: null, null, 64-bit code, data, TSS.
-pub const GDT: [u64; 5] = [
-    0,
-    0,
-    gdt_entry(0xa09b, 0, 0xfffff),
-    gdt_entry(0xc093, 0, 0xfffff),
-    gdt_entry(0x808b, 0, 0xfffff),
-];
+pub const GDT: [u64; 5] = [0, 0, gdt_entry(0xa09b, 0, 0xfffff), gdt_entry(0xc093, 0, 0xfffff), gdt_entry(0x808b, 0, 0xfffff)];
 
 /// The KVM segment described by GDT entry `index`.
 pub fn segment(index: usize) -> kvm_segment {
@@ -69,11 +63,7 @@ const EFER_LMA: u64 = 1 << 10;
 /// [`layout::IDENTITY_MAPPED`] bytes with 2 MiB pages) into guest memory.
 pub fn write_tables(mem: &GuestMemoryMmap) -> Result<()> {
     let w = |what: &'static str, addr: u64, bytes: &[u8]| {
-        mem.write_slice(bytes, GuestAddress(addr)).map_err(|e| LinuxError::GuestWrite {
-            what,
-            addr,
-            detail: e.to_string(),
-        })
+        mem.write_slice(bytes, GuestAddress(addr)).map_err(|e| LinuxError::GuestWrite { what, addr, detail: e.to_string() })
     };
     let gdt: Vec<u8> = GDT.iter().flat_map(|e| e.to_le_bytes()).collect();
     w("GDT", layout::GDT_ADDR, &gdt)?;
@@ -109,24 +99,13 @@ pub fn setup_sregs(vcpu: &VcpuFd) -> Result<()> {
 
 /// General registers: RIP at the entry, RSI at the zero page.
 pub fn setup_regs(vcpu: &VcpuFd, entry: u64) -> Result<()> {
-    let r = kvm_regs {
-        rflags: 0x2,
-        rip: entry,
-        rsp: layout::BOOT_STACK,
-        rbp: layout::BOOT_STACK,
-        rsi: layout::ZERO_PAGE,
-        ..Default::default()
-    };
+    let r = kvm_regs { rflags: 0x2, rip: entry, rsp: layout::BOOT_STACK, rbp: layout::BOOT_STACK, rsi: layout::ZERO_PAGE, ..Default::default() };
     vcpu.set_regs(&r).map_err(LinuxError::kvm("KVM_SET_REGS"))
 }
 
 /// x87 control word and MXCSR at their reset values.
 pub fn setup_fpu(vcpu: &VcpuFd) -> Result<()> {
-    let f = kvm_fpu {
-        fcw: 0x37f,
-        mxcsr: 0x1f80,
-        ..Default::default()
-    };
+    let f = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
     vcpu.set_fpu(&f).map_err(LinuxError::kvm("KVM_SET_FPU"))
 }
 
@@ -144,11 +123,7 @@ pub fn boot_msrs() -> Vec<kvm_msr_entry> {
     const MSR_IA32_TSC: u32 = 0x10;
     const MSR_IA32_MISC_ENABLE: u32 = 0x1a0;
     const MSR_MTRR_DEF_TYPE: u32 = 0x2ff;
-    let e = |index, data| kvm_msr_entry {
-        index,
-        data,
-        ..Default::default()
-    };
+    let e = |index, data| kvm_msr_entry { index, data, ..Default::default() };
     vec![
         e(MSR_IA32_SYSENTER_CS, 0),
         e(MSR_IA32_SYSENTER_ESP, 0),
@@ -249,10 +224,7 @@ pub fn setup_irqchip(vm: &VmFd) -> Result<()> {
     // emulation; harmless elsewhere. Above the MMIO gap start, below 4 GiB.
     let _ = vm.set_tss_address(0xfffb_d000);
     vm.create_irq_chip().map_err(LinuxError::kvm("KVM_CREATE_IRQCHIP"))?;
-    let pit = kvm_pit_config {
-        flags: KVM_PIT_SPEAKER_DUMMY,
-        ..Default::default()
-    };
+    let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
     vm.create_pit2(pit).map_err(LinuxError::kvm("KVM_CREATE_PIT2"))
 }
 
@@ -263,10 +235,7 @@ mod tests {
     #[test]
     fn gdt_entries_decode_to_boot_segments() {
         let cs = segment(2);
-        assert_eq!(
-            (cs.selector, cs.l, cs.db, cs.present, cs.s, cs.type_, cs.limit),
-            (BOOT_CS, 1, 0, 1, 1, 0xb, 0xffff_ffff)
-        );
+        assert_eq!((cs.selector, cs.l, cs.db, cs.present, cs.s, cs.type_, cs.limit), (BOOT_CS, 1, 0, 1, 1, 0xb, 0xffff_ffff));
         let ds = segment(3);
         assert_eq!((ds.selector, ds.l, ds.db, ds.type_, ds.g), (BOOT_DS, 0, 1, 3, 1));
         let tr = segment(4);

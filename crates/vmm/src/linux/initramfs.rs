@@ -32,44 +32,16 @@ pub struct Entry {
 
 impl Entry {
     pub fn dir(name: &str, perm: u32) -> Entry {
-        Entry {
-            name: name.into(),
-            mode: S_IFDIR | perm,
-            uid: 0,
-            gid: 0,
-            rdev: (0, 0),
-            data: Vec::new(),
-        }
+        Entry { name: name.into(), mode: S_IFDIR | perm, uid: 0, gid: 0, rdev: (0, 0), data: Vec::new() }
     }
     pub fn file(name: &str, perm: u32, data: &[u8]) -> Entry {
-        Entry {
-            name: name.into(),
-            mode: S_IFREG | perm,
-            uid: 0,
-            gid: 0,
-            rdev: (0, 0),
-            data: data.to_vec(),
-        }
+        Entry { name: name.into(), mode: S_IFREG | perm, uid: 0, gid: 0, rdev: (0, 0), data: data.to_vec() }
     }
     pub fn char_dev(name: &str, perm: u32, major: u32, minor: u32) -> Entry {
-        Entry {
-            name: name.into(),
-            mode: S_IFCHR | perm,
-            uid: 0,
-            gid: 0,
-            rdev: (major, minor),
-            data: Vec::new(),
-        }
+        Entry { name: name.into(), mode: S_IFCHR | perm, uid: 0, gid: 0, rdev: (major, minor), data: Vec::new() }
     }
     pub fn symlink(name: &str, target: &str) -> Entry {
-        Entry {
-            name: name.into(),
-            mode: S_IFLNK | 0o777,
-            uid: 0,
-            gid: 0,
-            rdev: (0, 0),
-            data: target.as_bytes().to_vec(),
-        }
+        Entry { name: name.into(), mode: S_IFLNK | 0o777, uid: 0, gid: 0, rdev: (0, 0), data: target.as_bytes().to_vec() }
     }
     pub fn is_dir(&self) -> bool {
         self.mode & S_IFMT == S_IFDIR
@@ -84,21 +56,7 @@ fn pad4(v: &mut Vec<u8>) {
 
 fn header(out: &mut Vec<u8>, ino: u32, e: &Entry, name_len: usize) {
     let nlink = if e.is_dir() { 2 } else { 1 };
-    let fields = [
-        ino,
-        e.mode,
-        e.uid,
-        e.gid,
-        nlink,
-        0,
-        e.data.len() as u32,
-        0,
-        0,
-        e.rdev.0,
-        e.rdev.1,
-        (name_len + 1) as u32,
-        0,
-    ];
+    let fields = [ino, e.mode, e.uid, e.gid, nlink, 0, e.data.len() as u32, 0, 0, e.rdev.0, e.rdev.1, (name_len + 1) as u32, 0];
     out.extend_from_slice(MAGIC);
     for f in fields {
         out.extend_from_slice(format!("{f:08x}").as_bytes());
@@ -123,14 +81,7 @@ pub fn write(entries: &[Entry]) -> Result<Vec<u8>> {
         out.extend_from_slice(&e.data);
         pad4(&mut out);
     }
-    let t = Entry {
-        name: TRAILER.into(),
-        mode: 0,
-        uid: 0,
-        gid: 0,
-        rdev: (0, 0),
-        data: Vec::new(),
-    };
+    let t = Entry { name: TRAILER.into(), mode: 0, uid: 0, gid: 0, rdev: (0, 0), data: Vec::new() };
     header(&mut out, 0, &Entry { mode: 0, ..t.clone() }, TRAILER.len());
     // The trailer has nlink 1 in GNU cpio; the kernel ignores it.
     out.extend_from_slice(TRAILER.as_bytes());
@@ -169,14 +120,7 @@ pub fn parse(data: &[u8]) -> Result<Vec<Entry>> {
         }
         let body = data.get(q..q + filesize).ok_or_else(|| bad(format!("truncated contents of {name}")))?.to_vec();
         q = (q + filesize + 3) & !3;
-        v.push(Entry {
-            name,
-            mode,
-            uid,
-            gid,
-            rdev: (rmaj, rmin),
-            data: body,
-        });
+        v.push(Entry { name, mode, uid, gid, rdev: (rmaj, rmin), data: body });
         p = q;
     }
 }

@@ -151,16 +151,7 @@ pub fn boot_console(cfg: &VmConfig, timeout: Duration, mut until: impl FnMut(&[S
             }
         }
     }
-    Ok(ConsoleBoot {
-        lines,
-        cmdline,
-        e820,
-        banner,
-        reached,
-        ended,
-        guest_time,
-        setup_time,
-    })
+    Ok(ConsoleBoot { lines, cmdline, e820, banner, reached, ended, guest_time, setup_time })
 }
 
 fn describe(e: &Ended) -> String {
@@ -181,9 +172,6 @@ mod tests {
         assert!(c.contains("console=ttyS0") && c.contains("reboot=k") && c.contains(" quiet"), "{c}");
         assert!(c.ends_with(" versus.args=cpu,1000"), "{c}");
         let v = cmdline(&[], true, " foo=1 ");
-        assert!(
-            v.contains("earlyprintk=serial,ttyS0,115200") && !v.contains("quiet") && v.ends_with(" foo=1"),
-            "{v}"
-        );
+        assert!(v.contains("earlyprintk=serial,ttyS0,115200") && !v.contains("quiet") && v.ends_with(" foo=1"), "{v}");
     }
 }

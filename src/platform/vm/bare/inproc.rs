@@ -105,9 +105,7 @@ impl Platform for VmBareInprocPlatform {
         SURFACE
     }
     fn storage(&self) -> Vec<Storage> {
-        let img = self
-            .image_file
-            .get_or_init(|| EmbeddedProgram::write("vm-bare-guest.elf", super::BARE_BINARY).ok());
+        let img = self.image_file.get_or_init(|| EmbeddedProgram::write("vm-bare-guest.elf", super::BARE_BINARY).ok());
         img.as_ref().map(|p| vec![Storage::Shared(vec![p.path()])]).unwrap_or_default()
     }
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
@@ -115,11 +113,7 @@ impl Platform for VmBareInprocPlatform {
         let vm = BareVm::launch(run, spec.timeout)?;
         let boot = vm.boot.clone();
         if !run.is_stress() {
-            return Ok(Box::new(BareInstance {
-                vm: Some(vm),
-                boot,
-                running: None,
-            }));
+            return Ok(Box::new(BareInstance { vm: Some(vm), boot, running: None }));
         }
         // A noisy neighbour must run while versus does other things: its
         // vCPU gets a thread of its own until the guest is done or stopped.
@@ -133,15 +127,7 @@ impl Platform for VmBareInprocPlatform {
                 r
             })
             .map_err(|e| LaunchError::io("starting the stress guest's vCPU thread", e))?;
-        Ok(Box::new(BareInstance {
-            vm: None,
-            boot,
-            running: Some(Running {
-                thread: Some(thread),
-                stop,
-                result: None,
-            }),
-        }))
+        Ok(Box::new(BareInstance { vm: None, boot, running: Some(Running { thread: Some(thread), stop, result: None }) }))
     }
 }
 
@@ -157,10 +143,7 @@ impl Running {
     /// the launch timeout, which the thread's run loop enforces).
     fn join(&mut self) -> std::result::Result<Finished, VmError> {
         if let Some(t) = self.thread.take() {
-            self.result = Some(
-                t.join()
-                    .unwrap_or_else(|_| Err(VmError::VmmProcess("the stress guest's vCPU thread panicked".into()))),
-            );
+            self.result = Some(t.join().unwrap_or_else(|_| Err(VmError::VmmProcess("the stress guest's vCPU thread panicked".into()))));
         }
         match self.result.take() {
             Some(r) => r,

@@ -52,10 +52,7 @@ pub const INPROC_INFO: PlatformInfo = PlatformInfo {
 };
 
 /// What both rows' VMM serves: the attack surface of the kernel-less guest.
-pub const SURFACE: AttackSurface = AttackSurface::VmExits {
-    exit_kinds: versus_vmm::hostcall::SERVED_EXITS,
-    host_calls: versus_vmm::hostcall::HOST_CALLS,
-};
+pub const SURFACE: AttackSurface = AttackSurface::VmExits { exit_kinds: versus_vmm::hostcall::SERVED_EXITS, host_calls: versus_vmm::hostcall::HOST_CALLS };
 
 /// Notes both rows share.
 pub fn common_notes() -> Vec<String> {
@@ -110,12 +107,7 @@ pub fn finished_of(lines: &[String]) -> std::result::Result<Finished, VmError> {
             Ok(Received::Log(l)) => out.logs.push(l),
             Ok(Received::Probe { id, result, evidence }) => out.probes.push(ProbeLine { id, result, evidence }),
             Ok(Received::Ready { .. }) => {}
-            Err(e) => {
-                return Err(VmError::Protocol {
-                    line: l.clone(),
-                    reason: e.to_string(),
-                })
-            }
+            Err(e) => return Err(VmError::Protocol { line: l.clone(), reason: e.to_string() }),
         }
     }
     Ok(out)
@@ -135,11 +127,7 @@ mod tests {
 
     #[test]
     fn guest_lines_become_results_logs_and_probes() {
-        let lines = [
-            "RESULT workload=cpu checksum=ab".to_string(),
-            "LOG hello".into(),
-            "PROBE id=x result=isolated evidence=e f".into(),
-        ];
+        let lines = ["RESULT workload=cpu checksum=ab".to_string(), "LOG hello".into(), "PROBE id=x result=isolated evidence=e f".into()];
         let f = finished_of(&lines).unwrap();
         assert_eq!(f.results[0].checksum(), Some("ab"));
         assert_eq!(f.logs, ["hello"]);

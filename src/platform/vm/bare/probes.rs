@@ -39,58 +39,24 @@ pub struct Attempt {
 
 fn mem_attempt(what: String, addr: u64, write: bool, expect: Expect) -> Attempt {
     let param = (((addr >> 20) as u32) << 1) | write as u32;
-    Attempt {
-        probe: "vm.mem_outside_ram",
-        what,
-        run: GuestRun { mode: mode::PROBE_MEM, param },
-        expect,
-    }
+    Attempt { probe: "vm.mem_outside_ram", what, run: GuestRun { mode: mode::PROBE_MEM, param }, expect }
 }
 
 fn port_attempt(what: &str, port: u16, input: bool) -> Attempt {
     let param = port as u32 | if input { 0x1_0000 } else { 0 };
-    Attempt {
-        probe: "vm.unknown_port",
-        what: what.into(),
-        run: GuestRun { mode: mode::PROBE_PORT, param },
-        expect: Expect::Port { port },
-    }
+    Attempt { probe: "vm.unknown_port", what: what.into(), run: GuestRun { mode: mode::PROBE_PORT, param }, expect: Expect::Port { port } }
 }
 
 /// Every attempt of the `vm.*` probes, in report order.
 pub fn vmm_probe_attempts() -> Vec<Attempt> {
-    let ram = GuestRun {
-        mode: mode::PROBE_MEM,
-        param: 0,
-    }
-    .ram_bytes();
+    let ram = GuestRun { mode: mode::PROBE_MEM, param: 0 }.ram_bytes();
     let hole = abi::MAX_RAM; // never RAM, still identity-mapped
     let unmapped = abi::MAPPED_LIMIT + (1 << 30);
     let mut v = vec![
-        mem_attempt(
-            format!("read {ram:#x} (first byte past its {} MiB of RAM)", ram >> 20),
-            ram,
-            false,
-            Expect::Mmio { addr: ram, dir: "read" },
-        ),
-        mem_attempt(
-            format!("write {ram:#x} (first byte past its RAM)"),
-            ram,
-            true,
-            Expect::Mmio { addr: ram, dir: "write" },
-        ),
-        mem_attempt(
-            format!("read {hole:#x} (mapped, never RAM)"),
-            hole,
-            false,
-            Expect::Mmio { addr: hole, dir: "read" },
-        ),
-        mem_attempt(
-            format!("write {hole:#x} (mapped, never RAM)"),
-            hole,
-            true,
-            Expect::Mmio { addr: hole, dir: "write" },
-        ),
+        mem_attempt(format!("read {ram:#x} (first byte past its {} MiB of RAM)", ram >> 20), ram, false, Expect::Mmio { addr: ram, dir: "read" }),
+        mem_attempt(format!("write {ram:#x} (first byte past its RAM)"), ram, true, Expect::Mmio { addr: ram, dir: "write" }),
+        mem_attempt(format!("read {hole:#x} (mapped, never RAM)"), hole, false, Expect::Mmio { addr: hole, dir: "read" }),
+        mem_attempt(format!("write {hole:#x} (mapped, never RAM)"), hole, true, Expect::Mmio { addr: hole, dir: "write" }),
         mem_attempt(format!("read {unmapped:#x} (beyond its page tables)"), unmapped, false, Expect::Fault),
         port_attempt("out 0x80 (POST code port)", 0x80, false),
         port_attempt("out 0x3f8 (COM1)", 0x3f8, false),
@@ -100,15 +66,7 @@ pub fn vmm_probe_attempts() -> Vec<Attempt> {
         port_attempt("out 0x7e1 (the read-only call port)", abi::PORT_CALL, false),
     ];
     for (param, what) in abi::supervisor::ATTEMPTS {
-        v.push(Attempt {
-            probe: "vm.supervisor",
-            what: what.into(),
-            run: GuestRun {
-                mode: mode::PROBE_SUPERVISOR,
-                param,
-            },
-            expect: Expect::FaultAtSite,
-        });
+        v.push(Attempt { probe: "vm.supervisor", what: what.into(), run: GuestRun { mode: mode::PROBE_SUPERVISOR, param }, expect: Expect::FaultAtSite });
     }
     v
 }
@@ -118,23 +76,12 @@ pub fn vmm_probe_attempts() -> Vec<Attempt> {
 /// instruction). Each must come out `exposed`, which proves the probes can.
 pub fn vmm_probe_controls() -> Vec<Attempt> {
     vec![
-        mem_attempt(
-            format!("read {:#x} (inside its RAM)", abi::HEAP_BASE),
-            abi::HEAP_BASE,
-            false,
-            Expect::Mmio {
-                addr: abi::HEAP_BASE,
-                dir: "read",
-            },
-        ),
+        mem_attempt(format!("read {:#x} (inside its RAM)", abi::HEAP_BASE), abi::HEAP_BASE, false, Expect::Mmio { addr: abi::HEAP_BASE, dir: "read" }),
         port_attempt("in 0x7e1 (the served call port)", abi::PORT_CALL, true),
         Attempt {
             probe: "vm.supervisor",
             what: "rdtsc (unprivileged)".into(),
-            run: GuestRun {
-                mode: mode::PROBE_SUPERVISOR,
-                param: abi::supervisor::CONTROL,
-            },
+            run: GuestRun { mode: mode::PROBE_SUPERVISOR, param: abi::supervisor::CONTROL },
             expect: Expect::FaultAtSite,
         },
     ]
@@ -142,10 +89,7 @@ pub fn vmm_probe_controls() -> Vec<Attempt> {
 
 /// Judges one attempt from how the guest ended (`r`) and its log lines.
 pub fn judge_attempt(a: &Attempt, r: std::result::Result<Finished, VmError>, logs: &[String]) -> (Outcome, String) {
-    let site = logs
-        .iter()
-        .find_map(|l| l.strip_prefix("site="))
-        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok());
+    let site = logs.iter().find_map(|l| l.strip_prefix("site=")).and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok());
     match r {
         Ok(f) => match f.probes.iter().find(|p| p.id == a.probe) {
             Some(p) if p.result == "exposed" => (Outcome::Exposed, p.evidence.clone()),
@@ -166,10 +110,7 @@ pub fn judge_attempt(a: &Attempt, r: std::result::Result<Finished, VmError>, log
                         } else {
                             ""
                         };
-                        return (
-                            Outcome::Exposed,
-                            format!("control left the instruction at {s:#x}: the guest ended at RIP {rip:#x}{why}: {e}"),
-                        );
+                        return (Outcome::Exposed, format!("control left the instruction at {s:#x}: the guest ended at RIP {rip:#x}{why}: {e}"));
                     }
                     None => return (Outcome::Error, format!("the guest logged no instruction address before it ended: {e}")),
                 },
@@ -178,10 +119,7 @@ pub fn judge_attempt(a: &Attempt, r: std::result::Result<Finished, VmError>, log
             if stopped {
                 (Outcome::Isolated, format!("the VMM ended the guest: {e}"))
             } else {
-                (
-                    Outcome::Error,
-                    format!("the guest ended otherwise than this probe expects ({:?}): {e}", a.expect),
-                )
+                (Outcome::Error, format!("the guest ended otherwise than this probe expects ({:?}): {e}", a.expect))
             }
         }
     }
@@ -211,11 +149,7 @@ pub fn vmm_probes(mut run: impl FnMut(&Attempt) -> (Result<Finished, VmError>, V
                 l.result = worst.as_str().into();
                 l.evidence = format!("{}; {ev}", l.evidence);
             }
-            None => out.push(ProbeLine {
-                id: a.probe.into(),
-                result: o.as_str().into(),
-                evidence: ev,
-            }),
+            None => out.push(ProbeLine { id: a.probe.into(), result: o.as_str().into(), evidence: ev }),
         }
     }
     out

@@ -51,11 +51,9 @@ pub fn vmm_binary() -> std::result::Result<VmmBinary, VmError> {
     if let Some(p) = std::env::var_os("VERSUS_VMM") {
         return Ok(VmmBinary::Given(PathBuf::from(p)));
     }
-    EmbeddedProgram::write("versus-vmm", VMM_BINARY).map(VmmBinary::Embedded).map_err(|e| {
-        VmError::VmmProcess(format!(
-            "cannot write the versus-vmm program to a temp dir: {e}; set TMPDIR to a writable directory"
-        ))
-    })
+    EmbeddedProgram::write("versus-vmm", VMM_BINARY)
+        .map(VmmBinary::Embedded)
+        .map_err(|e| VmError::VmmProcess(format!("cannot write the versus-vmm program to a temp dir: {e}; set TMPDIR to a writable directory")))
 }
 
 /// `vm-bare`, one `versus-vmm` process per instance.
@@ -73,16 +71,10 @@ pub fn create(_: &PlatformOptions) -> std::result::Result<Box<dyn Platform>, Una
 
 impl VmBarePlatform {
     pub fn new() -> std::result::Result<VmBarePlatform, VmError> {
-        Ok(VmBarePlatform {
-            program: vmm_binary()?,
-            image_file: Default::default(),
-        })
+        Ok(VmBarePlatform { program: vmm_binary()?, image_file: Default::default() })
     }
     pub fn with_binary(bin: &Path) -> VmBarePlatform {
-        VmBarePlatform {
-            program: VmmBinary::Given(bin.to_path_buf()),
-            image_file: Default::default(),
-        }
+        VmBarePlatform { program: VmmBinary::Given(bin.to_path_buf()), image_file: Default::default() }
     }
 
     /// Spawns a `versus-vmm` process running `run`, bounded by `timeout`.
@@ -126,10 +118,7 @@ impl VmBarePlatform {
             }
         }
         let boot = Boot::from_marks(start, &m);
-        Ok(VmmProcessInstance {
-            instance: ChildInstance { child, boot },
-            guest_ram,
-        })
+        Ok(VmmProcessInstance { instance: ChildInstance { child, boot }, guest_ram })
     }
 
     /// Runs one probe attempt in a fresh VMM process: how its guest ended
@@ -193,11 +182,7 @@ impl Instance for VmmProcessInstance {
         };
         Some(
             smaps::split(pid.as_raw(), &self.guest_ram)
-                .map(|s| VmmMemory {
-                    rss_excl_guest: s.outside().rss,
-                    pss_excl_guest: s.outside().pss,
-                    guest_ram_rss: s.in_ranges.rss,
-                })
+                .map(|s| VmmMemory { rss_excl_guest: s.outside().rss, pss_excl_guest: s.outside().pss, guest_ram_rss: s.in_ranges.rss })
                 .map_err(|e| LaunchError::Vm(format!("reading the VMM process's smaps: {e}"))),
         )
     }
@@ -243,10 +228,7 @@ impl Platform for VmBarePlatform {
         image().map_err(|e| Unavailable::Missing(e.to_string()))?;
         let bin = self.program.path();
         if !bin.is_file() {
-            return Err(Unavailable::Missing(format!(
-                "the VMM binary {} does not exist (unset VERSUS_VMM to use the embedded one)",
-                bin.display()
-            )));
+            return Err(Unavailable::Missing(format!("the VMM binary {} does not exist (unset VERSUS_VMM to use the embedded one)", bin.display())));
         }
         Ok(())
     }
@@ -265,9 +247,7 @@ impl Platform for VmBarePlatform {
         SURFACE
     }
     fn storage(&self) -> Vec<Storage> {
-        let img = self
-            .image_file
-            .get_or_init(|| EmbeddedProgram::write("vm-bare-guest.elf", super::BARE_BINARY).ok());
+        let img = self.image_file.get_or_init(|| EmbeddedProgram::write("vm-bare-guest.elf", super::BARE_BINARY).ok());
         img.as_ref().map(|p| vec![Storage::Shared(vec![p.path()])]).unwrap_or_default()
     }
 }

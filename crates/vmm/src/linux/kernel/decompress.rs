@@ -63,9 +63,7 @@ pub fn decompress(c: Compression, data: &[u8], expected: usize) -> Result<Vec<u8
     let mut out = Vec::with_capacity(expected);
     match c {
         Compression::Gzip => {
-            flate2::read::GzDecoder::new(data)
-                .read_to_end(&mut out)
-                .map_err(|e| derr("gzip")(e.to_string()))?;
+            flate2::read::GzDecoder::new(data).read_to_end(&mut out).map_err(|e| derr("gzip")(e.to_string()))?;
         }
         Compression::Zstd => {
             let mut d = ruzstd::StreamingDecoder::new(data).map_err(|e| derr("zstd")(e.to_string()))?;
@@ -174,11 +172,7 @@ pub fn xz_decompress(data: &[u8], expected: usize) -> Result<Vec<u8>> {
         for (id, props) in filters[..filters.len() - 1].iter().rev() {
             match id {
                 0x04 => {
-                    let start = if props.len() == 4 {
-                        u32::from_le_bytes([props[0], props[1], props[2], props[3]])
-                    } else {
-                        0
-                    };
+                    let start = if props.len() == 4 { u32::from_le_bytes([props[0], props[1], props[2], props[3]]) } else { 0 };
                     bcj_x86_decode(&mut block, start);
                 }
                 other => return Err(e(format!("filter {other:#x} is not supported (only x86 BCJ and LZMA2)"))),
@@ -276,17 +270,12 @@ mod tests {
         assert_eq!(Compression::detect(b"\xfd7zXZ\x00\x00"), Some(Compression::Xz));
         assert_eq!(Compression::detect(b"BZh91AY"), Some(Compression::Bzip2));
         assert_eq!(Compression::detect(b"plain"), None);
-        assert!(matches!(
-            decompress(Compression::Bzip2, b"BZh9", 0),
-            Err(LinuxError::UnsupportedCompression("bzip2"))
-        ));
+        assert!(matches!(decompress(Compression::Bzip2, b"BZh9", 0), Err(LinuxError::UnsupportedCompression("bzip2"))));
     }
 
     fn sample() -> Vec<u8> {
         // Compressible but not trivial, with x86 call opcodes sprinkled in.
-        (0..200_000u32)
-            .map(|i| if i % 97 == 0 { 0xe8 } else { (i.wrapping_mul(2654435761) >> 27) as u8 })
-            .collect()
+        (0..200_000u32).map(|i| if i % 97 == 0 { 0xe8 } else { (i.wrapping_mul(2654435761) >> 27) as u8 }).collect()
     }
 
     #[test]

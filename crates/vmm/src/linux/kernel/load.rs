@@ -55,10 +55,7 @@ fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<LoadedKernel> {
     })?;
     let mem_end = last_addr(mem) + 1;
     if res.kernel_end > mem_end {
-        return Err(LinuxError::MemoryTooSmall {
-            mem_bytes: mem_end,
-            need_bytes: res.kernel_end,
-        });
+        return Err(LinuxError::MemoryTooSmall { mem_bytes: mem_end, need_bytes: res.kernel_end });
     }
     Ok(LoadedKernel {
         format: KernelFormat::Elf,
@@ -77,28 +74,20 @@ fn load_bzimage(mem: &GuestMemoryMmap, image: &[u8]) -> Result<LoadedKernel> {
         return Err(LinuxError::BadBzImage(format!("boot protocol {:#x} is older than 2.06", { hdr.version })));
     }
     if { hdr.xloadflags } & XLF_KERNEL_64 == 0 {
-        return Err(LinuxError::BadBzImage(
-            "it has no 64-bit entry point (xloadflags bit 0 clear): a 32-bit kernel?".into(),
-        ));
+        return Err(LinuxError::BadBzImage("it has no 64-bit entry point (xloadflags bit 0 clear): a 32-bit kernel?".into()));
     }
     let mem_end = last_addr(mem) + 1;
     // The decompressor moves itself and writes the kernel at pref_address,
     // needing init_size bytes there.
     let need = { hdr.pref_address }.max(HIMEM_START) + { hdr.init_size } as u64;
     if need > mem_end {
-        return Err(LinuxError::MemoryTooSmall {
-            mem_bytes: mem_end,
-            need_bytes: need,
-        });
+        return Err(LinuxError::MemoryTooSmall { mem_bytes: mem_end, need_bytes: need });
     }
     let res = BzImage::load(mem, None, &mut Cursor::new(image), Some(GuestAddress(HIMEM_START))).map_err(|e| LinuxError::Load(e.to_string()))?;
     let header = res.setup_header.unwrap_or(hdr);
     Ok(LoadedKernel {
         format: KernelFormat::BzImage,
-        entry: res
-            .kernel_load
-            .checked_add(BZIMAGE_64BIT_ENTRY_OFFSET)
-            .ok_or_else(|| LinuxError::Load("entry overflows".into()))?,
+        entry: res.kernel_load.checked_add(BZIMAGE_64BIT_ENTRY_OFFSET).ok_or_else(|| LinuxError::Load("entry overflows".into()))?,
         load_addr: res.kernel_load,
         end_addr: res.kernel_end,
         setup_header: Some(header),

@@ -63,9 +63,7 @@ pub fn bzimage_header(image: &[u8]) -> Result<setup_header> {
     let Some(bytes) = image.get(SETUP_HEADER_OFFSET..SETUP_HEADER_OFFSET + size) else {
         return Err(LinuxError::BadBzImage(format!("{} bytes is too short for a setup header", image.len())));
     };
-    let hdr = setup_header::from_slice(bytes)
-        .copied()
-        .ok_or_else(|| LinuxError::BadBzImage("setup header unreadable".into()))?;
+    let hdr = setup_header::from_slice(bytes).copied().ok_or_else(|| LinuxError::BadBzImage("setup header unreadable".into()))?;
     if { hdr.header } != HDRS_MAGIC {
         return Err(LinuxError::BadBzImage("no `HdrS` signature at 0x202".into()));
     }
@@ -132,19 +130,13 @@ pub struct Payload<'a> {
 pub fn find_payload(image: &[u8]) -> Result<Payload<'_>> {
     let hdr = bzimage_header(image)?;
     if { hdr.version } < 0x0208 {
-        return Err(LinuxError::BadBzImage(format!(
-            "boot protocol {:#x} predates payload_offset (2.08); pass a vmlinux with --kernel",
-            { hdr.version }
-        )));
+        return Err(LinuxError::BadBzImage(format!("boot protocol {:#x} predates payload_offset (2.08); pass a vmlinux with --kernel", { hdr.version })));
     }
     let start = setup_size(&hdr) + { hdr.payload_offset } as usize;
     let len = { hdr.payload_length } as usize;
-    let payload = image.get(start..start.saturating_add(len)).ok_or_else(|| {
-        LinuxError::BadBzImage(format!(
-            "payload {start:#x}+{len:#x} lies past the end of the {}-byte file (truncated?)",
-            image.len()
-        ))
-    })?;
+    let payload = image
+        .get(start..start.saturating_add(len))
+        .ok_or_else(|| LinuxError::BadBzImage(format!("payload {start:#x}+{len:#x} lies past the end of the {}-byte file (truncated?)", image.len())))?;
     if payload.len() < 8 {
         return Err(LinuxError::BadBzImage("empty payload".into()));
     }
@@ -152,12 +144,7 @@ pub fn find_payload(image: &[u8]) -> Result<Payload<'_>> {
         Compression::detect(payload).ok_or_else(|| LinuxError::BadBzImage(format!("unknown compression magic {:02x?} at payload start", &payload[..4])))?;
     let (data, trailer) = payload.split_at(payload.len() - 4);
     let uncompressed_len = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
-    Ok(Payload {
-        compression,
-        data,
-        uncompressed_len,
-        file_offset: start,
-    })
+    Ok(Payload { compression, data, uncompressed_len, file_offset: start })
 }
 
 /// Extracts the uncompressed vmlinux ELF from a bzImage.
@@ -165,16 +152,10 @@ pub fn extract_vmlinux(image: &[u8]) -> Result<Vec<u8>> {
     let p = find_payload(image)?;
     let out = decompress(p.compression, p.data, p.uncompressed_len as usize)?;
     if out.len() as u32 != p.uncompressed_len {
-        return Err(LinuxError::Decompress {
-            format: p.compression.name(),
-            detail: format!("got {} bytes, the image says {}", out.len(), p.uncompressed_len),
-        });
+        return Err(LinuxError::Decompress { format: p.compression.name(), detail: format!("got {} bytes, the image says {}", out.len(), p.uncompressed_len) });
     }
     if detect(&out) != Some(KernelFormat::Elf) {
-        return Err(LinuxError::Decompress {
-            format: p.compression.name(),
-            detail: "the decompressed payload is not an ELF vmlinux".into(),
-        });
+        return Err(LinuxError::Decompress { format: p.compression.name(), detail: "the decompressed payload is not an ELF vmlinux".into() });
     }
     Ok(out)
 }
@@ -192,10 +173,7 @@ pub(crate) fn test_kernel() -> std::path::PathBuf {
     let out = std::process::Command::new(script).stderr(std::process::Stdio::inherit()).output();
     match out {
         Ok(o) if o.status.success() => std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
-        Ok(o) => panic!(
-            "harness/fetch-kernel failed ({}); run it by hand (as root: it may need apt-get update) or set VERSUS_TEST_KERNEL",
-            o.status
-        ),
+        Ok(o) => panic!("harness/fetch-kernel failed ({}); run it by hand (as root: it may need apt-get update) or set VERSUS_TEST_KERNEL", o.status),
         Err(e) => panic!("cannot run {script}: {e}; set VERSUS_TEST_KERNEL to a bzImage"),
     }
 }
@@ -284,12 +262,7 @@ pub(crate) mod tests {
                 let exp = want.iter().find(|(k, _)| c.lines().any(|l| l == *k)).map(|w| w.1);
                 assert_eq!(Some(p.compression), exp, "payload compression vs {}", cfg.display());
             }
-            assert!(
-                p.uncompressed_len as usize > 4 * img.len() / 2,
-                "uncompressed {} vs image {}",
-                p.uncompressed_len,
-                img.len()
-            );
+            assert!(p.uncompressed_len as usize > 4 * img.len() / 2, "uncompressed {} vs image {}", p.uncompressed_len, img.len());
         }
 
         #[test]
