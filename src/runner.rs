@@ -33,9 +33,28 @@ pub struct RunOptions {
     pub timeout: Duration,
     pub limits: Limits,
     pub platform_options: PlatformOptions,
+    /// In which order the platforms' launches are made.
+    pub order: Order,
     /// What is measured after the launches (memory, density, footprint,
     /// isolation); `CostOptions::none()` for launches only.
     pub costs: CostOptions,
+}
+
+/// The order of the launches of one workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// The platforms take turns in blocks of this many measured launches
+    /// (after each platform's warm-ups), so that host drift (other load,
+    /// the kernel's cgroup RCU wait) falls on all of them alike.
+    Interleaved { block: u32 },
+    /// Every launch of one platform, then the next platform's.
+    Sequential,
+}
+
+impl Default for Order {
+    fn default() -> Order {
+        Order::Interleaved { block: 5 }
+    }
 }
 
 /// The measurements of a run beyond launch latency.
@@ -77,7 +96,9 @@ pub struct LaunchRecord {
     pub rows: Vec<(Metric, f64)>,
 }
 
-/// A run-level failure that must fail the run, not only its platform.
+/// A launch's result that is wrong: a checksum mismatch fails the whole run
+/// (the platforms did not compute the same thing); the others fail the
+/// platform.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(
@@ -86,11 +107,24 @@ pub enum RunError {
     ChecksumMismatch { platform: String, rounds: u32, got: String, expected: String },
     #[error("{platform}: the `{workload}` workload finished without reporting a result")]
     NoResult { platform: String, workload: String },
+    #[error("{platform}: the `{workload}` workload's result has no `{field}`: {line}")]
+    MissingField { platform: String, workload: String, field: &'static str, line: String },
+    #[error("{platform}: `{metric}` of `{workload}` came out {value}, not a finite number")]
+    NotFinite { platform: String, workload: String, metric: String, value: f64 },
 }
 
-/// The workload's own rows from its RESULT, checked.
+/// The workload's own rows from its RESULT, checked: a missing timing is an
+/// error, never a zero.
 pub fn workload_rows(platform: &str, w: Workload, r: &WorkloadResult) -> Result<Vec<(Metric, f64)>, RunError> {
-    let el = r.elapsed_ns().unwrap_or(0) as f64;
+    if matches!(w, Workload::Ready) {
+        return Ok(vec![]);
+    }
+    let el = r.elapsed_ns().ok_or_else(|| RunError::MissingField {
+        platform: platform.into(),
+        workload: w.name().into(),
+        field: "elapsed_ns",
+        line: format!("{:?}", r.fields),
+    })? as f64;
     Ok(match w {
         Workload::Cpu { rounds } => {
             let got = r.checksum().unwrap_or("").to_string();
@@ -115,19 +149,22 @@ pub enum LaunchOnceError {
     Run(#[from] RunError),
 }
 
-/// One launch: start, wait for ready, let the workload finish (an `idle`
-/// workload is stopped right away), tear down; rows for everything measured.
+/// One launch: start, wait for ready, let the workload finish, stop; rows
+/// for everything measured. An `idle` workload is stopped right away, and
+/// only its launches have a `teardown` row: stopping a live instance is
+/// what teardown measures on every platform (a finished workload has
+/// already exited and its stop only reaps).
 pub fn launch_once(platform: &dyn Platform, spec: &LaunchSpec) -> Result<LaunchRecord, LaunchOnceError> {
     let mut inst = platform.launch(spec)?;
     let boot = inst.boot().clone();
-    let finished = match spec.workload {
-        WorkloadSpec::Bench(Workload::Idle { .. }) => Finished::default(),
-        _ => inst.finish()?,
-    };
+    let idle = matches!(spec.workload, WorkloadSpec::Bench(Workload::Idle { .. }));
+    let finished = if idle { Finished::default() } else { inst.finish()? };
     let teardown_ms = inst.stop()?;
     let mut rows = vec![(Metric::Boot, boot.total_ms())];
     rows.extend(boot.phases.iter().map(|(p, ms)| (Metric::phase(p), *ms)));
-    rows.push((Metric::Teardown, teardown_ms));
+    if idle {
+        rows.push((Metric::Teardown, teardown_ms));
+    }
     if let Some(w) = spec.workload.bench().filter(|w| !matches!(w, Workload::Ready | Workload::Idle { .. })) {
         let r = finished
             .results
@@ -135,6 +172,9 @@ pub fn launch_once(platform: &dyn Platform, spec: &LaunchSpec) -> Result<LaunchR
             .find(|r| r.get("workload") == Some(w.name()))
             .ok_or_else(|| RunError::NoResult { platform: platform.name().into(), workload: w.name().into() })?;
         rows.extend(workload_rows(platform.name(), w, r)?);
+    }
+    if let Some((m, v)) = rows.iter().find(|(_, v)| !v.is_finite()) {
+        return Err(RunError::NotFinite { platform: platform.name().into(), workload: spec.workload.to_string(), metric: m.to_string(), value: *v }.into());
     }
     Ok(LaunchRecord { boot, finished, teardown_ms, rows })
 }
@@ -205,47 +245,26 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
     });
     let cost_steps = (c.memory_iterations > 0) as u64 + c.density.is_some() as u64 + c.probes as u64 + c.interference.is_some() as u64;
     progress.start((per_platform + cost_steps) * created.len() as u64);
-    let mut ran: Vec<&dyn Platform> = Vec::new();
-    for p in &created {
-        let mut status = PlatformStatus {
+    let mut statuses: Vec<PlatformStatus> = created
+        .iter()
+        .map(|p| PlatformStatus {
             platform: p.name().into(),
             status: RunStatus::Ran,
             reason: None,
             representative: p.representative().is_ok(),
             representative_note: p.representative().err(),
             notes: p.notes(),
-        };
-        'workloads: for w in &opts.workloads {
-            let spec = LaunchSpec { workload: *w, timeout: opts.timeout, limits: opts.limits, cgroup: Default::default() };
-            for i in 0..(opts.warmup + opts.runs) {
-                check_interrupt()?;
-                progress.set_message(format!("{} {}", p.name(), w));
-                match launch_once(p.as_ref(), &spec) {
-                    Ok(rec) if i >= opts.warmup => {
-                        let iteration = i - opts.warmup;
-                        out.samples.extend(rec.rows.into_iter().map(|(m, v)| Sample::new(p.name(), w.name(), m, iteration, v)));
-                    }
-                    Ok(_) => {}
-                    Err(LaunchOnceError::Launch(LaunchError::Interrupted)) => return Err(LaunchError::Interrupted.into()),
-                    Err(e @ LaunchOnceError::Run(RunError::ChecksumMismatch { .. })) => return Err(e),
-                    Err(e) => {
-                        let why = format!("{} {}: {e}", p.name(), w);
-                        progress.println(format!("error: {why}"));
-                        status.status = RunStatus::Failed;
-                        status.reason = Some(why.clone());
-                        out.failures.push(why);
-                        break 'workloads;
-                    }
-                }
-                progress.inc();
-            }
-        }
+        })
+        .collect();
+    launch_all(&created, &mut statuses, opts, progress, &mut out)?;
+    let mut ran: Vec<&dyn Platform> = Vec::new();
+    for (p, status) in created.iter().zip(statuses.iter_mut()) {
         if status.status == RunStatus::Ran {
-            measure_costs(p.as_ref(), opts, host_facts.as_ref(), progress, &mut out, &mut status)?;
+            measure_costs(p.as_ref(), opts, host_facts.as_ref(), progress, &mut out, status)?;
             ran.push(p.as_ref());
         }
-        out.statuses.push(status);
     }
+    out.statuses.extend(statuses);
     if opts.costs.memory_iterations > 0 {
         experiment::memory::add_overhead_rows(&mut out.samples);
     }
@@ -266,6 +285,97 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
     Ok(out)
 }
 
+/// One launch of the plan: platform index, workload index, and the
+/// measured iteration (`None` for a warm-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub platform: usize,
+    pub workload: usize,
+    pub iteration: Option<u32>,
+}
+
+/// The order of every launch of a run. Sequential: each platform's
+/// launches of every workload, platform after platform (the order before
+/// interleaving). Interleaved: workload by workload, each platform's
+/// warm-ups, then the measured launches in blocks that take turns.
+pub fn schedule(platforms: usize, workloads: usize, warmup: u32, runs: u32, order: Order) -> Vec<Step> {
+    let mut out = Vec::new();
+    match order {
+        Order::Sequential => {
+            for platform in 0..platforms {
+                for workload in 0..workloads {
+                    for i in 0..warmup.saturating_add(runs) {
+                        out.push(Step { platform, workload, iteration: i.checked_sub(warmup) });
+                    }
+                }
+            }
+        }
+        Order::Interleaved { block } => {
+            let block = block.max(1);
+            for workload in 0..workloads {
+                for platform in 0..platforms {
+                    out.extend((0..warmup).map(|_| Step { platform, workload, iteration: None }));
+                }
+                let mut next = 0;
+                while next < runs {
+                    let end = next.saturating_add(block).min(runs);
+                    for platform in 0..platforms {
+                        out.extend((next..end).map(|it| Step { platform, workload, iteration: Some(it) }));
+                    }
+                    next = end;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs the launches of `opts` on every platform that has not failed, in
+/// the order of [`schedule`]; each measured launch's rows are recorded
+/// under the workload's full spec (`cpu:200000`). A platform whose launch
+/// fails is marked failed and leaves the rotation; an interrupt or a
+/// checksum mismatch ends the run.
+fn launch_all(
+    platforms: &[Box<dyn Platform>],
+    statuses: &mut [PlatformStatus],
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    out: &mut RunResult,
+) -> Result<(), LaunchOnceError> {
+    let specs: Vec<LaunchSpec> =
+        opts.workloads.iter().map(|w| LaunchSpec { workload: *w, timeout: opts.timeout, limits: opts.limits, cgroup: Default::default() }).collect();
+    for step in schedule(platforms.len(), specs.len(), opts.warmup, opts.runs, opts.order) {
+        let k = step.platform;
+        if statuses[k].status != RunStatus::Ran {
+            progress.inc();
+            continue;
+        }
+        check_interrupt()?;
+        let (p, spec) = (platforms[k].as_ref(), &specs[step.workload]);
+        let w = spec.workload;
+        progress.set_message(format!("{} {}", p.name(), w));
+        match launch_once(p, spec) {
+            Ok(rec) => {
+                if let Some(it) = step.iteration {
+                    let key = w.to_string();
+                    out.samples.extend(rec.rows.into_iter().map(|(m, v)| Sample::new(p.name(), &key, m, it, v)));
+                }
+            }
+            Err(LaunchOnceError::Launch(LaunchError::Interrupted)) => return Err(LaunchError::Interrupted.into()),
+            Err(e @ LaunchOnceError::Run(RunError::ChecksumMismatch { .. })) => return Err(e),
+            Err(e) => {
+                let why = format!("{} {}: {e}", p.name(), w);
+                progress.println(format!("error: {why}"));
+                statuses[k].status = RunStatus::Failed;
+                statuses[k].reason = Some(why.clone());
+                out.failures.push(why);
+            }
+        }
+        progress.inc();
+    }
+    Ok(())
+}
+
 fn check_interrupt() -> Result<(), LaunchOnceError> {
     if crate::interrupt::requested() {
         Err(LaunchError::Interrupted.into())
@@ -284,6 +394,20 @@ fn step_failed(out: &mut RunResult, status: &mut PlatformStatus, platform: &str,
     status.notes.push(format!("{step} failed: {e}"));
     out.failures.push(why);
     Ok(())
+}
+
+/// Notes for memory rows that came out negative: kept as measured (other
+/// activity on the host or in versus moved the figure), and said so.
+fn flag_negative(rows: &[Sample], status: &mut PlatformStatus) {
+    for r in rows
+        .iter()
+        .filter(|r| r.value < 0.0 && matches!(r.metric, Metric::MemHost | Metric::MemRss | Metric::DensityMemPerInstance | Metric::DensityMemAvailableDrop))
+    {
+        status.notes.push(format!(
+            "{} of {} (iteration {}) is negative ({:.0} bytes): the host (or versus itself) freed memory during the measurement; kept as measured",
+            r.metric, r.workload, r.iteration, r.value
+        ));
+    }
 }
 
 /// Memory, density, probes and interference of one platform.
@@ -307,7 +431,10 @@ fn measure_costs(
         check_interrupt()?;
         progress.set_message(format!("{name} memory"));
         match experiment::memory::measure_memory(p, &idle, c.memory_iterations) {
-            Ok(rows) => out.samples.extend(rows),
+            Ok(rows) => {
+                flag_negative(&rows, status);
+                out.samples.extend(rows);
+            }
             Err(e) => step_failed(out, status, name, "memory", e)?,
         }
         progress.inc();
@@ -320,7 +447,9 @@ fn measure_costs(
                 if let Some(why) = &r.stopped_early {
                     status.notes.push(format!("density curve stopped early: {why}"));
                 }
-                out.samples.extend(r.samples(name, idle.workload.name()));
+                let rows = r.samples(name, &idle.workload.to_string());
+                flag_negative(&rows, status);
+                out.samples.extend(rows);
             }
             Err(e) => step_failed(out, status, name, "density", e)?,
         }
@@ -408,6 +537,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             limits: Limits::default(),
             platform_options: PlatformOptions::default(),
+            order: Order::Sequential,
             costs: CostOptions::none(),
         }
     }
@@ -426,7 +556,7 @@ mod tests {
         let l = log.launches();
         assert_eq!(l.len(), 2 * 2 * 5);
         assert_eq!(&l[..6], ["fake-a ready #0", "fake-a ready #1", "fake-a ready #2", "fake-a ready #3", "fake-a ready #4", "fake-a cpu:10 #5"]);
-        assert_eq!(l[10], "fake-b ready #0");
+        assert_eq!(l[10], "fake-b ready #0", "sequential: every launch of one platform, then the next's");
         // Only measured launches have rows: launches 2, 3 and 4 of `ready`
         // (boot 1 + k ms), as iterations 0, 1, 2.
         let boots: Vec<(u32, f64)> = out
@@ -436,12 +566,12 @@ mod tests {
             .map(|s| (s.iteration, s.value))
             .collect();
         assert_eq!(boots, vec![(0, 3.0), (1, 4.0), (2, 5.0)]);
-        // Every launch yields boot, its phases (adding up), teardown, and the
-        // workload's own row; all stamped with the run id.
+        // Every launch yields boot, its phases (adding up) and the
+        // workload's own row, under the full spec; all stamped with the run id.
         for it in 0..3 {
-            let rows: Vec<&Sample> = out.samples.iter().filter(|s| s.platform == "fake-b" && s.workload == "cpu" && s.iteration == it).collect();
+            let rows: Vec<&Sample> = out.samples.iter().filter(|s| s.platform == "fake-b" && s.workload == "cpu:10" && s.iteration == it).collect();
             let metrics: Vec<String> = rows.iter().map(|s| s.metric.to_string()).collect();
-            assert_eq!(metrics, ["boot", "boot.setup", "boot.ready", "teardown", "cpu"]);
+            assert_eq!(metrics, ["boot", "boot.setup", "boot.ready", "cpu"]);
             let phases: f64 = rows.iter().filter(|s| matches!(s.metric, Metric::BootPhase(_))).map(|s| s.value).sum();
             assert!((phases - rows[0].value).abs() < 1e-9);
         }
@@ -453,6 +583,33 @@ mod tests {
         let summary = crate::export::summarize_samples(&out.samples);
         let cpu = summary.iter().find(|r| r.platform == "fake-a" && r.metric == Metric::Cpu).unwrap();
         assert_eq!((cpu.n, cpu.median, cpu.unit.as_str()), (3, 2.0, "ms"));
+    }
+
+    #[test]
+    fn interleaved_platforms_take_turns_in_blocks() {
+        let _g = serial();
+        let log = Arc::new(Log::default());
+        let (a, b) = (FakePlatform::new(&FAKE_A, log.clone()), FakePlatform::new(&FAKE_B, log.clone()));
+        let o = RunOptions { order: Order::Interleaved { block: 2 }, ..opts(&["ready"], 1, 5) };
+        let out = run_with("r", two(a, b), &o, &Silent).unwrap();
+        let who: Vec<String> = log.launches().iter().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect();
+        // Warm-ups, then blocks of 2, 2 and the last 1 measured launch, in turns.
+        assert_eq!(who, ["fake-a", "fake-b", "fake-a", "fake-a", "fake-b", "fake-b", "fake-a", "fake-a", "fake-b", "fake-b", "fake-a", "fake-b"]);
+        for p in ["fake-a", "fake-b"] {
+            let its: Vec<u32> = out.samples.iter().filter(|s| s.platform == p && s.metric == Metric::Boot).map(|s| s.iteration).collect();
+            assert_eq!(its, [0, 1, 2, 3, 4], "{p}");
+        }
+    }
+
+    #[test]
+    fn teardown_is_measured_on_idle_instances_and_rows_carry_the_full_spec() {
+        let _g = serial();
+        let log = Arc::new(Log::default());
+        let (a, b) = (FakePlatform::new(&FAKE_A, log.clone()), FakePlatform::new(&FAKE_B, log.clone()));
+        let out = run_with("r", two(a, b), &opts(&["cpu:10", "idle:2"], 0, 2), &Silent).unwrap();
+        let keys: std::collections::BTreeSet<(String, String)> = out.samples.iter().map(|s| (s.workload.clone(), s.metric.to_string())).collect();
+        assert!(keys.contains(&("cpu:10".into(), "cpu".into())) && keys.contains(&("idle:2".into(), "teardown".into())), "{keys:?}");
+        assert!(!keys.contains(&("cpu:10".into(), "teardown".into())), "a finished workload has no teardown row");
     }
 
     #[test]

@@ -26,7 +26,7 @@ fn quick_run_writes_valid_files() {
     assert!(common::is_root(), "needs root for the container platform");
     let out = tempfile::tempdir().unwrap();
     let o = versus()
-        .args(["run", "-p", "process,container,qemu", "-w", "ready,cpu:2000,call:1000", "--runs", "3", "--warmup", "0", "-o"])
+        .args(["run", "-p", "process,container", "-w", "ready,cpu:2000,call:1000,idle:1", "--runs", "3", "--warmup", "0", "-o"])
         .arg(out.path())
         .output()
         .unwrap();
@@ -41,7 +41,7 @@ fn quick_run_writes_valid_files() {
     let summary = read_summary(&dir.join("summary.csv")).expect("summary.csv matches the schema");
     assert!(samples.iter().all(|s| s.run_id == run_id));
     for p in ["process", "container"] {
-        for (w, m) in [("ready", "boot"), ("cpu", "cpu"), ("call", "call"), ("ready", "teardown")] {
+        for (w, m) in [("ready", "boot"), ("cpu:2000", "cpu"), ("call:1000", "call"), ("idle:1", "teardown"), ("idle:1", "boot")] {
             let n = samples.iter().filter(|s| s.platform == p && s.workload == w && s.metric == m.into()).count();
             assert_eq!(n, 3, "{p} {w} {m}: 3 samples");
             let row = summary.iter().find(|r| r.platform == p && r.workload == w && r.metric == m.into()).expect("summary row");
@@ -64,8 +64,14 @@ fn quick_run_writes_valid_files() {
     let st = |p: &str| env.platforms.iter().find(|s| s.platform == p).unwrap().clone();
     assert_eq!(st("process").status, RunStatus::Ran);
     assert_eq!(st("container").status, RunStatus::Ran);
-    assert_eq!(st("qemu").status, RunStatus::Skipped);
-    assert!(st("qemu").reason.unwrap().contains("not implemented"));
+    // Teardown is measured where it does something: on idle instances.
+    assert!(!samples.iter().any(|s| s.metric == Metric::Teardown && s.workload != "idle:1"), "teardown rows outside idle");
+    // A platform asked for by name that cannot run is an error, before
+    // anything runs; the defaults skip it with the reason.
+    let o = versus().args(["run", "-p", "process,qemu", "--launch-only", "-o"]).arg(out.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("platform `qemu` cannot run") && err.contains("not implemented"), "{err}");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1, "no run dir for a refused run");
 }
 
 #[test]
@@ -112,7 +118,7 @@ fn ctrl_c_during_a_run_tears_everything_down() {
     let prefix = format!("versus-{pid}-");
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(20) {
-        let seen = std::fs::read_dir("/sys/fs/cgroup/pids").unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+        let seen = !common::cgroups_named(&prefix).is_empty();
         if seen {
             break;
         }
@@ -124,12 +130,7 @@ fn ctrl_c_during_a_run_tears_everything_down() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(130), "exit status after Ctrl-C; stderr: {err}");
     assert!(err.contains("interrupted"), "{err}");
-    let left: Vec<_> = ["memory", "pids", "cpu"]
-        .iter()
-        .flat_map(|c| std::fs::read_dir(format!("/sys/fs/cgroup/{c}")).unwrap().flatten())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .map(|e| e.path())
-        .collect();
+    let left = common::cgroups_named(&prefix);
     assert!(left.is_empty(), "cgroups left: {left:?}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "temp dirs left in TMPDIR");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "a partial run dir was left");

@@ -257,7 +257,7 @@ fn vmm_process_runs_workloads_and_reports_memory() {
     let host = versus::experiment::memory::read_pids(&inst.pids()).unwrap();
     eprintln!("idle:16 in versus-vmm: {m:?}, PSS {}", host.pss_bytes);
     assert!(m.guest_ram_rss >= 16 << 20, "{m:?}");
-    assert!(host.pss_bytes >= m.guest_ram_rss, "{m:?}");
+    assert!(host.pss_bytes >= m.guest_ram_rss as i64, "{m:?}");
     assert!(m.rss_excl_guest > 0 && m.rss_excl_guest < 16 << 20, "{m:?}");
     let pid = inst.pids()[0];
     if std::env::var_os("VERSUS_VMM").is_none() {

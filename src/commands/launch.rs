@@ -35,9 +35,13 @@ pub struct LaunchArgs {
     pub console: bool,
 }
 
+/// The longest wait versus accepts, in seconds (a day).
+pub const MAX_SECS: f64 = 86_400.0;
+
 pub fn parse_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        Ok(v) if v > 0.0 && v <= MAX_SECS => Ok(v),
+        Ok(v) if v > MAX_SECS => Err(format!("`{s}` seconds is more than a day; give at most {MAX_SECS}")),
         _ => Err(format!("`{s}` is not a positive number of seconds")),
     }
 }

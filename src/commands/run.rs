@@ -14,7 +14,7 @@ use versus::export::{self as ex};
 use versus::model::RunStatus;
 use versus::platform::registry::{self, PlatformOptions};
 use versus::platform::Limits;
-use versus::runner::{self, CostOptions, Progress, RunOptions};
+use versus::runner::{self, CostOptions, Order, Progress, RunOptions};
 use versus::workload::{Workload, WorkloadSpec};
 
 use super::launch::parse_secs;
@@ -25,8 +25,9 @@ pub struct RunArgs {
     /// this host cannot run are skipped with the reason.
     #[arg(short, long, value_delimiter = ',')]
     pub platforms: Option<Vec<String>>,
-    /// Workloads (comma-separated): ready, cpu[:rounds], mem[:MiB], call[:n], idle[:MiB].
-    #[arg(short, long, value_delimiter = ',', default_value = "ready,cpu,mem,call")]
+    /// Workloads (comma-separated): ready, cpu[:rounds], mem[:MiB], call[:n], idle[:MiB]
+    /// (`idle` is what `teardown` is measured on: a live instance stopped).
+    #[arg(short, long, value_delimiter = ',', default_value = "ready,cpu,mem,call,idle")]
     pub workloads: Vec<WorkloadSpec>,
     /// Measured launches per platform and workload.
     #[arg(short, long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
@@ -44,8 +45,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 30.0, value_parser = parse_secs)]
     pub timeout: f64,
     /// Memory limit of a container instance, in MiB.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
     pub memory_limit_mib: u64,
+    /// Order of the launches: `interleaved` (the platforms take turns in
+    /// blocks of 5 launches, so host drift falls on all alike) or
+    /// `sequential` (one platform after the other).
+    #[arg(long, default_value = "interleaved", value_parser = ["interleaved", "sequential"])]
+    pub order: String,
     /// Run platforms even where their numbers are not representative.
     #[arg(long)]
     pub force: bool,
@@ -110,12 +116,25 @@ impl Drop for PartialRun {
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let explicit = a.platforms.is_some();
     let platforms = a.platforms.clone().unwrap_or_else(|| registry::names().into_iter().map(String::from).collect());
     registry::validate(&platforms)?;
     if let Some(w) = a.workloads.iter().find(|w| w.guest_mode().is_some()) {
         anyhow::bail!("`{w}` is a mode of the workload program, not a benchmark workload: probes run with `versus probe` (and in every `versus run`), stresses in the interference measurement");
     }
     let (runs, warmup) = if a.quick { (5, 1) } else { (a.runs, a.warmup) };
+    if runs.checked_add(warmup).is_none() {
+        anyhow::bail!("--runs {runs} plus --warmup {warmup} is more launches than versus can count; give smaller numbers");
+    }
+    let popts = PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false };
+    // Platforms asked for by name must run: one that cannot is an error
+    // before anything is launched (the defaults skip with the reason).
+    let candidates: Vec<runner::Candidate> = platforms.iter().map(|n| (n.clone(), registry::create(n, &popts))).collect();
+    if explicit {
+        if let Some((n, Err(why))) = candidates.iter().find(|(_, c)| c.is_err()) {
+            anyhow::bail!("platform `{n}` cannot run on this host: {why}");
+        }
+    }
     let workloads: Vec<WorkloadSpec> = if a.quick { a.workloads.iter().map(quick_variant).collect() } else { a.workloads.clone() };
     check_writable(&a.out)?;
     let run_id = runner::new_run_id();
@@ -153,14 +172,15 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         warmup,
         timeout: Duration::from_secs_f64(a.timeout),
         limits: Limits { memory_bytes: a.memory_limit_mib << 20, ..Limits::default() },
-        platform_options: PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false },
+        platform_options: popts,
+        order: if a.order == "sequential" { Order::Sequential } else { Order::default() },
         costs,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     let started_at_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (host, host_measurements) = versus::host::fingerprint();
-    let result = runner::run(&run_id, &opts, &Bar(bar))?;
+    let result = runner::run_with(&run_id, candidates, &opts, &Bar(bar))?;
 
     ex::write_samples(&dir.join("samples.csv"), &result.samples)?;
     let summary = ex::summarize_samples(&result.samples);

@@ -67,10 +67,15 @@ pub struct DensityPoint {
 }
 
 impl DensityPoint {
-    /// MemAvailable drop per instance, bytes (0 when the host gained memory
-    /// meanwhile, e.g. another process freed some).
+    /// MemAvailable drop with the N instances running, bytes; negative when
+    /// the host gained memory meanwhile (another process freed some): kept
+    /// as measured, and the runner flags it.
+    pub fn mem_drop(&self) -> f64 {
+        self.available_before as f64 - self.available_after as f64
+    }
+    /// MemAvailable drop per instance, bytes (see [`DensityPoint::mem_drop`]).
     pub fn mem_per_instance(&self) -> f64 {
-        self.available_before.saturating_sub(self.available_after) as f64 / self.n as f64
+        self.mem_drop() / self.n as f64
     }
     /// Instances launched per second.
     pub fn launch_rate(&self) -> f64 {
@@ -102,7 +107,7 @@ impl DensityResult {
             let row = |m: Metric, v: f64| Sample::new(platform, workload, m, n, v);
             rows.push(row(Metric::DensityMemPerInstance, p.mem_per_instance()));
             rows.push(row(Metric::DensityLaunchRate, p.launch_rate()));
-            rows.push(row(Metric::DensityMemAvailableDrop, p.available_before.saturating_sub(p.available_after) as f64));
+            rows.push(row(Metric::DensityMemAvailableDrop, p.mem_drop()));
             rows.push(row(Metric::DensityPssPerInstance, p.pss_total as f64 / p.n as f64));
         }
         rows
@@ -273,7 +278,7 @@ mod tests {
         assert_eq!(p.mem_per_instance(), 100.0);
         assert_eq!(p.launch_rate(), 8.0);
         let gained = DensityPoint { available_after: 2000, ..p.clone() };
-        assert_eq!(gained.mem_per_instance(), 0.0);
+        assert_eq!(gained.mem_per_instance(), -250.0, "a rise is kept, negative");
         let rows = DensityResult { points: vec![p], stopped_early: None }.samples("process", "idle:1");
         assert_eq!(rows.len(), 4);
         assert!(rows.iter().all(|r| r.iteration == 4));

@@ -38,10 +38,12 @@ pub enum Attribution {
 /// One reading of one running instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryReading {
-    /// PSS of the instance's host processes, bytes.
-    pub pss_bytes: u64,
+    /// PSS of the instance's host processes, bytes. Signed: an instance
+    /// inside versus is versus' growth across the launch, which other
+    /// activity in versus can make negative; it is kept as measured.
+    pub pss_bytes: i64,
     /// RSS of the same processes, bytes (shared pages counted in full).
-    pub rss_bytes: u64,
+    pub rss_bytes: i64,
     /// Memory charged to the instance's own memory cgroup, when it has one.
     pub cgroup_bytes: Option<u64>,
     /// Its VMM process's memory outside guest RAM, when it has one.
@@ -82,8 +84,8 @@ pub fn read_pids(pids: &[i32]) -> Result<MemoryReading> {
         (0, Some(e)) => Err(e.into()),
         (0, None) => Err(ExperimentError::Failed("the instance has no host process to read the memory of".into())),
         _ => Ok(MemoryReading {
-            pss_bytes: total.pss,
-            rss_bytes: total.rss,
+            pss_bytes: total.pss as i64,
+            rss_bytes: total.rss as i64,
             cgroup_bytes: charged,
             vmm: None,
             attribution: Attribution::Pids,
@@ -102,8 +104,8 @@ pub fn read_instance(inst: &dyn Instance, harness_before: PssRss) -> Result<Memo
         let others: Vec<i32> = pids.iter().copied().filter(|p| *p != me).collect();
         let rest = if others.is_empty() { None } else { Some(read_pids(&others)?) };
         MemoryReading {
-            pss_bytes: after.pss.saturating_sub(harness_before.pss) + rest.as_ref().map_or(0, |r| r.pss_bytes),
-            rss_bytes: after.rss.saturating_sub(harness_before.rss) + rest.as_ref().map_or(0, |r| r.rss_bytes),
+            pss_bytes: after.pss as i64 - harness_before.pss as i64 + rest.as_ref().map_or(0, |r| r.pss_bytes),
+            rss_bytes: after.rss as i64 - harness_before.rss as i64 + rest.as_ref().map_or(0, |r| r.rss_bytes),
             cgroup_bytes: rest.and_then(|r| r.cgroup_bytes),
             vmm: None,
             attribution: Attribution::Harness,
@@ -135,24 +137,24 @@ pub fn measure_once(platform: &dyn Platform, spec: &LaunchSpec) -> Result<Memory
 /// instance has them. Add `mem.overhead` with [`add_overhead_rows`] once the
 /// baseline's rows are in.
 pub fn measure_memory(platform: &dyn Platform, spec: &LaunchSpec, iterations: u32) -> Result<Vec<Sample>> {
-    let workload = spec.workload.name();
+    let workload = spec.workload.to_string();
     let mut rows = Vec::new();
     for i in 0..iterations {
         let r = measure_once(platform, spec)?;
-        rows.extend(reading_rows(&r, platform.name(), workload, i));
+        rows.extend(reading_rows(&r, platform.name(), &workload, i));
     }
     Ok(rows)
 }
 
 /// The sample rows of one reading.
 pub fn reading_rows(r: &MemoryReading, platform: &str, workload: &str, iteration: u32) -> Vec<Sample> {
-    let row = |m: Metric, v: u64| Sample::new(platform, workload, m, iteration, v as f64);
-    let mut rows = vec![row(Metric::MemHost, r.pss_bytes), row(Metric::MemRss, r.rss_bytes)];
+    let row = |m: Metric, v: f64| Sample::new(platform, workload, m, iteration, v);
+    let mut rows = vec![row(Metric::MemHost, r.pss_bytes as f64), row(Metric::MemRss, r.rss_bytes as f64)];
     if let Some(c) = r.cgroup_bytes {
-        rows.push(row(Metric::MemCgroup, c));
+        rows.push(row(Metric::MemCgroup, c as f64));
     }
     if let Some(v) = r.vmm {
-        rows.push(row(Metric::MemVmm, v.rss_excl_guest));
+        rows.push(row(Metric::MemVmm, v.rss_excl_guest as f64));
     }
     rows
 }

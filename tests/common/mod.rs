@@ -5,19 +5,31 @@
 
 use std::path::PathBuf;
 
-/// cgroup directories of this process's containers (`versus-<pid>-*`).
+/// cgroup directories of this process's instances (`versus-<pid>-*`).
 pub fn own_cgroups() -> Vec<PathBuf> {
-    let prefix = format!("versus-{}-", std::process::id());
-    let mut out = Vec::new();
-    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu"] {
-        if let Ok(rd) = std::fs::read_dir(root) {
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    out.push(e.path());
-                }
+    cgroups_named(&format!("versus-{}-", std::process::id()))
+}
+
+/// cgroup directories whose name starts with `prefix`, on cgroup v1 (every
+/// controller's hierarchy), v2 and hybrid: /sys/fs/cgroup searched three
+/// levels deep (a v2 instance cgroup sits under versus' own cgroup).
+pub fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, prefix: &str, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            if !t.is_dir() {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                out.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), prefix, depth - 1, out);
             }
         }
     }
+    let mut out = Vec::new();
+    walk(std::path::Path::new("/sys/fs/cgroup"), prefix, 3, &mut out);
     out
 }
 
