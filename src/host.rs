@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use versus_vmm::speed::{SpeedRatio, SpeedVerdict};
 
 /// How the cgroup hierarchy is mounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -220,8 +221,9 @@ impl Host {
 }
 
 /// The guest loop speeds that tell hardware-assisted KVM from a host where
-/// guest kernel code is emulated (see [`versus_vmm::speed`]); `error` when
-/// they could not be measured.
+/// guest kernel code is emulated (see [`versus_vmm::speed`]): the fastest of
+/// several interleaved runs at guest CPL3, guest CPL0 and natively, and the
+/// verdict; `error` when they could not be measured.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default)]
 pub struct KvmSpeed {
@@ -229,8 +231,19 @@ pub struct KvmSpeed {
     pub cpl0_iters_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpl3_iters_per_s: Option<f64>,
+    /// The same loop run natively by versus: what guest user code must reach
+    /// before the ratio is trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_iters_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_to_supervisor_ratio: Option<f64>,
+    /// `native`, `emulated` or `undetermined`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// Why undetermined, with the figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict_reason: Option<String>,
+    /// Set only when the verdict is determined.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub supervisor_emulated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -244,15 +257,76 @@ impl KvmSpeed {
             return KvmSpeed { error: Some("no /dev/kvm".into()), ..KvmSpeed::default() };
         }
         match versus_vmm::speed::measure() {
-            Ok(s) => KvmSpeed {
-                cpl0_iters_per_s: Some(s.cpl0_iters_per_s),
-                cpl3_iters_per_s: Some(s.cpl3_iters_per_s),
-                user_to_supervisor_ratio: Some(s.ratio),
-                supervisor_emulated: Some(s.supervisor_emulated()),
-                error: None,
-            },
+            Ok(s) => KvmSpeed::from_ratio(&s),
             Err(e) => KvmSpeed { error: Some(e.to_string()), ..KvmSpeed::default() },
         }
+    }
+
+    /// The record of a measurement.
+    pub fn from_ratio(s: &SpeedRatio) -> KvmSpeed {
+        let (verdict, reason) = match &s.verdict {
+            SpeedVerdict::Native => ("native", None),
+            SpeedVerdict::Emulated => ("emulated", None),
+            SpeedVerdict::Undetermined(why) => ("undetermined", Some(why.clone())),
+        };
+        KvmSpeed {
+            cpl0_iters_per_s: Some(s.cpl0_iters_per_s),
+            cpl3_iters_per_s: Some(s.cpl3_iters_per_s),
+            host_iters_per_s: Some(s.host_iters_per_s),
+            user_to_supervisor_ratio: Some(s.ratio),
+            verdict: Some(verdict.into()),
+            verdict_reason: reason,
+            supervisor_emulated: s.supervisor_emulated(),
+            error: None,
+        }
+    }
+
+    /// This process's measurement, made once (the loops take a fraction of
+    /// a second).
+    pub fn of_this_host() -> &'static KvmSpeed {
+        static SPEED: std::sync::OnceLock<KvmSpeed> = std::sync::OnceLock::new();
+        SPEED.get_or_init(|| KvmSpeed::measure(std::path::Path::new("/dev/kvm").exists()))
+    }
+}
+
+/// Whether guest kernel code runs at hardware speed on this host: the KVM
+/// module is the first signal, the measured loops the second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestKernelSpeed {
+    /// Both say native (hardware-assisted KVM, ratio near 1).
+    Native,
+    /// Not representative, and why (module, measurement, or their disagreement).
+    NotNative(String),
+}
+
+/// Judges `mode` and `speed` together. They must agree for a verdict of
+/// native; a disagreement is said in the reason.
+pub fn guest_kernel_speed(mode: &KvmMode, speed: &KvmSpeed) -> GuestKernelSpeed {
+    let figures = match (speed.cpl3_iters_per_s, speed.cpl0_iters_per_s, speed.user_to_supervisor_ratio) {
+        (Some(u), Some(k), Some(r)) => {
+            format!("measured: guest user {u:.2e}/s, guest supervisor {k:.2e}/s, ratio {r:.0} (emulated above {})", versus_vmm::speed::EMULATED_ABOVE)
+        }
+        _ => format!("not measured: {}", speed.error.clone().unwrap_or_else(|| "no figures".into())),
+    };
+    let measured = speed.verdict.as_deref();
+    match (mode, measured) {
+        (KvmMode::Absent, _) => GuestKernelSpeed::NotNative("/dev/kvm does not exist".into()),
+        (KvmMode::Hardware { .. }, Some("native")) => GuestKernelSpeed::Native,
+        (KvmMode::Hardware { module, .. }, Some("emulated")) => GuestKernelSpeed::NotNative(format!(
+            "the module is {module} (hardware-assisted), but guest kernel code measured far slower than user code ({figures}): the CPU under this KVM is itself emulated or heavily loaded; the module and the measurement disagree"
+        )),
+        (KvmMode::Pvm, Some("native")) => GuestKernelSpeed::NotNative(format!(
+            "the module is kvm_pvm (guest kernel code emulated), but the loops measured it at native speed ({figures}); the module and the measurement disagree, so vm-linux is treated as not representative"
+        )),
+        (KvmMode::Pvm, _) => GuestKernelSpeed::NotNative(format!(
+            "this host's /dev/kvm is kvm_pvm: guest kernel (CPL0) code is emulated one instruction at a time ({figures}), and the emulator cannot run some instructions (XRSTOR, CMPXCHG16B), so a stock Linux kernel does not boot here"
+        )),
+        (_, Some("undetermined")) => GuestKernelSpeed::NotNative(format!(
+            "whether guest kernel code runs natively here could not be told: {}",
+            speed.verdict_reason.clone().unwrap_or(figures)
+        )),
+        (KvmMode::Unknown, _) => GuestKernelSpeed::NotNative(format!("/dev/kvm is provided by an unrecognised module ({figures})")),
+        (KvmMode::Hardware { .. }, _) => GuestKernelSpeed::NotNative(format!("the guest loop speeds could not be measured ({figures})")),
     }
 }
 
@@ -267,7 +341,7 @@ pub struct HostMeasurements {
 /// The fingerprint of this host and its measurements.
 pub fn fingerprint() -> (Host, HostMeasurements) {
     let host = Host::detect();
-    let kvm_speed = KvmSpeed::measure(host.kvm_device);
+    let kvm_speed = KvmSpeed::of_this_host().clone();
     (host, HostMeasurements { kvm_speed })
 }
 
@@ -296,6 +370,37 @@ mod tests {
         let m: HostMeasurements = serde_json::from_str(r#"{"kvm_speed": {"error": "no /dev/kvm"}}"#).unwrap();
         assert_eq!(m.kvm_speed.error.as_deref(), Some("no /dev/kvm"));
         assert_eq!(serde_json::to_string(&m.kvm_speed).unwrap(), r#"{"error":"no /dev/kvm"}"#);
+    }
+
+    #[test]
+    fn guest_kernel_speed_needs_module_and_measurement_to_agree() {
+        let speed = |c3: f64, c0: f64| {
+            KvmSpeed::from_ratio(&SpeedRatio {
+                cpl0_iters_per_s: c0,
+                cpl3_iters_per_s: c3,
+                host_iters_per_s: 3.8e9,
+                ratio: c3 / c0,
+                rounds: 3,
+                verdict: versus_vmm::speed::judge(c0, c3, 3.8e9),
+            })
+        };
+        let hw = KvmMode::Hardware { module: "kvm_amd".into(), nested_host: false };
+        assert_eq!(guest_kernel_speed(&hw, &speed(3.7e9, 3.6e9)), GuestKernelSpeed::Native);
+        // The disturbed measurement of issue 17: never representative.
+        for mode in [&KvmMode::Pvm, &hw] {
+            match guest_kernel_speed(mode, &speed(1.86e6, 1.93e6)) {
+                GuestKernelSpeed::NotNative(why) => assert!(why.contains("could not be told") || why.contains("kvm_pvm"), "{why}"),
+                GuestKernelSpeed::Native => panic!("a disturbed measurement made {mode:?} representative"),
+            }
+        }
+        match guest_kernel_speed(&hw, &speed(3.78e9, 3.82e4)) {
+            GuestKernelSpeed::NotNative(why) => assert!(why.contains("disagree"), "{why}"),
+            GuestKernelSpeed::Native => panic!("emulated supervisor code on a hardware module"),
+        }
+        match guest_kernel_speed(&KvmMode::Pvm, &speed(3.7e9, 3.6e9)) {
+            GuestKernelSpeed::NotNative(why) => assert!(why.contains("disagree"), "{why}"),
+            GuestKernelSpeed::Native => panic!("kvm_pvm made representative"),
+        }
     }
 
     #[test]

@@ -87,6 +87,7 @@ fn synthetic_run(dir: &Path) {
             st("vm-linux", RunStatus::Skipped, Some("no kernel given (--kernel)"), false),
         ],
         not_measured: vec!["reflink VM disks: the filesystem cannot reflink".into()],
+        limits: None,
     };
     write_env(&dir.join("env.json"), &env).unwrap();
 }

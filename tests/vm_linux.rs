@@ -136,7 +136,10 @@ fn forced_boot_prints_banner_cmdline_and_e820() {
 fn boot_to_ready_runs_every_workload() {
     let mode = kvm_mode();
     if !matches!(mode, KvmMode::Hardware { .. }) {
-        panic!("SKIPPED, NOT PASSED: this host's KVM is {mode:?}; {}", linux::not_representative_reason(&mode).unwrap_or_default());
+        panic!(
+            "SKIPPED, NOT PASSED: this host's KVM is {mode:?}; {}",
+            linux::not_representative_reason(&mode, versus::host::KvmSpeed::of_this_host()).unwrap_or_default()
+        );
     }
     let _serial = VM_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let before = kvm_resources();
@@ -166,7 +169,7 @@ fn boot_to_ready_runs_every_workload() {
 fn unforced_launch_is_refused_where_kernel_code_is_emulated() {
     let mode = kvm_mode();
     let p = LinuxPlatform::new(LinuxOptions { kernel: Some(kernel()), ..Default::default() });
-    let Some(why) = linux::not_representative_reason(&mode) else {
+    let Some(why) = linux::not_representative_reason(&mode, versus::host::KvmSpeed::of_this_host()) else {
         // Hardware-assisted: representative, and the refusal does not apply.
         assert_eq!(p.representative(), Ok(()));
         return;

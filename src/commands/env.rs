@@ -34,12 +34,18 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
     let sp = &m.kvm_speed;
     match (sp.cpl3_iters_per_s, sp.cpl0_iters_per_s, sp.user_to_supervisor_ratio) {
         (Some(u), Some(k), Some(r)) => {
-            println!("  guest loop  user mode {:.3e}/s, supervisor mode {:.3e}/s: supervisor is {r:.0}x slower", u, k);
-            if sp.supervisor_emulated == Some(true) {
-                println!("              guest kernel code is emulated here: vm-linux numbers are not representative");
+            println!("  guest loop  user mode {u:.3e}/s, supervisor mode {k:.3e}/s (ratio {r:.0}); natively {:.3e}/s", sp.host_iters_per_s.unwrap_or(f64::NAN));
+            match (sp.verdict.as_deref(), &sp.verdict_reason) {
+                (Some("undetermined"), Some(why)) => println!("              undetermined: {why}"),
+                (Some(v), _) => println!("              verdict: guest supervisor code {}", if v == "emulated" { "is emulated" } else { "runs natively" }),
+                _ => {}
             }
         }
         _ => println!("  guest loop  not measured: {}", sp.error.as_deref().unwrap_or("unknown error")),
+    }
+    match versus::host::guest_kernel_speed(&h.kvm_mode, sp) {
+        versus::host::GuestKernelSpeed::Native => println!("  guest kernels run natively: vm-linux numbers are representative"),
+        versus::host::GuestKernelSpeed::NotNative(why) => println!("  vm-linux numbers are not representative: {why}"),
     }
     println!("ksm           {}", h.ksm.as_deref().unwrap_or("unknown"));
     println!("thp           {}", h.transparent_hugepages.as_deref().unwrap_or("unknown"));

@@ -195,6 +195,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         host_measurements,
         platforms: result.statuses.clone(),
         not_measured: result.not_measured.clone(),
+        limits: Some(opts.limits),
     };
     json::write_env(&dir.join("env.json"), &doc)?;
     if !result.probes.is_empty() {

@@ -199,8 +199,26 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
         let stopped = neighbour.stop();
         let finished = finished?;
         stopped?;
-        let work = finished.results.first().and_then(|r| r.checksum()).and_then(|c| u64::from_str_radix(c, 16).ok()).unwrap_or(0);
+        let work = finished
+            .results
+            .first()
+            .and_then(|r| r.checksum())
+            .and_then(|c| u64::from_str_radix(c, 16).ok())
+            .ok_or_else(|| LaunchError::Aborted(format!("the {} neighbour finished without reporting its work", stress.mode_name())))?;
         let after = exe.map(count_running).unwrap_or(0);
+        // A window in which no victim ran measured nothing: that is an
+        // error, never an empty row.
+        if let Some(v) = cfg.victims.iter().find(|v| runs.get(&v.to_string()).copied().unwrap_or(0) == 0) {
+            return Err(LaunchError::Aborted(format!(
+                "no `{v}` victim run fitted in the {} ms window of the {} neighbour (a victim took {} ms); raise the window (max_window) or shorten the victims",
+                window.as_millis(),
+                stress.mode_name(),
+                last_wall.as_millis()
+            )));
+        }
+        if stress == StressKind::Fork {
+            out.samples.push(sample(platform.name(), &spec.workload, Metric::InterferenceForkPeak, out.neighbours.len() as u32, work as f64));
+        }
         out.neighbours.push(Neighbour { stress, window_ms: window.as_millis() as u64, work, procs_before: before, procs_after: after, victim_runs: runs });
     }
     Ok(out)

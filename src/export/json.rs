@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::ExportError;
 use crate::host::{Host, HostMeasurements};
 use crate::model::PlatformStatus;
+use crate::platform::Limits;
 
 /// The whole env.json document. Fields added after the first version have
 /// defaults, so a report can be re-rendered from an older run.
@@ -28,6 +29,9 @@ pub struct EnvDoc {
     /// Measurements that could not be made on this host, and why.
     #[serde(default)]
     pub not_measured: Vec<String>,
+    /// The limits instances ran with (where their platform applies them).
+    #[serde(default)]
+    pub limits: Option<Limits>,
 }
 
 /// Writes env.json.

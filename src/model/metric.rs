@@ -103,6 +103,9 @@ metrics! {
     InterferenceMem => "interference.mem", "ratio";
     /// Victim time beside a fork bomb / time alone.
     InterferenceFork => "interference.fork", "ratio";
+    /// The most processes the fork bomb neighbour had alive at once (its
+    /// pids limit, or versus' own cap, stops it).
+    InterferenceForkPeak => "interference.fork_peak", "count";
     /// Host system calls the workload can make.
     SurfaceHostSyscalls => "surface.host_syscalls", "count";
     /// Kinds of VM exit the VMM serves.

@@ -28,7 +28,7 @@ use crate::model::ProbeLine;
 use crate::workload::{WorkloadResult, WorkloadSpec};
 
 /// Resource limits applied to an instance where the platform supports them.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq)]
 pub struct Limits {
     pub memory_bytes: u64,
     pub pids: u64,

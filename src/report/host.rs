@@ -44,20 +44,29 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
     let _ = writeln!(o, "Host measurements:\n");
     match (k.cpl3_iters_per_s, k.cpl0_iters_per_s, k.user_to_supervisor_ratio) {
         (Some(u), Some(s), Some(r)) => {
+            let host = k.host_iters_per_s.map(|h| format!(", natively {h:.3e}/s")).unwrap_or_default();
+            let verdict = match (k.verdict.as_deref(), &k.verdict_reason) {
+                (Some("native"), _) => ": guest kernel code runs at hardware speed".to_string(),
+                (Some("emulated"), _) => format!(": guest kernel code is emulated on this host (ratio above {})", versus_vmm::speed::EMULATED_ABOVE),
+                (Some("undetermined"), Some(why)) => format!(": undetermined, {why}"),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 o,
-                "- `kvm_speed`: a guest loop runs {u:.3e}/s in guest user mode and {s:.3e}/s in guest supervisor mode (ratio {r:.1}){}\n",
-                match k.supervisor_emulated {
-                    Some(true) => ": guest kernel code is emulated on this host",
-                    Some(false) => ": guest kernel code runs at hardware speed",
-                    None => "",
-                }
+                "- `kvm_speed`: a guest loop runs {u:.3e}/s in guest user mode and {s:.3e}/s in guest supervisor mode{host} (ratio {r:.1}){verdict}"
             );
         }
         _ => {
-            let _ = writeln!(o, "- `kvm_speed`: not measured: {}\n", k.error.clone().unwrap_or_else(|| "not recorded".into()));
+            let _ = writeln!(o, "- `kvm_speed`: not measured: {}", k.error.clone().unwrap_or_else(|| "not recorded".into()));
         }
     }
+    let judged = match crate::host::guest_kernel_speed(&h.kvm_mode, k) {
+        crate::host::GuestKernelSpeed::Native => {
+            "the KVM module and the measured loops agree: guest kernel code runs natively, a Linux guest is representative here".to_string()
+        }
+        crate::host::GuestKernelSpeed::NotNative(why) => format!("a Linux guest is not representative here: {why}"),
+    };
+    let _ = writeln!(o, "- guest kernels: {judged}\n");
     let _ = writeln!(o, "### Platforms\n");
     let rows: Vec<Vec<String>> = e
         .platforms

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use super::{and_list, chart_ref, table, Ctx};
-use crate::model::{Metric, Outcome, SummaryRow, SurfaceKind};
+use crate::model::{Metric, Outcome, ProbeRow, SummaryRow, SurfaceKind};
+use crate::platform::registry;
 
 pub(super) fn section(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
     let _ = writeln!(o, "## 4. Isolation\n");
@@ -43,16 +44,76 @@ fn probes(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
         })
         .collect();
     table(o, &header, &rows);
-    let parts: Vec<String> = plats
+    headline(o, rows_in, &plats);
+    chart_ref(o, ctx.charts, "probes", "isolation probe matrix");
+}
+
+/// A probe's verdict on a platform, when it was judged (isolated or exposed).
+fn verdict<'a>(rows: &'a [ProbeRow], platform: &str, probe: &str) -> Option<&'a ProbeRow> {
+    rows.iter().find(|r| r.platform == platform && r.probe == probe && matches!(r.result, Outcome::Isolated | Outcome::Exposed))
+}
+
+/// The isolation headline: each platform against the baseline on the probes
+/// judged on both, overall and per category (a probe that does not apply to
+/// one of them, or erred, is left out of that comparison).
+fn headline(o: &mut String, rows: &[ProbeRow], plats: &[String]) {
+    let base = registry::baseline();
+    let mut cats: Vec<String> = Vec::new();
+    for r in rows {
+        if !cats.contains(&r.category) {
+            cats.push(r.category.clone());
+        }
+    }
+    let others: Vec<&String> = plats.iter().filter(|p| *p != base).collect();
+    let compare = |pl: &str, cat: Option<&str>| -> (usize, usize, usize) {
+        let (mut n, mut mine, mut theirs) = (0, 0, 0);
+        for r in rows.iter().filter(|r| r.platform == pl && cat.is_none_or(|c| r.category == c)) {
+            let (Some(a), Some(b)) = (verdict(rows, pl, &r.probe), verdict(rows, base, &r.probe)) else { continue };
+            n += 1;
+            mine += (a.result == Outcome::Exposed) as usize;
+            theirs += (b.result == Outcome::Exposed) as usize;
+        }
+        (n, mine, theirs)
+    };
+    if !plats.iter().any(|p| p == base) || others.is_empty() {
+        let parts: Vec<String> = plats
+            .iter()
+            .map(|pl| {
+                let exposed = rows.iter().filter(|r| r.platform == *pl && r.result == Outcome::Exposed).count();
+                let total = rows.iter().filter(|r| r.platform == *pl && r.result != Outcome::NotApplicable).count();
+                format!("{pl} is exposed on {exposed} of {total} applicable probes")
+            })
+            .collect();
+        let _ = writeln!(o, "**Finding.** {}.\n", and_list(&parts));
+        return;
+    }
+    let parts: Vec<String> = others
         .iter()
         .map(|pl| {
-            let exposed = rows_in.iter().filter(|r| r.platform == *pl && r.result == Outcome::Exposed).count();
-            let total = rows_in.iter().filter(|r| r.platform == *pl && r.result != Outcome::NotApplicable).count();
-            format!("{pl} is exposed on {exposed} of {total} applicable probes")
+            let (n, mine, theirs) = compare(pl, None);
+            if n == 0 {
+                format!("{pl} shares no judged probe with the {base}")
+            } else {
+                format!("{pl} is exposed on {mine} of the {n} probes judged on both it and the {base} ({base}: {theirs})")
+            }
         })
         .collect();
-    let _ = writeln!(o, "**Finding.** {}.\n", and_list(&parts));
-    chart_ref(o, ctx.charts, "probes", "isolation probe matrix");
+    let _ = writeln!(o, "**Finding.** {}. Per category, on the probes judged on both (exposed / compared):\n", and_list(&parts));
+    let mut header = vec!["category".to_string()];
+    header.extend(others.iter().map(|p| format!("{p} vs {base}")));
+    let trows: Vec<Vec<String>> = cats
+        .iter()
+        .map(|c| {
+            let mut row = vec![c.clone()];
+            for pl in &others {
+                let (n, mine, theirs) = compare(pl, Some(c));
+                row.push(if n == 0 { "-".into() } else { format!("{mine} vs {theirs} of {n}") });
+            }
+            row
+        })
+        .collect();
+    let hdr: Vec<&str> = header.iter().map(String::as_str).collect();
+    table(o, &hdr, &trows);
 }
 
 fn surface(ctx: &Ctx<'_>, o: &mut String) {
@@ -77,7 +138,7 @@ fn interference(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
         o,
         "### Noisy neighbour\n\nThe victim's time beside a neighbour of the same platform running a stress, divided by its time alone (median; 1.0x = no interference).\n"
     );
-    let ir: Vec<&SummaryRow> = ctx.f.summary.iter().filter(|r| r.metric.family() == "interference").collect();
+    let ir: Vec<&SummaryRow> = ctx.f.summary.iter().filter(|r| r.metric == Metric::InterferenceAlone || r.metric.is_interference_ratio()).collect();
     let mut keys: Vec<(&str, &str)> = Vec::new();
     for r in &ir {
         if !keys.contains(&(r.platform.as_str(), r.workload.as_str())) {
@@ -103,6 +164,30 @@ fn interference(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
         rows.push(row);
     }
     table(o, &["platform", "victim", "alone", "cpu hog", "memory hog", "fork bomb"], &rows);
-    let parts: Vec<String> = worst.iter().map(|(pl, v, what)| format!("{pl} slowed down at most {v:.1}x, beside a {what}")).collect();
-    let _ = writeln!(o, "**Finding.** {}. A fork bomb in a container is stopped by its pids limit; a plain process has none.\n", and_list(&parts));
+    let parts: Vec<String> = worst.iter().map(|(pl, v, what)| format!("{pl}'s victims slowed down at most {v:.1}x, beside a {what}")).collect();
+    let _ = writeln!(o, "**Finding.** {}.{}\n", and_list(&parts), fork_sentence(ctx));
+}
+
+/// What the fork bomb neighbours did, from this run's rows: their peak
+/// process count (against the pids limit instances ran with) and the
+/// slowdown they caused.
+fn fork_sentence(ctx: &Ctx<'_>) -> String {
+    let limit = ctx.f.env.as_ref().and_then(|e| e.limits).map(|l| l.pids);
+    let mut parts = Vec::new();
+    for r in ctx.f.summary.iter().filter(|r| r.metric == Metric::InterferenceForkPeak) {
+        let slow = ctx.f.summary.iter().filter(|x| x.platform == r.platform && x.metric == Metric::InterferenceFork).map(|x| x.median).fold(f64::NAN, f64::max);
+        let held = match limit {
+            Some(l) if r.max <= l as f64 + 1.0 && registry::info(&r.platform).is_some_and(|i| i.isolation != crate::platform::Isolation::None) => {
+                format!(", held by its pids limit of {l}")
+            }
+            _ => String::new(),
+        };
+        let slowed = if slow.is_finite() { format!(" and slowed its neighbour's victims at most {slow:.1}x") } else { String::new() };
+        parts.push(format!("in {} it peaked at {:.0} processes{held}{slowed}", r.platform, r.max));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" The fork bomb: {}", and_list(&parts)) + "."
+    }
 }

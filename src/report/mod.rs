@@ -183,6 +183,82 @@ pub(crate) fn ratio(a: f64, b: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Outcome, ProbeRow};
+
+    /// A made-up run whose every number scales with `k`: every section has
+    /// rows, and every finding has numbers to compute from.
+    fn made_up(k: f64) -> RunFiles {
+        let mut s: Vec<Sample> = Vec::new();
+        let mut add = |p: &str, w: &str, m: Metric, unit: &str, it: u32, v: f64| s.push(Sample::with_unit(p, w, m, unit, it, v));
+        for (p, f) in [("process", 1.0), ("container", 2.0), ("vm-bare", 3.0)] {
+            for i in 0..10 {
+                let v = k * f * (1.0 + i as f64 / 100.0);
+                add(p, "ready", Metric::Boot, "ms", i, v);
+                add(p, "ready", Metric::phase("ready"), "ms", i, v);
+                add(p, "cpu:1000", Metric::Cpu, "ms", i, 50.0 * k * f);
+                add(p, "call:1000", Metric::Call, "us", i, 0.2 * f.powf(1.0 + k));
+                add(p, "idle:16", Metric::MemHost, "bytes", i, (16.0 + k * f) * 1048576.0);
+            }
+            for n in [1u32, 2, 4] {
+                add(p, "idle:16", Metric::DensityMemPerInstance, "bytes", n, (17.0 + k * f) * 1048576.0);
+                add(p, "idle:16", Metric::DensityLaunchRate, "instances/s", n, 100.0 / (k * f));
+            }
+            for (m, u) in [(Metric::ImageShared, "bytes"), (Metric::ImageTotal, "bytes"), (Metric::ImagePerInstance, "bytes")] {
+                add(p, "shared", m.clone(), u, 0, 1e6 * k * f);
+                add(p, "shared", m, "bytes_apparent", 0, 1e6 * k * f);
+            }
+            if p != "vm-bare" {
+                for i in 0..3 {
+                    add(p, "cpu:50000", Metric::InterferenceAlone, "ms", i, 30.0);
+                    add(p, "cpu:50000", Metric::InterferenceCpu, "ratio", i, 1.0 + k * f);
+                    add(p, "cpu:50000", Metric::InterferenceFork, "ratio", i, 1.0 + 2.0 * k * f);
+                }
+                add(p, "stress-fork:1000", Metric::InterferenceForkPeak, "count", 0, 50.0 * k * f);
+            }
+        }
+        crate::experiment::memory::add_overhead_rows(&mut s);
+        let mut probes = Vec::new();
+        for (i, probe) in ["proc.a", "proc.b", "fs.a", "net.a"].iter().enumerate() {
+            for p in ["process", "container", "vm-bare"] {
+                // More exposure on the container as k grows.
+                let exposed = p == "process" || (p == "container" && (i as f64) < k);
+                let result = if p == "vm-bare" && i > 1 {
+                    Outcome::NotApplicable
+                } else if exposed {
+                    Outcome::Exposed
+                } else {
+                    Outcome::Isolated
+                };
+                probes.push(ProbeRow {
+                    run_id: "r".into(),
+                    platform: p.into(),
+                    probe: probe.to_string(),
+                    category: probe.split('.').next().unwrap_or("").into(),
+                    result,
+                    evidence: String::new(),
+                });
+            }
+        }
+        RunFiles { summary: summarize_samples(&s), samples: s, env: None, probes }
+    }
+
+    fn findings(md: &str) -> Vec<String> {
+        md.lines().filter(|l| l.starts_with("**Finding.**")).map(String::from).collect()
+    }
+
+    #[test]
+    fn every_finding_is_computed_from_the_run() {
+        let (a, b) = (report_markdown(&made_up(1.0), &[]), report_markdown(&made_up(2.0), &[]));
+        let (fa, fb) = (findings(&a), findings(&b));
+        assert!(fa.len() >= 6, "a finding per section: {fa:#?}");
+        assert_eq!(fa.len(), fb.len());
+        for (x, y) in fa.iter().zip(&fb) {
+            assert_ne!(x, y, "this finding did not change with its numbers: {x}");
+        }
+        // The fork bomb and the per-category isolation comparison are there.
+        assert!(a.contains("The fork bomb:") && a.contains("peaked at"), "{a}");
+        assert!(a.contains("| category | container vs process | vm-bare vs process |"), "{a}");
+    }
 
     #[test]
     fn dates_and_lists() {

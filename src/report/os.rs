@@ -119,7 +119,12 @@ fn compute(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
                 let vs = ctx.summary_of(baseline, &m).map(|b| ratio(r.median, b.median)).unwrap_or_else(|| "-".into());
                 rows.push(vec![m.to_string(), ctx.flag(&p), format!("{:.3} {unit}", r.median), format!("{:.3} {unit}", r.p95), vs.clone(), r.n.to_string()]);
                 if m == Metric::Call && p != baseline {
-                    parts.push(format!("a round trip from {p} costs {vs} of the process's system call"));
+                    // On kvm_pvm a VM exit is a trap plus instruction
+                    // emulation: say so beside the number.
+                    let emulated = ctx.f.env.as_ref().is_some_and(|e| e.host.kvm_mode == crate::host::KvmMode::Pvm)
+                        && registry::info(&p).is_some_and(|i| i.isolation == crate::platform::Isolation::Vm);
+                    let note = if emulated { " (an exit emulated by kvm_pvm, dearer than a hardware VM exit)" } else { "" };
+                    parts.push(format!("a round trip from {p} costs {vs} of the process's system call{note}"));
                 }
             }
         }
@@ -131,7 +136,18 @@ fn compute(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
     let _ = writeln!(o, "### Compute and calls against the plain process\n");
     table(o, &["metric", "platform", "median", "p95", "vs process", "n"], &rows);
     if !parts.is_empty() {
-        let _ =
-            writeln!(o, "**Finding.** {}. See each platform's notes for what its `call` is (a host system call, or a VM exit to the VMM).\n", and_list(&parts));
+        let _ = writeln!(
+            o,
+            "**Finding.** {}. See each platform's notes for what its `call` is (a host system call, or a VM exit to the VMM).\n",
+            capitalize(&and_list(&parts))
+        );
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
 }

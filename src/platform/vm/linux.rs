@@ -135,13 +135,13 @@ pub fn guest_initramfs() -> Result<Arc<Vec<u8>>, LinuxError> {
     Ok(IMG.get_or_init(|| i).clone())
 }
 
-/// Why vm-linux is not representative on this host (`None`: it is).
-pub fn not_representative_reason(mode: &KvmMode) -> Option<String> {
-    match mode {
-        KvmMode::Pvm => Some("this host's /dev/kvm is kvm_pvm: guest kernel (CPL0) code is emulated one instruction at a time, about 1000x slower than native, and the emulator cannot run some instructions (XRSTOR, CMPXCHG16B), so a stock Linux kernel does not boot here".into()),
-        KvmMode::Absent => Some("/dev/kvm does not exist".into()),
-        KvmMode::Unknown => Some("/dev/kvm is provided by an unrecognised module; vm-linux numbers may not be comparable".into()),
-        KvmMode::Hardware { .. } => None,
+/// Why vm-linux is not representative on this host (`None`: it is): the
+/// KVM module and the measured guest loop speeds must both say guest kernel
+/// code runs natively.
+pub fn not_representative_reason(mode: &KvmMode, speed: &crate::host::KvmSpeed) -> Option<String> {
+    match crate::host::guest_kernel_speed(mode, speed) {
+        crate::host::GuestKernelSpeed::Native => None,
+        crate::host::GuestKernelSpeed::NotNative(why) => Some(why),
     }
 }
 
@@ -250,7 +250,7 @@ impl Platform for LinuxPlatform {
     }
 
     fn representative(&self) -> std::result::Result<(), String> {
-        match not_representative_reason(&crate::host::kvm_mode()) {
+        match not_representative_reason(&crate::host::kvm_mode(), crate::host::KvmSpeed::of_this_host()) {
             Some(why) => Err(why),
             None => Ok(()),
         }
@@ -393,8 +393,16 @@ mod tests {
 
     #[test]
     fn pvm_hosts_are_not_representative() {
-        assert!(not_representative_reason(&KvmMode::Pvm).unwrap().contains("emulated"));
-        assert!(not_representative_reason(&KvmMode::Hardware { module: "kvm_intel".into(), nested_host: false }).is_none());
+        let native = crate::host::KvmSpeed {
+            cpl0_iters_per_s: Some(3.6e9),
+            cpl3_iters_per_s: Some(3.7e9),
+            host_iters_per_s: Some(3.8e9),
+            user_to_supervisor_ratio: Some(1.03),
+            verdict: Some("native".into()),
+            ..Default::default()
+        };
+        assert!(not_representative_reason(&KvmMode::Pvm, &native).unwrap().contains("kvm_pvm"));
+        assert!(not_representative_reason(&KvmMode::Hardware { module: "kvm_intel".into(), nested_host: false }, &native).is_none());
     }
 
     #[test]
