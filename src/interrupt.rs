@@ -1,26 +1,59 @@
 //! Ctrl-C and SIGTERM handling. The first signal sets a flag that every wait
 //! in versus polls, so the launch in progress is torn down through the normal
-//! `Drop` path (processes killed and reaped, cgroups and temp dirs removed)
-//! and the program exits with 130. A second signal exits at once.
+//! `Drop` path (processes killed and reaped, cgroups, mounts and temp dirs
+//! removed) and the program exits with 130, whichever step it was in.
+//!
+//! A second signal does not cut the cleanup short: it only says that versus
+//! is cleaning up. The cleanup is bounded: a watchdog ends the process (130)
+//! if it has not finished [`CLEANUP_BOUND`] after the first signal (every
+//! wait of a teardown is itself bounded well within it).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the cleanup after an interrupt may take before the watchdog
+/// ends the process.
+pub const CLEANUP_BOUND: Duration = Duration::from_secs(30);
 
 /// The VMM's flag (its vCPU run loop polls it), shared by every wait here.
 fn flag() -> &'static Arc<AtomicBool> {
     versus_vmm::interrupt::flag()
 }
 
+/// Signals received so far.
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+const CLEANING: &[u8] = b"\nversus: cleaning up what was launched; it ends by itself (at most 30 s)\n";
+
 /// Installs the handlers (idempotent). Returns an error if the handlers
 /// cannot be registered.
 pub fn install() -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let f = flag().clone();
     for sig in [SIGINT, SIGTERM] {
-        // Second signal: terminate with the conventional status.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, f.clone())?;
-        signal_hook::flag::register(sig, f.clone())?;
+        let f = flag().clone();
+        // SAFETY: the handler only touches atomics and calls write(2), both
+        // async-signal-safe; it allocates nothing and takes no lock.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                f.store(true, Ordering::SeqCst);
+                if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
+                    let _ = libc::write(2, CLEANING.as_ptr().cast(), CLEANING.len());
+                }
+            })?;
+        }
     }
+    // The watchdog: wakes on the first signal, gives the cleanup its bound.
+    let _ = std::thread::Builder::new().name("versus-interrupt-watchdog".into()).spawn(|| {
+        while !requested() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(CLEANUP_BOUND);
+        eprintln!(
+            "versus: the cleanup did not finish within {CLEANUP_BOUND:?}; exiting (some instances may remain: see `pgrep -af versus` and /sys/fs/cgroup)"
+        );
+        std::process::exit(130);
+    });
     Ok(())
 }
 

@@ -58,6 +58,12 @@ fn main() -> ExitCode {
         Command::Report(a) => commands::report::run(a),
     };
     match result {
+        // An interrupt that arrived late (while the run's files were
+        // written) still ends with 130: the run did not end as asked.
+        Ok(_) if versus::interrupt::requested() => {
+            eprintln!("versus: interrupted; everything launched was torn down");
+            ExitCode::from(130)
+        }
         Ok(code) => code,
         Err(e) => {
             if versus::interrupt::requested() {

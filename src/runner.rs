@@ -277,6 +277,7 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
             out.samples.extend(rows);
             out.not_measured.extend(notes);
         }
+        check_interrupt()?;
     }
     progress.finish();
     // Keep statuses in the order the user gave.

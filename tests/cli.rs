@@ -86,6 +86,11 @@ fn bad_input_gets_one_line_errors_and_leaves_nothing() {
         (vec!["launch", "process", "--timeout=0"], "not a positive number"),
         (vec!["launch", "hyperv"], "unknown platform `hyperv`"),
         (vec!["run", "-p", "process", "-o", "/proc/versus-cannot-write-here"], "choose another with --out"),
+        (vec!["run", "--timeout", "1e20"], "more than a day"),
+        (vec!["launch", "process", "--timeout", "inf"], "more than a day"),
+        (vec!["run", "--memory-limit-mib", "18446744073709551615"], "not in 1..=1073741824"),
+        (vec!["run", "--runs", "4294967295", "--warmup", "2"], "more launches than versus can count"),
+        (vec!["run", "-p", "vm-linux", "--kernel", "/nonexistent/vmlinuz"], "/nonexistent/vmlinuz"),
     ];
     for (mut args, want) in cases {
         let o_dir = out.path().to_string_lossy().to_string();
@@ -96,6 +101,8 @@ fn bad_input_gets_one_line_errors_and_leaves_nothing() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?} should fail");
         assert!(err.contains(want), "{args:?}: stderr {err:?} should contain {want:?}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert!(err.trim().lines().count() <= 3, "{args:?}: a short error, not {err:?}");
     }
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing written on errors");
 }
@@ -126,10 +133,15 @@ fn ctrl_c_during_a_run_tears_everything_down() {
     }
     std::thread::sleep(Duration::from_millis(300));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).unwrap();
+    // An impatient second Ctrl-C during the teardown must not cut the
+    // cleanup short.
+    std::thread::sleep(Duration::from_millis(5));
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(130), "exit status after Ctrl-C; stderr: {err}");
     assert!(err.contains("interrupted"), "{err}");
+    assert!(err.contains("cleaning up"), "the second Ctrl-C is answered: {err}");
     let left = common::cgroups_named(&prefix);
     assert!(left.is_empty(), "cgroups left: {left:?}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "temp dirs left in TMPDIR");

@@ -404,6 +404,11 @@ pub fn measure_storage(platform: &str, storage: &[Storage], n: usize, write_byte
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     for st in storage {
+        // Building disks takes a while: stop at an interrupt (the caller
+        // sees the flag and ends the run).
+        if crate::interrupt::requested() {
+            return (rows, notes);
+        }
         match st {
             Storage::Shared(paths) => match footprint_shared(platform, paths, n) {
                 Ok(r) => rows.extend(r.samples()),
@@ -430,6 +435,9 @@ pub fn measure_storage(platform: &str, storage: &[Storage], n: usize, write_byte
                     continue;
                 }
                 for m in [Method::Copy, Method::Qcow2, Method::Reflink] {
+                    if crate::interrupt::requested() {
+                        return (rows, notes);
+                    }
                     if m == Method::Reflink {
                         if let Err(why) = reflink_supported(work.path()) {
                             notes.push(format!("{platform}: reflink VM disks not measured: {why}"));
