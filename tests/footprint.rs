@@ -66,7 +66,7 @@ fn overlay_instances_grow_by_what_they_write() {
     }
     // The lower dir was shared, not copied up.
     assert_eq!(size_of(&lower.path().join("base")).unwrap().apparent, 2 * MIB);
-    let r = footprint_overlay("container", lower.path(), 2, MIB).unwrap();
+    let r = footprint_overlay("container", lower.path(), 2, MIB, false).unwrap();
     assert!(r.shared.apparent >= 2 * MIB && r.total_for(2).allocated >= r.shared.allocated + 2 * MIB);
     assert_eq!(leftovers("versus-footprint-overlay-"), before, "overlay temp dirs left behind");
     assert_eq!(mounts_under(&std::env::temp_dir().join("versus-footprint-overlay-")), 0);
@@ -135,8 +135,11 @@ fn storage_of_every_kind_is_measured_for_real() {
     write_data(&tree.join("init"), 300 * KIB).unwrap();
     let kernel = t.path().join("kernel");
     write_data(&kernel, 100 * KIB).unwrap();
-    let storage =
-        [Storage::Shared(vec![kernel.clone()]), Storage::Overlay { lower: tree.clone() }, Storage::Disk { shared: vec![kernel], tree, synthetic: true }];
+    let storage = [
+        Storage::Shared(vec![kernel.clone()]),
+        Storage::Overlay { lower: tree.clone(), synthetic: false },
+        Storage::Disk { shared: vec![kernel], tree, synthetic: true },
+    ];
     let (rows, notes) = footprint::measure_storage("x", &storage, 4, 256 * KIB, 16 * MIB);
     eprintln!("notes: {notes:?}");
     let methods: Vec<String> = rows.iter().filter(|r| r.metric == Metric::ImageTotal && r.unit == "bytes").map(|r| r.workload.clone()).collect();
@@ -144,7 +147,7 @@ fn storage_of_every_kind_is_measured_for_real() {
     for r in rows.iter().filter(|r| r.metric == Metric::ImageTotal && r.unit == "bytes") {
         eprintln!("{} {}: one instance {} bytes", r.platform, r.workload, r.value);
     }
-    for m in ["shared", "overlay", "copy", "qcow2"] {
+    for m in ["shared", "overlay", "copy-synthetic", "qcow2-synthetic"] {
         assert!(methods.contains(&m.to_string()), "{m} missing: {methods:?} (notes {notes:?})");
     }
     assert!(notes.iter().any(|n| n.contains("synthetic")), "a synthetic disk says so: {notes:?}");

@@ -113,6 +113,10 @@ pub struct FootprintResult {
     pub shared: Bytes,
     /// What instance i added, for each instance built.
     pub per_instance: Vec<Bytes>,
+    /// versus wrote the instances' data itself: the platform does not write
+    /// to such storage today. The rows' storage column says so
+    /// (`overlay-synthetic`).
+    pub synthetic: bool,
 }
 
 impl FootprintResult {
@@ -131,7 +135,8 @@ impl FootprintResult {
     /// instance index), `image.n_instances` (iteration = N, N = 1..=built),
     /// each with unit `bytes` (allocated) and `bytes_apparent`.
     pub fn samples(&self) -> Vec<Sample> {
-        let w = self.method.name();
+        let w = if self.synthetic { format!("{}-synthetic", self.method.name()) } else { self.method.name().to_string() };
+        let w = w.as_str();
         let p = self.platform.as_str();
         let mut rows = Vec::new();
         let mut both = |metric: Metric, it: u32, b: Bytes| {
@@ -154,7 +159,7 @@ impl FootprintResult {
 /// own: `n` instances all use `artefacts`.
 pub fn footprint_shared(platform: &str, artefacts: &[PathBuf], n: usize) -> Result<FootprintResult> {
     let shared = size_of_all(artefacts).map_err(ExperimentError::io(format!("measuring {artefacts:?}")))?;
-    Ok(FootprintResult { platform: platform.into(), method: Method::Shared, shared, per_instance: vec![Bytes::default(); n] })
+    Ok(FootprintResult { platform: platform.into(), method: Method::Shared, shared, per_instance: vec![Bytes::default(); n], synthetic: false })
 }
 
 /// Writes `bytes` of non-zero, incompressible-looking data to a new file and
@@ -251,9 +256,9 @@ pub fn overlay_instances(lower: &Path, n: usize, write_bytes: u64) -> Result<Vec
 }
 
 /// Footprint of overlayfs instances over a shared lower dir.
-pub fn footprint_overlay(platform: &str, lower: &Path, n: usize, write_bytes: u64) -> Result<FootprintResult> {
+pub fn footprint_overlay(platform: &str, lower: &Path, n: usize, write_bytes: u64, synthetic: bool) -> Result<FootprintResult> {
     let shared = size_of(lower).map_err(ExperimentError::io(format!("measuring {}", lower.display())))?;
-    Ok(FootprintResult { platform: platform.into(), method: Method::Overlay, shared, per_instance: overlay_instances(lower, n, write_bytes)? })
+    Ok(FootprintResult { platform: platform.into(), method: Method::Overlay, shared, per_instance: overlay_instances(lower, n, write_bytes)?, synthetic })
 }
 
 /// Makes an ext4 disk image of `size_bytes` holding the files of `src_dir`
@@ -383,13 +388,21 @@ fn overwrite_start(disk: &Path, bytes: u64) -> Result<()> {
 /// Footprint of VM instances: `artefacts` (kernel, initramfs, image) are
 /// shared, as is the base disk for the copy-on-write methods; each instance
 /// gets its own disk by `method`.
-pub fn footprint_disk(platform: &str, artefacts: &[PathBuf], base_disk: &Path, method: Method, n: usize, write_bytes: u64) -> Result<FootprintResult> {
+pub fn footprint_disk(
+    platform: &str,
+    artefacts: &[PathBuf],
+    base_disk: &Path,
+    method: Method,
+    n: usize,
+    write_bytes: u64,
+    synthetic: bool,
+) -> Result<FootprintResult> {
     let mut shared = size_of_all(artefacts).map_err(ExperimentError::io(format!("measuring {artefacts:?}")))?;
     if method != Method::Copy {
         // A copy does not need the base once made; the CoW methods keep it.
         shared = shared + size_of(base_disk)?;
     }
-    Ok(FootprintResult { platform: platform.into(), method, shared, per_instance: disk_instances(base_disk, method, n, write_bytes)? })
+    Ok(FootprintResult { platform: platform.into(), method, shared, per_instance: disk_instances(base_disk, method, n, write_bytes)?, synthetic })
 }
 
 /// The footprint rows of one platform, built for real with `n` instances
@@ -414,13 +427,15 @@ pub fn measure_storage(platform: &str, storage: &[Storage], n: usize, write_byte
                 Ok(r) => rows.extend(r.samples()),
                 Err(e) => notes.push(format!("{platform}: shared footprint not measured: {e}")),
             },
-            Storage::Overlay { lower } => match footprint_overlay(platform, lower, n, write_bytes) {
+            Storage::Overlay { lower, synthetic } => match footprint_overlay(platform, lower, n, write_bytes, *synthetic) {
                 Ok(r) => rows.extend(r.samples()),
                 Err(e) => notes.push(format!("{platform}: overlay footprint not measured: {e}")),
             },
             Storage::Disk { shared, tree, synthetic } => {
                 if *synthetic {
-                    notes.push(format!("{platform}: its VM disk rows (copy, qcow2, reflink) are synthetic: it does not boot from such a disk today; they show what a disk of the same files would cost"));
+                    notes.push(format!(
+                        "{platform}: its VM disk rows (copy-synthetic, qcow2-synthetic, reflink-synthetic) are synthetic: it does not boot from such a disk today; they show what a disk of the same files would cost"
+                    ));
                 }
                 let work = match tempfile::Builder::new().prefix("versus-footprint-vm-").tempdir() {
                     Ok(w) => w,
@@ -444,7 +459,7 @@ pub fn measure_storage(platform: &str, storage: &[Storage], n: usize, write_byte
                             continue;
                         }
                     }
-                    match footprint_disk(platform, shared, &base, m, n, write_bytes) {
+                    match footprint_disk(platform, shared, &base, m, n, write_bytes, *synthetic) {
                         Ok(r) => rows.extend(r.samples()),
                         Err(e) => notes.push(format!("{platform}: {} VM disks not measured: {e}", m.name())),
                     }
@@ -477,11 +492,14 @@ mod tests {
             method: Method::Qcow2,
             shared: Bytes { apparent: 100, allocated: 50 },
             per_instance: vec![Bytes { apparent: 10, allocated: 8 }; 3],
+            synthetic: false,
         };
         assert_eq!(r.total_for(3), Bytes { apparent: 130, allocated: 74 });
         let rows = r.samples();
         let n3: Vec<f64> = rows.iter().filter(|s| s.metric == Metric::ImageNInstances && s.iteration == 3).map(|s| s.value).collect();
         assert_eq!(n3, vec![74.0, 130.0]);
         assert!(rows.iter().all(|s| s.workload == "qcow2"));
+        let synthetic = FootprintResult { synthetic: true, ..r }.samples();
+        assert!(synthetic.iter().all(|s| s.workload == "qcow2-synthetic"), "the CSV says when versus wrote the data itself");
     }
 }

@@ -131,8 +131,11 @@ pub enum AttackSurface {
 pub enum Storage {
     /// Files every instance reads and none writes.
     Shared(Vec<PathBuf>),
-    /// A shared read-only tree under a writable overlayfs layer per instance.
-    Overlay { lower: PathBuf },
+    /// A shared read-only tree under a writable overlayfs layer per
+    /// instance. `synthetic` when the platform's instances do not write to
+    /// such a layer today (versus then writes into it itself, and the rows
+    /// say so).
+    Overlay { lower: PathBuf, synthetic: bool },
     /// `shared` files plus a VM disk holding `tree` (ext4), per instance a
     /// full copy, a qcow2 overlay or a reflink clone. `synthetic` when the
     /// platform does not boot from such a disk today (the rows then show

@@ -45,4 +45,10 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) 
         "**Finding.** On disk, {}. Allocated bytes are what the filesystem holds (`st_blocks`); apparent bytes (in parentheses) are file sizes as `ls` shows them, larger for sparse disk images.\n",
         and_list(&parts)
     );
+    if fp.iter().any(|(_, m)| m.ends_with("-synthetic")) {
+        let _ = writeln!(
+            o,
+            "Storage marked `-synthetic` is not what the platform uses today (versus' container runs on a read-only rootfs; vm-linux boots from its initramfs): versus built it and wrote each instance's data into it itself, to show what it would cost.\n"
+        );
+    }
 }

@@ -164,9 +164,10 @@ impl Platform for ContainerPlatform {
 
     /// Its read-only rootfs is shared by every instance (how versus'
     /// container runs); a writable overlay layer per instance is what a
-    /// runtime with image layers adds.
+    /// runtime with image layers adds: synthetic here, as versus' container
+    /// writes nothing to its rootfs.
     fn storage(&self) -> Vec<Storage> {
-        vec![Storage::Shared(vec![self.image.rootfs()]), Storage::Overlay { lower: self.image.rootfs() }]
+        vec![Storage::Shared(vec![self.image.rootfs()]), Storage::Overlay { lower: self.image.rootfs(), synthetic: true }]
     }
 
     fn notes(&self) -> Vec<String> {
