@@ -88,6 +88,7 @@ fn synthetic_run(dir: &Path) {
         ],
         not_measured: vec!["reflink VM disks: the filesystem cannot reflink".into()],
         limits: None,
+        workload_sizes: vec![],
     };
     write_env(&dir.join("env.json"), &env).unwrap();
 }

@@ -14,7 +14,7 @@ use versus::export::{self as ex};
 use versus::model::RunStatus;
 use versus::platform::registry::{self, PlatformOptions};
 use versus::platform::Limits;
-use versus::runner::{self, CostOptions, Order, Progress, RunOptions};
+use versus::runner::{self, CostOptions, Order, Progress, RunOptions, Sizing, WorkloadPlan};
 use versus::workload::{Workload, WorkloadSpec};
 
 use super::launch::parse_secs;
@@ -27,8 +27,10 @@ pub struct RunArgs {
     pub platforms: Option<Vec<String>>,
     /// Workloads (comma-separated): ready, cpu[:rounds], mem[:MiB], call[:n], idle[:MiB]
     /// (`idle` is what `teardown` is measured on: a live instance stopped).
+    /// cpu, mem and call without a size are sized so that one launch takes
+    /// about 200 ms (50 ms with --quick); `call:N` fixes N.
     #[arg(short, long, value_delimiter = ',', default_value = "ready,cpu,mem,call,idle")]
-    pub workloads: Vec<WorkloadSpec>,
+    pub workloads: Vec<String>,
     /// Measured launches per platform and workload.
     #[arg(short, long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
@@ -38,9 +40,14 @@ pub struct RunArgs {
     /// Directory under which reports/<run-id>/ is written.
     #[arg(short, long, default_value = "reports")]
     pub out: PathBuf,
-    /// A short run: 5 runs, 1 warm-up, smaller workloads.
+    /// A short run: 5 runs, 1 warm-up, workloads sized to 50 ms, within 20 s.
     #[arg(long)]
     pub quick: bool,
+    /// The time the whole run may take, in seconds (default: 120, or 20
+    /// with --quick; `none` for no limit): what would overrun is shortened
+    /// (fewer launches, shorter measurements) and the run says so.
+    #[arg(long, value_parser = parse_budget)]
+    pub max_time: Option<Budget>,
     /// Seconds to wait for each step of a launch.
     #[arg(long, default_value_t = 30.0, value_parser = parse_secs)]
     pub timeout: f64,
@@ -119,7 +126,20 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let explicit = a.platforms.is_some();
     let platforms = a.platforms.clone().unwrap_or_else(|| registry::names().into_iter().map(String::from).collect());
     registry::validate(&platforms)?;
-    if let Some(w) = a.workloads.iter().find(|w| w.guest_mode().is_some()) {
+    // A workload named without its size is sized by calibration.
+    let target = Duration::from_millis(if a.quick { 50 } else { 200 });
+    let mut workloads: Vec<WorkloadPlan> = Vec::new();
+    for w in &a.workloads {
+        let spec: WorkloadSpec = w.parse().map_err(anyhow::Error::msg)?;
+        let sizing = if w.contains(':') { Sizing::Fixed } else { Sizing::Target(target) };
+        workloads.push(WorkloadPlan { spec, sizing });
+    }
+    let max_time = match a.max_time {
+        Some(Budget::Unlimited) => None,
+        Some(Budget::Secs(s)) => Some(Duration::from_secs_f64(s)),
+        None => Some(Duration::from_secs(if a.quick { 20 } else { 120 })),
+    };
+    if let Some(w) = workloads.iter().map(|w| w.spec).find(|w| w.guest_mode().is_some()) {
         anyhow::bail!("`{w}` is a mode of the workload program, not a benchmark workload: probes run with `versus probe` (and in every `versus run`), stresses in the interference measurement");
     }
     let (runs, warmup) = if a.quick { (5, 1) } else { (a.runs, a.warmup) };
@@ -135,7 +155,6 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("platform `{n}` cannot run on this host: {why}");
         }
     }
-    let workloads: Vec<WorkloadSpec> = if a.quick { a.workloads.iter().map(quick_variant).collect() } else { a.workloads.clone() };
     check_writable(&a.out)?;
     let run_id = runner::new_run_id();
     let dir = runner::run_dir(&a.out, &run_id);
@@ -174,6 +193,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         limits: Limits { memory_bytes: a.memory_limit_mib << 20, ..Limits::default() },
         platform_options: popts,
         order: if a.order == "sequential" { Order::Sequential } else { Order::default() },
+        max_time,
         costs,
     };
     let bar = ProgressBar::new(0);
@@ -196,6 +216,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         platforms: result.statuses.clone(),
         not_measured: result.not_measured.clone(),
         limits: Some(opts.limits),
+        workload_sizes: result.sizes.clone(),
     };
     json::write_env(&dir.join("env.json"), &doc)?;
     if !result.probes.is_empty() {
@@ -226,16 +247,16 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(if result.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Smaller parameters for `--quick`.
-fn quick_variant(w: &WorkloadSpec) -> WorkloadSpec {
-    use versus::workload::Workload::*;
-    match *w {
-        WorkloadSpec::Bench(b) => WorkloadSpec::Bench(match b {
-            Cpu { rounds } => Cpu { rounds: rounds.min(50_000) },
-            Mem { mib } => Mem { mib: mib.min(16) },
-            Call { n } => Call { n: n.min(20_000) },
-            other => other,
-        }),
-        mode => mode,
+/// `--max-time`: seconds, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budget {
+    Secs(f64),
+    Unlimited,
+}
+
+fn parse_budget(s: &str) -> Result<Budget, String> {
+    if s == "none" {
+        return Ok(Budget::Unlimited);
     }
+    parse_secs(s).map(Budget::Secs)
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ExportError;
 use crate::host::{Host, HostMeasurements};
-use crate::model::PlatformStatus;
+use crate::model::{PlatformStatus, SizeRecord};
 use crate::platform::Limits;
 
 /// The whole env.json document. Fields added after the first version have
@@ -32,6 +32,10 @@ pub struct EnvDoc {
     /// The limits instances ran with (where their platform applies them).
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// The size each workload ran at on each platform (chosen by
+    /// calibration unless given), and how many measured launches it had.
+    #[serde(default)]
+    pub workload_sizes: Vec<SizeRecord>,
 }
 
 /// Writes env.json.

@@ -16,7 +16,7 @@ mod status;
 pub use metric::Metric;
 pub use probe::{Outcome, ProbeLine, ProbeRow, SurfaceKind, SurfaceRow};
 pub use sample::{Sample, SummaryRow};
-pub use status::{PlatformStatus, RunStatus};
+pub use status::{PlatformStatus, RunStatus, SizeRecord};
 
 /// Sets the run id of every sample and probe row (the one place a run id is
 /// written into rows).

@@ -50,3 +50,18 @@ impl PlatformStatus {
         }
     }
 }
+
+/// What a run did with one workload on one platform: the size chosen and
+/// the measured launches made (env.json's `workload_sizes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SizeRecord {
+    /// The workload as asked (`call`, `cpu:50000`).
+    pub workload: String,
+    pub platform: String,
+    /// The spec it ran as (`call:2400`).
+    pub chosen: String,
+    /// The calibration target, when it was sized.
+    pub target_ms: Option<f64>,
+    pub runs: u32,
+    pub runs_asked: u32,
+}

@@ -53,18 +53,21 @@ impl Log {
 }
 
 /// A fake platform: launch k takes `boot_ms + k` ms (so a row tells which
-/// launch it came from).
+/// launch it came from). With `call_ns`, the `call` workload really takes
+/// that long per round trip (the launch sleeps it), as a platform with a
+/// slow exit would.
 pub struct FakePlatform {
     pub info: &'static PlatformInfo,
     pub log: Arc<Log>,
     pub boot_ms: f64,
     pub faults: Vec<(usize, Fault)>,
+    pub call_ns: u64,
     count: AtomicUsize,
 }
 
 impl FakePlatform {
     pub fn new(info: &'static PlatformInfo, log: Arc<Log>) -> FakePlatform {
-        FakePlatform { info, log, boot_ms: 1.0, faults: Vec::new(), count: AtomicUsize::new(0) }
+        FakePlatform { info, log, boot_ms: 1.0, faults: Vec::new(), call_ns: 0, count: AtomicUsize::new(0) }
     }
     /// The same, with `fault` at launch number `at`.
     pub fn with_fault(mut self, at: usize, fault: Fault) -> FakePlatform {
@@ -97,7 +100,15 @@ impl Platform for FakePlatform {
         let mut result = WorkloadResult::default();
         if let Some(w) = spec.workload.bench() {
             result.fields.insert("workload".into(), w.name().into());
-            result.fields.insert("elapsed_ns".into(), "2000000".into());
+            let elapsed = match w {
+                Workload::Call { n } if self.call_ns > 0 => {
+                    let ns = n as u64 * self.call_ns;
+                    std::thread::sleep(std::time::Duration::from_nanos(ns));
+                    ns
+                }
+                _ => 2_000_000,
+            };
+            result.fields.insert("elapsed_ns".into(), elapsed.to_string());
             if let Workload::Cpu { rounds } = w {
                 let sum = if fault == Some(Fault::WrongChecksum) { "0".repeat(16) } else { expected_cpu_checksum(rounds) };
                 result.fields.insert("checksum".into(), sum);

@@ -134,6 +134,22 @@ fn compute(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
         return;
     }
     let _ = writeln!(o, "### Compute and calls against the plain process\n");
+    if let Some(e) = &ctx.f.env {
+        let sized: Vec<String> = e
+            .workload_sizes
+            .iter()
+            .filter(|r| r.target_ms.is_some())
+            .map(|r| format!("`{}` on {} ran as `{}` ({} launches)", r.workload, r.platform, r.chosen, r.runs))
+            .collect();
+        if !sized.is_empty() {
+            let target = e.workload_sizes.iter().find_map(|r| r.target_ms).unwrap_or(0.0);
+            let _ = writeln!(
+                o,
+                "Sizes were chosen by calibration so that one launch's workload takes about {target:.0} ms (`cpu` and `mem` the same on every platform, `call` per platform, its metric being per round trip): {}.\n",
+                and_list(&sized)
+            );
+        }
+    }
     table(o, &["metric", "platform", "median", "p95", "vs process", "n"], &rows);
     if !parts.is_empty() {
         let _ = writeln!(

@@ -9,25 +9,31 @@
 //! The runner knows platforms only through [`Platform`] and their
 //! [`crate::platform::PlatformInfo`]; a test drives it with a fake one.
 
+mod launch;
+mod plan;
+
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+pub use launch::{launch_once, workload_rows, LaunchOnceError, LaunchRecord, RunError};
+pub use plan::{scaled, Order, Sizing, WorkloadPlan};
 
 use crate::error::LaunchError;
 use crate::experiment::density::DensityOptions;
 use crate::experiment::interference;
 use crate::experiment::probes::HostFacts;
 use crate::experiment::{self, ExperimentError};
-use crate::measure::Boot;
-use crate::model::{self, Metric, PlatformStatus, ProbeRow, RunStatus, Sample};
+use crate::model::{self, Metric, PlatformStatus, ProbeRow, RunStatus, Sample, SizeRecord};
 use crate::platform::registry::{self, NotRun, PlatformOptions};
-use crate::platform::{CgroupNeeds, Finished, LaunchSpec, Limits, Platform};
-use crate::workload::{expected_cpu_checksum, Workload, WorkloadResult, WorkloadSpec};
+use crate::platform::{CgroupNeeds, LaunchSpec, Limits, Platform};
+use crate::workload::{Workload, WorkloadSpec};
 
 /// What `versus run` does.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub platforms: Vec<String>,
-    pub workloads: Vec<WorkloadSpec>,
+    /// The workloads and how each is sized.
+    pub workloads: Vec<WorkloadPlan>,
     pub runs: u32,
     pub warmup: u32,
     pub timeout: Duration,
@@ -35,26 +41,13 @@ pub struct RunOptions {
     pub platform_options: PlatformOptions,
     /// In which order the platforms' launches are made.
     pub order: Order,
+    /// The time the whole run may take (`None`: as long as it takes). The
+    /// launches get part of it, the measurements after them the rest; what
+    /// would overrun is shortened, and the run says so.
+    pub max_time: Option<Duration>,
     /// What is measured after the launches (memory, density, footprint,
     /// isolation); `CostOptions::none()` for launches only.
     pub costs: CostOptions,
-}
-
-/// The order of the launches of one workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// The platforms take turns in blocks of this many measured launches
-    /// (after each platform's warm-ups), so that host drift (other load,
-    /// the kernel's cgroup RCU wait) falls on all of them alike.
-    Interleaved { block: u32 },
-    /// Every launch of one platform, then the next platform's.
-    Sequential,
-}
-
-impl Default for Order {
-    fn default() -> Order {
-        Order::Interleaved { block: 5 }
-    }
 }
 
 /// The measurements of a run beyond launch latency.
@@ -86,99 +79,6 @@ const FOOTPRINT_WRITE_BYTES: u64 = 1 << 20;
 /// Size of the VM disk image the footprint builds.
 const FOOTPRINT_DISK_BYTES: u64 = 64 << 20;
 
-/// Everything one launch produced.
-#[derive(Debug, Clone)]
-pub struct LaunchRecord {
-    pub boot: Boot,
-    pub finished: Finished,
-    pub teardown_ms: f64,
-    /// (metric, value) in the metric's unit.
-    pub rows: Vec<(Metric, f64)>,
-}
-
-/// A launch's result that is wrong: a checksum mismatch fails the whole run
-/// (the platforms did not compute the same thing); the others fail the
-/// platform.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(
-        "{platform} reported cpu checksum {got} for {rounds} rounds, but the workload's checksum is {expected}: the platforms did not run the same computation"
-    )]
-    ChecksumMismatch { platform: String, rounds: u32, got: String, expected: String },
-    #[error("{platform}: the `{workload}` workload finished without reporting a result")]
-    NoResult { platform: String, workload: String },
-    #[error("{platform}: the `{workload}` workload's result has no `{field}`: {line}")]
-    MissingField { platform: String, workload: String, field: &'static str, line: String },
-    #[error("{platform}: `{metric}` of `{workload}` came out {value}, not a finite number")]
-    NotFinite { platform: String, workload: String, metric: String, value: f64 },
-}
-
-/// The workload's own rows from its RESULT, checked: a missing timing is an
-/// error, never a zero.
-pub fn workload_rows(platform: &str, w: Workload, r: &WorkloadResult) -> Result<Vec<(Metric, f64)>, RunError> {
-    if matches!(w, Workload::Ready) {
-        return Ok(vec![]);
-    }
-    let el = r.elapsed_ns().ok_or_else(|| RunError::MissingField {
-        platform: platform.into(),
-        workload: w.name().into(),
-        field: "elapsed_ns",
-        line: format!("{:?}", r.fields),
-    })? as f64;
-    Ok(match w {
-        Workload::Cpu { rounds } => {
-            let got = r.checksum().unwrap_or("").to_string();
-            let expected = expected_cpu_checksum(rounds);
-            if got != expected {
-                return Err(RunError::ChecksumMismatch { platform: platform.into(), rounds, got, expected });
-            }
-            vec![(Metric::Cpu, el / 1e6)]
-        }
-        Workload::Mem { .. } | Workload::Idle { .. } => vec![(Metric::MemTouch, el / 1e6)],
-        Workload::Call { n } if n > 0 => vec![(Metric::Call, el / n as f64 / 1e3)],
-        _ => vec![],
-    })
-}
-
-/// Launch errors and run errors together.
-#[derive(Debug, thiserror::Error)]
-pub enum LaunchOnceError {
-    #[error(transparent)]
-    Launch(#[from] LaunchError),
-    #[error(transparent)]
-    Run(#[from] RunError),
-}
-
-/// One launch: start, wait for ready, let the workload finish, stop; rows
-/// for everything measured. An `idle` workload is stopped right away, and
-/// only its launches have a `teardown` row: stopping a live instance is
-/// what teardown measures on every platform (a finished workload has
-/// already exited and its stop only reaps).
-pub fn launch_once(platform: &dyn Platform, spec: &LaunchSpec) -> Result<LaunchRecord, LaunchOnceError> {
-    let mut inst = platform.launch(spec)?;
-    let boot = inst.boot().clone();
-    let idle = matches!(spec.workload, WorkloadSpec::Bench(Workload::Idle { .. }));
-    let finished = if idle { Finished::default() } else { inst.finish()? };
-    let teardown_ms = inst.stop()?;
-    let mut rows = vec![(Metric::Boot, boot.total_ms())];
-    rows.extend(boot.phases.iter().map(|(p, ms)| (Metric::phase(p), *ms)));
-    if idle {
-        rows.push((Metric::Teardown, teardown_ms));
-    }
-    if let Some(w) = spec.workload.bench().filter(|w| !matches!(w, Workload::Ready | Workload::Idle { .. })) {
-        let r = finished
-            .results
-            .iter()
-            .find(|r| r.get("workload") == Some(w.name()))
-            .ok_or_else(|| RunError::NoResult { platform: platform.name().into(), workload: w.name().into() })?;
-        rows.extend(workload_rows(platform.name(), w, r)?);
-    }
-    if let Some((m, v)) = rows.iter().find(|(_, v)| !v.is_finite()) {
-        return Err(RunError::NotFinite { platform: platform.name().into(), workload: spec.workload.to_string(), metric: m.to_string(), value: *v }.into());
-    }
-    Ok(LaunchRecord { boot, finished, teardown_ms, rows })
-}
-
 /// Progress reporting, so the runner does not depend on a terminal.
 pub trait Progress {
     fn start(&self, total: u64);
@@ -186,6 +86,13 @@ pub trait Progress {
     fn inc(&self);
     fn println(&self, line: String);
     fn finish(&self);
+    /// Steps that were planned and will not be made (a run shortened to
+    /// its time budget).
+    fn skip(&self, steps: u64) {
+        for _ in 0..steps {
+            self.inc();
+        }
+    }
 }
 
 /// No progress output (tests, --json).
@@ -208,6 +115,8 @@ pub struct RunResult {
     pub failures: Vec<String>,
     /// What was not measured on this host, and why.
     pub not_measured: Vec<String>,
+    /// The size each workload ran at on each platform, and its launches.
+    pub sizes: Vec<SizeRecord>,
 }
 
 /// A platform of a run: created, or the reason it was not.
@@ -224,8 +133,10 @@ pub fn run(run_id: &str, opts: &RunOptions, progress: &dyn Progress) -> Result<R
 
 /// [`run`] with the platforms given (a test passes fakes).
 pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, progress: &dyn Progress) -> Result<RunResult, LaunchOnceError> {
+    let started = Instant::now();
     let mut out = RunResult::default();
-    let per_platform = opts.workloads.len() as u64 * (opts.warmup + opts.runs) as u64;
+    let sized = opts.workloads.iter().filter(|w| w.sizing != Sizing::Fixed).count() as u64;
+    let per_platform = opts.workloads.len() as u64 * (opts.warmup + opts.runs) as u64 + sized;
     let mut created: Vec<Box<dyn Platform>> = Vec::new();
     for (name, c) in candidates {
         match c {
@@ -256,11 +167,19 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
             notes: p.notes(),
         })
         .collect();
-    launch_all(&created, &mut statuses, opts, progress, &mut out)?;
+    // The launches get most of a launch-only run's time budget, under half
+    // of a full run's (the measurements after them take the rest).
+    let has_costs = cost_steps > 0 || opts.costs.footprint_instances > 0;
+    let launch_budget = opts.max_time.map(|t| t.mul_f64(if has_costs { 0.45 } else { 0.9 }));
+    plan::launch_all(&created, &mut statuses, opts, launch_budget, progress, &mut out)?;
+    let ran_count = statuses.iter().filter(|s| s.status == RunStatus::Ran).count().max(1) as u32;
+    // What is left, shared among the platforms that ran (footprint keeps a
+    // tenth).
+    let per_platform_budget = opts.max_time.map(|t| (t.saturating_sub(started.elapsed()).mul_f64(0.9) / ran_count).max(Duration::from_secs(1)));
     let mut ran: Vec<&dyn Platform> = Vec::new();
     for (p, status) in created.iter().zip(statuses.iter_mut()) {
         if status.status == RunStatus::Ran {
-            measure_costs(p.as_ref(), opts, host_facts.as_ref(), progress, &mut out, status)?;
+            measure_costs(p.as_ref(), opts, per_platform_budget, host_facts.as_ref(), progress, &mut out, status)?;
             ran.push(p.as_ref());
         }
     }
@@ -284,97 +203,6 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
     out.statuses.sort_by_key(|s| opts.platforms.iter().position(|p| *p == s.platform).unwrap_or(usize::MAX));
     model::stamp_run_id(run_id, &mut out.samples, &mut out.probes);
     Ok(out)
-}
-
-/// One launch of the plan: platform index, workload index, and the
-/// measured iteration (`None` for a warm-up).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Step {
-    pub platform: usize,
-    pub workload: usize,
-    pub iteration: Option<u32>,
-}
-
-/// The order of every launch of a run. Sequential: each platform's
-/// launches of every workload, platform after platform (the order before
-/// interleaving). Interleaved: workload by workload, each platform's
-/// warm-ups, then the measured launches in blocks that take turns.
-pub fn schedule(platforms: usize, workloads: usize, warmup: u32, runs: u32, order: Order) -> Vec<Step> {
-    let mut out = Vec::new();
-    match order {
-        Order::Sequential => {
-            for platform in 0..platforms {
-                for workload in 0..workloads {
-                    for i in 0..warmup.saturating_add(runs) {
-                        out.push(Step { platform, workload, iteration: i.checked_sub(warmup) });
-                    }
-                }
-            }
-        }
-        Order::Interleaved { block } => {
-            let block = block.max(1);
-            for workload in 0..workloads {
-                for platform in 0..platforms {
-                    out.extend((0..warmup).map(|_| Step { platform, workload, iteration: None }));
-                }
-                let mut next = 0;
-                while next < runs {
-                    let end = next.saturating_add(block).min(runs);
-                    for platform in 0..platforms {
-                        out.extend((next..end).map(|it| Step { platform, workload, iteration: Some(it) }));
-                    }
-                    next = end;
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Runs the launches of `opts` on every platform that has not failed, in
-/// the order of [`schedule`]; each measured launch's rows are recorded
-/// under the workload's full spec (`cpu:200000`). A platform whose launch
-/// fails is marked failed and leaves the rotation; an interrupt or a
-/// checksum mismatch ends the run.
-fn launch_all(
-    platforms: &[Box<dyn Platform>],
-    statuses: &mut [PlatformStatus],
-    opts: &RunOptions,
-    progress: &dyn Progress,
-    out: &mut RunResult,
-) -> Result<(), LaunchOnceError> {
-    let specs: Vec<LaunchSpec> =
-        opts.workloads.iter().map(|w| LaunchSpec { workload: *w, timeout: opts.timeout, limits: opts.limits, cgroup: Default::default() }).collect();
-    for step in schedule(platforms.len(), specs.len(), opts.warmup, opts.runs, opts.order) {
-        let k = step.platform;
-        if statuses[k].status != RunStatus::Ran {
-            progress.inc();
-            continue;
-        }
-        check_interrupt()?;
-        let (p, spec) = (platforms[k].as_ref(), &specs[step.workload]);
-        let w = spec.workload;
-        progress.set_message(format!("{} {}", p.name(), w));
-        match launch_once(p, spec) {
-            Ok(rec) => {
-                if let Some(it) = step.iteration {
-                    let key = w.to_string();
-                    out.samples.extend(rec.rows.into_iter().map(|(m, v)| Sample::new(p.name(), &key, m, it, v)));
-                }
-            }
-            Err(LaunchOnceError::Launch(LaunchError::Interrupted)) => return Err(LaunchError::Interrupted.into()),
-            Err(e @ LaunchOnceError::Run(RunError::ChecksumMismatch { .. })) => return Err(e),
-            Err(e) => {
-                let why = format!("{} {}: {e}", p.name(), w);
-                progress.println(format!("error: {why}"));
-                statuses[k].status = RunStatus::Failed;
-                statuses[k].reason = Some(why.clone());
-                out.failures.push(why);
-            }
-        }
-        progress.inc();
-    }
-    Ok(())
 }
 
 fn check_interrupt() -> Result<(), LaunchOnceError> {
@@ -411,10 +239,13 @@ fn flag_negative(rows: &[Sample], status: &mut PlatformStatus) {
     }
 }
 
-/// Memory, density, probes and interference of one platform.
+/// Memory, density, probes and interference of one platform, within
+/// `budget` when there is one: the density curve gets up to 35% of it, the
+/// interference windows 35% (shared among the stresses).
 fn measure_costs(
     p: &dyn Platform,
     opts: &RunOptions,
+    budget: Option<Duration>,
     host_facts: Option<&HostFacts>,
     progress: &dyn Progress,
     out: &mut RunResult,
@@ -440,7 +271,24 @@ fn measure_costs(
         }
         progress.inc();
     }
-    if let Some(d) = &c.density {
+    let density = c.density.clone().map(|mut d| {
+        if let Some(b) = budget {
+            d.time_budget = d.time_budget.min(b.mul_f64(0.35));
+        }
+        d
+    });
+    let interference = c.interference.clone().map(|mut cfg| {
+        if let Some(b) = budget {
+            let per_window = b.mul_f64(0.35) / (cfg.stresses.len() as u32 + 1);
+            if per_window < cfg.max_window {
+                cfg.max_window = per_window.max(Duration::from_millis(300));
+                cfg.reps = 1;
+                status.notes.push(format!("interference windows limited to {} ms by the run's time budget", cfg.max_window.as_millis()));
+            }
+        }
+        cfg
+    });
+    if let Some(d) = &density {
         check_interrupt()?;
         progress.set_message(format!("{name} density"));
         match experiment::density::measure_density(p, &idle, d) {
@@ -473,7 +321,7 @@ fn measure_costs(
         }
         progress.inc();
     }
-    if let Some(cfg) = &c.interference {
+    if let Some(cfg) = &interference {
         check_interrupt()?;
         progress.set_message(format!("{name} interference"));
         match experiment::interference::run_interference(p, cfg) {
@@ -505,6 +353,7 @@ pub fn run_dir(out: &std::path::Path, run_id: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::{expected_cpu_checksum, WorkloadResult};
 
     #[test]
     fn run_id_has_the_documented_shape() {
@@ -532,13 +381,14 @@ mod tests {
     fn opts(workloads: &[&str], warmup: u32, runs: u32) -> RunOptions {
         RunOptions {
             platforms: vec!["fake-a".into(), "fake-b".into()],
-            workloads: workloads.iter().map(|w| w.parse().unwrap()).collect(),
+            workloads: workloads.iter().map(|w| w.parse::<WorkloadSpec>().unwrap().into()).collect(),
             runs,
             warmup,
             timeout: Duration::from_secs(5),
             limits: Limits::default(),
             platform_options: PlatformOptions::default(),
             order: Order::Sequential,
+            max_time: None,
             costs: CostOptions::none(),
         }
     }
@@ -611,6 +461,36 @@ mod tests {
         let keys: std::collections::BTreeSet<(String, String)> = out.samples.iter().map(|s| (s.workload.clone(), s.metric.to_string())).collect();
         assert!(keys.contains(&("cpu:10".into(), "cpu".into())) && keys.contains(&("idle:2".into(), "teardown".into())), "{keys:?}");
         assert!(!keys.contains(&("cpu:10".into(), "teardown".into())), "a finished workload has no teardown row");
+    }
+
+    #[test]
+    fn a_slow_platform_is_sized_and_the_run_stays_within_its_budget() {
+        let _g = serial();
+        let log = Arc::new(Log::default());
+        // One call round trip costs 1 ms on both fakes (a slow VM exit).
+        let mut a = FakePlatform::new(&FAKE_A, log.clone());
+        a.call_ns = 1_000_000;
+        let mut b = FakePlatform::new(&FAKE_B, log.clone());
+        b.call_ns = 1_000_000;
+        let target = Duration::from_millis(50);
+        let budget = Duration::from_secs(2);
+        let plan = WorkloadPlan { spec: "call".parse().unwrap(), sizing: Sizing::Target(target) };
+        let o = RunOptions { workloads: vec![plan], runs: 40, warmup: 1, max_time: Some(budget), order: Order::default(), ..opts(&[], 0, 1) };
+        let t = Instant::now();
+        let out = run_with("r", two(a, b), &o, &Silent).unwrap();
+        let took = t.elapsed();
+        assert!(took <= budget.mul_f64(1.1), "the run took {took:?} with a budget of {budget:?}");
+        for rec in &out.sizes {
+            // 100 calls took at least 100 ms: about 50 make 50 ms.
+            let n: u32 = rec.chosen.strip_prefix("call:").and_then(|n| n.parse().ok()).unwrap_or(0);
+            assert!((30..=50).contains(&n), "{rec:?}");
+            assert!(rec.runs < 40 && rec.runs >= 1, "the runs were reduced and recorded: {rec:?}");
+            assert_eq!((rec.workload.as_str(), rec.runs_asked, rec.target_ms), ("call:10000", 40, Some(50.0)));
+            let rows = out.samples.iter().filter(|s| s.platform == rec.platform && s.workload == rec.chosen && s.metric == Metric::Call).count();
+            assert_eq!(rows as u32, rec.runs);
+        }
+        assert_eq!(out.sizes.len(), 2);
+        assert!(out.statuses.iter().all(|s| s.notes.iter().any(|n| n.contains("instead of 40"))), "{:?}", out.statuses);
     }
 
     #[test]
