@@ -6,9 +6,12 @@
 //! [`stats`] summarises them and [`export`] writes the CSV/JSON of DESIGN.md.
 
 pub mod channel;
+pub mod bmf;
 pub mod chart;
+pub mod compare;
 pub mod error;
 pub mod export;
+pub mod history;
 pub mod host;
 pub mod interrupt;
 pub mod measure;
