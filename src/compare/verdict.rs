@@ -815,31 +815,27 @@ fn overall(c: &Comparison, differing: &[HostField]) -> (Overall, Vec<String>) {
             regressions.join(", ")
         ));
     }
-    // Inconclusive metrics, grouped by reason kind.
-    let mut by_reason: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    // Inconclusive metrics, grouped by reason: one line per reason, with
+    // the metrics it holds for (noise is per metric, so its spreads follow
+    // each label).
+    let mut by_reason: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for m in gated_metrics.iter().filter(|m| m.verdict == Verdict::Inconclusive) {
-        let kind = match m.reasons.first() {
-            Some(Reason::TooFewSamples { .. }) => "too few samples",
-            Some(Reason::Noisy { .. }) => "too noisy",
-            Some(Reason::MissingInNew) => "missing in NEW",
-            Some(Reason::ZeroBaseline) => "zero baseline",
-            Some(Reason::WorkloadParameterUnknown { .. }) => "workload parameter unknown on one side",
-            Some(Reason::NotDeterministic { .. }) => "not deterministic",
-            _ => "other",
+        let (reason, label) = match m.reasons.first() {
+            Some(Reason::Noisy { base, new, max }) => (
+                format!("too noisy to call unchanged (MAD/median above the {:.0}% bound)", max * 100.0),
+                format!("{} ({:.0}%/{:.0}%)", m.label(), base * 100.0, new * 100.0),
+            ),
+            Some(r) => (r.describe(), m.label()),
+            None => ("unknown".to_string(), m.label()),
         };
-        let detail = m.reasons.first().map(|r| r.describe()).unwrap_or_default();
-        by_reason.entry(kind).or_default().push(format!("{} ({detail})", m.label()));
+        by_reason.entry(reason).or_default().push(label);
     }
     for p in gated_probes.iter().filter(|p| p.verdict == Verdict::Inconclusive) {
-        by_reason.entry("probe").or_default().push(format!(
-            "{}/probe:{} ({})",
-            p.platform,
-            p.probe,
-            p.reasons.first().map(|r| r.describe()).unwrap_or_default()
-        ));
+        let reason = p.reasons.first().map(|r| r.describe()).unwrap_or_default();
+        by_reason.entry(reason).or_default().push(format!("{}/probe:{}", p.platform, p.probe));
     }
-    for (kind, items) in &by_reason {
-        summary.push(format!("inconclusive, {kind}: {}", items.join("; ")));
+    for (reason, items) in &by_reason {
+        summary.push(format!("inconclusive, {reason}: {}", items.join(", ")));
     }
     let overall = if !regressions.is_empty() {
         Overall::Regression
