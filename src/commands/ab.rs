@@ -47,6 +47,11 @@ pub struct RunPassArgs {
     /// a false regression over all looks stays below alpha.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub max_rounds: u32,
+    /// A block during which other processes used more than this share of
+    /// the host's CPU time (all CPUs) is left out of the comparison, and
+    /// another round is run; 1 keeps every block.
+    #[arg(long, default_value_t = 0.25, value_parser = parse_share)]
+    pub max_foreign_load: f64,
     /// Directory for the blocks and the comparison [default: reports/ab-<time>].
     #[arg(short, long)]
     pub out: Option<PathBuf>,
@@ -70,11 +75,7 @@ impl RunPassArgs {
         if let Some(w) = self.warmup {
             v.extend(["--warmup".to_string(), w.to_string()]);
         }
-        for (on, flag) in [
-            (self.quick, "--quick"),
-            (self.launch_only, "--launch-only"),
-            (self.no_interference, "--no-interference"),
-        ] {
+        for (on, flag) in [(self.quick, "--quick"), (self.launch_only, "--launch-only"), (self.no_interference, "--no-interference")] {
             if on {
                 v.push(flag.to_string());
             }
@@ -84,9 +85,7 @@ impl RunPassArgs {
     }
 
     pub fn out_dir(&self, prefix: &str) -> PathBuf {
-        self.out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("reports").join(format!("{prefix}-{}", versus::runner::new_run_id())))
+        self.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(format!("{prefix}-{}", versus::runner::new_run_id())))
     }
 }
 
@@ -117,16 +116,27 @@ pub struct AbArgs {
     pub gate: GateArgs,
 }
 
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("`{s}` is not a share between 0 and 1")),
+    }
+}
+
 fn parse_env(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).filter(|(k, _)| !k.is_empty()).ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }
 
 /// Runs rounds of blocks until the verdict is conclusive, more samples
 /// cannot help, or `max_rounds` is reached; returns the last comparison.
-pub fn run_rounds(plan: &AbPlan, pass: &RunPassArgs, policy: &Policy, gate: &GateArgs, ignore_version: bool) -> anyhow::Result<(Comparison, AbData)> {
+pub fn run_rounds(
+    verb: &str,
+    plan: &AbPlan,
+    pass: &RunPassArgs,
+    policy: &Policy,
+    gate: &GateArgs,
+    ignore_version: bool,
+) -> anyhow::Result<(Comparison, AbData)> {
     std::fs::create_dir_all(&plan.out_dir).with_context(|| format!("cannot create {}; choose another with --out", plan.out_dir.display()))?;
     let mut data = AbData::default();
     let looks = (pass.max_rounds.max(pass.rounds) - pass.rounds + 1) as f64;
@@ -137,31 +147,82 @@ pub fn run_rounds(plan: &AbPlan, pass: &RunPassArgs, policy: &Policy, gate: &Gat
         opts.ignore_host_fields.push(HostField::VersusVersion);
     }
     let stop = versus::interrupt::requested;
-    let mut progress = |s: &str| eprintln!("versus ab: {s}");
+    let mut progress = |s: &str| eprintln!("versus {verb}: {s}");
+    let max_load = pass.max_foreign_load;
     let mut round = 0usize;
     loop {
         let target = if round == 0 { pass.rounds as usize } else { round + 1 };
         while round < target {
+            let first = data.count();
             ab::run_round(plan, round, &mut data, &mut progress, &stop)?;
             if stop() {
-                anyhow::bail!("interrupted after {} blocks (in {})", data.blocks(), plan.out_dir.display());
+                anyhow::bail!("interrupted after {} blocks (in {})", data.count(), plan.out_dir.display());
+            }
+            for b in &data.blocks[first..] {
+                if AbData::disturbed(b, max_load) {
+                    eprintln!(
+                        "versus {verb}: block {} ran while other processes used {:.0}% of the host's CPU (bound {:.0}%): left out",
+                        b.index,
+                        b.foreign_load.unwrap_or(0.0) * 100.0,
+                        max_load * 100.0
+                    );
+                }
             }
             round += 1;
         }
-        let (base, new) = data.merged()?;
-        let c = compare::compare(&base, &new, policy, &opts);
-        if c.more_samples_may_help() && round < pass.max_rounds as usize {
-            eprintln!(
-                "versus ab: inconclusive after {round} round{} for noise or too few samples; running another round",
-                if round == 1 { "" } else { "s" }
-            );
-            continue;
-        }
+        let more_allowed = round < pass.max_rounds as usize;
+        let disturbed: Vec<&ab::Block> = data.blocks.iter().filter(|b| AbData::disturbed(b, max_load)).collect();
+        let c = match data.merged(max_load)? {
+            Some((base, new)) => {
+                let c = compare::compare(&base, &new, policy, &opts);
+                if c.more_samples_may_help() && more_allowed {
+                    eprintln!(
+                        "versus {verb}: inconclusive after {round} round{} for noise or too few samples; running another round",
+                        if round == 1 { "" } else { "s" }
+                    );
+                    for s in &c.summary {
+                        eprintln!("  {s}");
+                    }
+                    continue;
+                }
+                let mut c = c;
+                if !disturbed.is_empty() {
+                    c.summary.push(format!(
+                        "left out block{} {} (other processes used more than {:.0}% of the host's CPU while they ran)",
+                        if disturbed.len() == 1 { "" } else { "s" },
+                        block_list(&disturbed),
+                        max_load * 100.0
+                    ));
+                }
+                c
+            }
+            None if more_allowed => {
+                eprintln!("versus {verb}: a side has no undisturbed block yet; running another round");
+                continue;
+            }
+            None => {
+                // Every block of a side was disturbed: compare them all, but
+                // the verdict cannot stand.
+                let (base, new) = data.merged(1.0)?.ok_or_else(|| anyhow::anyhow!("no blocks ran"))?;
+                let mut c = compare::compare(&base, &new, policy, &opts);
+                c.make_inconclusive(format!(
+                    "the host was busy with other work: other processes used more than {:.0}% of its CPU during block{} {}, and a side has no other block; run on a quiet host, or pass --max-foreign-load 1 to compare anyway",
+                    max_load * 100.0,
+                    if disturbed.len() == 1 { "" } else { "s" },
+                    block_list(&disturbed)
+                ));
+                c
+            }
+        };
         for w in &data.warnings {
-            eprintln!("versus ab: warning: {w}");
+            eprintln!("versus {verb}: warning: {w}");
         }
         return Ok((c, data));
     }
+}
+
+fn block_list(blocks: &[&ab::Block]) -> String {
+    blocks.iter().map(|b| format!("{} ({:.0}%)", b.index, b.foreign_load.unwrap_or(0.0) * 100.0)).collect::<Vec<_>>().join(", ")
 }
 
 pub fn run(a: AbArgs) -> anyhow::Result<ExitCode> {
@@ -170,22 +231,12 @@ pub fn run(a: AbArgs) -> anyhow::Result<ExitCode> {
         let base_bin = a.base_bin.clone();
         let new_bin = a.new_bin.clone().unwrap_or_else(|| base_bin.clone());
         let plan = AbPlan {
-            base: AbSide {
-                label: "base",
-                bin: base_bin,
-                env: a.base_env.clone(),
-                args: a.base_arg.clone(),
-            },
-            new: AbSide {
-                label: "new",
-                bin: new_bin,
-                env: a.new_env.clone(),
-                args: a.new_arg.clone(),
-            },
+            base: AbSide { label: "base", bin: base_bin, env: a.base_env.clone(), args: a.base_arg.clone() },
+            new: AbSide { label: "new", bin: new_bin, env: a.new_env.clone(), args: a.new_arg.clone() },
             run_args: a.run.run_args(),
             out_dir: a.run.out_dir("ab"),
         };
-        let (c, _) = run_rounds(&plan, &a.run, &policy, &a.gate, true)?;
+        let (c, _) = run_rounds("ab", &plan, &a.run, &policy, &a.gate, true)?;
         a.gate.emit(&c)?;
         let md = plan.out_dir.join("compare.md");
         std::fs::write(&md, markdown::render(&c)).with_context(|| format!("cannot write {}", md.display()))?;

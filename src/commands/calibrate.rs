@@ -37,40 +37,27 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
             Some(b) => b.clone(),
             None => std::env::current_exe().context("cannot find this versus binary; pass --bin")?,
         };
-        let side = |label| AbSide {
-            label,
-            bin: bin.clone(),
-            env: Vec::new(),
-            args: Vec::new(),
-        };
-        let plan = AbPlan {
-            base: side("base"),
-            new: side("new"),
-            run_args: a.run.run_args(),
-            out_dir: a.run.out_dir("calibrate"),
-        };
+        let side = |label| AbSide { label, bin: bin.clone(), env: Vec::new(), args: Vec::new() };
+        let plan = AbPlan { base: side("base"), new: side("new"), run_args: a.run.run_args(), out_dir: a.run.out_dir("calibrate") };
         // A/A: a second round only helps resolve too few samples.
-        let (c, data) = run_rounds(&plan, &a.run, &policy, &a.gate, false)?;
+        let (c, _) = run_rounds("calibrate", &plan, &a.run, &policy, &a.gate, false)?;
         a.gate.emit(&c)?;
         let floors = noise_floors(&c);
-        println!(
-            "\nnoise floor per metric (A/A, {} blocks per side): the smallest change the gate can see here",
-            data.base.len()
-        );
+        let per_side = format!("{} + {} blocks", c.base.blocks, c.new.blocks);
+        println!("\nnoise floor per metric (A/A, {per_side}): the smallest change the gate can see here");
         let w = floors.iter().map(|f| f.label.len()).max().unwrap_or(6).max(6);
-        println!(
-            "  {:<w$}  {:>5} {:>8} {:>18} {:>8} {:>8}  note",
-            "metric", "n", "spread", "A/A 95% CI", "floor", "min eff"
-        );
+        println!("  {:<w$}  {:>5} {:>8} {:>18} {:>8} {:>8}  note", "metric", "n", "spread", "A/A 95% CI", "floor", "min eff");
+        // Gated metrics first: they are what the suggestion is about.
+        let mut floors = floors;
+        floors.sort_by_key(|f| !f.gated);
         for f in &floors {
             let mut note = Vec::new();
             if !f.gated {
                 note.push("reported only".to_string());
-            }
-            if f.floor > f.min_effect {
+            } else if f.floor > f.min_effect {
                 note.push(format!("floor above the minimum effect: suggest {:.0}%", f.suggested_min_effect() * 100.0));
             }
-            if f.spread > f.max_spread {
+            if f.gated && f.spread > f.max_spread {
                 note.push(format!("spread above the {:.0}% bound", f.max_spread * 100.0));
             }
             if matches!(f.verdict, Verdict::Regression | Verdict::Improvement) {
@@ -87,13 +74,7 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
                 note.join("; ")
             );
         }
-        let context = format!(
-            "host: {} (versus {}); {} blocks per side of `versus run {}`",
-            c.base.host,
-            c.base.versus_version,
-            data.base.len(),
-            plan.run_args.join(" ")
-        );
+        let context = format!("host: {} (versus {}); {per_side} of `versus run {}`", c.base.host, c.base.versus_version, plan.run_args.join(" "));
         let suggestion = suggest_policy(&floors, &context);
         println!("\nsuggested policy:\n\n{suggestion}");
         if let Some(p) = &a.write_policy {

@@ -32,23 +32,89 @@ pub struct AbPlan {
     pub out_dir: PathBuf,
 }
 
-/// Blocks run so far, per side.
+/// One block that ran.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// 1-based, in the order run.
+    pub index: usize,
+    pub is_base: bool,
+    pub run: RunData,
+    /// Share of the host's CPU time (all CPUs) used by other processes
+    /// while the block ran; `None` when it could not be read.
+    pub foreign_load: Option<f64>,
+}
+
+/// Blocks run so far.
 #[derive(Debug, Default)]
 pub struct AbData {
-    pub base: Vec<RunData>,
-    pub new: Vec<RunData>,
+    pub blocks: Vec<Block>,
     /// Blocks whose `versus run` exited non-zero but wrote its files.
     pub warnings: Vec<String>,
 }
 
 impl AbData {
-    /// Each side's blocks merged.
-    pub fn merged(&self) -> Result<(RunData, RunData)> {
-        Ok((merge_runs(self.base.clone())?, merge_runs(self.new.clone())?))
+    /// Whether a block was run while other processes used more than
+    /// `max_foreign_load` of the host's CPU.
+    pub fn disturbed(b: &Block, max_foreign_load: f64) -> bool {
+        b.foreign_load.is_some_and(|l| l > max_foreign_load)
     }
-    pub fn blocks(&self) -> usize {
-        self.base.len() + self.new.len()
+
+    /// Each side's undisturbed blocks merged; `None` when a side has none.
+    pub fn merged(&self, max_foreign_load: f64) -> Result<Option<(RunData, RunData)>> {
+        let side = |is_base: bool| -> Vec<RunData> {
+            self.blocks.iter().filter(|b| b.is_base == is_base && !Self::disturbed(b, max_foreign_load)).map(|b| b.run.clone()).collect()
+        };
+        let (base, new) = (side(true), side(false));
+        if base.is_empty() || new.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((merge_runs(base)?, merge_runs(new)?)))
     }
+
+    pub fn count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Blocks of one side (undisturbed or not).
+    pub fn side(&self, is_base: bool) -> impl Iterator<Item = &Block> {
+        self.blocks.iter().filter(move |b| b.is_base == is_base)
+    }
+}
+
+/// CPU time counters of the whole host (/proc/stat, in clock ticks) and
+/// of this process's waited-for descendants.
+#[derive(Debug, Clone, Copy)]
+struct CpuClock {
+    host_busy: u64,
+    host_total: u64,
+    children_s: f64,
+}
+
+fn cpu_clock() -> Option<CpuClock> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    if f.len() < 8 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
+    let total = busy + f[3] + f[4];
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).ok()?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Some(CpuClock { host_busy: busy, host_total: total, children_s: secs(u.user_time()) + secs(u.system_time()) })
+}
+
+/// The share of the host's CPU time other processes used between two
+/// readings: host busy time minus what the block's processes used.
+fn foreign_load(before: CpuClock, after: CpuClock) -> Option<f64> {
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten()? as f64;
+    let total_s = after.host_total.checked_sub(before.host_total)? as f64 / ticks;
+    if total_s <= 0.0 {
+        return None;
+    }
+    let busy_s = after.host_busy.checked_sub(before.host_busy)? as f64 / ticks;
+    let own_s = (after.children_s - before.children_s).max(0.0);
+    Some(((busy_s - own_s) / total_s).clamp(0.0, 1.0))
 }
 
 /// The sides of round `round` (0-based), `true` for BASE: ABBA, then BAAB,
@@ -64,12 +130,7 @@ pub fn round_order(round: usize) -> [bool; 4] {
 
 /// The single run directory `versus run -o out` wrote.
 fn written_run_dir(out: &Path) -> Option<PathBuf> {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join(SAMPLES_FILE).is_file())
-        .collect();
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out).ok()?.flatten().map(|e| e.path()).filter(|p| p.join(SAMPLES_FILE).is_file()).collect();
     (dirs.len() == 1).then(|| dirs[0].clone())
 }
 
@@ -84,34 +145,19 @@ pub fn run_block(plan: &AbPlan, side: &AbSide, index: usize, data: &mut AbData) 
     cmd.arg("run").args(&plan.run_args).args(&side.args).arg("-o").arg(&out);
     cmd.envs(side.env.iter().map(|(k, v)| (k, v)));
     cmd.stdin(Stdio::null()).stdout(log_file).stderr(log_err);
-    let status = cmd.status().map_err(|e| CompareError::Spawn {
-        bin: side.bin.clone(),
-        source: e,
-    })?;
+    let before = cpu_clock();
+    let status = cmd.status().map_err(|e| CompareError::Spawn { bin: side.bin.clone(), source: e })?;
+    let load = before.zip(cpu_clock()).and_then(|(b, a)| foreign_load(b, a));
     let what = format!("block {index} ({}: {} run)", side.label, side.bin.display());
     let dir = match written_run_dir(&out) {
         Some(d) => d,
-        None => {
-            return Err(CompareError::Block {
-                what,
-                message: format!("exited with {status} and wrote no run directory"),
-                log,
-            })
-        }
+        None => return Err(CompareError::Block { what, message: format!("exited with {status} and wrote no run directory"), log }),
     };
     if !status.success() {
-        data.warnings.push(format!(
-            "{what} exited with {status} but wrote {}; some platforms may be missing (see {})",
-            dir.display(),
-            log.display()
-        ));
+        data.warnings.push(format!("{what} exited with {status} but wrote {}; some platforms may be missing (see {})", dir.display(), log.display()));
     }
     let run = read_run_dir(&dir)?;
-    if side.label == plan.base.label {
-        data.base.push(run);
-    } else {
-        data.new.push(run);
-    }
+    data.blocks.push(Block { index, is_base: side.label == plan.base.label, run, foreign_load: load });
     Ok(())
 }
 
@@ -122,7 +168,7 @@ pub fn run_round(plan: &AbPlan, round: usize, data: &mut AbData, progress: &mut 
             break;
         }
         let side = if is_base { &plan.base } else { &plan.new };
-        let index = data.blocks() + 1;
+        let index = data.count() + 1;
         progress(&format!("block {index}: {} ({})", side.label, side.bin.display()));
         run_block(plan, side, index, data)?;
     }
@@ -145,20 +191,34 @@ mod tests {
     }
 
     #[test]
+    fn foreign_load_is_host_time_minus_our_children() {
+        let c = |busy, total, children_s| CpuClock { host_busy: busy, host_total: total, children_s };
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap().unwrap() as u64;
+        // 10 s of two CPUs = 20 s; 12 s busy, 2 s of it ours: 50% foreign.
+        let l = foreign_load(c(0, 0, 1.0), c(12 * hz, 20 * hz, 3.0)).unwrap();
+        assert!((l - 0.5).abs() < 1e-9, "{l}");
+        assert_eq!(foreign_load(c(0, 0, 0.0), c(hz, 20 * hz, 5.0)), Some(0.0), "clamped at 0");
+        assert!(cpu_clock().is_some(), "this host has /proc/stat");
+    }
+
+    #[test]
+    fn disturbed_blocks_are_left_out_and_a_side_without_blocks_gives_none() {
+        let run = crate::compare::input::read_run_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example")).unwrap();
+        let block = |index, is_base, load| Block { index, is_base, run: run.clone(), foreign_load: load };
+        let mut data =
+            AbData { blocks: vec![block(1, true, Some(0.05)), block(2, false, Some(0.9)), block(3, false, None), block(4, true, Some(0.1))], warnings: vec![] };
+        let (b, n) = data.merged(0.25).unwrap().unwrap();
+        assert_eq!((b.blocks, n.blocks), (2, 1));
+        data.blocks[2].foreign_load = Some(0.5);
+        assert!(data.merged(0.25).unwrap().is_none());
+        assert!(data.merged(1.0).unwrap().is_some());
+    }
+
+    #[test]
     fn a_missing_binary_is_a_clear_error() {
         let d = tempfile::tempdir().unwrap();
-        let side = |label| AbSide {
-            label,
-            bin: d.path().join("no-such-versus"),
-            env: vec![],
-            args: vec![],
-        };
-        let plan = AbPlan {
-            base: side("base"),
-            new: side("new"),
-            run_args: vec![],
-            out_dir: d.path().to_path_buf(),
-        };
+        let side = |label| AbSide { label, bin: d.path().join("no-such-versus"), env: vec![], args: vec![] };
+        let plan = AbPlan { base: side("base"), new: side("new"), run_args: vec![], out_dir: d.path().to_path_buf() };
         let mut data = AbData::default();
         let e = run_block(&plan, &plan.base, 1, &mut data).unwrap_err().to_string();
         assert!(e.contains("no-such-versus") && e.contains("path of a versus binary"), "{e}");
@@ -167,18 +227,8 @@ mod tests {
     #[test]
     fn a_block_that_writes_nothing_points_at_its_log() {
         let d = tempfile::tempdir().unwrap();
-        let side = |label| AbSide {
-            label,
-            bin: PathBuf::from("/bin/true"),
-            env: vec![],
-            args: vec![],
-        };
-        let plan = AbPlan {
-            base: side("base"),
-            new: side("new"),
-            run_args: vec![],
-            out_dir: d.path().to_path_buf(),
-        };
+        let side = |label| AbSide { label, bin: PathBuf::from("/bin/true"), env: vec![], args: vec![] };
+        let plan = AbPlan { base: side("base"), new: side("new"), run_args: vec![], out_dir: d.path().to_path_buf() };
         let mut data = AbData::default();
         let e = run_block(&plan, &plan.new, 2, &mut data).unwrap_err().to_string();
         assert!(e.contains("wrote no run directory") && e.contains("02-new"), "{e}");

@@ -123,18 +123,11 @@ impl Reason {
         match self {
             Reason::TooFewSamples { base, new, min } => format!("too few samples ({base} in BASE, {new} in NEW; at least {min} needed)"),
             Reason::Noisy { base, new, max } => {
-                format!(
-                    "too noisy to call unchanged (MAD/median {:.0}% in BASE, {:.0}% in NEW; bound {:.0}%)",
-                    base * 100.0,
-                    new * 100.0,
-                    max * 100.0
-                )
+                format!("too noisy to call unchanged (MAD/median {:.0}% in BASE, {:.0}% in NEW; bound {:.0}%)", base * 100.0, new * 100.0, max * 100.0)
             }
-            Reason::HostDiffers { fields, otherwise } => format!(
-                "hosts differ ({}); on one host this would be: {}",
-                fields.iter().map(|f| f.name()).collect::<Vec<_>>().join(", "),
-                otherwise.as_str()
-            ),
+            Reason::HostDiffers { fields, otherwise } => {
+                format!("hosts differ ({}); on one host this would be: {}", fields.iter().map(|f| f.name()).collect::<Vec<_>>().join(", "), otherwise.as_str())
+            }
             Reason::MissingInNew => "missing in NEW (the platform or workload did not run, or failed)".into(),
             Reason::ZeroBaseline => "BASE is 0: no relative change".into(),
             Reason::WorkloadParameterUnknown { base, new } => {
@@ -365,11 +358,7 @@ fn sampled(bkey: &MetricKey, base: &[f64], new: &[f64], policy: &MetricPolicy, o
         if xs.is_empty() {
             None
         } else {
-            Some(Side {
-                n: xs.len(),
-                value: policy.statistic.of(&mut xs.to_vec()),
-                spread: spread(xs),
-            })
+            Some(Side { n: xs.len(), value: policy.statistic.of(&mut xs.to_vec()), spread: spread(xs) })
         }
     };
     let mut r = MetricResult {
@@ -389,11 +378,7 @@ fn sampled(bkey: &MetricKey, base: &[f64], new: &[f64], policy: &MetricPolicy, o
     };
     if base.len() < policy.min_samples || new.len() < policy.min_samples {
         r.verdict = Verdict::Inconclusive;
-        r.reasons.push(Reason::TooFewSamples {
-            base: base.len(),
-            new: new.len(),
-            min: policy.min_samples,
-        });
+        r.reasons.push(Reason::TooFewSamples { base: base.len(), new: new.len(), min: policy.min_samples });
         if let (Some(b), Some(n)) = (&r.base, &r.new) {
             if b.value != 0.0 {
                 r.change = Some(n.value / b.value - 1.0);
@@ -442,19 +427,12 @@ fn decide_sampled(r: &mut MetricResult, alpha_scale: f64) {
     };
     if r.verdict == Verdict::Unchanged {
         if significant && r.change.is_some_and(|c| c != 0.0) {
-            r.notes.push(format!(
-                "significant (q = {q:.2e}) but the interval does not clear the {:.0}% minimum effect",
-                r.policy.min_effect * 100.0
-            ));
+            r.notes.push(format!("significant (q = {q:.2e}) but the interval does not clear the {:.0}% minimum effect", r.policy.min_effect * 100.0));
         }
         let max = r.policy.max_spread;
         if b.spread > max || n.spread > max {
             r.verdict = Verdict::Inconclusive;
-            r.reasons.push(Reason::Noisy {
-                base: b.spread,
-                new: n.spread,
-                max,
-            });
+            r.reasons.push(Reason::Noisy { base: b.spread, new: n.spread, max });
         }
     } else if b.spread > r.policy.max_spread || n.spread > r.policy.max_spread {
         r.notes.push(format!(
@@ -496,16 +474,8 @@ fn exact(bkey: &MetricKey, base: &RunData, new: &RunData, nkey: &MetricKey, poli
             new_workload: None,
             iteration: multi.then_some(it),
             policy: policy.clone(),
-            base: (!bv.is_empty()).then(|| Side {
-                n: bv.len(),
-                value: median(&bv),
-                spread: spread(&bv),
-            }),
-            new: (!nv.is_empty()).then(|| Side {
-                n: nv.len(),
-                value: median(&nv),
-                spread: spread(&nv),
-            }),
+            base: (!bv.is_empty()).then(|| Side { n: bv.len(), value: median(&bv), spread: spread(&bv) }),
+            new: (!nv.is_empty()).then(|| Side { n: nv.len(), value: median(&nv), spread: spread(&nv) }),
             change: None,
             ci: None,
             p_value: None,
@@ -576,12 +546,7 @@ pub fn compare(base: &RunData, new: &RunData, policy: &Policy, opts: &CompareOpt
     let host_differences: Vec<HostDifference> = HostField::ALL
         .iter()
         .filter(|f| base.host_field(**f) != new.host_field(**f))
-        .map(|&f| HostDifference {
-            field: f,
-            base: base.host_field(f).into(),
-            new: new.host_field(f).into(),
-            ignored: opts.ignore_host_fields.contains(&f),
-        })
+        .map(|&f| HostDifference { field: f, base: base.host_field(f).into(), new: new.host_field(f).into(), ignored: opts.ignore_host_fields.contains(&f) })
         .collect();
     let differing: Vec<HostField> = host_differences.iter().filter(|d| !d.ignored).map(|d| d.field).collect();
 
@@ -616,21 +581,13 @@ pub fn compare(base: &RunData, new: &RunData, policy: &Policy, opts: &CompareOpt
             (Some(b), None) => {
                 let mut r = placeholder(Verdict::Inconclusive, vec![Reason::MissingInNew]);
                 let v = base.values(&b);
-                r.base = (!v.is_empty()).then(|| Side {
-                    n: v.len(),
-                    value: policy.statistic.of(&mut v.clone()),
-                    spread: spread(&v),
-                });
+                r.base = (!v.is_empty()).then(|| Side { n: v.len(), value: policy.statistic.of(&mut v.clone()), spread: spread(&v) });
                 metrics.push(r);
             }
             (None, Some(n)) => {
                 let mut r = placeholder(Verdict::Added, vec![]);
                 let v = new.values(&n);
-                r.new = (!v.is_empty()).then(|| Side {
-                    n: v.len(),
-                    value: policy.statistic.of(&mut v.clone()),
-                    spread: spread(&v),
-                });
+                r.new = (!v.is_empty()).then(|| Side { n: v.len(), value: policy.statistic.of(&mut v.clone()), spread: spread(&v) });
                 metrics.push(r);
             }
             (Some(b), Some(n)) => {
@@ -640,10 +597,7 @@ pub fn compare(base: &RunData, new: &RunData, policy: &Policy, opts: &CompareOpt
                         for r in &mut rs {
                             r.new_workload = Some(n.workload.clone());
                             r.verdict = Verdict::Inconclusive;
-                            r.reasons.push(Reason::WorkloadParameterUnknown {
-                                base: b.workload.clone(),
-                                new: n.workload.clone(),
-                            });
+                            r.reasons.push(Reason::WorkloadParameterUnknown { base: b.workload.clone(), new: n.workload.clone() });
                         }
                     }
                     metrics.extend(rs);
@@ -710,9 +664,7 @@ pub fn compare(base: &RunData, new: &RunData, policy: &Policy, opts: &CompareOpt
     let mut by_probe: BTreeMap<(String, String), (String, Vec<String>, Vec<String>)> = BTreeMap::new();
     for (run, is_base) in [(base, true), (new, false)] {
         for p in &run.probes {
-            let e = by_probe
-                .entry((p.platform.clone(), p.probe.clone()))
-                .or_insert_with(|| (p.category.clone(), Vec::new(), Vec::new()));
+            let e = by_probe.entry((p.platform.clone(), p.probe.clone())).or_insert_with(|| (p.category.clone(), Vec::new(), Vec::new()));
             if is_base {
                 e.1.push(p.result.clone());
             } else {
@@ -725,39 +677,18 @@ pub fn compare(base: &RunData, new: &RunData, policy: &Policy, opts: &CompareOpt
         let pol = policy.resolve(&probe_key(&platform, &probe));
         let (verdict, reasons) = if pol.ignore { (Verdict::Ignored, vec![]) } else { probe_verdict(&b, &n) };
         let first = |v: &[String]| v.first().cloned();
-        probes.push(ProbeResult {
-            platform,
-            probe,
-            category,
-            base: first(&b),
-            new: first(&n),
-            gate: pol.gate && !pol.ignore,
-            verdict,
-            reasons,
-        });
+        probes.push(ProbeResult { platform, probe, category, base: first(&b), new: first(&n), gate: pol.gate && !pol.ignore, verdict, reasons });
     }
 
     // Hosts that differ make every verdict inconclusive; what it would
     // have been is kept in the reason.
     if !differing.is_empty() {
         for m in metrics.iter_mut().filter(|m| !matches!(m.verdict, Verdict::Ignored | Verdict::Added)) {
-            m.reasons.insert(
-                0,
-                Reason::HostDiffers {
-                    fields: differing.clone(),
-                    otherwise: m.verdict,
-                },
-            );
+            m.reasons.insert(0, Reason::HostDiffers { fields: differing.clone(), otherwise: m.verdict });
             m.verdict = Verdict::Inconclusive;
         }
         for p in probes.iter_mut().filter(|p| !matches!(p.verdict, Verdict::Ignored | Verdict::Added)) {
-            p.reasons.insert(
-                0,
-                Reason::HostDiffers {
-                    fields: differing.clone(),
-                    otherwise: p.verdict,
-                },
-            );
+            p.reasons.insert(0, Reason::HostDiffers { fields: differing.clone(), otherwise: p.verdict });
             p.verdict = Verdict::Inconclusive;
         }
     }
@@ -786,21 +717,12 @@ fn overall(c: &Comparison, differing: &[HostField]) -> (Overall, Vec<String>) {
         .iter()
         .filter(|m| m.verdict == Verdict::Regression)
         .map(|m| m.label())
-        .chain(
-            gated_probes
-                .iter()
-                .filter(|p| p.verdict == Verdict::Regression)
-                .map(|p| format!("{}/probe:{}", p.platform, p.probe)),
-        )
+        .chain(gated_probes.iter().filter(|p| p.verdict == Verdict::Regression).map(|p| format!("{}/probe:{}", p.platform, p.probe)))
         .collect();
     let mut summary = Vec::new();
     if !differing.is_empty() {
-        let what: Vec<String> = c
-            .host_differences
-            .iter()
-            .filter(|d| !d.ignored)
-            .map(|d| format!("{}: `{}` (BASE) vs `{}` (NEW)", d.field.name(), d.base, d.new))
-            .collect();
+        let what: Vec<String> =
+            c.host_differences.iter().filter(|d| !d.ignored).map(|d| format!("{}: `{}` (BASE) vs `{}` (NEW)", d.field.name(), d.base, d.new)).collect();
         summary.push(format!(
             "inconclusive: the runs are not from the same host and build: {}; compare runs from one host (versus ab runs both sides interleaved)",
             what.join("; ")
@@ -808,12 +730,7 @@ fn overall(c: &Comparison, differing: &[HostField]) -> (Overall, Vec<String>) {
         return (Overall::Inconclusive, summary);
     }
     if !regressions.is_empty() {
-        summary.push(format!(
-            "{} regression{}: {}",
-            regressions.len(),
-            if regressions.len() == 1 { "" } else { "s" },
-            regressions.join(", ")
-        ));
+        summary.push(format!("{} regression{}: {}", regressions.len(), if regressions.len() == 1 { "" } else { "s" }, regressions.join(", ")));
     }
     // Inconclusive metrics, grouped by reason: one line per reason, with
     // the metrics it holds for (noise is per metric, so its spreads follow
@@ -849,27 +766,33 @@ fn overall(c: &Comparison, differing: &[HostField]) -> (Overall, Vec<String>) {
         let improvements = gated_metrics.iter().filter(|m| m.verdict == Verdict::Improvement).count();
         summary.push(format!(
             "no regression in {n} gated metrics and probes{}",
-            if improvements > 0 {
-                format!(" ({improvements} improved)")
-            } else {
-                String::new()
-            }
+            if improvements > 0 { format!(" ({improvements} improved)") } else { String::new() }
         ));
     }
     (overall, summary)
 }
 
 impl Comparison {
+    /// Makes the whole comparison inconclusive for a reason outside the
+    /// data (a host busy with other work while blocks ran); a regression it
+    /// found is named as what it would be.
+    pub fn make_inconclusive(&mut self, why: String) {
+        if self.overall == Overall::Regression {
+            let line = self.summary.iter().find(|s| s.contains("regression")).cloned().unwrap_or_default();
+            self.summary.retain(|s| !s.contains("regression"));
+            self.summary.push(format!("on a quiet host this would be: {line}"));
+        }
+        self.summary.retain(|s| !s.starts_with("no regression"));
+        self.summary.insert(0, format!("inconclusive: {why}"));
+        self.overall = Overall::Inconclusive;
+    }
+
     /// Whether the comparison is inconclusive only for reasons more samples
     /// may resolve (too few, too noisy), which `versus ab` acts on.
     pub fn more_samples_may_help(&self) -> bool {
         self.overall == Overall::Inconclusive
             && self.host_differences.iter().all(|d| d.ignored)
-            && self
-                .metrics
-                .iter()
-                .filter(|m| m.gated() && m.verdict == Verdict::Inconclusive)
-                .all(|m| m.reasons.iter().all(Reason::more_samples_may_help))
+            && self.metrics.iter().filter(|m| m.gated() && m.verdict == Verdict::Inconclusive).all(|m| m.reasons.iter().all(Reason::more_samples_may_help))
             && self.probes.iter().filter(|p| p.gate).all(|p| p.verdict != Verdict::Inconclusive)
     }
 }
@@ -885,9 +808,7 @@ pub(crate) mod tests {
     pub fn normal(center: f64, rel_sd: f64, n: usize, seed: u64) -> Vec<f64> {
         let mut r = SplitMix64::new(seed);
         let mut u = || ((r.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        (0..n)
-            .map(|_| center * (1.0 + rel_sd * (-2.0 * u().ln()).sqrt() * (2.0 * std::f64::consts::PI * u()).cos()))
-            .collect()
+        (0..n).map(|_| center * (1.0 + rel_sd * (-2.0 * u().ln()).sqrt() * (2.0 * std::f64::consts::PI * u()).cos())).collect()
     }
 
     /// `n` values spread evenly over center·[1 - width, 1 + width] (the
@@ -907,14 +828,7 @@ pub(crate) mod tests {
         for (p, w, m, u, vals) in metrics {
             samples.insert(
                 MetricKey::new(p, w, m, u),
-                vals.iter()
-                    .enumerate()
-                    .map(|(i, v)| Observation {
-                        iteration: i as u32,
-                        value: *v,
-                        block: 0,
-                    })
-                    .collect::<Vec<_>>(),
+                vals.iter().enumerate().map(|(i, v)| Observation { iteration: i as u32, value: *v, block: 0 }).collect::<Vec<_>>(),
             );
         }
         RunData {
@@ -923,12 +837,7 @@ pub(crate) mod tests {
             versus_version: "0.1.0".into(),
             git_revision: None,
             hostname: "h".into(),
-            host: HostFingerprint {
-                kernel: "Linux 6.18".into(),
-                cpu_model: "AMD EPYC".into(),
-                kvm_mode: "pvm".into(),
-                cgroup_mode: "hybrid".into(),
-            },
+            host: HostFingerprint { kernel: "Linux 6.18".into(), cpu_model: "AMD EPYC".into(), kvm_mode: "pvm".into(), cgroup_mode: "hybrid".into() },
             blocks: 1,
             samples,
             probes: Vec::new(),
@@ -994,12 +903,7 @@ pub(crate) mod tests {
         assert_eq!(c.overall, Overall::NoRegression);
         // With a 1% minimum effect the same data is a regression.
         let p = Policy::from_toml("[metric.\"boot\"]\nmin_effect = 0.01\n", "t").unwrap();
-        let c = compare(
-            &boot_only("a", normal(2.0, 0.01, 50, 1)),
-            &boot_only("b", normal(2.04, 0.01, 50, 2)),
-            &p,
-            &CompareOptions::default(),
-        );
+        let c = compare(&boot_only("a", normal(2.0, 0.01, 50, 1)), &boot_only("b", normal(2.04, 0.01, 50, 2)), &p, &CompareOptions::default());
         assert_eq!(the(&c, "boot").verdict, Verdict::Regression);
     }
 
@@ -1007,23 +911,14 @@ pub(crate) mod tests {
     fn a_shift_hidden_in_noise_is_inconclusive_and_says_so() {
         // MAD/median 40% on both sides, a 10% shift.
         let (a, b) = (uniform(2.0, 0.8, 50, 1), uniform(2.2, 0.8, 50, 2));
-        assert!(
-            (spread(&a) - 0.4).abs() < 0.01 && (spread(&b) - 0.4).abs() < 0.01,
-            "{} {}",
-            spread(&a),
-            spread(&b)
-        );
+        assert!((spread(&a) - 0.4).abs() < 0.01 && (spread(&b) - 0.4).abs() < 0.01, "{} {}", spread(&a), spread(&b));
         let c = cmp(&boot_only("a", a), &boot_only("b", b));
         let m = the(&c, "boot");
         assert_eq!(m.verdict, Verdict::Inconclusive, "{m:?}");
         assert!(matches!(m.reasons[0], Reason::Noisy { max, .. } if max == 0.30), "{:?}", m.reasons);
         assert_eq!(c.overall, Overall::Inconclusive);
         assert_eq!(c.overall.exit_code(), 2);
-        assert!(
-            c.summary.iter().any(|s| s.contains("too noisy") && s.contains("container/ready/boot")),
-            "{:?}",
-            c.summary
-        );
+        assert!(c.summary.iter().any(|s| s.contains("too noisy") && s.contains("container/ready/boot")), "{:?}", c.summary);
         assert!(c.more_samples_may_help());
     }
 
@@ -1037,36 +932,21 @@ pub(crate) mod tests {
         assert!(c.summary[0].contains("kernel") && c.summary[0].contains("Linux 6.19"), "{:?}", c.summary);
         let m = the(&c, "boot");
         assert_eq!(m.verdict, Verdict::Inconclusive);
-        assert_eq!(
-            m.reasons[0],
-            Reason::HostDiffers {
-                fields: vec![HostField::Kernel],
-                otherwise: Verdict::Regression
-            }
-        );
+        assert_eq!(m.reasons[0], Reason::HostDiffers { fields: vec![HostField::Kernel], otherwise: Verdict::Regression });
         assert!(!c.more_samples_may_help());
 
         // The versus version is part of it, unless ignored (as `versus ab` does).
         let mut b = boot_only("b", normal(2.0, 0.05, 50, 2));
         b.versus_version = "0.2.0".into();
         assert_eq!(cmp(&a, &b).overall, Overall::Inconclusive);
-        let opts = CompareOptions {
-            ignore_host_fields: vec![HostField::VersusVersion],
-            ..CompareOptions::default()
-        };
+        let opts = CompareOptions { ignore_host_fields: vec![HostField::VersusVersion], ..CompareOptions::default() };
         let c = compare(&a, &b, &Policy::builtin(), &opts);
         assert_eq!(c.overall, Overall::NoRegression, "{:?}", c.summary);
         assert!(c.host_differences[0].ignored);
     }
 
     fn probe(platform: &str, id: &str, result: &str) -> ProbeObservation {
-        ProbeObservation {
-            platform: platform.into(),
-            probe: id.into(),
-            category: "kernel".into(),
-            result: result.into(),
-            block: 0,
-        }
+        ProbeObservation { platform: platform.into(), probe: id.into(), category: "kernel".into(), result: result.into(), block: 0 }
     }
 
     #[test]
@@ -1079,10 +959,7 @@ pub(crate) mod tests {
         let c = cmp(&a, &b);
         assert_eq!(the(&c, "boot").verdict, Verdict::Unchanged);
         let p = c.probes.iter().find(|p| p.probe == "proc.host_pids").unwrap();
-        assert_eq!(
-            (p.base.as_deref(), p.new.as_deref(), p.verdict),
-            (Some("isolated"), Some("exposed"), Verdict::Regression)
-        );
+        assert_eq!((p.base.as_deref(), p.new.as_deref(), p.verdict), (Some("isolated"), Some("exposed"), Verdict::Regression));
         assert_eq!(c.probes.iter().find(|p| p.probe == "kernel.shared").unwrap().verdict, Verdict::Unchanged);
         assert_eq!(c.overall, Overall::Regression);
         assert!(c.summary[0].contains("container/probe:proc.host_pids"), "{:?}", c.summary);
@@ -1092,13 +969,7 @@ pub(crate) mod tests {
         b.probes[0].result = "error".into();
         assert_eq!(cmp(&a, &b).overall, Overall::Inconclusive);
         // Flaky across the blocks of one side: inconclusive.
-        b.probes = vec![
-            probe("container", "proc.host_pids", "isolated"),
-            ProbeObservation {
-                block: 1,
-                ..probe("container", "proc.host_pids", "exposed")
-            },
-        ];
+        b.probes = vec![probe("container", "proc.host_pids", "isolated"), ProbeObservation { block: 1, ..probe("container", "proc.host_pids", "exposed") }];
         let c = cmp(&a, &b);
         assert!(
             matches!(c.probes[1].reasons[0], Reason::ProbeFlaky { side: "NEW", .. }) || matches!(c.probes[0].reasons.first(), Some(Reason::ProbeFlaky { .. }))
@@ -1137,38 +1008,10 @@ pub(crate) mod tests {
 
     #[test]
     fn the_same_inputs_give_the_same_comparison_whatever_the_threads() {
-        let a = run(
-            "a",
-            &[
-                ("p", "ready", "boot", "ms", normal(2.0, 0.1, 40, 1)),
-                ("p", "cpu", "cpu", "ms", normal(70.0, 0.1, 40, 2)),
-            ],
-        );
-        let b = run(
-            "b",
-            &[
-                ("p", "ready", "boot", "ms", normal(2.1, 0.1, 40, 3)),
-                ("p", "cpu", "cpu", "ms", normal(70.0, 0.1, 40, 4)),
-            ],
-        );
-        let one = compare(
-            &a,
-            &b,
-            &Policy::builtin(),
-            &CompareOptions {
-                threads: 1,
-                ..CompareOptions::default()
-            },
-        );
-        let four = compare(
-            &a,
-            &b,
-            &Policy::builtin(),
-            &CompareOptions {
-                threads: 4,
-                ..CompareOptions::default()
-            },
-        );
+        let a = run("a", &[("p", "ready", "boot", "ms", normal(2.0, 0.1, 40, 1)), ("p", "cpu", "cpu", "ms", normal(70.0, 0.1, 40, 2))]);
+        let b = run("b", &[("p", "ready", "boot", "ms", normal(2.1, 0.1, 40, 3)), ("p", "cpu", "cpu", "ms", normal(70.0, 0.1, 40, 4))]);
+        let one = compare(&a, &b, &Policy::builtin(), &CompareOptions { threads: 1, ..CompareOptions::default() });
+        let four = compare(&a, &b, &Policy::builtin(), &CompareOptions { threads: 4, ..CompareOptions::default() });
         assert_eq!(one.metrics, four.metrics);
         assert_eq!(one.metrics, cmp(&a, &b).metrics);
     }
@@ -1178,17 +1021,11 @@ pub(crate) mod tests {
         let img = |v: f64| vec![v, 2.0 * v];
         let a = run(
             "a",
-            &[
-                ("container", "overlay", "image.n_instances", "bytes", img(1000.0)),
-                ("process", "probe", "surface.host_syscalls", "count", vec![471.0]),
-            ],
+            &[("container", "overlay", "image.n_instances", "bytes", img(1000.0)), ("process", "probe", "surface.host_syscalls", "count", vec![471.0])],
         );
         let b = run(
             "b",
-            &[
-                ("container", "overlay", "image.n_instances", "bytes", img(1005.0)),
-                ("process", "probe", "surface.host_syscalls", "count", vec![472.0]),
-            ],
+            &[("container", "overlay", "image.n_instances", "bytes", img(1005.0)), ("process", "probe", "surface.host_syscalls", "count", vec![472.0])],
         );
         let c = cmp(&a, &b);
         let imgs: Vec<&MetricResult> = c.metrics.iter().filter(|m| m.key.metric == "image.n_instances").collect();
@@ -1198,11 +1035,7 @@ pub(crate) mod tests {
         assert_eq!(the(&c, "surface.host_syscalls").verdict, Verdict::Regression, "one more host syscall");
         let b2 = run("b", &[("container", "overlay", "image.n_instances", "bytes", img(1100.0))]);
         let c = cmp(&a, &b2);
-        assert!(c
-            .metrics
-            .iter()
-            .filter(|m| m.key.metric == "image.n_instances")
-            .all(|m| m.verdict == Verdict::Regression));
+        assert!(c.metrics.iter().filter(|m| m.key.metric == "image.n_instances").all(|m| m.verdict == Verdict::Regression));
         assert_eq!(the(&c, "surface.host_syscalls").verdict, Verdict::Inconclusive, "missing in NEW");
     }
 
@@ -1210,30 +1043,18 @@ pub(crate) mod tests {
     fn workload_parameters_name_the_benchmark() {
         let v = normal(70.0, 0.05, 20, 1);
         // One side does not name the parameter: paired, but inconclusive.
-        let c = cmp(
-            &run("a", &[("p", "cpu", "cpu", "ms", v.clone())]),
-            &run("b", &[("p", "cpu:200000", "cpu", "ms", v.clone())]),
-        );
+        let c = cmp(&run("a", &[("p", "cpu", "cpu", "ms", v.clone())]), &run("b", &[("p", "cpu:200000", "cpu", "ms", v.clone())]));
         assert_eq!(c.metrics.len(), 1);
         let m = &c.metrics[0];
         assert_eq!(m.verdict, Verdict::Inconclusive);
         assert!(matches!(&m.reasons[0], Reason::WorkloadParameterUnknown { base, new } if base == "cpu" && new == "cpu:200000"));
         assert_eq!(m.label(), "p/cpu->cpu:200000/cpu");
         // Both name it and differ: different benchmarks.
-        let c = cmp(
-            &run("a", &[("p", "cpu:100000", "cpu", "ms", v.clone())]),
-            &run("b", &[("p", "cpu:200000", "cpu", "ms", v.clone())]),
-        );
+        let c = cmp(&run("a", &[("p", "cpu:100000", "cpu", "ms", v.clone())]), &run("b", &[("p", "cpu:200000", "cpu", "ms", v.clone())]));
         let verdicts: Vec<(String, Verdict)> = c.metrics.iter().map(|m| (m.key.workload.clone(), m.verdict)).collect();
-        assert_eq!(
-            verdicts,
-            vec![("cpu:100000".to_string(), Verdict::Inconclusive), ("cpu:200000".to_string(), Verdict::Added)]
-        );
+        assert_eq!(verdicts, vec![("cpu:100000".to_string(), Verdict::Inconclusive), ("cpu:200000".to_string(), Verdict::Added)]);
         // Same parameter: a plain comparison.
-        let c = cmp(
-            &run("a", &[("p", "cpu:200000", "cpu", "ms", v.clone())]),
-            &run("b", &[("p", "cpu:200000", "cpu", "ms", v)]),
-        );
+        let c = cmp(&run("a", &[("p", "cpu:200000", "cpu", "ms", v.clone())]), &run("b", &[("p", "cpu:200000", "cpu", "ms", v)]));
         assert_eq!(c.overall, Overall::NoRegression);
     }
 
@@ -1241,17 +1062,11 @@ pub(crate) mod tests {
     fn reported_only_and_ignored_metrics_do_not_decide_the_exit_code() {
         let a = run(
             "a",
-            &[
-                ("container", "ready", "boot.cgroup", "ms", normal(1.0, 0.03, 40, 1)),
-                ("p", "cpu:50000", "interference.cpu", "ratio", normal(1.5, 0.03, 40, 2)),
-            ],
+            &[("container", "ready", "boot.cgroup", "ms", normal(1.0, 0.03, 40, 1)), ("p", "cpu:50000", "interference.cpu", "ratio", normal(1.5, 0.03, 40, 2))],
         );
         let b = run(
             "b",
-            &[
-                ("container", "ready", "boot.cgroup", "ms", normal(2.0, 0.03, 40, 3)),
-                ("p", "cpu:50000", "interference.cpu", "ratio", normal(3.0, 0.03, 40, 4)),
-            ],
+            &[("container", "ready", "boot.cgroup", "ms", normal(2.0, 0.03, 40, 3)), ("p", "cpu:50000", "interference.cpu", "ratio", normal(3.0, 0.03, 40, 4))],
         );
         let c = cmp(&a, &b);
         assert_eq!(the(&c, "boot.cgroup").verdict, Verdict::Regression);
@@ -1273,15 +1088,9 @@ pub(crate) mod tests {
 
     #[test]
     fn a_zero_baseline_is_inconclusive_unless_both_are_zero() {
-        let c = cmp(
-            &run("a", &[("p", "w", "boot", "ms", vec![0.0; 20])]),
-            &run("b", &[("p", "w", "boot", "ms", vec![1.0; 20])]),
-        );
+        let c = cmp(&run("a", &[("p", "w", "boot", "ms", vec![0.0; 20])]), &run("b", &[("p", "w", "boot", "ms", vec![1.0; 20])]));
         assert_eq!(c.metrics[0].reasons, vec![Reason::ZeroBaseline]);
-        let c = cmp(
-            &run("a", &[("p", "w", "boot", "ms", vec![0.0; 20])]),
-            &run("b", &[("p", "w", "boot", "ms", vec![0.0; 20])]),
-        );
+        let c = cmp(&run("a", &[("p", "w", "boot", "ms", vec![0.0; 20])]), &run("b", &[("p", "w", "boot", "ms", vec![0.0; 20])]));
         assert_eq!(c.metrics[0].verdict, Verdict::Unchanged);
     }
 }
