@@ -42,10 +42,7 @@ pub fn measure_slug(unit: &str) -> String {
         "bytes" => "bytes".into(),
         "instances/s" => "instances-per-second".into(),
         other => {
-            let slug: String = other
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
-                .collect();
+            let slug: String = other.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
             let slug = slug.trim_matches('-').to_string();
             if slug.is_empty() {
                 "value".into()
@@ -76,35 +73,14 @@ pub fn of_run(run: &RunData, policy: &Policy) -> Bmf {
             for it in iterations {
                 let vals: Vec<f64> = obs.iter().filter(|o| o.iteration == it).map(|o| o.value).filter(|v| v.is_finite()).collect();
                 if !vals.is_empty() {
-                    out.entry(format!("{name}/{it}")).or_default().insert(
-                        slug.clone(),
-                        Metric {
-                            value: median(&vals),
-                            lower_value: None,
-                            upper_value: None,
-                        },
-                    );
+                    out.entry(format!("{name}/{it}")).or_default().insert(slug.clone(), Metric { value: median(&vals), lower_value: None, upper_value: None });
                 }
             }
         } else if p.kind == Kind::Exact || finite.len() == 1 {
-            out.entry(name).or_default().insert(
-                slug,
-                Metric {
-                    value: median(&finite),
-                    lower_value: None,
-                    upper_value: None,
-                },
-            );
+            out.entry(name).or_default().insert(slug, Metric { value: median(&finite), lower_value: None, upper_value: None });
         } else {
             let (lo, hi) = crate::stats::bootstrap_median_ci(&finite, crate::stats::BOOTSTRAP_RESAMPLES);
-            out.entry(name).or_default().insert(
-                slug,
-                Metric {
-                    value: median(&finite),
-                    lower_value: Some(lo),
-                    upper_value: Some(hi),
-                },
-            );
+            out.entry(name).or_default().insert(slug, Metric { value: median(&finite), lower_value: Some(lo), upper_value: Some(hi) });
         }
     }
     out
@@ -131,11 +107,7 @@ mod tests {
         let (lo, hi) = (boot.lower_value.unwrap(), boot.upper_value.unwrap());
         assert!(lo <= boot.value && boot.value <= hi);
         // Exact metrics with several iterations: one benchmark per iteration.
-        assert!(
-            bmf.contains_key("container/overlay/image.n_instances/4"),
-            "{:?}",
-            bmf.keys().filter(|k| k.contains("image")).collect::<Vec<_>>()
-        );
+        assert!(bmf.contains_key("container/overlay/image.n_instances/4"), "{:?}", bmf.keys().filter(|k| k.contains("image")).collect::<Vec<_>>());
         assert!(bmf["container/overlay/image.n_instances/4"].contains_key("bytes-apparent"));
         assert!(bmf["container/overlay/image.total"]["bytes"].lower_value.is_none());
         // It is the JSON BMF describes: an object of objects of {value, ...}.

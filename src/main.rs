@@ -56,11 +56,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(versus::compare::EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if e.use_stderr() { ExitCode::from(versus::compare::EXIT_USAGE) } else { ExitCode::SUCCESS };
         }
     };
     let level = match cli.verbose {

@@ -53,20 +53,15 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
     println!("overlayfs     {}", yes(h.overlayfs));
     let kvm = match &h.kvm_mode {
         KvmMode::Absent => "absent".to_string(),
-        KvmMode::Hardware { module, nested_host } => format!(
-            "hardware-assisted ({module}{})",
-            if *nested_host { ", this host is itself a guest: nested" } else { "" }
-        ),
+        KvmMode::Hardware { module, nested_host } => {
+            format!("hardware-assisted ({module}{})", if *nested_host { ", this host is itself a guest: nested" } else { "" })
+        }
         KvmMode::Pvm => "kvm_pvm: guest kernel code is emulated".to_string(),
         KvmMode::Unknown => "present, module not recognised".to_string(),
     };
     println!("kvm           {kvm}");
     let sp = &m["kvm_speed"];
-    match (
-        sp["cpl3_iters_per_s"].as_f64(),
-        sp["cpl0_iters_per_s"].as_f64(),
-        sp["user_to_supervisor_ratio"].as_f64(),
-    ) {
+    match (sp["cpl3_iters_per_s"].as_f64(), sp["cpl0_iters_per_s"].as_f64(), sp["user_to_supervisor_ratio"].as_f64()) {
         (Some(u), Some(k), Some(r)) => {
             println!("  guest loop  user mode {:.3e}/s, supervisor mode {:.3e}/s: supervisor is {r:.0}x slower", u, k);
             if sp["supervisor_emulated"].as_bool() == Some(true) {
@@ -78,11 +73,7 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
     println!("ksm           {}", h.ksm.as_deref().unwrap_or("unknown"));
     println!("thp           {}", h.transparent_hugepages.as_deref().unwrap_or("unknown"));
     for p in &h.peers {
-        println!(
-            "peer {:<9} {}",
-            p.name,
-            p.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not installed".into())
-        );
+        println!("peer {:<9} {}", p.name, p.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not installed".into()));
     }
     Ok(ExitCode::SUCCESS)
 }

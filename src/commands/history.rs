@@ -87,10 +87,7 @@ pub fn run(a: HistoryArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
-                "{:<17} {:<20} {:<9} {:<12} {:<14} {:>8}",
-                "run", "started (UTC)", "versus", "revision", "host", "samples"
-            );
+            println!("{:<17} {:<20} {:<9} {:<12} {:<14} {:>8}", "run", "started (UTC)", "versus", "revision", "host", "samples");
             for r in &runs {
                 println!(
                     "{:<17} {:<20} {:<9} {:<12} {:<14} {:>8}",
@@ -115,22 +112,12 @@ pub fn run(a: HistoryArgs) -> anyhow::Result<ExitCode> {
             let run = store.load_run(&run_id)?;
             println!("run      {}", run.run_id);
             println!("started  {} UTC", date(run.started_at_unix));
-            println!(
-                "versus   {}{}",
-                run.versus_version,
-                run.git_revision.as_deref().map(|g| format!(" ({g})")).unwrap_or_default()
-            );
+            println!("versus   {}{}", run.versus_version, run.git_revision.as_deref().map(|g| format!(" ({g})")).unwrap_or_default());
             println!("host     {} ({}): {}", run.hostname, run.host.id(), run.host);
             println!("\n  {:<40} {:<14} {:>5} {:>14}", "metric", "unit", "n", "median");
             for (k, obs) in &run.samples {
                 let vals: Vec<f64> = obs.iter().map(|o| o.value).filter(|v| v.is_finite()).collect();
-                println!(
-                    "  {:<40} {:<14} {:>5} {:>14}",
-                    k.to_string(),
-                    k.unit,
-                    vals.len(),
-                    fmt_value(versus::compare::statistic::median(&vals), &k.unit)
-                );
+                println!("  {:<40} {:<14} {:>5} {:>14}", k.to_string(), k.unit, vals.len(), fmt_value(versus::compare::statistic::median(&vals), &k.unit));
             }
             if !run.probes.is_empty() {
                 let exposed = run.probes.iter().filter(|p| p.result == "exposed").count();
@@ -138,14 +125,7 @@ pub fn run(a: HistoryArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        HistoryCommand::Trend {
-            metric,
-            platform,
-            workload,
-            window,
-            k,
-            json,
-        } => {
+        HistoryCommand::Trend { metric, platform, workload, window, k, json } => {
             let store = Store::open_existing(&db)?;
             let all = trend::series(store.metric_history(&metric)?, window, k);
             let series: Vec<_> = all

@@ -44,11 +44,7 @@ pub fn parse_secs(s: &str) -> Result<f64, String> {
 
 pub fn run(a: LaunchArgs) -> anyhow::Result<ExitCode> {
     registry::validate(std::slice::from_ref(&a.platform)).map_err(anyhow::Error::msg)?;
-    let popts = PlatformOptions {
-        force: a.force,
-        kernel: a.kernel.clone(),
-        console: a.console,
-    };
+    let popts = PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: a.console };
     let platform = match registry::create(&a.platform, &popts) {
         Ok(p) => p,
         Err(NotRun::Skipped(why)) | Err(NotRun::Unknown(why)) => anyhow::bail!("cannot launch {}: {why}", a.platform),
@@ -57,11 +53,7 @@ pub fn run(a: LaunchArgs) -> anyhow::Result<ExitCode> {
     spec.timeout = Duration::from_secs_f64(a.timeout);
     let rec = runner::launch_once(platform.as_ref(), &spec).with_context(|| format!("{} {}", a.platform, a.workload))?;
     if a.json {
-        let rows: Vec<_> = rec
-            .rows
-            .iter()
-            .map(|r| serde_json::json!({"metric": r.metric, "unit": r.unit, "value": r.value}))
-            .collect();
+        let rows: Vec<_> = rec.rows.iter().map(|r| serde_json::json!({"metric": r.metric, "unit": r.unit, "value": r.value})).collect();
         let results: Vec<_> = rec.finished.results.iter().map(|r| &r.fields).collect();
         println!(
             "{}",

@@ -70,11 +70,7 @@ fn matrix(rows: &[ProbeRow]) -> String {
     for (id, cat) in ids {
         out.push_str(&format!("{id:<26}{cat:<20}"));
         for p in &platforms {
-            let r = rows
-                .iter()
-                .find(|r| r.platform == *p && r.probe == id)
-                .map(|r| r.result.to_string())
-                .unwrap_or_else(|| "-".into());
+            let r = rows.iter().find(|r| r.platform == *p && r.probe == id).map(|r| r.result.to_string()).unwrap_or_else(|| "-".into());
             out.push_str(&format!("{r:<16}"));
         }
         out.push('\n');

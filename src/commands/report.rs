@@ -15,10 +15,7 @@ pub struct ReportArgs {
 
 pub fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
     if !a.dir.join("samples.csv").is_file() {
-        anyhow::bail!(
-            "{} has no samples.csv; pass a run directory written by `versus run` (reports/<run-id>)",
-            a.dir.display()
-        );
+        anyhow::bail!("{} has no samples.csv; pass a run directory written by `versus run` (reports/<run-id>)", a.dir.display());
     }
     let report = versus::report::render_report(&a.dir).with_context(|| format!("rendering the report of {}", a.dir.display()))?;
     println!("wrote {} and {}", report.display(), a.dir.join("charts").display());

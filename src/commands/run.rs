@@ -115,11 +115,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("`{w}` is a mode of the workload program, not a benchmark workload: probes run with `versus probe` (and in every `versus run`), stresses in the interference measurement");
     }
     let (runs, warmup) = if a.quick { (5, 1) } else { (a.runs, a.warmup) };
-    let workloads: Vec<WorkloadSpec> = if a.quick {
-        a.workloads.iter().map(quick_variant).collect()
-    } else {
-        a.workloads.clone()
-    };
+    let workloads: Vec<WorkloadSpec> = if a.quick { a.workloads.iter().map(quick_variant).collect() } else { a.workloads.clone() };
     check_writable(&a.out)?;
     let run_id = runner::new_run_id();
     let dir = runner::run_dir(&a.out, &run_id);
@@ -131,25 +127,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         // Bounded so that a default run ends within about two minutes on a
         // small host; --quick bounds them further.
-        let mut density = DensityOptions {
-            max_instances: a.max_instances as usize,
-            time_budget: Duration::from_secs(8),
-            ..DensityOptions::default()
-        };
-        let mut interference = interference::Config {
-            reps: 2,
-            max_window: Duration::from_secs(3),
-            ..interference::Config::default()
-        };
+        let mut density = DensityOptions { max_instances: a.max_instances as usize, time_budget: Duration::from_secs(8), ..DensityOptions::default() };
+        let mut interference = interference::Config { reps: 2, max_window: Duration::from_secs(3), ..interference::Config::default() };
         if a.quick {
             density.max_instances = density.max_instances.min(4);
             density.time_budget = Duration::from_secs(4);
             interference.reps = 1;
             interference.max_window = Duration::from_secs(1);
-            interference.victims = vec![
-                WorkloadSpec::Bench(Workload::Cpu { rounds: 20_000 }),
-                WorkloadSpec::Bench(Workload::Mem { mib: 16 }),
-            ];
+            interference.victims = vec![WorkloadSpec::Bench(Workload::Cpu { rounds: 20_000 }), WorkloadSpec::Bench(Workload::Mem { mib: 16 })];
         }
         CostOptions {
             memory_mib: a.memory_mib,
@@ -169,15 +154,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         runs,
         warmup,
         timeout: Duration::from_secs_f64(a.timeout),
-        limits: Limits {
-            memory_bytes: a.memory_limit_mib << 20,
-            ..Limits::default()
-        },
-        platform_options: PlatformOptions {
-            force: a.force,
-            kernel: a.kernel.clone(),
-            console: false,
-        },
+        limits: Limits { memory_bytes: a.memory_limit_mib << 20, ..Limits::default() },
+        platform_options: PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false },
         costs,
     };
     let bar = ProgressBar::new(0);
@@ -193,10 +171,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         versus_version: env!("CARGO_PKG_VERSION").into(),
         git_revision: json::git_revision(),
         command_line: std::env::args().collect(),
-        started_at_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        started_at_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         host: serde_json::to_value(&host)?,
         host_measurements: measurements,
         platforms: result.statuses.clone(),
@@ -206,11 +181,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     if !result.probes.is_empty() {
         ex::write_probes(&dir.join("probes.csv"), &result.probes)?;
     }
-    let report = if a.launch_only {
-        None
-    } else {
-        Some(versus::report::render_report(&dir).context("rendering charts and report.md")?)
-    };
+    let report = if a.launch_only { None } else { Some(versus::report::render_report(&dir).context("rendering charts and report.md")?) };
     partial.0 = None;
 
     print!("{}", super::table::render(&summary));

@@ -23,10 +23,7 @@ pub fn render(rows: &[SummaryRow]) -> String {
             }
             let base = group.iter().find(|r| r.platform == "process").map(|r| r.median);
             out.push_str(&format!("{w} / {m} [{}]\n", group[0].unit));
-            out.push_str(&format!(
-                "  {:<11}{:>11}{:>11}{:>11}{:>11}{:>6}{:>14}\n",
-                "platform", "median", "p95", "min", "max", "n", "vs process"
-            ));
+            out.push_str(&format!("  {:<11}{:>11}{:>11}{:>11}{:>11}{:>6}{:>14}\n", "platform", "median", "p95", "min", "max", "n", "vs process"));
             for r in group {
                 let ratio = match base {
                     Some(b) if b > 0.0 => format!("{:.2}x", r.median / b),
@@ -41,11 +38,7 @@ pub fn render(rows: &[SummaryRow]) -> String {
                     r.max,
                     r.n,
                     ratio,
-                    if r.outliers > 0 {
-                        format!("  ({} outlier{})", r.outliers, if r.outliers == 1 { "" } else { "s" })
-                    } else {
-                        String::new()
-                    }
+                    if r.outliers > 0 { format!("  ({} outlier{})", r.outliers, if r.outliers == 1 { "" } else { "s" }) } else { String::new() }
                 ));
             }
             out.push('\n');

@@ -34,10 +34,7 @@ pub fn relative_change_ci(base: &[f64], new: &[f64], stat: Statistic, resamples:
     }
     changes.sort_by(f64::total_cmp);
     let tail = (1.0 - level) / 2.0 * 100.0;
-    Some((
-        crate::stats::percentile_sorted(&changes, tail),
-        crate::stats::percentile_sorted(&changes, 100.0 - tail),
-    ))
+    Some((crate::stats::percentile_sorted(&changes, tail), crate::stats::percentile_sorted(&changes, 100.0 - tail)))
 }
 
 #[cfg(test)]

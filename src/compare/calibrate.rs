@@ -111,10 +111,7 @@ pub fn suggest_policy(floors: &[NoiseFloor], context: &str) -> String {
             f.spread * 100.0
         ));
         if matches!(f.verdict, Verdict::Regression | Verdict::Improvement) {
-            out.push_str(&format!(
-                "# the A/A comparison flagged this metric ({}): the host is not stable for it\n",
-                f.verdict.as_str()
-            ));
+            out.push_str(&format!("# the A/A comparison flagged this metric ({}): the host is not stable for it\n", f.verdict.as_str()));
         }
         out.push_str(&format!("[metric.\"{}\"]\nmin_effect = {:.2}\n", f.pattern, f.suggested_min_effect()));
         if f.spread > f.max_spread {

@@ -21,12 +21,7 @@ pub struct MetricKey {
 
 impl MetricKey {
     pub fn new(platform: &str, workload: &str, metric: &str, unit: &str) -> MetricKey {
-        MetricKey {
-            platform: platform.into(),
-            workload: workload.into(),
-            metric: metric.into(),
-            unit: unit.into(),
-        }
+        MetricKey { platform: platform.into(), workload: workload.into(), metric: metric.into(), unit: unit.into() }
     }
     /// The workload's name without its parameter (`cpu` for `cpu:200000`).
     pub fn workload_name(&self) -> &str {
@@ -109,13 +104,7 @@ pub enum HostField {
 }
 
 impl HostField {
-    pub const ALL: [HostField; 5] = [
-        HostField::Kernel,
-        HostField::CpuModel,
-        HostField::KvmMode,
-        HostField::CgroupMode,
-        HostField::VersusVersion,
-    ];
+    pub const ALL: [HostField; 5] = [HostField::Kernel, HostField::CpuModel, HostField::KvmMode, HostField::CgroupMode, HostField::VersusVersion];
     pub fn name(self) -> &'static str {
         match self {
             HostField::Kernel => "kernel",
@@ -146,10 +135,7 @@ pub struct RunData {
 impl RunData {
     /// The finite values of a metric, in file order.
     pub fn values(&self, key: &MetricKey) -> Vec<f64> {
-        self.samples
-            .get(key)
-            .map(|o| o.iter().map(|o| o.value).filter(|v| v.is_finite()).collect())
-            .unwrap_or_default()
+        self.samples.get(key).map(|o| o.iter().map(|o| o.value).filter(|v| v.is_finite()).collect()).unwrap_or_default()
     }
 
     /// The value of a fingerprint field (the versus version included).

@@ -12,12 +12,7 @@ pub enum CompareError {
     Read { path: PathBuf, message: String },
 
     #[error("cannot merge runs from different hosts: {first} is on {first_host} and {other} on {other_host}; merge only blocks run on one host")]
-    MergeHosts {
-        first: String,
-        first_host: String,
-        other: String,
-        other_host: String,
-    },
+    MergeHosts { first: String, first_host: String, other: String, other_host: String },
 
     #[error("nothing to merge: no runs given")]
     MergeEmpty,

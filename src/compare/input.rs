@@ -32,12 +32,7 @@ pub fn fingerprint_of_host(host: &serde_json::Value) -> HostFingerprint {
         Some(serde_json::Value::String(s)) => s.clone(),
         _ => "unknown".into(),
     };
-    HostFingerprint {
-        kernel: s("kernel"),
-        cpu_model: s("cpu_model"),
-        kvm_mode: kvm,
-        cgroup_mode: s("cgroup_mode"),
-    }
+    HostFingerprint { kernel: s("kernel"), cpu_model: s("cpu_model"), kvm_mode: kvm, cgroup_mode: s("cgroup_mode") }
 }
 
 fn from_env(doc: &EnvDoc) -> RunData {
@@ -64,44 +59,29 @@ pub fn run_from_env_json(text: &str) -> std::result::Result<RunData, String> {
 /// probes.csv (when the run wrote one).
 pub fn read_run_dir(dir: &Path) -> Result<RunData> {
     if !dir.is_dir() {
-        return Err(CompareError::Read {
-            path: dir.into(),
-            message: "not a directory".into(),
-        });
+        return Err(CompareError::Read { path: dir.into(), message: "not a directory".into() });
     }
     for f in [ENV_FILE, SAMPLES_FILE] {
         if !dir.join(f).is_file() {
             return Err(CompareError::NotARunDir { path: dir.into(), missing: f });
         }
     }
-    let read_err = |path: &Path, e: anyhow::Error| CompareError::Read {
-        path: path.into(),
-        message: format!("{e:#}"),
-    };
+    let read_err = |path: &Path, e: anyhow::Error| CompareError::Read { path: path.into(), message: format!("{e:#}") };
     let env_path = dir.join(ENV_FILE);
     let doc = read_env(&env_path).map_err(|e| read_err(&env_path, e))?;
     let mut run = from_env(&doc);
     let samples_path = dir.join(SAMPLES_FILE);
     for s in read_samples(&samples_path).map_err(|e| read_err(&samples_path, e))? {
-        run.samples
-            .entry(MetricKey::new(&s.platform, &s.workload, &s.metric, &s.unit))
-            .or_default()
-            .push(Observation {
-                iteration: s.iteration,
-                value: s.value,
-                block: 0,
-            });
+        run.samples.entry(MetricKey::new(&s.platform, &s.workload, &s.metric, &s.unit)).or_default().push(Observation {
+            iteration: s.iteration,
+            value: s.value,
+            block: 0,
+        });
     }
     let probes_path = dir.join(PROBES_FILE);
     if probes_path.is_file() {
         for p in read_probes(&probes_path).map_err(|e| read_err(&probes_path, e))? {
-            run.probes.push(ProbeObservation {
-                platform: p.platform,
-                probe: p.probe,
-                category: p.category,
-                result: p.result.as_str().to_string(),
-                block: 0,
-            });
+            run.probes.push(ProbeObservation { platform: p.platform, probe: p.probe, category: p.category, result: p.result.as_str().to_string(), block: 0 });
         }
     }
     Ok(run)

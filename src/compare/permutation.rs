@@ -51,12 +51,7 @@ pub fn permutation_test(base: &[f64], new: &[f64], stat: Statistic, resamples: u
             extreme += 1;
         }
     }
-    PermutationResult {
-        observed,
-        p_value: (extreme + 1) as f64 / (resamples + 1) as f64,
-        resamples,
-        extreme,
-    }
+    PermutationResult { observed, p_value: (extreme + 1) as f64 / (resamples + 1) as f64, resamples, extreme }
 }
 
 #[cfg(test)]
@@ -65,9 +60,7 @@ mod tests {
 
     fn sample(center: f64, spread: f64, n: usize, seed: u64) -> Vec<f64> {
         let mut r = SplitMix64::new(seed);
-        (0..n)
-            .map(|_| center * (1.0 + spread * ((r.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5)))
-            .collect()
+        (0..n).map(|_| center * (1.0 + spread * ((r.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5))).collect()
     }
 
     #[test]

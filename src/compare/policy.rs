@@ -246,18 +246,10 @@ impl Pattern {
     pub fn parse(text: &str) -> Result<Pattern, String> {
         let parts: Vec<&str> = text.split('/').collect();
         match parts.as_slice() {
-            [m] if !m.is_empty() => Ok(Pattern {
-                text: text.into(),
-                platform: None,
-                workload: None,
-                metric: m.to_string(),
-            }),
-            [p, w, m] if !p.is_empty() && !w.is_empty() && !m.is_empty() => Ok(Pattern {
-                text: text.into(),
-                platform: Some(p.to_string()),
-                workload: Some(w.to_string()),
-                metric: m.to_string(),
-            }),
+            [m] if !m.is_empty() => Ok(Pattern { text: text.into(), platform: None, workload: None, metric: m.to_string() }),
+            [p, w, m] if !p.is_empty() && !w.is_empty() && !m.is_empty() => {
+                Ok(Pattern { text: text.into(), platform: Some(p.to_string()), workload: Some(w.to_string()), metric: m.to_string() })
+            }
             _ => Err(format!(
                 "`{text}` is not a metric pattern: write `METRIC` or `PLATFORM/WORKLOAD/METRIC` (`*` matches anything, e.g. `boot.*`, `vm-bare/*/call`)"
             )),
@@ -352,20 +344,10 @@ fn sort_rules(rules: &mut [Rule]) {
 impl Policy {
     /// The built-in defaults alone.
     pub fn builtin() -> Policy {
-        let mut builtin: Vec<Rule> = BUILTIN
-            .iter()
-            .map(|b| Rule {
-                pattern: Pattern::parse(b.pattern).expect("built-in patterns parse"),
-                fields: b.fields.clone(),
-            })
-            .collect();
+        let mut builtin: Vec<Rule> =
+            BUILTIN.iter().map(|b| Rule { pattern: Pattern::parse(b.pattern).expect("built-in patterns parse"), fields: b.fields.clone() }).collect();
         sort_rules(&mut builtin);
-        Policy {
-            builtin,
-            file_defaults: RuleFields::default(),
-            file_rules: Vec::new(),
-            source: None,
-        }
+        Policy { builtin, file_defaults: RuleFields::default(), file_rules: Vec::new(), source: None }
     }
 
     /// The defaults overridden by a policy file's text.
@@ -384,10 +366,7 @@ impl Policy {
         let mut file_rules = Vec::new();
         for (pattern, fields) in file.metric {
             fields.validate().map_err(|e| format!("[metric.\"{pattern}\"]: {e}"))?;
-            file_rules.push(Rule {
-                pattern: Pattern::parse(&pattern)?,
-                fields,
-            });
+            file_rules.push(Rule { pattern: Pattern::parse(&pattern)?, fields });
         }
         sort_rules(&mut file_rules);
         let mut p = Policy::builtin();
@@ -399,10 +378,7 @@ impl Policy {
 
     /// Reads a policy file.
     pub fn load(path: &Path) -> Result<Policy, CompareError> {
-        let text = std::fs::read_to_string(path).map_err(|e| CompareError::Policy {
-            path: path.into(),
-            message: format!("cannot read it: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| CompareError::Policy { path: path.into(), message: format!("cannot read it: {e}") })?;
         Policy::from_toml(&text, &path.display().to_string()).map_err(|message| CompareError::Policy { path: path.into(), message })
     }
 
@@ -462,16 +438,10 @@ mod tests {
     fn builtin_defaults_by_metric() {
         let p = Policy::builtin();
         let boot = p.resolve(&key("process", "ready", "boot"));
-        assert_eq!(
-            (boot.kind, boot.min_effect, boot.alpha, boot.min_samples, boot.gate),
-            (Kind::Sampled, 0.05, 0.01, 10, true)
-        );
+        assert_eq!((boot.kind, boot.min_effect, boot.alpha, boot.min_samples, boot.gate), (Kind::Sampled, 0.05, 0.01, 10, true));
         assert!(!p.resolve(&key("container", "ready", "boot.cgroup")).gate);
         assert_eq!(p.resolve(&key("process", "idle", "mem.host")).min_effect, 0.02);
-        assert!(
-            !p.resolve(&key("process", "idle", "mem.overhead")).gate,
-            "the more specific rule wins over mem.*"
-        );
+        assert!(!p.resolve(&key("process", "idle", "mem.overhead")).gate, "the more specific rule wins over mem.*");
         let rate = p.resolve(&key("process", "idle", "density.launch_rate"));
         assert_eq!((rate.direction, rate.gate, rate.min_effect), (Direction::Higher, false, 0.05));
         assert_eq!(p.resolve(&key("vm-bare", "shared", "image.total")).kind, Kind::Exact);
@@ -527,12 +497,9 @@ mod tests {
         let text = Policy::builtin_as_toml();
         let p = Policy::from_toml(&text, "printed").unwrap();
         let b = Policy::builtin();
-        for k in [
-            key("process", "ready", "boot"),
-            key("container", "ready", "boot.cgroup"),
-            key("p", "idle", "density.launch_rate"),
-            key("p", "x", "image.total"),
-        ] {
+        for k in
+            [key("process", "ready", "boot"), key("container", "ready", "boot.cgroup"), key("p", "idle", "density.launch_rate"), key("p", "x", "image.total")]
+        {
             assert_eq!(p.resolve(&k), b.resolve(&k), "{k}");
         }
     }

@@ -135,43 +135,27 @@ fn classify(path: &Path, e: rusqlite::Error) -> HistoryError {
     if let rusqlite::Error::SqliteFailure(f, msg) = &e {
         let detail = msg.clone().unwrap_or_else(|| f.to_string());
         match f.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
-                return HistoryError::Locked {
-                    path: path.into(),
-                    seconds: BUSY_TIMEOUT.as_secs(),
-                }
-            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return HistoryError::Locked { path: path.into(), seconds: BUSY_TIMEOUT.as_secs() },
             ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => return HistoryError::Corrupt { path: path.into(), detail },
             ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
-                return HistoryError::CannotOpen {
-                    path: path.into(),
-                    message: detail,
-                }
+                return HistoryError::CannotOpen { path: path.into(), message: detail }
             }
             _ => {}
         }
     }
-    HistoryError::Sql {
-        path: path.into(),
-        message: e.to_string(),
-    }
+    HistoryError::Sql { path: path.into(), message: e.to_string() }
 }
 
 fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl Store {
     /// Opens (creating it and its directory when missing) and migrates.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| HistoryError::CannotOpen {
-                path: path.into(),
-                message: format!("cannot create {}: {e}", parent.display()),
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| HistoryError::CannotOpen { path: path.into(), message: format!("cannot create {}: {e}", parent.display()) })?;
         }
         Store::open_inner(path)
     }
@@ -218,18 +202,11 @@ impl Store {
         let found = self.version()?;
         let supported = schema_version();
         if found > supported {
-            return Err(HistoryError::TooNew {
-                path: self.path.clone(),
-                found,
-                supported,
-            });
+            return Err(HistoryError::TooNew { path: self.path.clone(), found, supported });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
             let path = self.path.clone();
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| classify(&path, e))?;
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(&path, e))?;
             // Another process may have migrated while we waited for the lock.
             let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| classify(&path, e))?;
             if now > i as i64 {
@@ -246,11 +223,7 @@ impl Store {
     /// `PRAGMA integrity_check`: `ok`, or what is wrong.
     pub fn integrity_check(&self) -> Result<String> {
         let mut st = self.conn.prepare("PRAGMA integrity_check").map_err(|e| self.err(e))?;
-        let rows: Vec<String> = st
-            .query_map([], |r| r.get(0))
-            .map_err(|e| self.err(e))?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err(e))?;
+        let rows: Vec<String> = st.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))?;
         Ok(rows.join("; "))
     }
 
@@ -262,22 +235,14 @@ impl Store {
         let fp = run.host.id();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e)?;
         let existing: Option<String> = tx
-            .query_row(
-                "SELECT h.fingerprint FROM runs r JOIN hosts h ON h.id = r.host_id WHERE r.run_id = ?1",
-                [&run.run_id],
-                |r| r.get(0),
-            )
+            .query_row("SELECT h.fingerprint FROM runs r JOIN hosts h ON h.id = r.host_id WHERE r.run_id = ?1", [&run.run_id], |r| r.get(0))
             .optional()
             .map_err(e)?;
         if let Some(other) = existing {
             if other == fp {
                 return Ok(Recorded::AlreadyThere { run_id: run.run_id.clone() });
             }
-            return Err(HistoryError::RunIdClash {
-                run_id: run.run_id.clone(),
-                path: path.clone(),
-                other,
-            });
+            return Err(HistoryError::RunIdClash { run_id: run.run_id.clone(), path: path.clone(), other });
         }
         tx.execute(
             "INSERT OR IGNORE INTO hosts (fingerprint, kernel, cpu_model, kvm_mode, cgroup_mode) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -305,14 +270,12 @@ impl Store {
         let stall: Option<usize> = std::env::var(STALL_ENV).ok().and_then(|v| v.parse().ok());
         let mut written = 0usize;
         {
-            let mut ins = tx
-                .prepare("INSERT INTO samples (run, platform, workload, metric, unit, iteration, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                .map_err(e)?;
+            let mut ins =
+                tx.prepare("INSERT INTO samples (run, platform, workload, metric, unit, iteration, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").map_err(e)?;
             for (k, obs) in &run.samples {
                 for o in obs {
                     let v = o.value.is_finite().then_some(o.value);
-                    ins.execute(params![rid, k.platform, k.workload, k.metric, k.unit, o.iteration as i64, v])
-                        .map_err(e)?;
+                    ins.execute(params![rid, k.platform, k.workload, k.metric, k.unit, o.iteration as i64, v]).map_err(e)?;
                     written += 1;
                     if stall == Some(written) {
                         eprintln!("versus: {STALL_ENV}: stalling the import after {written} sample rows, inside its transaction");
@@ -322,19 +285,13 @@ impl Store {
                     }
                 }
             }
-            let mut ins = tx
-                .prepare("INSERT INTO probes (run, platform, probe, category, result) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .map_err(e)?;
+            let mut ins = tx.prepare("INSERT INTO probes (run, platform, probe, category, result) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(e)?;
             for p in &run.probes {
                 ins.execute(params![rid, p.platform, p.probe, p.category, p.result]).map_err(e)?;
             }
         }
         tx.commit().map_err(e)?;
-        Ok(Recorded::Added {
-            run_id: run.run_id.clone(),
-            samples: written,
-            probes: run.probes.len(),
-        })
+        Ok(Recorded::Added { run_id: run.run_id.clone(), samples: written, probes: run.probes.len() })
     }
 
     /// Every run, oldest first.
@@ -349,12 +306,7 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = st
             .query_map([], |r| {
-                let host = HostFingerprint {
-                    kernel: r.get(5)?,
-                    cpu_model: r.get(6)?,
-                    kvm_mode: r.get(7)?,
-                    cgroup_mode: r.get(8)?,
-                };
+                let host = HostFingerprint { kernel: r.get(5)?, cpu_model: r.get(6)?, kvm_mode: r.get(7)?, cgroup_mode: r.get(8)? };
                 Ok(RunSummary {
                     run_id: r.get(0)?,
                     started_at: r.get::<_, i64>(1)?.max(0) as u64,
@@ -378,14 +330,9 @@ impl Store {
             .query_row("SELECT id, env_json FROM runs WHERE run_id = ?1", [run_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(|e| self.err(e))?;
-        let (rid, env) = row.ok_or_else(|| HistoryError::RunNotFound {
-            run_id: run_id.into(),
-            path: self.path.clone(),
-        })?;
-        let mut run = input::run_from_env_json(&env).map_err(|m| HistoryError::Corrupt {
-            path: self.path.clone(),
-            detail: format!("run {run_id}: env.json: {m}"),
-        })?;
+        let (rid, env) = row.ok_or_else(|| HistoryError::RunNotFound { run_id: run_id.into(), path: self.path.clone() })?;
+        let mut run =
+            input::run_from_env_json(&env).map_err(|m| HistoryError::Corrupt { path: self.path.clone(), detail: format!("run {run_id}: env.json: {m}") })?;
         let mut st = self
             .conn
             .prepare("SELECT platform, workload, metric, unit, iteration, value FROM samples WHERE run = ?1 ORDER BY rowid")
@@ -393,12 +340,7 @@ impl Store {
         let rows = st
             .query_map([rid], |r| {
                 Ok((
-                    MetricKey {
-                        platform: r.get(0)?,
-                        workload: r.get(1)?,
-                        metric: r.get(2)?,
-                        unit: r.get(3)?,
-                    },
+                    MetricKey { platform: r.get(0)?, workload: r.get(1)?, metric: r.get(2)?, unit: r.get(3)? },
                     r.get::<_, i64>(4)?,
                     r.get::<_, Option<f64>>(5)?,
                 ))
@@ -406,26 +348,11 @@ impl Store {
             .map_err(|e| self.err(e))?;
         for row in rows {
             let (k, it, v) = row.map_err(|e| self.err(e))?;
-            run.samples.entry(k).or_default().push(Observation {
-                iteration: it.max(0) as u32,
-                value: v.unwrap_or(f64::NAN),
-                block: 0,
-            });
+            run.samples.entry(k).or_default().push(Observation { iteration: it.max(0) as u32, value: v.unwrap_or(f64::NAN), block: 0 });
         }
-        let mut st = self
-            .conn
-            .prepare("SELECT platform, probe, category, result FROM probes WHERE run = ?1 ORDER BY rowid")
-            .map_err(|e| self.err(e))?;
+        let mut st = self.conn.prepare("SELECT platform, probe, category, result FROM probes WHERE run = ?1 ORDER BY rowid").map_err(|e| self.err(e))?;
         let rows = st
-            .query_map([rid], |r| {
-                Ok(ProbeObservation {
-                    platform: r.get(0)?,
-                    probe: r.get(1)?,
-                    category: r.get(2)?,
-                    result: r.get(3)?,
-                    block: 0,
-                })
-            })
+            .query_map([rid], |r| Ok(ProbeObservation { platform: r.get(0)?, probe: r.get(1)?, category: r.get(2)?, result: r.get(3)?, block: 0 }))
             .map_err(|e| self.err(e))?;
         for row in rows {
             run.probes.push(row.map_err(|e| self.err(e))?);
@@ -448,18 +375,8 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = st
             .query_map([metric], |r| {
-                let host = HostFingerprint {
-                    kernel: r.get(0)?,
-                    cpu_model: r.get(1)?,
-                    kvm_mode: r.get(2)?,
-                    cgroup_mode: r.get(3)?,
-                };
-                let key = MetricKey {
-                    platform: r.get(4)?,
-                    workload: r.get(5)?,
-                    metric: metric.to_string(),
-                    unit: r.get(6)?,
-                };
+                let host = HostFingerprint { kernel: r.get(0)?, cpu_model: r.get(1)?, kvm_mode: r.get(2)?, cgroup_mode: r.get(3)? };
+                let key = MetricKey { platform: r.get(4)?, workload: r.get(5)?, metric: metric.to_string(), unit: r.get(6)? };
                 let run = RunValues {
                     run_id: r.get(7)?,
                     started_at: r.get::<_, i64>(8)?.max(0) as u64,
@@ -490,10 +407,7 @@ impl Store {
 pub fn record_run(dir: &Path, db: &Path) -> Result<Recorded> {
     let run = input::read_run_dir(dir)?;
     let env_path = dir.join(ENV_FILE);
-    let env_json = std::fs::read_to_string(&env_path).map_err(|e| crate::compare::CompareError::Read {
-        path: env_path.clone(),
-        message: e.to_string(),
-    })?;
+    let env_json = std::fs::read_to_string(&env_path).map_err(|e| crate::compare::CompareError::Read { path: env_path.clone(), message: e.to_string() })?;
     let mut store = Store::open(db)?;
     let source = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     store.record(&run, &env_json, Some(&source))
@@ -512,16 +426,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let db = d.path().join("sub/history.db");
         let first = record_run(&example(), &db).unwrap();
-        let Recorded::Added { samples, probes, .. } = first else {
-            panic!("{first:?}")
-        };
+        let Recorded::Added { samples, probes, .. } = first else { panic!("{first:?}") };
         assert!(samples > 1000 && probes > 100, "{samples} {probes}");
-        assert_eq!(
-            record_run(&example(), &db).unwrap(),
-            Recorded::AlreadyThere {
-                run_id: "20261127-222551".into()
-            }
-        );
+        assert_eq!(record_run(&example(), &db).unwrap(), Recorded::AlreadyThere { run_id: "20261127-222551".into() });
         let s = Store::open_existing(&db).unwrap();
         assert_eq!(s.version().unwrap(), schema_version());
         assert_eq!(s.integrity_check().unwrap(), "ok");
@@ -572,10 +479,7 @@ mod tests {
         holder
             .execute_batch("BEGIN EXCLUSIVE; INSERT INTO hosts (fingerprint, kernel, cpu_model, kvm_mode, cgroup_mode) VALUES ('x','k','c','m','g');")
             .unwrap();
-        let mut store = Store {
-            conn: Connection::open(&db).unwrap(),
-            path: db.clone(),
-        };
+        let mut store = Store { conn: Connection::open(&db).unwrap(), path: db.clone() };
         store.conn.busy_timeout(Duration::from_millis(50)).unwrap();
         let run = input::read_run_dir(&example()).unwrap();
         let e = store.record(&run, "{}", None).unwrap_err();

@@ -62,15 +62,7 @@ pub fn drift(previous: &[f64], last: f64, k: f64) -> Option<Drift> {
     let center = median(&s);
     let iqr = crate::stats::percentile_sorted(&s, 75.0) - crate::stats::percentile_sorted(&s, 25.0);
     let (low, high) = (center - k * iqr, center + k * iqr);
-    Some(Drift {
-        previous: s.len(),
-        center,
-        iqr,
-        low,
-        high,
-        last,
-        drifted: last < low || last > high,
-    })
+    Some(Drift { previous: s.len(), center, iqr, low, high, last, drifted: last < low || last > high })
 }
 
 /// Builds the series of a metric from the store's rows.
@@ -96,13 +88,7 @@ pub fn series(rows: std::collections::BTreeMap<(HostFingerprint, MetricKey), Vec
                 }
                 None => None,
             };
-            Series {
-                host_id: host.id(),
-                host,
-                key,
-                points,
-                drift,
-            }
+            Series { host_id: host.id(), host, key, points, drift }
         })
         .collect()
 }

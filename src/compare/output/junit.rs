@@ -36,15 +36,12 @@ pub fn render(c: &Comparison) -> Result<String, CompareError> {
         let status = match (m.gated(), m.verdict) {
             (true, Verdict::Regression) => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_message(format!("regression: {} ({})", fmt_change(m.change), fmt_ci(m.ci)))
-                    .set_type("regression")
-                    .set_description(detail.clone());
+                s.set_message(format!("regression: {} ({})", fmt_change(m.change), fmt_ci(m.ci))).set_type("regression").set_description(detail.clone());
                 s
             }
             (true, Verdict::Inconclusive) | (_, Verdict::Ignored) => {
                 let mut s = TestCaseStatus::skipped();
-                s.set_message(format!("{}: {}", m.verdict.as_str(), fmt_reasons(m)))
-                    .set_type(m.verdict.as_str());
+                s.set_message(format!("{}: {}", m.verdict.as_str(), fmt_reasons(m))).set_type(m.verdict.as_str());
                 s
             }
             _ => TestCaseStatus::success(),
@@ -58,14 +55,8 @@ pub fn render(c: &Comparison) -> Result<String, CompareError> {
     if !c.probes.is_empty() {
         let mut probes = TestSuite::new("isolation probes");
         for p in &c.probes {
-            let detail = format!(
-                "{}/{}: {} -> {}: {}",
-                p.platform,
-                p.probe,
-                p.base.as_deref().unwrap_or("-"),
-                p.new.as_deref().unwrap_or("-"),
-                p.verdict.as_str()
-            );
+            let detail =
+                format!("{}/{}: {} -> {}: {}", p.platform, p.probe, p.base.as_deref().unwrap_or("-"), p.new.as_deref().unwrap_or("-"), p.verdict.as_str());
             let status = match (p.gate, p.verdict) {
                 (true, Verdict::Regression) => {
                     let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
@@ -74,8 +65,7 @@ pub fn render(c: &Comparison) -> Result<String, CompareError> {
                 }
                 (true, Verdict::Inconclusive) | (_, Verdict::Ignored) => {
                     let mut s = TestCaseStatus::skipped();
-                    s.set_message(p.reasons.iter().map(|r| r.describe()).collect::<Vec<_>>().join("; "))
-                        .set_type(p.verdict.as_str());
+                    s.set_message(p.reasons.iter().map(|r| r.describe()).collect::<Vec<_>>().join("; ")).set_type(p.verdict.as_str());
                     s
                 }
                 _ => TestCaseStatus::success(),
@@ -87,7 +77,5 @@ pub fn render(c: &Comparison) -> Result<String, CompareError> {
         }
         report.add_test_suite(probes);
     }
-    report
-        .to_string()
-        .map_err(|e| CompareError::Output(format!("cannot serialise the JUnit report: {e}")))
+    report.to_string().map_err(|e| CompareError::Output(format!("cannot serialise the JUnit report: {e}")))
 }

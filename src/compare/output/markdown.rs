@@ -15,21 +15,10 @@ fn value(m: &MetricResult, s: &Option<Side>) -> String {
 }
 
 fn row(m: &MetricResult, verdict: bool) -> String {
-    let mut cols = vec![
-        format!("`{}`", m.label()),
-        cell(&m.key.unit),
-        value(m, &m.base),
-        value(m, &m.new),
-        fmt_change(m.change),
-        fmt_ci(m.ci),
-        fmt_p(m.q_value),
-    ];
+    let mut cols =
+        vec![format!("`{}`", m.label()), cell(&m.key.unit), value(m, &m.base), value(m, &m.new), fmt_change(m.change), fmt_ci(m.ci), fmt_p(m.q_value)];
     if verdict {
-        let v = if m.gated() {
-            format!("**{}**", m.verdict.as_str())
-        } else {
-            format!("{} (reported only)", m.verdict.as_str())
-        };
+        let v = if m.gated() { format!("**{}**", m.verdict.as_str()) } else { format!("{} (reported only)", m.verdict.as_str()) };
         let why = fmt_reasons(m);
         cols.push(if why.is_empty() { v } else { format!("{v}: {}", cell(&why)) });
     }
@@ -75,11 +64,7 @@ pub fn render(c: &Comparison) -> String {
         }
         out.push('\n');
     }
-    let flips: Vec<_> = c
-        .probes
-        .iter()
-        .filter(|p| !matches!(p.verdict, Verdict::Unchanged | Verdict::Ignored))
-        .collect();
+    let flips: Vec<_> = c.probes.iter().filter(|p| !matches!(p.verdict, Verdict::Unchanged | Verdict::Ignored)).collect();
     if !flips.is_empty() {
         out.push_str("| probe | old | new | verdict |\n|---|---|---|---|\n");
         for p in flips {

@@ -88,12 +88,7 @@ pub fn is_changed(m: &MetricResult) -> bool {
 
 /// The reasons and notes of a metric, one line.
 pub fn fmt_reasons(m: &MetricResult) -> String {
-    m.reasons
-        .iter()
-        .map(|r| r.describe())
-        .chain(m.notes.iter().cloned())
-        .collect::<Vec<_>>()
-        .join("; ")
+    m.reasons.iter().map(|r| r.describe()).chain(m.notes.iter().cloned()).collect::<Vec<_>>().join("; ")
 }
 
 #[cfg(test)]

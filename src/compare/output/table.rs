@@ -28,13 +28,7 @@ pub fn render(c: &Comparison, all: bool) -> String {
         out.push_str(&format!("host  {}\n", c.base.host));
     } else {
         for d in &c.host_differences {
-            out.push_str(&format!(
-                "host  {} differs: `{}` vs `{}`{}\n",
-                d.field.name(),
-                d.base,
-                d.new,
-                if d.ignored { " (ignored)" } else { "" }
-            ));
+            out.push_str(&format!("host  {} differs: `{}` vs `{}`{}\n", d.field.name(), d.base, d.new, if d.ignored { " (ignored)" } else { "" }));
         }
     }
     if let Some(p) = &c.policy_source {
@@ -78,11 +72,7 @@ pub fn render(c: &Comparison, all: bool) -> String {
         if all { "" } else { " (--all lists every metric)" }
     ));
 
-    let flips: Vec<_> = c
-        .probes
-        .iter()
-        .filter(|p| all || !matches!(p.verdict, Verdict::Unchanged | Verdict::Ignored))
-        .collect();
+    let flips: Vec<_> = c.probes.iter().filter(|p| all || !matches!(p.verdict, Verdict::Unchanged | Verdict::Ignored)).collect();
     let same = c.probes.iter().filter(|p| p.verdict == Verdict::Unchanged).count();
     if !c.probes.is_empty() {
         out.push_str(&format!("\nprobes: {same} of {} unchanged\n", c.probes.len()));
