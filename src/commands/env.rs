@@ -53,9 +53,7 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
     println!("overlayfs     {}", yes(h.overlayfs));
     let kvm = match &h.kvm_mode {
         KvmMode::Absent => "absent".to_string(),
-        KvmMode::Hardware { module, nested_host } => {
-            format!("hardware-assisted ({module}{})", if *nested_host { ", this host is itself a guest: nested" } else { "" })
-        }
+        KvmMode::Hardware { module, nested_host } => format!("hardware-assisted ({module}{})", if *nested_host { ", this host is itself a guest: nested" } else { "" }),
         KvmMode::Pvm => "kvm_pvm: guest kernel code is emulated".to_string(),
         KvmMode::Unknown => "present, module not recognised".to_string(),
     };

@@ -55,13 +55,10 @@ pub fn run(a: LaunchArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let rows: Vec<_> = rec.rows.iter().map(|r| serde_json::json!({"metric": r.metric, "unit": r.unit, "value": r.value})).collect();
         let results: Vec<_> = rec.finished.results.iter().map(|r| &r.fields).collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "platform": a.platform, "workload": a.workload.to_string(), "rows": rows, "results": results,
-                "notes": platform.notes(), "representative": platform.representative().err(),
-            }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({
+            "platform": a.platform, "workload": a.workload.to_string(), "rows": rows, "results": results,
+            "notes": platform.notes(), "representative": platform.representative().err(),
+        }))?);
     } else {
         println!("{} {}", a.platform, a.workload);
         for r in &rec.rows {

@@ -9,10 +9,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use versus::export::json::{self, EnvDoc};
 use versus::export::{self as ex};
-use versus::measure::density::DensityOptions;
-use versus::measure::interference;
 use versus::platform::registry::{self, PlatformOptions};
 use versus::platform::{Limits, ALL_PLATFORMS};
+use versus::measure::density::DensityOptions;
+use versus::measure::interference;
 use versus::runner::{self, CostOptions, Progress, RunOptions};
 use versus::workload::{Workload, WorkloadSpec};
 
@@ -159,7 +159,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         costs,
     };
     let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let (host, measurements) = super::env::fingerprint();
     let result = runner::run(&run_id, &opts, &Bar(bar))?;
 
