@@ -1093,4 +1093,14 @@ pub(crate) mod tests {
         let c = cmp(&run("a", &[("p", "w", "boot", "ms", vec![0.0; 20])]), &run("b", &[("p", "w", "boot", "ms", vec![0.0; 20])]));
         assert_eq!(c.metrics[0].verdict, Verdict::Unchanged);
     }
+
+    #[test]
+    fn a_busy_host_makes_a_regression_inconclusive_and_keeps_what_it_would_be() {
+        let mut c = cmp(&boot_only("a", normal(2.0, 0.03, 50, 1)), &boot_only("b", normal(2.2, 0.03, 50, 2)));
+        assert_eq!(c.overall, Overall::Regression);
+        c.make_inconclusive("the host was busy".into());
+        assert_eq!(c.overall, Overall::Inconclusive);
+        assert_eq!(c.summary[0], "inconclusive: the host was busy");
+        assert!(c.summary.iter().any(|s| s.starts_with("on a quiet host this would be: 1 regression")), "{:?}", c.summary);
+    }
 }
