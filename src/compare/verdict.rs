@@ -661,7 +661,9 @@ pub fn compare(base: &RunData, new: &RunData, policy: &Policy, opts: &CompareOpt
     }
 
     // Probes.
-    let mut by_probe: BTreeMap<(String, String), (String, Vec<String>, Vec<String>)> = BTreeMap::new();
+    // (platform, probe) -> (category, BASE results, NEW results), one result per block.
+    type ProbeResults = (String, Vec<String>, Vec<String>);
+    let mut by_probe: BTreeMap<(String, String), ProbeResults> = BTreeMap::new();
     for (run, is_base) in [(base, true), (new, false)] {
         for p in &run.probes {
             let e = by_probe.entry((p.platform.clone(), p.probe.clone())).or_insert_with(|| (p.category.clone(), Vec::new(), Vec::new()));
