@@ -38,7 +38,7 @@ pub struct RunPassArgs {
     /// `versus run --no-interference` in each block.
     #[arg(long)]
     pub no_interference: bool,
-    /// Blocks to start with, in rounds of four (ABBA, then BAAB).
+    /// Rounds to start with, four blocks each (ABBA, then BAAB).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub rounds: u32,
     /// Most rounds when the verdict is inconclusive for noise or too few
