@@ -59,7 +59,8 @@ pub fn run_from_env_json(text: &str) -> std::result::Result<RunData, String> {
 /// probes.csv (when the run wrote one).
 pub fn read_run_dir(dir: &Path) -> Result<RunData> {
     if !dir.is_dir() {
-        return Err(CompareError::Read { path: dir.into(), message: "not a directory".into() });
+        let message = if dir.exists() { "not a directory" } else { "no such directory" };
+        return Err(CompareError::Read { path: dir.into(), message: message.into() });
     }
     for f in [ENV_FILE, SAMPLES_FILE] {
         if !dir.join(f).is_file() {
