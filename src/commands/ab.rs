@@ -47,11 +47,6 @@ pub struct RunPassArgs {
     /// a false regression over all looks stays below alpha.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub max_rounds: u32,
-    /// A block during which other processes used more than this share of
-    /// the host's CPU time (all CPUs) is left out of the comparison, and
-    /// another round is run; 1 keeps every block.
-    #[arg(long, default_value_t = 0.25, value_parser = parse_share)]
-    pub max_foreign_load: f64,
     /// Directory for the blocks and the comparison [default: reports/ab-<time>].
     #[arg(short, long)]
     pub out: Option<PathBuf>,
@@ -116,13 +111,6 @@ pub struct AbArgs {
     pub gate: GateArgs,
 }
 
-fn parse_share(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
-        _ => Err(format!("`{s}` is not a share between 0 and 1")),
-    }
-}
-
 fn parse_env(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).filter(|(k, _)| !k.is_empty()).ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }
@@ -148,7 +136,10 @@ pub fn run_rounds(
     }
     let stop = versus::interrupt::requested;
     let mut progress = |s: &str| eprintln!("versus {verb}: {s}");
-    let max_load = pass.max_foreign_load;
+    // Busy blocks are left out here, block by block, rather than making
+    // the whole comparison inconclusive.
+    let max_load = gate.max_foreign_load;
+    opts.max_foreign_load = 1.0;
     let mut round = 0usize;
     loop {
         let target = if round == 0 { pass.rounds as usize } else { round + 1 };

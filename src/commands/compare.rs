@@ -47,9 +47,22 @@ pub struct GateArgs {
     /// Fingerprint fields whose difference is accepted (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "FIELD")]
     pub ignore_host: Vec<HostField>,
+    /// Share of the host's CPU other processes may use while a run measures
+    /// (env.json records it): above it `compare` calls the runs
+    /// inconclusive, `ab` and `calibrate` leave the block out and run
+    /// another round; 1 accepts any.
+    #[arg(long, default_value_t = 0.25, value_parser = parse_share, value_name = "SHARE")]
+    pub max_foreign_load: f64,
     /// List every metric in the table, not only those that changed.
     #[arg(long)]
     pub all: bool,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("`{s}` is not a share between 0 and 1")),
+    }
 }
 
 impl GateArgs {
@@ -67,6 +80,7 @@ impl GateArgs {
             max_resamples: d.max_resamples.max(self.resamples as usize),
             seed: self.seed.unwrap_or(d.seed),
             ignore_host_fields: self.ignore_host.clone(),
+            max_foreign_load: self.max_foreign_load,
             ..d
         }
     }

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use super::data::RunData;
 use super::error::{CompareError, Result};
 use super::input::{merge_runs, read_run_dir, SAMPLES_FILE};
+use super::load::{CpuClock, Whose};
 
 /// One side: the binary, extra environment and extra `versus run` arguments.
 #[derive(Debug, Clone)]
@@ -81,42 +82,6 @@ impl AbData {
     }
 }
 
-/// CPU time counters of the whole host (/proc/stat, in clock ticks) and
-/// of this process's waited-for descendants.
-#[derive(Debug, Clone, Copy)]
-struct CpuClock {
-    host_busy: u64,
-    host_total: u64,
-    children_s: f64,
-}
-
-fn cpu_clock() -> Option<CpuClock> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let f: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    if f.len() < 8 {
-        return None;
-    }
-    // user nice system idle iowait irq softirq steal (guest time is in user).
-    let busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
-    let total = busy + f[3] + f[4];
-    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).ok()?;
-    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    Some(CpuClock { host_busy: busy, host_total: total, children_s: secs(u.user_time()) + secs(u.system_time()) })
-}
-
-/// The share of the host's CPU time other processes used between two
-/// readings: host busy time minus what the block's processes used.
-fn foreign_load(before: CpuClock, after: CpuClock) -> Option<f64> {
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten()? as f64;
-    let total_s = after.host_total.checked_sub(before.host_total)? as f64 / ticks;
-    if total_s <= 0.0 {
-        return None;
-    }
-    let busy_s = after.host_busy.checked_sub(before.host_busy)? as f64 / ticks;
-    let own_s = (after.children_s - before.children_s).max(0.0);
-    Some(((busy_s - own_s) / total_s).clamp(0.0, 1.0))
-}
-
 /// The sides of round `round` (0-based), `true` for BASE: ABBA, then BAAB,
 /// alternating, so that over two rounds each side runs first, second,
 /// third and fourth once.
@@ -145,9 +110,10 @@ pub fn run_block(plan: &AbPlan, side: &AbSide, index: usize, data: &mut AbData) 
     cmd.arg("run").args(&plan.run_args).args(&side.args).arg("-o").arg(&out);
     cmd.envs(side.env.iter().map(|(k, v)| (k, v)));
     cmd.stdin(Stdio::null()).stdout(log_file).stderr(log_err);
-    let before = cpu_clock();
+    // Only the block's processes (waited-for children) count as ours.
+    let before = CpuClock::now(Whose::Children);
     let status = cmd.status().map_err(|e| CompareError::Spawn { bin: side.bin.clone(), source: e })?;
-    let load = before.zip(cpu_clock()).and_then(|(b, a)| foreign_load(b, a));
+    let load = before.and_then(|b| b.foreign_load_since());
     let what = format!("block {index} ({}: {} run)", side.label, side.bin.display());
     let dir = match written_run_dir(&out) {
         Some(d) => d,
@@ -188,17 +154,6 @@ mod tests {
         for pos in 0..4 {
             assert_ne!(round_order(0)[pos], round_order(1)[pos]);
         }
-    }
-
-    #[test]
-    fn foreign_load_is_host_time_minus_our_children() {
-        let c = |busy, total, children_s| CpuClock { host_busy: busy, host_total: total, children_s };
-        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap().unwrap() as u64;
-        // 10 s of two CPUs = 20 s; 12 s busy, 2 s of it ours: 50% foreign.
-        let l = foreign_load(c(0, 0, 1.0), c(12 * hz, 20 * hz, 3.0)).unwrap();
-        assert!((l - 0.5).abs() < 1e-9, "{l}");
-        assert_eq!(foreign_load(c(0, 0, 0.0), c(hz, 20 * hz, 5.0)), Some(0.0), "clamped at 0");
-        assert!(cpu_clock().is_some(), "this host has /proc/stat");
     }
 
     #[test]

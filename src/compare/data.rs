@@ -128,6 +128,10 @@ pub struct RunData {
     pub host: HostFingerprint,
     /// How many runs were merged into this one (1 for a plain run).
     pub blocks: u32,
+    /// Share of the host's CPU time other processes used while the run
+    /// measured (env.json `host_measurements.foreign_cpu_load`; the most of
+    /// the merged runs), when the run recorded it.
+    pub foreign_cpu_load: Option<f64>,
     pub samples: BTreeMap<MetricKey, Vec<Observation>>,
     pub probes: Vec<ProbeObservation>,
 }

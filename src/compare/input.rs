@@ -44,6 +44,7 @@ fn from_env(doc: &EnvDoc) -> RunData {
         hostname: doc.host.get("hostname").and_then(|v| v.as_str()).unwrap_or("unknown").to_string(),
         host: fingerprint_of_host(&doc.host),
         blocks: 1,
+        foreign_cpu_load: doc.host_measurements.get("foreign_cpu_load").and_then(|v| v.as_f64()),
         samples: BTreeMap::new(),
         probes: Vec::new(),
     }
@@ -111,6 +112,10 @@ pub fn merge_runs(runs: Vec<RunData>) -> Result<RunData> {
         }
         merged.probes.extend(r.probes.into_iter().map(|p| ProbeObservation { block, ..p }));
         merged.blocks += 1;
+        merged.foreign_cpu_load = match (merged.foreign_cpu_load, r.foreign_cpu_load) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
     merged.run_id = ids.join("+");
     Ok(merged)

@@ -22,6 +22,7 @@ pub mod data;
 pub mod error;
 pub mod fdr;
 pub mod input;
+pub mod load;
 pub mod output;
 pub mod permutation;
 pub mod policy;

@@ -44,6 +44,9 @@ pub struct CompareOptions {
     pub ignore_host_fields: Vec<HostField>,
     /// Multiplies every metric's α (`versus ab` divides α among its looks).
     pub alpha_scale: f64,
+    /// A run during which other processes used more than this share of the
+    /// host's CPU makes the comparison inconclusive (1 = never).
+    pub max_foreign_load: f64,
     /// Worker threads (results do not depend on it).
     pub threads: usize,
 }
@@ -57,6 +60,9 @@ impl Default for CompareOptions {
             seed: DEFAULT_SEED,
             ignore_host_fields: Vec::new(),
             alpha_scale: 1.0,
+            // A neighbour using a quarter of the CPUs moves launch times by
+            // more than the 5% minimum effect on a small host.
+            max_foreign_load: 0.25,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8),
         }
     }
@@ -99,6 +105,8 @@ pub enum Reason {
     Noisy { base: f64, new: f64, max: f64 },
     /// The host fingerprints (or versus versions) differ.
     HostDiffers { fields: Vec<HostField>, otherwise: Verdict },
+    /// Other processes used much of the host's CPU during a run.
+    HostBusy { detail: String, otherwise: Verdict },
     /// In BASE, not in NEW.
     MissingInNew,
     /// BASE's statistic is 0: no relative change.
@@ -128,6 +136,7 @@ impl Reason {
             Reason::HostDiffers { fields, otherwise } => {
                 format!("hosts differ ({}); on one host this would be: {}", fields.iter().map(|f| f.name()).collect::<Vec<_>>().join(", "), otherwise.as_str())
             }
+            Reason::HostBusy { detail, otherwise } => format!("{detail}; on a quiet host this would be: {}", otherwise.as_str()),
             Reason::MissingInNew => "missing in NEW (the platform or workload did not run, or failed)".into(),
             Reason::ZeroBaseline => "BASE is 0: no relative change".into(),
             Reason::WorkloadParameterUnknown { base, new } => {
@@ -682,15 +691,33 @@ pub fn compare(base: &RunData, new: &RunData, policy: &Policy, opts: &CompareOpt
         probes.push(ProbeResult { platform, probe, category, base: first(&b), new: first(&n), gate: pol.gate && !pol.ignore, verdict, reasons });
     }
 
-    // Hosts that differ make every verdict inconclusive; what it would
-    // have been is kept in the reason.
-    if !differing.is_empty() {
-        for m in metrics.iter_mut().filter(|m| !matches!(m.verdict, Verdict::Ignored | Verdict::Added)) {
-            m.reasons.insert(0, Reason::HostDiffers { fields: differing.clone(), otherwise: m.verdict });
+    // Hosts that differ, or a host busy with other work during a run,
+    // make every verdict inconclusive; what it would have been is kept in
+    // the reason.
+    let busy: Vec<String> = [("BASE", base.foreign_cpu_load), ("NEW", new.foreign_cpu_load)]
+        .iter()
+        .filter_map(|(side, l)| {
+            l.filter(|l| *l > opts.max_foreign_load).map(|l| format!("other processes used {:.0}% of the host's CPU during {side}", l * 100.0))
+        })
+        .collect();
+    let why = |otherwise: Verdict| {
+        if !differing.is_empty() {
+            Some(Reason::HostDiffers { fields: differing.clone(), otherwise })
+        } else if !busy.is_empty() {
+            Some(Reason::HostBusy { detail: format!("{} (bound {:.0}%)", busy.join(" and "), opts.max_foreign_load * 100.0), otherwise })
+        } else {
+            None
+        }
+    };
+    for m in metrics.iter_mut().filter(|m| !matches!(m.verdict, Verdict::Ignored | Verdict::Added)) {
+        if let Some(r) = why(m.verdict) {
+            m.reasons.insert(0, r);
             m.verdict = Verdict::Inconclusive;
         }
-        for p in probes.iter_mut().filter(|p| !matches!(p.verdict, Verdict::Ignored | Verdict::Added)) {
-            p.reasons.insert(0, Reason::HostDiffers { fields: differing.clone(), otherwise: p.verdict });
+    }
+    for p in probes.iter_mut().filter(|p| !matches!(p.verdict, Verdict::Ignored | Verdict::Added)) {
+        if let Some(r) = why(p.verdict) {
+            p.reasons.insert(0, r);
             p.verdict = Verdict::Inconclusive;
         }
     }
@@ -706,13 +733,13 @@ pub fn compare(base: &RunData, new: &RunData, policy: &Policy, opts: &CompareOpt
         overall: Overall::NoRegression,
         summary: Vec::new(),
     };
-    let (overall, summary) = overall(&c, &differing);
+    let (overall, summary) = overall(&c, &differing, &busy, opts.max_foreign_load);
     c.overall = overall;
     c.summary = summary;
     c
 }
 
-fn overall(c: &Comparison, differing: &[HostField]) -> (Overall, Vec<String>) {
+fn overall(c: &Comparison, differing: &[HostField], busy: &[String], max_load: f64) -> (Overall, Vec<String>) {
     let gated_metrics: Vec<&MetricResult> = c.metrics.iter().filter(|m| m.gated()).collect();
     let gated_probes: Vec<&ProbeResult> = c.probes.iter().filter(|p| p.gate).collect();
     let regressions: Vec<String> = gated_metrics
@@ -728,6 +755,14 @@ fn overall(c: &Comparison, differing: &[HostField]) -> (Overall, Vec<String>) {
         summary.push(format!(
             "inconclusive: the runs are not from the same host and build: {}; compare runs from one host (versus ab runs both sides interleaved)",
             what.join("; ")
+        ));
+        return (Overall::Inconclusive, summary);
+    }
+    if !busy.is_empty() {
+        summary.push(format!(
+            "inconclusive: the host was busy with other work: {} (bound {:.0}%); measure on a quiet host (versus ab leaves busy blocks out), or pass --max-foreign-load 1",
+            busy.join(" and "),
+            max_load * 100.0
         ));
         return (Overall::Inconclusive, summary);
     }
@@ -841,6 +876,7 @@ pub(crate) mod tests {
             hostname: "h".into(),
             host: HostFingerprint { kernel: "Linux 6.18".into(), cpu_model: "AMD EPYC".into(), kvm_mode: "pvm".into(), cgroup_mode: "hybrid".into() },
             blocks: 1,
+            foreign_cpu_load: None,
             samples,
             probes: Vec::new(),
         }
@@ -1104,5 +1140,21 @@ pub(crate) mod tests {
         assert_eq!(c.overall, Overall::Inconclusive);
         assert_eq!(c.summary[0], "inconclusive: the host was busy");
         assert!(c.summary.iter().any(|s| s.starts_with("on a quiet host this would be: 1 regression")), "{:?}", c.summary);
+    }
+
+    #[test]
+    fn a_run_measured_on_a_busy_host_is_inconclusive() {
+        let a = boot_only("a", normal(2.0, 0.03, 50, 1));
+        let mut b = boot_only("b", normal(2.2, 0.03, 50, 2));
+        b.foreign_cpu_load = Some(0.6);
+        let c = cmp(&a, &b);
+        assert_eq!(c.overall, Overall::Inconclusive);
+        assert!(c.summary[0].contains("60% of the host's CPU during NEW"), "{:?}", c.summary);
+        assert!(matches!(&the(&c, "boot").reasons[0], Reason::HostBusy { otherwise: Verdict::Regression, .. }));
+        b.foreign_cpu_load = Some(0.1);
+        assert_eq!(cmp(&a, &b).overall, Overall::Regression, "a little background load is fine");
+        b.foreign_cpu_load = Some(0.6);
+        let opts = CompareOptions { max_foreign_load: 1.0, ..CompareOptions::default() };
+        assert_eq!(compare(&a, &b, &Policy::builtin(), &opts).overall, Overall::Regression);
     }
 }
