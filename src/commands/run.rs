@@ -163,8 +163,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (host, measurements) = super::env::fingerprint();
+    let (host, mut measurements) = super::env::fingerprint();
+    // How busy the host was with other work while the run measured
+    // (versus compare calls a run on a busy host inconclusive).
+    let clock = versus::compare::load::CpuClock::now(versus::compare::load::Whose::SelfAndChildren);
     let result = runner::run(&run_id, &opts, &Bar(bar))?;
+    if let (Some(load), Some(m)) = (clock.and_then(|c| c.foreign_load_since()), measurements.as_object_mut()) {
+        m.insert("foreign_cpu_load".into(), serde_json::json!(load));
+    }
 
     ex::write_samples(&dir.join("samples.csv"), &result.samples)?;
     let summary = ex::summarize_samples(&result.samples);
