@@ -18,8 +18,9 @@ pub const EXIT_CODES: &str = "Exit codes:
      Benjamini-Hochberg and the whole 95% CI beyond the effect), or an isolation
      probe flipped from isolated to exposed
   2  inconclusive: the host fingerprints differ (kernel, CPU model, KVM mode,
-     cgroup mode, versus version), or a gated metric has too few samples, too
-     much spread, or is missing in NEW; the output says which
+     cgroup mode, versus version), other processes used more than
+     --max-foreign-load of the CPU during a run, or a gated metric has too few
+     samples, too much spread, or is missing in NEW; the output says which
   3  usage error: bad arguments, a run that cannot be read, a bad policy file";
 
 /// Options of the gate shared by compare and ab.
