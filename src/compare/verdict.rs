@@ -691,32 +691,33 @@ pub fn compare(base: &RunData, new: &RunData, policy: &Policy, opts: &CompareOpt
         probes.push(ProbeResult { platform, probe, category, base: first(&b), new: first(&n), gate: pol.gate && !pol.ignore, verdict, reasons });
     }
 
-    // Hosts that differ, or a host busy with other work during a run,
-    // make every verdict inconclusive; what it would have been is kept in
-    // the reason.
+    // Hosts that differ make every verdict inconclusive; a host busy with
+    // other work during a run, every timing (bytes, counts and probe
+    // verdicts do not depend on the CPU). What it would have been is kept
+    // in the reason.
     let busy: Vec<String> = [("BASE", base.foreign_cpu_load), ("NEW", new.foreign_cpu_load)]
         .iter()
         .filter_map(|(side, l)| {
             l.filter(|l| *l > opts.max_foreign_load).map(|l| format!("other processes used {:.0}% of the host's CPU during {side}", l * 100.0))
         })
         .collect();
-    let why = |otherwise: Verdict| {
+    let why = |otherwise: Verdict, timing: bool| {
         if !differing.is_empty() {
             Some(Reason::HostDiffers { fields: differing.clone(), otherwise })
-        } else if !busy.is_empty() {
+        } else if !busy.is_empty() && timing {
             Some(Reason::HostBusy { detail: format!("{} (bound {:.0}%)", busy.join(" and "), opts.max_foreign_load * 100.0), otherwise })
         } else {
             None
         }
     };
     for m in metrics.iter_mut().filter(|m| !matches!(m.verdict, Verdict::Ignored | Verdict::Added)) {
-        if let Some(r) = why(m.verdict) {
+        if let Some(r) = why(m.verdict, m.policy.kind == Kind::Sampled) {
             m.reasons.insert(0, r);
             m.verdict = Verdict::Inconclusive;
         }
     }
     for p in probes.iter_mut().filter(|p| !matches!(p.verdict, Verdict::Ignored | Verdict::Added)) {
-        if let Some(r) = why(p.verdict) {
+        if let Some(r) = why(p.verdict, false) {
             p.reasons.insert(0, r);
             p.verdict = Verdict::Inconclusive;
         }
@@ -760,11 +761,10 @@ fn overall(c: &Comparison, differing: &[HostField], busy: &[String], max_load: f
     }
     if !busy.is_empty() {
         summary.push(format!(
-            "inconclusive: the host was busy with other work: {} (bound {:.0}%); measure on a quiet host (versus ab leaves busy blocks out), or pass --max-foreign-load 1",
+            "inconclusive: the host was busy with other work: {} (bound {:.0}%), so no timing is judged; measure on a quiet host (versus ab leaves busy blocks out), or pass --max-foreign-load 1",
             busy.join(" and "),
             max_load * 100.0
         ));
-        return (Overall::Inconclusive, summary);
     }
     if !regressions.is_empty() {
         summary.push(format!("{} regression{}: {}", regressions.len(), if regressions.len() == 1 { "" } else { "s" }, regressions.join(", ")));
@@ -773,7 +773,8 @@ fn overall(c: &Comparison, differing: &[HostField], busy: &[String], max_load: f
     // the metrics it holds for (noise is per metric, so its spreads follow
     // each label).
     let mut by_reason: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for m in gated_metrics.iter().filter(|m| m.verdict == Verdict::Inconclusive) {
+    // (Timings made inconclusive by a busy host are said once, above.)
+    for m in gated_metrics.iter().filter(|m| m.verdict == Verdict::Inconclusive && !matches!(m.reasons.first(), Some(Reason::HostBusy { .. }))) {
         let (reason, label) = match m.reasons.first() {
             Some(Reason::Noisy { base, new, max }) => (
                 format!("too noisy to call unchanged (MAD/median above the {:.0}% bound)", max * 100.0),
@@ -793,7 +794,7 @@ fn overall(c: &Comparison, differing: &[HostField], busy: &[String], max_load: f
     }
     let overall = if !regressions.is_empty() {
         Overall::Regression
-    } else if !by_reason.is_empty() {
+    } else if !by_reason.is_empty() || !busy.is_empty() {
         Overall::Inconclusive
     } else {
         Overall::NoRegression
@@ -1156,5 +1157,23 @@ pub(crate) mod tests {
         b.foreign_cpu_load = Some(0.6);
         let opts = CompareOptions { max_foreign_load: 1.0, ..CompareOptions::default() };
         assert_eq!(compare(&a, &b, &Policy::builtin(), &opts).overall, Overall::Regression);
+    }
+
+    #[test]
+    fn a_busy_host_does_not_hide_an_isolation_flip_or_a_byte_count() {
+        let mut a = run("a", &[("p", "ready", "boot", "ms", normal(2.0, 0.03, 30, 1)), ("p", "shared", "image.total", "bytes", vec![1000.0])]);
+        let mut b = run("b", &[("p", "ready", "boot", "ms", normal(2.0, 0.03, 30, 2)), ("p", "shared", "image.total", "bytes", vec![1000.0])]);
+        a.probes = vec![probe("container", "proc.host_pids", "isolated")];
+        b.probes = vec![probe("container", "proc.host_pids", "isolated")];
+        b.foreign_cpu_load = Some(0.9);
+        let c = cmp(&a, &b);
+        assert_eq!(c.overall, Overall::Inconclusive);
+        assert_eq!(the(&c, "image.total").verdict, Verdict::Unchanged, "bytes do not depend on the CPU");
+        assert_eq!(c.probes[0].verdict, Verdict::Unchanged);
+        assert_eq!(c.summary.len(), 1, "{:?}", c.summary);
+        b.probes[0].result = "exposed".into();
+        let c = cmp(&a, &b);
+        assert_eq!(c.overall, Overall::Regression);
+        assert!(c.summary.iter().any(|s| s.contains("host was busy")), "{:?}", c.summary);
     }
 }

@@ -3,7 +3,7 @@
 //! verdict) and per flipped probe, and the unchanged metrics folded in a
 //! `<details>` block.
 
-use super::{fmt_change, fmt_ci, fmt_p, fmt_reasons, fmt_value, is_changed};
+use super::{fmt_change, fmt_ci, fmt_p, fmt_reasons, fmt_value, is_changed, probe_changed};
 use crate::compare::verdict::{Comparison, MetricResult, Overall, Side, Verdict};
 
 fn cell(s: &str) -> String {
@@ -64,7 +64,7 @@ pub fn render(c: &Comparison) -> String {
         }
         out.push('\n');
     }
-    let flips: Vec<_> = c.probes.iter().filter(|p| !matches!(p.verdict, Verdict::Unchanged | Verdict::Ignored)).collect();
+    let flips: Vec<_> = c.probes.iter().filter(|p| probe_changed(p)).collect();
     if !flips.is_empty() {
         out.push_str("| probe | old | new | verdict |\n|---|---|---|---|\n");
         for p in flips {

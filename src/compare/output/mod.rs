@@ -6,7 +6,7 @@ pub mod junit;
 pub mod markdown;
 pub mod table;
 
-use super::verdict::{MetricResult, Verdict};
+use super::verdict::{MetricResult, ProbeResult, Reason, Verdict};
 
 /// A value in its unit, readable: bytes as KiB/MiB/GiB, others with four
 /// significant digits.
@@ -77,13 +77,27 @@ pub fn fmt_verdict(m: &MetricResult) -> String {
     }
 }
 
+/// Whether a verdict is inconclusive only because the hosts differ or the
+/// host was busy, and would otherwise be unchanged: the summary says that
+/// once, so such rows are folded with the unchanged ones.
+pub fn only_host_reason(verdict: Verdict, reasons: &[Reason]) -> bool {
+    verdict == Verdict::Inconclusive
+        && reasons.len() == 1
+        && matches!(reasons[0], Reason::HostDiffers { otherwise: Verdict::Unchanged, .. } | Reason::HostBusy { otherwise: Verdict::Unchanged, .. })
+}
+
 /// Whether a metric is worth a line of its own (not folded as unchanged).
 pub fn is_changed(m: &MetricResult) -> bool {
     match m.verdict {
         Verdict::Regression | Verdict::Improvement => true,
-        Verdict::Inconclusive => m.gated(),
+        Verdict::Inconclusive => m.gated() && !only_host_reason(m.verdict, &m.reasons),
         Verdict::Unchanged | Verdict::Added | Verdict::Ignored => false,
     }
+}
+
+/// Whether a probe is worth a line of its own.
+pub fn probe_changed(p: &ProbeResult) -> bool {
+    !matches!(p.verdict, Verdict::Unchanged | Verdict::Ignored) && !only_host_reason(p.verdict, &p.reasons)
 }
 
 /// The reasons and notes of a metric, one line.

@@ -1,7 +1,7 @@
 //! The terminal table: the metrics that changed (or could not be decided),
 //! the probes that flipped, and the overall verdict with its reasons.
 
-use super::{fmt_change, fmt_ci, fmt_p, fmt_reasons, fmt_value, fmt_verdict, is_changed};
+use super::{fmt_change, fmt_ci, fmt_p, fmt_reasons, fmt_value, fmt_verdict, is_changed, probe_changed};
 use crate::compare::verdict::{Comparison, Verdict};
 
 /// Renders the comparison; `all` lists every metric, not only the changed.
@@ -62,17 +62,17 @@ pub fn render(c: &Comparison, all: bool) -> String {
             }
         }
     }
-    let unchanged = c.metrics.iter().filter(|m| m.verdict == Verdict::Unchanged && m.gated()).count();
+    let unchanged = c.metrics.iter().filter(|m| m.gated() && !is_changed(m) && !matches!(m.verdict, Verdict::Ignored | Verdict::Added)).count();
     let reported = c.metrics.iter().filter(|m| !m.gated() && m.verdict != Verdict::Ignored).count();
     let ignored = c.metrics.iter().filter(|m| m.verdict == Verdict::Ignored).count();
     let added = c.metrics.iter().filter(|m| m.verdict == Verdict::Added).count();
     out.push_str(&format!(
-        "  {unchanged} gated metric{} unchanged, {reported} reported only, {ignored} ignored, {added} only in NEW{}\n",
+        "  {unchanged} gated metric{} unchanged (or undecided only for the host), {reported} reported only, {ignored} ignored, {added} only in NEW{}\n",
         plural(unchanged),
         if all { "" } else { " (--all lists every metric)" }
     ));
 
-    let flips: Vec<_> = c.probes.iter().filter(|p| all || !matches!(p.verdict, Verdict::Unchanged | Verdict::Ignored)).collect();
+    let flips: Vec<_> = c.probes.iter().filter(|p| all || probe_changed(p)).collect();
     let same = c.probes.iter().filter(|p| p.verdict == Verdict::Unchanged).count();
     if !c.probes.is_empty() {
         out.push_str(&format!("\nprobes: {same} of {} unchanged\n", c.probes.len()));
