@@ -74,7 +74,13 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
                 note.join("; ")
             );
         }
-        let context = format!("host: {} (versus {}); {per_side} of `versus run {}`", c.base.host, c.base.versus_version, plan.run_args.join(" "));
+        let busy = c.summary.iter().find(|s| s.contains("host was busy")).cloned();
+        let mut context = format!("host: {} (versus {}); {per_side} of `versus run {}`", c.base.host, c.base.versus_version, plan.run_args.join(" "));
+        if let Some(b) = &busy {
+            context.push_str(&format!(
+                "\nWARNING: {b}\nThe floors below describe that other work's noise more than this host's: calibrate again on a quiet host."
+            ));
+        }
         let suggestion = suggest_policy(&floors, &context);
         println!("\nsuggested policy:\n\n{suggestion}");
         if let Some(p) = &a.write_policy {

@@ -84,7 +84,9 @@ pub fn noise_floors(c: &Comparison) -> Vec<NoiseFloor> {
 pub fn suggest_policy(floors: &[NoiseFloor], context: &str) -> String {
     let mut out = String::new();
     out.push_str("# versus policy suggested by `versus calibrate`\n");
-    out.push_str(&format!("# {context}\n"));
+    for line in context.lines() {
+        out.push_str(&format!("# {line}\n"));
+    }
     out.push_str("# A rule per gated metric whose noise floor on this host (the smallest change the\n");
     out.push_str("# gate can see at this sample count) is above the built-in minimum effect, or whose\n");
     out.push_str("# spread is above the bound. Use it with `versus compare --policy FILE` / `versus ab --policy FILE`.\n");
@@ -128,4 +130,33 @@ pub fn suggest_policy(floors: &[NoiseFloor], context: &str) -> String {
     // The suggestion must be a valid policy file.
     debug_assert!(Policy::from_toml(&out, "suggestion").is_ok(), "{out}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::verdict::tests::{normal, run};
+    use crate::compare::{compare, CompareOptions};
+
+    #[test]
+    fn floors_of_an_a_a_comparison_and_a_policy_that_parses() {
+        // Quiet memory, noisy boot: only boot needs a rule.
+        let a = run("a", &[("p", "ready", "boot", "ms", normal(2.0, 0.15, 40, 1)), ("p", "idle", "mem.host", "bytes", normal(17e6, 0.002, 20, 2))]);
+        let b = run("b", &[("p", "ready", "boot", "ms", normal(2.0, 0.15, 40, 3)), ("p", "idle", "mem.host", "bytes", normal(17e6, 0.002, 20, 4))]);
+        let c = compare(&a, &b, &Policy::builtin(), &CompareOptions::default());
+        let floors = noise_floors(&c);
+        assert_eq!(floors.len(), 2);
+        let boot = floors.iter().find(|f| f.label == "p/ready/boot").unwrap();
+        let mem = floors.iter().find(|f| f.label == "p/idle/mem.host").unwrap();
+        assert!(boot.floor > 0.05 && boot.floor == boot.ci.0.abs().max(boot.ci.1.abs()), "{boot:?}");
+        assert!(mem.floor < 0.02 && !mem.needs_a_rule(), "{mem:?}");
+        assert!(boot.needs_a_rule());
+        assert_eq!(boot.suggested_min_effect(), (boot.floor * 100.0).ceil() / 100.0);
+        let text = suggest_policy(&floors, "host: test\nsecond line");
+        assert!(text.contains("# host: test\n# second line\n"), "{text}");
+        let p = Policy::from_toml(&text, "suggested").expect("the suggestion is a policy file");
+        let key = crate::compare::MetricKey::new("p", "ready", "boot", "ms");
+        assert_eq!(p.resolve(&key).min_effect, boot.suggested_min_effect());
+        assert!(!text.contains("mem.host\"]"), "no rule for a quiet metric: {text}");
+    }
 }
