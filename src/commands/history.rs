@@ -94,7 +94,7 @@ pub fn run(a: HistoryArgs) -> anyhow::Result<ExitCode> {
                     r.run_id,
                     date(r.started_at),
                     r.versus_version,
-                    r.git_revision.as_deref().map(|g| &g[..g.len().min(12)]).unwrap_or("-"),
+                    r.git_revision.as_deref().map(|g| g.chars().take(12).collect::<String>()).unwrap_or_else(|| "-".into()),
                     r.host_id,
                     r.samples
                 );

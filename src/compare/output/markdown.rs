@@ -34,7 +34,7 @@ pub fn render(c: &Comparison) -> String {
         Overall::Inconclusive => "inconclusive",
     };
     out.push_str(&format!("### versus compare: {title}\n\n"));
-    let rev = |r: &Option<String>| r.as_deref().map(|r| format!(" `{}`", &r[..r.len().min(12)])).unwrap_or_default();
+    let rev = |r: &Option<String>| r.as_deref().map(|r| format!(" `{}`", r.chars().take(12).collect::<String>())).unwrap_or_default();
     out.push_str(&format!(
         "BASE `{}` (versus {}{}, {} run{}) vs NEW `{}` (versus {}{}, {} run{}) on {}\n\n",
         c.base.run_id,

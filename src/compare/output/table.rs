@@ -7,7 +7,7 @@ use crate::compare::verdict::{Comparison, Verdict};
 /// Renders the comparison; `all` lists every metric, not only the changed.
 pub fn render(c: &Comparison, all: bool) -> String {
     let mut out = String::new();
-    let rev = |r: &Option<String>| r.as_deref().map(|r| format!(", {}", &r[..r.len().min(12)])).unwrap_or_default();
+    let rev = |r: &Option<String>| r.as_deref().map(|r| format!(", {}", r.chars().take(12).collect::<String>())).unwrap_or_default();
     out.push_str(&format!(
         "BASE  {} (versus {}{}, {} run{})\n",
         c.base.run_id,
