@@ -82,6 +82,13 @@ pub struct RunArgs {
     /// Skip the noisy-neighbour interference measurement.
     #[arg(long)]
     pub no_interference: bool,
+    /// Record the run in the history database (`versus history`); a
+    /// database error is a warning, the run's files are kept.
+    #[arg(long)]
+    pub history: bool,
+    /// The history database (default ~/.local/share/versus/history.db).
+    #[arg(long, requires = "history")]
+    pub history_db: Option<PathBuf>,
 }
 
 struct Bar(ProgressBar);
@@ -177,7 +184,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         CostOptions {
             memory_mib: a.memory_mib,
-            memory_iterations: if a.quick { 2 } else { 5 },
+            // 10: the fewest samples `versus compare` tests (below that a
+            // permutation test cannot reach a small p-value); an idle
+            // instance's memory is quick to measure.
+            memory_iterations: if a.quick { 2 } else { 10 },
             density: Some(density),
             footprint_instances: a.footprint_instances as usize,
             probes: true,
@@ -199,8 +209,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     let started_at_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (host, host_measurements) = versus::host::fingerprint();
+    let (host, mut host_measurements) = versus::host::fingerprint();
+    // How busy the host was with other work while the run measured
+    // (versus compare calls a run on a busy host inconclusive).
+    let clock = versus::measure::load::CpuClock::now(versus::measure::load::Whose::SelfAndChildren);
     let result = runner::run_with(&run_id, candidates, &opts, &Bar(bar))?;
+    host_measurements.foreign_cpu_load = clock.and_then(|c| c.foreign_load_since());
 
     ex::write_samples(&dir.join("samples.csv"), &result.samples)?;
     let summary = ex::summarize_samples(&result.samples);
@@ -224,6 +238,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let report = if a.launch_only { None } else { Some(versus::report::render_report(&dir).context("rendering charts and report.md")?) };
     partial.0 = None;
+    if a.history {
+        let db = a.history_db.clone().unwrap_or_else(versus::history::default_db_path);
+        match versus::history::record_run(&dir, &db) {
+            Ok(_) => eprintln!("recorded in the history at {}", db.display()),
+            Err(e) => eprintln!("warning: the run was not recorded in the history ({e}); its files are in {}", dir.display()),
+        }
+    }
 
     print!("{}", super::table::render(&summary));
     for s in &result.statuses {

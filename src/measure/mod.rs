@@ -5,6 +5,7 @@
 
 pub mod charge;
 pub mod clock;
+pub mod load;
 pub mod meminfo;
 pub mod phases;
 pub mod smaps;
