@@ -12,6 +12,7 @@ use versus::experiment::interference;
 use versus::export::json::{self, EnvDoc};
 use versus::export::{self as ex};
 use versus::model::RunStatus;
+use versus::platform::container::Profile;
 use versus::platform::registry::{self, PlatformOptions};
 use versus::platform::Limits;
 use versus::runner::{self, CostOptions, Progress, RunOptions};
@@ -69,6 +70,11 @@ pub struct RunArgs {
     /// Skip the noisy-neighbour interference measurement.
     #[arg(long)]
     pub no_interference: bool,
+    /// The container platform's security profile: `default` (what runc and
+    /// Docker apply: 14 capabilities, seccomp, no_new_privs, masked /proc
+    /// paths) or `privileged` (namespaces, cgroup and read-only rootfs only).
+    #[arg(long, default_value = "default")]
+    pub container_profile: Profile,
 }
 
 struct Bar(ProgressBar);
@@ -153,7 +159,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         warmup,
         timeout: Duration::from_secs_f64(a.timeout),
         limits: Limits { memory_bytes: a.memory_limit_mib << 20, ..Limits::default() },
-        platform_options: PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false },
+        platform_options: PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false, container_profile: a.container_profile },
         costs,
     };
     let bar = ProgressBar::new(0);
