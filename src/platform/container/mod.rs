@@ -192,11 +192,11 @@ impl Platform for ContainerPlatform {
             n.push("rootless: user namespace, uid 0 mapped to the invoking user; no cgroup limits".into());
         } else {
             n.push(format!("cgroup {:?}: memory, pids and cpu limits; the child makes its cgroup and joins it before its rootfs", self.cgroup_mode));
-            if !host::cgroup_favordynmods() {
+            if self.cgroup_mode == CgroupMode::V2 && !host::cgroup_favordynmods() {
                 // Measured here: 7-20 ms for the first join after 100 ms
                 // without one, 25-65 us back to back (kernel 6.18, kvm_pvm).
                 n.push(
-                    "boot.cgroup: joining a cgroup takes the kernel's cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period when no task moved between cgroups in the last few milliseconds (no hierarchy is mounted with favordynmods): launches spaced out by a longer workload pay milliseconds there, launches back to back do not"
+                    "boot.cgroup: joining a v2 cgroup (cgroup.procs) takes the kernel's cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period when no task moved between cgroups in the last few milliseconds (no hierarchy is mounted with favordynmods): launches spaced out by a longer workload pay milliseconds there, launches back to back do not (on v1 the child joins through `tasks`, moving only itself, which skips that lock)"
                         .into(),
                 );
             }
