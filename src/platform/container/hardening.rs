@@ -298,8 +298,21 @@ fn number(name: &str) -> Option<i64> {
 
 /// The x32 ABI reaches the same kernel entry points under the x86_64
 /// number with this bit set (and a few under numbers of their own, below):
-/// the filter denies those numbers too, in case the host enables x32.
+/// where the kernel runs x32 system calls, the filter denies those numbers
+/// too.
 const X32: i64 = 0x4000_0000;
+
+/// Whether this kernel runs x32 system calls (CONFIG_X86_X32_ABI, and not
+/// disabled at boot). Most do not: an x32 call then fails with ENOSYS
+/// before any filter could matter, and the filter leaves the x32 numbers
+/// out (which halves it: installing a filter costs time in proportion to
+/// its length, paid by every launch). Any answer but ENOSYS keeps them.
+pub fn x32_enabled() -> bool {
+    // SAFETY: the x32 getpid: no arguments, no memory; on a kernel without
+    // x32 it returns ENOSYS.
+    let r = unsafe { libc::syscall(X32 | libc::SYS_getpid) };
+    !(r == -1 && Errno::last() == Errno::ENOSYS)
+}
 
 /// x32's own numbers for calls of [`DENIED`] (arch/x86/entry/syscalls/syscall_64.tbl).
 fn x32_number(name: &str) -> Option<i64> {
@@ -346,7 +359,8 @@ fn rules(rule: ArgRule) -> std::result::Result<Vec<SeccompRule>, seccompiler::Ba
 
 /// Compiles [`DENIED`] into BPF: the EPERM filter and the ENOSYS filter
 /// (a filter has one action on a match). Every other call is allowed.
-pub fn compile_filters() -> Result<Vec<BpfProgram>> {
+/// With `x32`, the x32 numbers of the denied calls are denied too.
+pub fn compile_filters(x32: bool) -> Result<Vec<BpfProgram>> {
     let bad = |what: &str, e: &dyn fmt::Display| {
         LaunchError::Unsupported(format!("cannot build the container's seccomp filter ({what}: {e}); use --container-profile privileged"))
     };
@@ -359,7 +373,8 @@ pub fn compile_filters() -> Result<Vec<BpfProgram>> {
             Deny::Arg(r) => (&mut eperm, rules(*r).map_err(|e| bad(name, &e))?),
             Deny::Enosys => (&mut enosys, Vec::new()),
         };
-        for n in [Some(nr), Some(nr | X32), x32_number(name)].into_iter().flatten() {
+        let aliases = [Some(nr | X32), x32_number(name)].into_iter().flatten().filter(|_| x32);
+        for n in std::iter::once(nr).chain(aliases) {
             map.insert(n, chain.clone());
         }
     }
@@ -432,7 +447,7 @@ impl Hardening {
             proc_paths.push(ProcPath { path, target, kind });
         }
         let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(63).min(63);
-        Ok(Hardening { profile, proc_paths, filters: compile_filters()?, keep: default_caps_mask(), last_cap })
+        Ok(Hardening { profile, proc_paths, filters: compile_filters(x32_enabled())?, keep: default_caps_mask(), last_cap })
     }
 
     /// The masked and read-only paths, in the order they are mounted.
@@ -503,9 +518,11 @@ mod tests {
             assert!(number(name).is_some(), "{name}");
             assert!(!why.is_empty());
         }
-        let f = compile_filters().unwrap();
+        let f = compile_filters(false).unwrap();
         assert_eq!(f.len(), 2, "the EPERM filter and the ENOSYS filter");
         assert!(f.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        let with_x32 = compile_filters(true).unwrap();
+        assert!(with_x32[0].len() > f[0].len() * 3 / 2, "x32 numbers denied too: {} vs {} instructions", with_x32[0].len(), f[0].len());
         for must in ["init_module", "mount", "ptrace", "bpf", "keyctl", "kexec_load", "setns", "open_by_handle_at"] {
             assert!(DENIED.iter().any(|(n, _, _)| *n == must), "{must} must be denied");
         }
