@@ -53,6 +53,28 @@ fn time_platform(p: &dyn Platform, iters: u64) -> Duration {
     total
 }
 
+/// One launch timed as [`time_platform`] does, and its boot phases.
+fn launch_with_phases(p: &dyn Platform, phases: &mut Vec<(&'static str, f64)>) -> Duration {
+    let t = Instant::now();
+    let inst = p.launch(&ready_spec()).expect("launch");
+    let el = t.elapsed();
+    phases.extend(inst.boot().phases.iter().copied());
+    inst.stop().expect("stop");
+    el
+}
+
+/// The median of each phase, in the order the phases come.
+fn phase_medians(phases: &[(&'static str, f64)]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for (n, _) in phases {
+        if !names.contains(n) {
+            names.push(n);
+        }
+    }
+    let med = |n: &str| versus::stats::median(&phases.iter().filter(|(p, _)| *p == n).map(|(_, v)| *v).collect::<Vec<_>>());
+    names.iter().map(|n| format!("{n} {:.3}", med(n))).collect::<Vec<_>>().join(", ")
+}
+
 /// Reads until the first newline (the READY line) or end of file.
 fn read_ready(fd: OwnedFd) -> Vec<u8> {
     let mut f = std::fs::File::from(fd);
@@ -247,6 +269,7 @@ fn blocked_medians(_: &mut Criterion) {
     let runc = versus::host::which("runc").map(|r| (runc_bundle(&r), r));
     let mut spawn_floor = Vec::new();
     let (mut floor, mut floor_vm, mut proc_, mut cont, mut cont_priv, mut runc_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut proc_phases, mut cont_phases, mut priv_phases) = (Vec::new(), Vec::new(), Vec::new());
     let mut n = 1_000_000u64;
     for _ in 0..blocks {
         let block = |out: &mut Vec<Duration>, len: usize, once: &mut dyn FnMut() -> Duration| {
@@ -258,14 +281,14 @@ fn blocked_medians(_: &mut Criterion) {
             }
         };
         block(&mut spawn_floor, BLOCK, &mut || floor_once(&guest_c, VFORK));
-        block(&mut proc_, BLOCK, &mut || time_platform(&process, 1));
+        block(&mut proc_, BLOCK, &mut || launch_with_phases(&process, &mut proc_phases));
         block(&mut floor, BLOCK, &mut || floor_once(&guest_c, namespaces()));
         block(&mut floor_vm, BLOCK, &mut || floor_once(&guest_c, namespaces() | VFORK));
         if let Some(c) = &hardened {
-            block(&mut cont, BLOCK, &mut || time_platform(c, 1));
+            block(&mut cont, BLOCK, &mut || launch_with_phases(c, &mut cont_phases));
         }
         if let Some(c) = &privileged {
-            block(&mut cont_priv, BLOCK, &mut || time_platform(c, 1));
+            block(&mut cont_priv, BLOCK, &mut || launch_with_phases(c, &mut priv_phases));
         }
         if let Some((bundle, r)) = &runc {
             block(&mut runc_s, RUNC_BLOCK, &mut || {
@@ -299,6 +322,14 @@ fn blocked_medians(_: &mut Criterion) {
         let goal = if name == "container default" { " (goal <= 1.30x)" } else { "" };
         println!("  {name:<20} {c:8.3} ms   {:.2}x floor{goal}, {:.2}x floor-vm", c / f, c / fv);
         reference.get_or_insert(c);
+    }
+    // Where the time goes: each launch's boot phases (they add up to its
+    // boot, launch start to READY, the interval timed above).
+    println!("  median phases [ms]:");
+    for (name, ph) in [("process", &proc_phases), ("container default", &cont_phases), ("container privileged", &priv_phases)] {
+        if !ph.is_empty() {
+            println!("    {name:<20} {}", phase_medians(ph));
+        }
     }
     if let (false, Some(c)) = (runc_s.is_empty(), reference) {
         let r = median_ms(&runc_s);
