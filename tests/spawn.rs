@@ -17,7 +17,7 @@ use versus::platform::cgroup::Controls;
 use versus::platform::child::spawn_program;
 use versus::platform::container::{ContainerOptions, ContainerPlatform};
 use versus::platform::process::ProcessPlatform;
-use versus::platform::spawn::{inherited_env, Program};
+use versus::platform::spawn::{Environment, Program};
 use versus::platform::vm::bare::VmBarePlatform;
 use versus::platform::{CgroupNeeds, LaunchSpec, Limits, Platform};
 
@@ -191,7 +191,7 @@ fn failed_launches_with_a_cgroup_leave_none_behind() {
     let fds = open_fds();
     let mem = Controls::needs(CgroupNeeds { memory: true, cpu: true }, &Limits::default());
     // execve fails after the child made and joined its cgroup.
-    let prog = Program::new("/nonexistent/versus-program", ["x"], inherited_env(&[])).unwrap();
+    let prog = Program::new("/nonexistent/versus-program", ["x"], Environment::inherited().unwrap()).unwrap();
     match spawn_program(&prog, 3, "a missing program", Duration::from_secs(5), mem) {
         Err(e) => assert!(e.to_string().contains("executing a missing program") && e.to_string().contains("ENOENT"), "{e}"),
         Ok(_) => panic!("a missing program must not start"),

@@ -10,7 +10,7 @@ use crate::measure::clock::now_ns;
 use crate::measure::Boot;
 use crate::platform::cgroup::Controls;
 use crate::platform::child::{spawn_program, ChildInstance};
-use crate::platform::spawn::{inherited_env, Program};
+use crate::platform::spawn::{Environment, Program};
 use crate::platform::{Group, Guest, Instance, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
 use crate::workload::EmbeddedProgram;
 
@@ -69,7 +69,7 @@ impl Platform for ProcessPlatform {
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
         let start = now_ns();
         let args = ["--fd".to_string(), CHANNEL_FD.to_string()].into_iter().chain(spec.workload.guest_args());
-        let program = Program::new(self.guest.path(), args, inherited_env(&[]))?;
+        let program = Program::new(self.guest.path(), args, Environment::inherited()?)?;
         let (mut child, _) = spawn_program(&program, CHANNEL_FD, "the workload program", spec.timeout, Controls::needs(spec.cgroup, &spec.limits))?;
         let (ready_ns, started) = child.wait_ready()?;
         let started = started.unwrap_or(ready_ns);

@@ -54,33 +54,72 @@ use crate::channel::Channel;
 use crate::error::{LaunchError, Result};
 use crate::measure::clock::now_ns;
 
-/// A program to execute, its argv and environment as C strings and
-/// NULL-terminated pointer arrays, prepared by the parent.
-pub struct Program {
+/// An environment for a program: `NAME=value` C strings and their
+/// NULL-terminated pointer array, prepared once and shared by the launches
+/// that use it (building one per launch would be most of what a plain
+/// process's launch costs before its clone).
+pub struct Environment {
+    _vars: Vec<CString>,
+    ptrs: Vec<*const c_char>,
+}
+
+// SAFETY: the pointers point into the CStrings the Environment owns, which
+// are never changed or dropped while it lives; sharing it only reads them.
+unsafe impl Send for Environment {}
+// SAFETY: as for Send: nothing mutates an Environment after `new`.
+unsafe impl Sync for Environment {}
+
+impl Environment {
+    /// `vars` are `NAME=value` strings.
+    pub fn new(vars: Vec<OsString>) -> Result<Environment> {
+        let vars = vars.iter().map(|e| cstring(e, "an environment variable")).collect::<Result<Vec<_>>>()?;
+        let ptrs = vars.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        Ok(Environment { _vars: vars, ptrs })
+    }
+
+    /// No variables (a container's /init).
+    pub fn empty() -> &'static Environment {
+        static EMPTY: std::sync::OnceLock<Environment> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(|| Environment { _vars: Vec::new(), ptrs: vec![std::ptr::null()] })
+    }
+
+    /// versus' own environment, as a plain process inherits it (`Command`
+    /// gives it the same), read at the first launch that asks: versus does
+    /// not change its environment while it runs.
+    pub fn inherited() -> Result<&'static Environment> {
+        static INHERITED: std::sync::OnceLock<Environment> = std::sync::OnceLock::new();
+        if let Some(e) = INHERITED.get() {
+            return Ok(e);
+        }
+        let e = Environment::new(inherited_env(&[]))?;
+        Ok(INHERITED.get_or_init(|| e))
+    }
+}
+
+/// A program to execute: its path and argv as C strings and a
+/// NULL-terminated pointer array, prepared by the parent, and its
+/// environment.
+pub struct Program<'e> {
     path: CString,
     _args: Vec<CString>,
     argv: Vec<*const c_char>,
-    _env: Vec<CString>,
-    envp: Vec<*const c_char>,
+    env: &'e Environment,
 }
 
 fn cstring(s: &OsStr, what: &str) -> Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| LaunchError::Unsupported(format!("{what} `{}` contains a NUL byte", s.to_string_lossy())))
 }
 
-impl Program {
-    /// `path` with `args` (argv[0] is `path`) and the environment `env`
-    /// (`NAME=value` strings).
-    pub fn new<A: AsRef<OsStr>>(path: impl AsRef<OsStr>, args: impl IntoIterator<Item = A>, env: Vec<OsString>) -> Result<Program> {
+impl<'e> Program<'e> {
+    /// `path` with `args` (argv[0] is `path`) and the environment `env`.
+    pub fn new<A: AsRef<OsStr>>(path: impl AsRef<OsStr>, args: impl IntoIterator<Item = A>, env: &'e Environment) -> Result<Program<'e>> {
         let path = cstring(path.as_ref(), "the program path")?;
         let mut all = vec![path.clone()];
         for a in args {
             all.push(cstring(a.as_ref(), "an argument")?);
         }
-        let env = env.iter().map(|e| cstring(e, "an environment variable")).collect::<Result<Vec<_>>>()?;
         let argv = all.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-        let envp = env.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-        Ok(Program { path, _args: all, argv, _env: env, envp })
+        Ok(Program { path, _args: all, argv, env })
     }
 
     /// The program's path.
@@ -146,7 +185,7 @@ fn generic(name: &str) -> u64 {
 
 /// Everything the child reads, prepared by the parent.
 struct ChildPlan<'a> {
-    program: &'a Program,
+    program: &'a Program<'a>,
     cgroup: Option<&'a CgroupPlan>,
     setup: Option<&'a dyn ChildSetup>,
     /// The read end of the sync pipe, or -1.
@@ -216,9 +255,10 @@ fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> i32 {
     rec[REC_WORDS - 1] = now_ns();
     rec[0] = REC_READY_TO_EXEC;
     let _ = sys.write(plan.status_w, &record_bytes(&rec));
-    // SAFETY: argv and envp are the NULL-terminated arrays of the Program,
-    // which the parent keeps alive across the clone.
-    let e = unsafe { sys.execve(plan.program.path(), plan.program.argv.as_ptr(), plan.program.envp.as_ptr()) };
+    // SAFETY: argv and the environment's pointers are the NULL-terminated
+    // arrays of the Program and its Environment, which the parent keeps
+    // alive across the clone.
+    let e = unsafe { sys.execve(plan.program.path(), plan.program.argv.as_ptr(), plan.program.env.ptrs.as_ptr()) };
     fail(plan, sys, generic("execve"), e, 0)
 }
 
@@ -310,7 +350,7 @@ pub fn clone_flags(namespaces: CloneFlags, share_memory: bool) -> CloneFlags {
 
 /// A launch to make.
 pub struct Spawn<'a> {
-    pub program: &'a Program,
+    pub program: &'a Program<'a>,
     /// Namespaces to create (empty for a plain process or a VMM).
     pub namespaces: CloneFlags,
     /// The instance's own cgroup (handle and plan), if it has one. The
@@ -491,7 +531,7 @@ mod tests {
     use super::*;
     use crate::platform::syscall::recording::RecordingSyscall;
 
-    fn plan<'a>(program: &'a Program, cgroup: Option<&'a CgroupPlan>, setup: Option<&'a dyn ChildSetup>) -> ChildPlan<'a> {
+    fn plan<'a>(program: &'a Program<'a>, cgroup: Option<&'a CgroupPlan>, setup: Option<&'a dyn ChildSetup>) -> ChildPlan<'a> {
         ChildPlan { program, cgroup, setup, wait_fd: -1, status_w: 9, stdin: 5, stderr: 6, channel: 7, channel_fd: 3 }
     }
 
@@ -505,7 +545,8 @@ mod tests {
 
     #[test]
     fn the_child_sets_up_its_fds_reports_then_execs() {
-        let p = Program::new("/bin/prog", ["--fd", "3", "ready"], vec!["A=1".into()]).unwrap();
+        let env = Environment::new(vec!["A=1".into()]).unwrap();
+        let p = Program::new("/bin/prog", ["--fd", "3", "ready"], &env).unwrap();
         let sys = RecordingSyscall::default();
         let code = child_main(&plan(&p, None, None), &sys);
         assert_eq!(code, 127, "the recording execve fails");
@@ -526,7 +567,7 @@ mod tests {
 
     #[test]
     fn the_cgroup_comes_first_and_its_failure_is_reported_with_its_path() {
-        let p = Program::new("/bin/prog", Vec::<String>::new(), Vec::new()).unwrap();
+        let p = Program::new("/bin/prog", Vec::<String>::new(), Environment::empty()).unwrap();
         let controls = crate::platform::cgroup::Controls { memory: Some(None), ..Default::default() };
         let (_cg, cgplan) = Cgroup::plan(crate::host::CgroupMode::V2, "versus-test-x", &controls).unwrap();
         let sys = RecordingSyscall::default();
@@ -559,7 +600,7 @@ mod tests {
 
     #[test]
     fn a_launcher_setup_runs_between_the_cgroup_and_stdio_and_its_steps_are_named() {
-        let p = Program::new("/init", Vec::<String>::new(), Vec::new()).unwrap();
+        let p = Program::new("/init", Vec::<String>::new(), Environment::empty()).unwrap();
         let sys = RecordingSyscall::default();
         child_main(&plan(&p, None, Some(&TwoSteps)), &sys);
         assert_eq!(&sys.calls()[..3], ["chdir /x", "sethostname h", "reset_signals"]);
@@ -576,6 +617,10 @@ mod tests {
         assert!(env.contains(&OsString::from("VERSUS_TEST_VAR=1")));
         assert_eq!(env.iter().filter(|e| e.as_bytes().starts_with(b"PATH=")).count(), 1);
         assert!(env.contains(&OsString::from("PATH=/x")));
-        assert!(Program::new("/x", ["a\0b"], Vec::new()).is_err(), "a NUL byte is refused, not truncated");
+        assert!(Program::new("/x", ["a\0b"], Environment::empty()).is_err(), "a NUL byte is refused, not truncated");
+        assert!(Environment::new(vec!["A=\0".into()]).is_err());
+        let inherited = Environment::inherited().unwrap();
+        assert_eq!(inherited.ptrs.len(), std::env::vars_os().count() + 1, "every variable, NULL-terminated");
+        assert!(inherited.ptrs.last().unwrap().is_null());
     }
 }

@@ -32,7 +32,7 @@ use crate::measure::Boot;
 use crate::platform::child::ChildWorkload;
 use crate::platform::process::CHANNEL_FD;
 use crate::platform::registry::PlatformOptions;
-use crate::platform::spawn::{self, Program, Spawn};
+use crate::platform::spawn::{self, Environment, Program, Spawn};
 use crate::platform::{Finished, Group, Guest, Instance, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
 use cgroup::{Cgroup, Controls};
 use hardening::Hardening;
@@ -221,7 +221,7 @@ impl Platform for ContainerPlatform {
         };
         let args = ["--fd".to_string(), CHANNEL_FD.to_string()].into_iter().chain(spec.workload.guest_args());
         // An empty environment, as a container image defines its own.
-        let program = Program::new("/init", args, Vec::new())?;
+        let program = Program::new("/init", args, Environment::empty())?;
         let setup = ContainerSetup { rootfs, hardening: &self.hardening };
         let req = Spawn {
             program: &program,

@@ -20,7 +20,7 @@ use crate::model::ProbeLine;
 use crate::platform::cgroup::Controls;
 use crate::platform::child::{spawn_program, ChildInstance, ChildWorkload};
 use crate::platform::registry::PlatformOptions;
-use crate::platform::spawn::{inherited_env, Program};
+use crate::platform::spawn::{inherited_env, Environment, Program};
 use crate::platform::{AttackSurface, Finished, Instance, LaunchSpec, Platform, PlatformInfo, Storage, Unavailable, VmmMemory};
 use crate::workload::EmbeddedProgram;
 use versus_vmm::VmError;
@@ -84,7 +84,8 @@ impl VmBarePlatform {
         let bin = self.program.path();
         let args = ["--fd".to_string(), CHANNEL_FD.to_string(), run.mode.to_string(), run.param.to_string()];
         let timeout_ms = timeout.as_millis().to_string();
-        let program = Program::new(&bin, args, inherited_env(&[("VERSUS_VMM_TIMEOUT_MS", &timeout_ms)]))?;
+        let env = Environment::new(inherited_env(&[("VERSUS_VMM_TIMEOUT_MS", &timeout_ms)]))?;
+        let program = Program::new(&bin, args, &env)?;
         spawn_program(&program, CHANNEL_FD, &format!("the VMM process {}", bin.display()), timeout, controls).map(|(child, _)| child)
     }
 
