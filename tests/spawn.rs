@@ -211,10 +211,14 @@ fn failed_launches_with_a_cgroup_leave_none_behind() {
         Ok(_) => panic!("expected a cgroup failure"),
     }
     assert!(own_cgroups().is_empty(), "cgroups left after a failed cgroup set-up: {:?}", own_cgroups());
-    // A timeout before ready, and an instance dropped without stop.
-    let mut s = with_memory_cgroup("ready");
-    s.timeout = Duration::from_micros(1);
-    assert!(matches!(p.launch(&s), Err(LaunchError::Timeout { .. })));
+    // A timeout before ready (a program that never speaks the protocol),
+    // and an instance dropped without stop.
+    let sleep = Program::new("/bin/sleep", ["30"], Environment::inherited().unwrap()).unwrap();
+    let (mut child, _) = spawn_program(&sleep, 3, "sleep", Duration::from_millis(50), mem).expect("sleep starts");
+    assert!(!own_cgroups().is_empty(), "the child made its cgroup");
+    assert!(matches!(child.wait_ready(), Err(LaunchError::Timeout { what: "signal ready", .. })));
+    drop(child);
+    assert!(own_cgroups().is_empty(), "cgroups left after a timeout: {:?}", own_cgroups());
     drop(p.launch(&with_memory_cgroup("idle:1")).unwrap());
     assert!(own_cgroups().is_empty(), "cgroups left: {:?}", own_cgroups());
     assert!(own_children().is_empty(), "children left: {:?}", own_children());
@@ -238,11 +242,13 @@ fn a_vmm_process_asked_for_a_cgroup_reports_its_charge() {
     assert!(charged >= 16 << 20, "charged {charged} bytes for a guest that touched 16 MiB");
     i.stop().unwrap();
     assert!(own_cgroups().is_empty(), "cgroups left: {:?}", own_cgroups());
-    // A launch that fails after the cgroup was made: the VMM refuses the
-    // workload's mode, or times out before ready.
-    let mut s = with_memory_cgroup("ready");
-    s.timeout = Duration::from_micros(1);
-    assert!(p.launch(&s).is_err());
+    // A launch that fails after the child made its cgroup: no VMM program
+    // to execute.
+    let missing = VmBarePlatform::with_binary(std::path::Path::new("/nonexistent/versus-vmm"));
+    match missing.launch(&with_memory_cgroup("ready")) {
+        Err(e) => assert!(e.to_string().contains("/nonexistent/versus-vmm") && e.to_string().contains("ENOENT"), "{e}"),
+        Ok(_) => panic!("a missing VMM program must not start"),
+    }
     assert!(own_cgroups().is_empty(), "cgroups left: {:?}", own_cgroups());
     assert!(own_children().is_empty(), "children left: {:?}", own_children());
 }
