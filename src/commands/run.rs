@@ -12,6 +12,7 @@ use versus::experiment::interference;
 use versus::export::json::{self, EnvDoc};
 use versus::export::{self as ex};
 use versus::model::RunStatus;
+use versus::platform::container::Profile;
 use versus::platform::registry::{self, PlatformOptions};
 use versus::platform::Limits;
 use versus::runner::{self, CostOptions, Order, Progress, RunOptions, Sizing, WorkloadPlan};
@@ -89,6 +90,11 @@ pub struct RunArgs {
     /// The history database (default ~/.local/share/versus/history.db).
     #[arg(long, requires = "history")]
     pub history_db: Option<PathBuf>,
+    /// The container platform's security profile: `default` (what runc and
+    /// Docker apply: 14 capabilities, seccomp, no_new_privs, masked /proc
+    /// paths) or `privileged` (namespaces, cgroup and read-only rootfs only).
+    #[arg(long, default_value = "default")]
+    pub container_profile: Profile,
 }
 
 struct Bar(ProgressBar);
@@ -153,7 +159,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     if runs.checked_add(warmup).is_none() {
         anyhow::bail!("--runs {runs} plus --warmup {warmup} is more launches than versus can count; give smaller numbers");
     }
-    let popts = PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false };
+    let popts = PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false, container_profile: a.container_profile };
     // Platforms asked for by name must run: one that cannot is an error
     // before anything is launched (the defaults skip with the reason).
     let candidates: Vec<runner::Candidate> = platforms.iter().map(|n| (n.clone(), registry::create(n, &popts))).collect();
