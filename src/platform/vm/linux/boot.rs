@@ -20,6 +20,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::super::bus::Bus;
 use super::super::devices::boot_done::{BootDone, BOOT_DONE_PORT};
 use super::super::devices::i8042::{I8042, I8042_COMMAND_PORT, I8042_PORT};
+use super::super::devices::rtc::{Rtc, RTC_PORT, RTC_PORTS};
 use super::super::devices::serial::{
     Role, SerialDevice, Tail, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, UART_PORTS,
 };
@@ -166,12 +167,14 @@ impl LinuxVm {
         bus.add_pio(I8042_COMMAND_PORT, 1, i8042.clone())
             .map_err(overlap)?;
         bus.add_pio(BOOT_DONE_PORT, 4, boot_done).map_err(overlap)?;
+        bus.add_pio(RTC_PORT, RTC_PORTS, Arc::new(Mutex::new(Rtc::new()))).map_err(overlap)?;
         let used = [
             (COM1_PORT, UART_PORTS),
             (COM2_PORT, UART_PORTS),
             (I8042_PORT, 1),
             (I8042_COMMAND_PORT, 1),
             (BOOT_DONE_PORT, 4),
+            (RTC_PORT, RTC_PORTS),
         ];
         let sinkdev = Arc::new(Mutex::new(Sink::default()));
         for (base, len) in sink::gaps(&used) {
