@@ -121,9 +121,16 @@ pub fn run_versus(args: &[&str], timeout: Duration) -> Option<HostRun> {
             Ok(Some(s)) => break s,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
             Ok(None) => {
+                // SIGTERM first: the script's trap then stops QEMU and removes
+                // its temporary files; SIGKILL if it does not end soon.
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+                let grace = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < grace && matches!(child.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
                 let _ = child.kill();
-                let s = child.wait().expect("wait for the killed run");
-                eprintln!("kvm_host: killed after {timeout:?} + 60 s");
+                let s = child.wait().expect("wait for the stopped run");
+                eprintln!("kvm_host: stopped after {timeout:?} + 60 s");
                 break s;
             }
             Err(e) => panic!("waiting for the run: {e}"),
