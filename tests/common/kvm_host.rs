@@ -74,6 +74,21 @@ pub fn kvm_host() -> Result<KvmHost, String> {
 /// (the emulated host's boot included). `None`, with a visible `SKIPPED:`
 /// line, when there is no way to; panics when the run itself cannot start.
 pub fn run_versus(args: &[&str], timeout: Duration) -> Option<HostRun> {
+    run(Cmd::Versus(args), timeout)
+}
+
+/// Runs a shell command line (`sh -c`, busybox sh when emulated) with
+/// `versus` on PATH: several commands in one boot of the emulated host.
+pub fn run_shell(line: &str, timeout: Duration) -> Option<HostRun> {
+    run(Cmd::Shell(line), timeout)
+}
+
+enum Cmd<'a> {
+    Versus(&'a [&'a str]),
+    Shell(&'a str),
+}
+
+fn run(what: Cmd, timeout: Duration) -> Option<HostRun> {
     let host = match kvm_host() {
         Ok(h) => h,
         Err(why) => {
@@ -85,22 +100,33 @@ pub fn run_versus(args: &[&str], timeout: Duration) -> Option<HostRun> {
     let dir = tmp.path().join("work");
     std::fs::create_dir(&dir).expect("the work directory");
     let versus = env!("CARGO_BIN_EXE_versus");
-    let mut cmd = match &host {
-        KvmHost::Native { .. } => {
+    let mut cmd = match (&host, &what) {
+        (KvmHost::Native { .. }, Cmd::Versus(args)) => {
             let mut c = Command::new(versus);
-            c.args(args).current_dir(&dir);
+            c.args(*args).current_dir(&dir);
             c
         }
-        KvmHost::Emulated => {
+        (KvmHost::Native { .. }, Cmd::Shell(line)) => {
+            let bin = Path::new(versus).parent().map(|p| p.display().to_string()).unwrap_or_default();
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(line)
+                .current_dir(&dir)
+                .env("PATH", format!("{bin}:{}", std::env::var("PATH").unwrap_or_default()));
+            c
+        }
+        (KvmHost::Emulated, _) => {
             let mut c = Command::new(script());
             c.arg("--timeout")
                 .arg(timeout.as_secs().max(1).to_string())
                 .arg("--out")
                 .arg(&dir)
                 .arg("--versus")
-                .arg(versus)
-                .arg("--")
-                .args(args);
+                .arg(versus);
+            match what {
+                Cmd::Versus(args) => c.arg("--").args(args),
+                Cmd::Shell(line) => c.arg("--sh").arg("--").arg(line),
+            };
             c
         }
     };
