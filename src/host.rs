@@ -79,6 +79,11 @@ pub struct Host {
     pub overlayfs: bool,
     pub kvm_device: bool,
     pub kvm_mode: KvmMode,
+    /// Set when this host's own CPU is emulated (QEMU TCG: the emulated
+    /// hardware-KVM host of harness/kvm-host), with the evidence: every
+    /// figure then shows behaviour, not the speed of real hardware.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_emulated: Option<String>,
     pub ksm: Option<String>,
     pub transparent_hugepages: Option<String>,
     pub peers: Vec<Peer>,
@@ -160,6 +165,44 @@ pub fn kvm_mode() -> KvmMode {
     KvmMode::Unknown
 }
 
+/// The hypervisor vendor of CPUID leaf 0x40000000 (`KVMKVMKVM`,
+/// `TCGTCGTCGTCG`, ...), when the CPU says it runs under one.
+pub fn hypervisor_vendor() -> Option<String> {
+    use core::arch::x86_64::__cpuid;
+    // Leaf 1 ECX bit 31: a hypervisor is present.
+    if __cpuid(1).ecx & (1 << 31) == 0 {
+        return None;
+    }
+    let r = __cpuid(0x4000_0000);
+    let mut b = Vec::with_capacity(12);
+    for v in [r.ebx, r.ecx, r.edx] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    let s = String::from_utf8_lossy(&b).trim_matches(char::from(0)).trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+/// Whether this host's CPU is emulated (not just virtualized): QEMU's TCG
+/// says so in the hypervisor leaf and in the CPU model. The evidence when it is.
+pub fn cpu_emulation(cpu_model: &str) -> Option<String> {
+    match hypervisor_vendor() {
+        Some(v) if v.starts_with("TCG") => Some(format!("this host's CPU is emulated by QEMU TCG (hypervisor CPUID leaf `{v}`, model `{cpu_model}`): figures show behaviour, not the speed of real hardware")),
+        _ if cpu_model.contains("QEMU TCG") => Some(format!("this host's CPU is emulated by QEMU TCG (model `{cpu_model}`): figures show behaviour, not the speed of real hardware")),
+        _ => None,
+    }
+}
+
+/// [`cpu_emulation`] of this host, read once.
+pub fn cpu_emulated_here() -> Option<&'static str> {
+    static E: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    E.get_or_init(|| {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())).unwrap_or_default();
+        cpu_emulation(&model)
+    })
+    .as_deref()
+}
+
 /// Finds an executable on PATH (and in sbin directories).
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
@@ -198,6 +241,7 @@ impl Host {
         sys.refresh_memory();
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let (cgroup_mode, cgroup_controllers) = cgroup_mode();
+        let cpu_emulated = cpu_emulation(&cpu_model);
         let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
         Host {
             hostname,
@@ -213,6 +257,7 @@ impl Host {
             overlayfs: filesystems.lines().any(|l| l.trim_end().ends_with("overlay")),
             kvm_device: Path::new("/dev/kvm").exists(),
             kvm_mode: kvm_mode(),
+            cpu_emulated,
             ksm: read_trim("/sys/kernel/mm/ksm/run").map(|v| if v == "1" { "on".into() } else { format!("off ({v})") }),
             transparent_hugepages: read_trim("/sys/kernel/mm/transparent_hugepage/enabled"),
             peers: PEERS.iter().map(|p| Peer { name: p.to_string(), path: which(p) }).collect(),

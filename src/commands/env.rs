@@ -31,6 +31,9 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
     println!("user ns       {}", yes(h.user_namespaces));
     println!("overlayfs     {}", yes(h.overlayfs));
     println!("kvm           {}", h.kvm_mode.describe());
+    if let Some(why) = &h.cpu_emulated {
+        println!("  emulated    {why}");
+    }
     let sp = &m.kvm_speed;
     match (sp.cpl3_iters_per_s, sp.cpl0_iters_per_s, sp.user_to_supervisor_ratio) {
         (Some(u), Some(k), Some(r)) => {

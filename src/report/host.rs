@@ -19,6 +19,7 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
     let peers: Vec<String> = h.peers.iter().filter(|p| p.path.is_some()).map(|p| p.name.clone()).collect();
     let rows = vec![
         vec!["KVM".into(), h.kvm_mode.describe()],
+        vec!["CPU emulation".into(), h.cpu_emulated.clone().unwrap_or_else(|| "none detected: the CPU runs natively or hardware-virtualized".into())],
         vec!["kernel".into(), or_unknown(&h.kernel)],
         vec!["distribution".into(), or_unknown(&h.distribution)],
         vec!["CPU".into(), format!("{} ({} cores)", or_unknown(&h.cpu_model), h.cores)],

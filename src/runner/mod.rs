@@ -158,13 +158,21 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
     progress.start((per_platform + cost_steps) * created.len() as u64);
     let mut statuses: Vec<PlatformStatus> = created
         .iter()
-        .map(|p| PlatformStatus {
-            platform: p.name().into(),
-            status: RunStatus::Ran,
-            reason: None,
-            representative: p.representative().is_ok(),
-            representative_note: p.representative().err(),
-            notes: p.notes(),
+        .map(|p| {
+            // On a host whose CPU is itself emulated (harness/kvm-host), no
+            // figure is that of real hardware, whatever the platform.
+            let note = match (p.representative().err(), crate::host::cpu_emulated_here()) {
+                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                (a, b) => a.or(b.map(String::from)),
+            };
+            PlatformStatus {
+                platform: p.name().into(),
+                status: RunStatus::Ran,
+                reason: None,
+                representative: note.is_none(),
+                representative_note: note,
+                notes: p.notes(),
+            }
         })
         .collect();
     // The launches get most of a launch-only run's time budget, under half

@@ -1,7 +1,11 @@
 //! Helpers shared by the integration tests: scoped leak checks. Only what
 //! this test process created is looked at, so tests can run in parallel with
 //! other versus processes on the same host.
+//! [`kvm_host`] runs a versus command where KVM is hardware-style (here, or
+//! in harness/kvm-host's emulated host).
 #![allow(dead_code)]
+
+pub mod kvm_host;
 
 use std::path::PathBuf;
 

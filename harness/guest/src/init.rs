@@ -142,7 +142,13 @@ fn run_as_init() {
     }
     let mut status = 0;
     // SAFETY: waits for our own child; `status` is a valid out pointer.
-    unsafe { waitpid(pid, &mut status, 0) };
+    if unsafe { waitpid(pid, &mut status, 0) } == pid && status != 0 {
+        // The host only sees the guest reboot: say why on the console.
+        match (status & 0x7f, (status >> 8) & 0xff) {
+            (0, code) => eprintln!("versus-init: the workload exited with status {code}"),
+            (sig, _) => eprintln!("versus-init: the workload was killed by signal {sig}"),
+        }
+    }
 }
 
 fn poweroff() -> ! {

@@ -1,6 +1,6 @@
 //! Legacy PC devices for the `vm-linux` guest, on the VMM's port bus
 //! ([`super::bus`]): a 16550 UART ([`serial`]), an i8042 whose reset command
-//! ends the VM ([`i8042`]), the boot-done port ([`boot_done`]) and a sink for
+//! ends the VM ([`i8042`]), a CMOS clock ([`rtc`]), the boot-done port ([`boot_done`]) and a sink for
 //! legacy ports Linux probes but versus does not emulate ([`sink`]).
 //!
 //! Devices report what the guest does as [`GuestEvent`]s on a channel, so the
@@ -8,6 +8,7 @@
 
 pub mod boot_done;
 pub mod i8042;
+pub mod rtc;
 pub mod serial;
 pub mod sink;
 

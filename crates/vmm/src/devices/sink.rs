@@ -1,5 +1,5 @@
 //! Ports Linux probes on a PC but versus does not emulate (other UARTs,
-//! CMOS/RTC, VGA, floppy, PCI configuration, POST port 0x80, ...): reads
+//! VGA, floppy, PCI configuration, POST port 0x80, ...): reads
 //! return all ones (no device: a floating ISA bus), writes are dropped, as on
 //! hardware with nothing plugged in. Accesses are counted for diagnostics.
 

@@ -24,6 +24,7 @@ use super::kernel::{self, LoadedKernel};
 use crate::bus::Bus;
 use crate::devices::boot_done::{BootDone, BOOT_DONE_PORT};
 use crate::devices::i8042::{I8042, I8042_COMMAND_PORT, I8042_PORT};
+use crate::devices::rtc::{Rtc, RTC_PORT, RTC_PORTS};
 use crate::devices::serial::{Role, SerialDevice, Tail, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, UART_PORTS};
 use crate::devices::sink::{self, Sink};
 use crate::devices::{Events, GuestEvent};
@@ -134,7 +135,8 @@ impl LinuxVm {
         bus.add_pio(I8042_PORT, 1, i8042.clone()).map_err(overlap)?;
         bus.add_pio(I8042_COMMAND_PORT, 1, i8042.clone()).map_err(overlap)?;
         bus.add_pio(BOOT_DONE_PORT, 4, boot_done).map_err(overlap)?;
-        let used = [(COM1_PORT, UART_PORTS), (COM2_PORT, UART_PORTS), (I8042_PORT, 1), (I8042_COMMAND_PORT, 1), (BOOT_DONE_PORT, 4)];
+        bus.add_pio(RTC_PORT, RTC_PORTS, Arc::new(Mutex::new(Rtc::new()))).map_err(overlap)?;
+        let used = [(COM1_PORT, UART_PORTS), (COM2_PORT, UART_PORTS), (I8042_PORT, 1), (I8042_COMMAND_PORT, 1), (BOOT_DONE_PORT, 4), (RTC_PORT, RTC_PORTS)];
         let sinkdev = Arc::new(Mutex::new(Sink::default()));
         for (base, len) in sink::gaps(&used) {
             bus.add_pio(base, len, sinkdev.clone()).map_err(overlap)?;
