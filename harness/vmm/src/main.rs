@@ -1,24 +1,32 @@
-//! `versus-vmm`: the `vm-bare` VMM as a small process of its own, so that
-//! its memory (PSS, and resident memory excluding the guest RAM mapping) can
-//! be measured apart from versus. It is linked statically from crates/vmm
+//! `versus-vmm`: versus' VMM as a small process of its own, one per guest
+//! (the Firecracker model), so that its memory (PSS, and resident memory
+//! excluding the guest RAM mapping) can be measured apart from versus and
+//! its start is part of every boot. It is linked statically from crates/vmm
 //! alone (build.rs of versus builds it with crt-static and embeds it), as
 //! Firecracker is, so no shared library pages count against it.
 //!
 //! ```text
-//! versus-vmm [--fd N] <MODE> [PARAM]
+//! versus-vmm [--fd N] <MODE> [PARAM]                  the kernel-less guest (vm-bare)
+//! versus-vmm [--fd N] linux --kernel PATH --initrd PATH [--mem MIB]
+//!            [--cmdline STR] [--console] [--hide-unemulated] [--boot-bzimage]   a Linux guest (vm-linux)
 //! ```
 //!
-//! MODE is a guest mode of `versus_vmm::abi::mode`, by name (`ready`, `cpu`,
-//! `mem`, `call`, `idle`, `probe`, `stress-cpu`, `stress-mem`) or number;
-//! PARAM its parameter (default 0; extra arguments are ignored).
-//!
-//! It writes the workload protocol to fd N (default 3): first
+//! Both write the workload protocol to fd N (default 3): first
 //! `LOG vmm guest_ram=<host addr hex>+<len hex> boot started=<ns> start=<ns>
-//! <phase>=<monotonic ns> ...`, then the guest's `READY` (stamped when the
-//! guest's READY host call arrived), then the guest's lines. For `idle` it
-//! keeps the parked guest until its standard input reaches end of file.
-//! When the guest ends with an error, it writes the guest's log lines so
-//! far, `LOG vmm-error <VmError::to_wire>`, and `ABORT <message>`.
+//! <phase>=<monotonic ns> ...`, then the guest's lines (`READY`, `RESULT`,
+//! `LOG`, `PROBE`). When the guest ends with an error they write
+//! `LOG vmm-error <VmError::to_wire>` (kernel-less guest) and
+//! `ABORT <message>`, and exit with status 1. A guest that waits (`idle`) is
+//! kept until standard input reaches end of file.
+//!
+//! | file | job |
+//! |---|---|
+//! | [`bare`] | the kernel-less guest's modes |
+//! | [`linux`] | booting a Linux kernel and forwarding its channel UART |
+//! | this file | arguments, the channel fd, dispatch |
+
+mod bare;
+mod linux;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -26,12 +34,17 @@ use std::os::fd::FromRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use versus_vmm::abi::mode;
-use versus_vmm::bare::{BareVm, GuestRun};
 use versus_vmm::clock::now_ns;
 
-/// Reads `[--fd N] <MODE> [PARAM]`: the channel fd and what to run.
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(i32, GuestRun), String> {
+/// What to run.
+#[derive(Debug, PartialEq)]
+enum Command {
+    Bare(versus_vmm::bare::GuestRun),
+    Linux(linux::Args),
+}
+
+/// Reads `[--fd N] <MODE> ...`: the channel fd and what to run.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(i32, Command), String> {
     let mut args = args.into_iter().peekable();
     let mut fd = 3;
     if args.peek().map(String::as_str) == Some("--fd") {
@@ -39,18 +52,15 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(i32, GuestRun),
         fd = args.next().and_then(|v| v.parse().ok()).ok_or("--fd needs a descriptor number")?;
     }
     let name = args.next().ok_or("no guest mode given")?;
-    let mode = GuestRun::parse_mode(&name).ok_or_else(|| format!("unknown guest mode `{name}`"))?;
-    let param = match args.next().map(|p| p.parse::<u32>()) {
-        None => 0,
-        Some(Ok(p)) => p,
-        Some(Err(_)) => return Err("PARAM must be a non-negative integer".into()),
-    };
-    Ok((fd, GuestRun { mode, param }))
+    if name == "linux" {
+        return Ok((fd, Command::Linux(linux::Args::parse(args)?)));
+    }
+    Ok((fd, Command::Bare(bare::parse_run(&name, args.next())?)))
 }
 
 fn main() -> ExitCode {
     let started = now_ns();
-    let (fd, run) = match parse_args(std::env::args().skip(1)) {
+    let (fd, command) = match parse_args(std::env::args().skip(1)) {
         Ok(v) => v,
         Err(why) => return usage(&why),
     };
@@ -63,73 +73,59 @@ fn main() -> ExitCode {
     // SAFETY: the fd was checked to be open and was handed to this program
     // for exactly this purpose; it is owned from here on.
     let mut out = unsafe { File::from_raw_fd(fd) };
-
-    let mut vm = match BareVm::launch(run, timeout) {
-        Ok(vm) => vm,
-        Err(e) => return fail(&mut out, &e.to_string()),
+    let result = match command {
+        Command::Bare(run) => bare::run(&mut out, run, started, timeout),
+        Command::Linux(args) => linux::run(&mut out, &args, started, timeout),
     };
-    let mut line = String::from("LOG vmm");
-    for (start, len) in vm.guest_ram_host_ranges() {
-        line += &format!(" guest_ram={start:x}+{len:x}");
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => fail(&mut out, &msg),
     }
-    line += &format!(" boot started={started} start={}", vm.boot.start_ns);
-    let mut ready_ns = vm.boot.start_ns;
-    for (name, t) in &vm.boot.marks {
+}
+
+/// The first line: guest RAM host ranges and the VMM's boot marks.
+fn vmm_line(guest_ram: &[(u64, u64)], started: u64, start: u64, marks: &[(&str, u64)]) -> String {
+    let mut line = String::from("LOG vmm");
+    for (s, len) in guest_ram {
+        line += &format!(" guest_ram={s:x}+{len:x}");
+    }
+    line += &format!(" boot started={started} start={start}");
+    for (name, t) in marks {
         line += &format!(" {name}={t}");
-        ready_ns = *t;
     }
     line.push('\n');
-    let _ = out.write_all(line.as_bytes());
-    let _ = out.write_all(format!("READY t={ready_ns} started={started}\n").as_bytes());
+    line
+}
 
-    let lines = match vm.finish() {
-        Ok(l) => l,
-        Err(e) => {
-            // What the guest logged before it ended (the probes' `site=`
-            // marks), then how it ended, in a form the harness reads back
-            // (`VmError::from_wire`) to judge it as if the VMM ran inside it.
-            let mut text = String::new();
-            for l in vm.log_lines() {
-                text += &format!("LOG {l}\n");
-            }
-            text += &format!("LOG vmm-error {}\n", e.to_wire());
-            let _ = out.write_all(text.as_bytes());
-            return fail(&mut out, &e.to_string());
-        }
-    };
-    let mut text = String::new();
-    for l in &lines {
-        text += l;
-        text.push('\n');
-    }
-    let _ = out.write_all(text.as_bytes());
-    if run.mode == mode::IDLE {
-        let mut sink = [0u8; 64];
-        let mut stdin = std::io::stdin();
-        while let Ok(n) = stdin.read(&mut sink) {
-            if n == 0 {
-                break;
-            }
+/// Blocks until standard input reaches end of file (or fails).
+fn wait_stdin_eof() {
+    let mut sink = [0u8; 64];
+    let mut stdin = std::io::stdin();
+    while let Ok(n) = stdin.read(&mut sink) {
+        if n == 0 {
+            break;
         }
     }
-    drop(vm);
-    ExitCode::SUCCESS
 }
 
 fn fail(out: &mut File, msg: &str) -> ExitCode {
-    let _ = out.write_all(format!("ABORT {}\n", msg.replace('\n', " ")).as_bytes());
+    let _ = out.write_all(format!("ABORT {}\n", msg.replace('\n', " | ")).as_bytes());
     eprintln!("versus-vmm: {msg}");
     ExitCode::from(1)
 }
 
 fn usage(why: &str) -> ExitCode {
-    eprintln!("versus-vmm: {why}\nusage: versus-vmm [--fd N] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem|NUMBER> [PARAM]");
+    eprintln!(
+        "versus-vmm: {why}\nusage: versus-vmm [--fd N] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem|NUMBER> [PARAM]\n       versus-vmm [--fd N] linux --kernel PATH --initrd PATH [--mem MIB] [--cmdline STR] [--console] [--hide-unemulated] [--boot-bzimage]"
+    );
     ExitCode::from(2)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use versus_vmm::abi::mode;
+    use versus_vmm::bare::GuestRun;
 
     fn args(a: &str) -> Vec<String> {
         a.split_whitespace().map(String::from).collect()
@@ -137,12 +133,20 @@ mod tests {
 
     #[test]
     fn arguments_parse_or_say_what_is_wrong() {
-        assert_eq!(parse_args(args("cpu 7")), Ok((3, GuestRun { mode: mode::CPU, param: 7 })));
-        assert_eq!(parse_args(args("--fd 5 idle")), Ok((5, GuestRun { mode: mode::IDLE, param: 0 })));
-        assert_eq!(parse_args(args(&format!("{}", mode::PROBE))).map(|r| r.1.mode), Ok(mode::PROBE));
+        assert_eq!(parse_args(args("cpu 7")), Ok((3, Command::Bare(GuestRun { mode: mode::CPU, param: 7 }))));
+        assert_eq!(parse_args(args("--fd 5 idle")), Ok((5, Command::Bare(GuestRun { mode: mode::IDLE, param: 0 }))));
+        assert!(matches!(parse_args(args(&format!("{}", mode::PROBE))), Ok((3, Command::Bare(GuestRun { mode: mode::PROBE, .. })))));
         assert_eq!(parse_args(args("--fd x cpu")), Err("--fd needs a descriptor number".into()));
         assert_eq!(parse_args(args("")), Err("no guest mode given".into()));
         assert!(parse_args(args("dance")).unwrap_err().contains("unknown guest mode `dance`"));
         assert!(parse_args(args("cpu -1")).unwrap_err().contains("non-negative"));
+        let Ok((4, Command::Linux(l))) = parse_args(args("--fd 4 linux --kernel /k --initrd /i --mem 128 --console")) else { panic!("linux mode") };
+        assert_eq!((l.kernel.to_str(), l.initrd.to_str(), l.mem_mib, l.console, l.hide_unemulated), (Some("/k"), Some("/i"), 128, true, false));
+    }
+
+    #[test]
+    fn the_first_line_carries_ram_and_marks() {
+        let l = vmm_line(&[(0x7f00, 0x1000)], 5, 7, &[("vmm", 9)]);
+        assert_eq!(l, "LOG vmm guest_ram=7f00+1000 boot started=5 start=7 vmm=9\n");
     }
 }

@@ -8,19 +8,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use versus_vmm::devices::GuestEvent;
-use versus_vmm::linux::boot::{Ended, LinuxVm, Next, Running, VmConfig};
+use versus_vmm::linux::boot::VmConfig;
 pub use versus_vmm::linux::LinuxError;
 use versus_vmm::linux::{cmdline, initramfs, prepare_kernel, ConsoleBoot, EMULATION_WORKAROUNDS};
 
-use crate::channel::{self, Received};
+use crate::channel::Received;
 use crate::error::{LaunchError, Result};
 use crate::host::KvmMode;
 use crate::measure::clock::now_ns;
 use crate::measure::Boot;
-use crate::model::ProbeLine;
+use crate::platform::cgroup::Controls;
 use crate::platform::registry::PlatformOptions;
-use crate::platform::{Finished, Group, Guest, Instance, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
+use crate::platform::vm::vmm_process::{vmm_binary, VmmBinary, VmmLog, VmmProcessInstance};
+use crate::platform::{Group, Guest, Instance, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
 
 /// A Linux guest on versus' VMM.
 pub const INFO: PlatformInfo = PlatformInfo {
@@ -31,7 +31,7 @@ pub const INFO: PlatformInfo = PlatformInfo {
     group: Group::Versus,
     isolation: Isolation::Vm,
     guest: Guest::OwnKernel,
-    memory: MemoryAccounting::Harness,
+    memory: MemoryAccounting::VmmProcess,
     baseline: false,
 };
 
@@ -39,10 +39,12 @@ pub const INFO: PlatformInfo = PlatformInfo {
 pub fn create(opts: &PlatformOptions) -> std::result::Result<Box<dyn Platform>, Unavailable> {
     Ok(Box::new(LinuxPlatform::new(LinuxOptions { kernel: opts.kernel.clone(), force: opts.force, console: opts.console, ..LinuxOptions::default() })))
 }
-/// Boot phases, in order; they add up to `boot`: VMM set-up (KVM_CREATE_VM
-/// to the vCPU's first entry), kernel (entry to /init's boot-done signal),
-/// init (boot-done to READY received).
-pub const PHASES: [&str; 3] = ["vmm", "kernel", "init"];
+/// Boot phases, in order; they add up to `boot`: the VMM process's start
+/// (spawn to its `start` mark), VMM set-up (reading the kernel and
+/// initramfs files, KVM_CREATE_VM, loading, to the vCPU's first entry),
+/// kernel (entry to /init's boot-done signal), init (boot-done to READY
+/// received by versus).
+pub const PHASES: [&str; 4] = ["vmm_spawn", "vmm", "kernel", "init"];
 /// Guest RAM by default.
 pub const DEFAULT_MEM_MIB: u64 = 256;
 
@@ -170,20 +172,6 @@ fn vm_config(opts: &LinuxOptions, path: &Path, args: &[String], kernel_log: bool
     })
 }
 
-fn ended_error(e: Ended, what: &'static str, timeout: Duration) -> LaunchError {
-    match e {
-        Ended::Reset => LaunchError::Vm(format!("the guest rebooted before it {what}")),
-        Ended::Stopped => LaunchError::Interrupted,
-        Ended::Failed(f) => match f.error {
-            versus_vmm::VmError::Interrupted => LaunchError::Interrupted,
-            versus_vmm::VmError::Timeout { .. } => {
-                LaunchError::Vm(format!("the guest did not {what} within {timeout:?} (raise --timeout if it is just slow); {f}"))
-            }
-            _ => LaunchError::Vm(format!("the guest failed before it {what}: {f}")),
-        },
-    }
-}
-
 impl From<LinuxError> for LaunchError {
     fn from(e: LinuxError) -> LaunchError {
         match e {
@@ -194,10 +182,30 @@ impl From<LinuxError> for LaunchError {
     }
 }
 
+/// The files a VMM process boots from: the kernel image to load (the
+/// vmlinux extracted from a bzImage, unless it boots the bzImage itself)
+/// and the guest initramfs, in a temp dir removed with the platform.
+struct BootFiles {
+    dir: tempfile::TempDir,
+}
+
+impl BootFiles {
+    fn kernel(&self) -> PathBuf {
+        self.dir.path().join("kernel")
+    }
+    fn initrd(&self) -> PathBuf {
+        self.dir.path().join("initramfs.cpio")
+    }
+}
+
 /// The `vm-linux` platform.
 pub struct LinuxPlatform {
     opts: LinuxOptions,
     kernel: std::result::Result<PathBuf, String>,
+    /// The `versus-vmm` program each guest runs in.
+    program: std::result::Result<VmmBinary, String>,
+    /// Written on the first launch (see [`BootFiles`]).
+    files: OnceLock<std::result::Result<BootFiles, String>>,
     /// The files of the guest initramfs as a directory (for the footprint's
     /// VM disk), made on first use and removed with the platform.
     disk_tree: OnceLock<Option<tempfile::TempDir>>,
@@ -207,7 +215,54 @@ impl LinuxPlatform {
     /// Resolves the kernel now; a missing kernel shows in `available()`.
     pub fn new(opts: LinuxOptions) -> LinuxPlatform {
         let kernel = find_kernel(opts.kernel.as_deref()).map_err(|e| e.to_string());
-        LinuxPlatform { opts, kernel, disk_tree: OnceLock::new() }
+        let program = vmm_binary().map_err(|e| e.to_string());
+        LinuxPlatform { opts, kernel, program, files: OnceLock::new(), disk_tree: OnceLock::new() }
+    }
+
+    /// The kernel image and initramfs as files, written on first use.
+    fn boot_files(&self) -> Result<&BootFiles> {
+        let files = self.files.get_or_init(|| {
+            let path = self.kernel.as_ref().map_err(Clone::clone)?;
+            let image = prepare_kernel(path, self.opts.boot_bzimage).map_err(|e| e.to_string())?;
+            let initramfs = guest_initramfs().map_err(|e| e.to_string())?;
+            let dir = tempfile::Builder::new().prefix("versus-vm-linux-").tempdir().map_err(|e| format!("cannot make a temp dir for the kernel: {e}"))?;
+            let files = BootFiles { dir };
+            std::fs::write(files.kernel(), &*image).map_err(|e| format!("cannot write the kernel to {}: {e}", files.kernel().display()))?;
+            std::fs::write(files.initrd(), &*initramfs).map_err(|e| format!("cannot write the initramfs to {}: {e}", files.initrd().display()))?;
+            Ok(files)
+        });
+        files.as_ref().map_err(|e| LaunchError::Vm(e.clone()))
+    }
+
+    /// `versus-vmm` arguments booting `files` with the workload `args`.
+    fn vmm_args(&self, files: &BootFiles, args: &[String]) -> Vec<String> {
+        let emulated = matches!(crate::host::kvm_mode(), KvmMode::Pvm);
+        let mut extra = self.opts.extra_cmdline.clone();
+        if emulated {
+            extra = format!("{EMULATION_WORKAROUNDS} {extra}");
+        }
+        let kernel_log = self.opts.console || self.opts.kernel_log;
+        let mut v = vec![
+            "linux".to_string(),
+            "--kernel".into(),
+            files.kernel().display().to_string(),
+            "--initrd".into(),
+            files.initrd().display().to_string(),
+            "--mem".into(),
+            self.opts.mem_mib.to_string(),
+            "--cmdline".into(),
+            cmdline(args, kernel_log, &extra),
+        ];
+        if self.opts.boot_bzimage {
+            v.push("--boot-bzimage".into());
+        }
+        if self.opts.console {
+            v.push("--console".into());
+        }
+        if emulated {
+            v.push("--hide-unemulated".into());
+        }
+        v
     }
 
     /// A directory with the guest initramfs's files: /init (the workload
@@ -237,7 +292,12 @@ impl Platform for LinuxPlatform {
 
     fn available(&self) -> std::result::Result<(), Unavailable> {
         versus_vmm::vm::available().map_err(Unavailable::NoKvm)?;
-        self.kernel.as_ref().map(|_| ()).map_err(|e| Unavailable::Missing(e.clone()))
+        self.kernel.as_ref().map_err(|e| Unavailable::Missing(e.clone()))?;
+        let program = self.program.as_ref().map_err(|e| Unavailable::Host(e.clone()))?;
+        match program.missing() {
+            Some(why) => Err(Unavailable::Missing(why)),
+            None => Ok(()),
+        }
     }
 
     /// The kernel, shared; and (synthetic: vm-linux boots from its
@@ -260,11 +320,11 @@ impl Platform for LinuxPlatform {
         let mut n = vec![
             format!("kernel: {}", self.kernel.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|e| e.clone())),
             format!(
-                "boot phases: vmm (KVM_CREATE_VM to vCPU start), kernel (to /init's boot-done port write), init (to READY on ttyS1); guest RAM {} MiB, 1 vCPU",
+                "boot phases: vmm_spawn (the VMM process's vfork-like clone + execve), vmm (reading the kernel and initramfs files, KVM_CREATE_VM, loading, to vCPU start), kernel (to /init's boot-done port write), init (to READY on ttyS1, received by versus); guest RAM {} MiB, 1 vCPU",
                 self.opts.mem_mib
             ),
             "call: a getpid system call in the guest kernel".into(),
-            "the VMM runs inside the versus process: mem.host is versus' PSS including the guest RAM it touched".into(),
+            "the VMM is its own process (versus-vmm, static), one per guest, as for vm-bare: mem.host is that process's PSS (guest RAM it touched included), mem.vmm its resident memory outside guest RAM, mem.cgroup the charge of its own memory cgroup".into(),
         ];
         if !self.opts.boot_bzimage {
             n.push("a bzImage is booted as the vmlinux extracted from it (no decompressor run; extraction is done once, before timing)".into());
@@ -278,100 +338,36 @@ impl Platform for LinuxPlatform {
                 return Err(LinuxError::NotRepresentative(why).into());
             }
         }
-        let path = self.kernel.as_ref().map_err(|e| LaunchError::Unsupported(e.clone()))?;
-        let cfg = vm_config(&self.opts, path, &spec.workload.guest_args(), false)?;
-        let t0 = now_ns();
-        let vm = LinuxVm::build(&cfg)?;
-        let t_vmm = now_ns();
+        // Preparation, before the clock: the kernel to load and the
+        // initramfs as files the VMM process reads (written once).
+        let files = self.boot_files()?;
+        let program = self.program.as_ref().map_err(|e| LaunchError::Unsupported(e.clone()))?;
+        let args = self.vmm_args(files, &spec.workload.guest_args());
+        let start = now_ns();
+        let mut child = program.spawn(args, spec.timeout, Controls::needs(spec.cgroup, &spec.limits))?;
         let deadline = Instant::now() + spec.timeout;
-        let mut running = vm.start(spec.timeout, "signal ready");
-        let mut t_boot_done = None;
-        let mut pending = Vec::new();
+        let mut vmm = VmmLog::default();
         let t_ready = loop {
-            match running.next(deadline) {
-                Next::Event(GuestEvent::BootDone { t_ns }) => t_boot_done = Some(t_ns),
-                Next::Event(GuestEvent::Channel(line)) => match channel::parse(&line)? {
-                    Received::Ready { .. } => break now_ns(),
-                    other => pending.push(other),
+            match child.channel.recv(deadline, "signal ready", spec.timeout)? {
+                Some((Received::Ready { .. }, t)) => break t,
+                Some((Received::Log(l), _)) => match l.strip_prefix("console ") {
+                    Some(c) if self.opts.console => eprintln!("{c}"),
+                    Some(_) => {}
+                    None => {
+                        vmm.absorb(&l);
+                    }
                 },
-                Next::Event(_) => {}
-                Next::Ended(e) => return Err(ended_error(e, "signalled ready", spec.timeout)),
-                Next::TimedOut => {
-                    let tail = running.console_tail();
-                    let _ = running.stop();
-                    return Err(LaunchError::Vm(format!(
-                        "the guest did not signal ready within {:?} (raise --timeout if it is just slow); last console lines: {}",
-                        spec.timeout,
-                        tail.join(" | ")
-                    )));
-                }
+                Some(_) => {}
+                None => return Err(child.crash_error("the VMM process exited before the guest signalled ready")),
             }
         };
-        let t_kernel = t_boot_done.unwrap_or(t_ready).clamp(t_vmm, t_ready);
-        let boot = Boot::from_marks(t0, &[(PHASES[0], t_vmm), (PHASES[1], t_kernel), (PHASES[2], t_ready)]);
-        Ok(Box::new(LinuxInstance { running: Some(running), boot, pending, deadline, timeout: spec.timeout }))
-    }
-}
-
-/// A ready Linux guest.
-pub struct LinuxInstance {
-    running: Option<Running>,
-    boot: Boot,
-    pending: Vec<Received>,
-    deadline: Instant,
-    timeout: Duration,
-}
-
-impl Instance for LinuxInstance {
-    fn boot(&self) -> &Boot {
-        &self.boot
-    }
-
-    fn pids(&self) -> Vec<i32> {
-        vec![std::process::id() as i32]
-    }
-
-    fn finish(&mut self) -> Result<Finished> {
-        let mut out = Finished::default();
-        let take = |m: Received, out: &mut Finished| match m {
-            Received::Result(r) => out.results.push(r),
-            Received::Log(l) => out.logs.push(l),
-            Received::Probe { id, result, evidence } => out.probes.push(ProbeLine { id, result, evidence }),
-            Received::Ready { .. } => {}
-        };
-        for m in self.pending.drain(..) {
-            take(m, &mut out);
-        }
-        let Some(running) = self.running.as_mut() else {
-            return Ok(out);
-        };
-        loop {
-            match running.next(self.deadline) {
-                Next::Event(GuestEvent::Channel(line)) => take(channel::parse(&line)?, &mut out),
-                Next::Event(_) => {}
-                Next::Ended(Ended::Reset) => {
-                    self.running = None;
-                    return Ok(out);
-                }
-                Next::Ended(e) => {
-                    self.running = None;
-                    return Err(ended_error(e, "finished", self.timeout));
-                }
-                Next::TimedOut => return Err(LaunchError::Timeout { what: "finish", after: self.timeout }),
-            }
-        }
-    }
-
-    fn stop(mut self: Box<Self>) -> Result<f64> {
-        let t = now_ns();
-        if let Some(r) = self.running.take() {
-            match r.stop() {
-                Ended::Reset | Ended::Stopped => {}
-                Ended::Failed(f) if matches!(f.error, versus_vmm::VmError::Timeout { .. }) => {}
-                Ended::Failed(f) => return Err(LaunchError::Vm(format!("the guest failed while stopping: {f}"))),
-            }
-        }
-        Ok((now_ns() - t) as f64 / 1e6)
+        let t_spawned = vmm.mark("start").unwrap_or(start).clamp(start, t_ready);
+        let t_vmm = vmm.mark("vmm").unwrap_or(t_spawned).clamp(t_spawned, t_ready);
+        let t_kernel = vmm.mark("kernel").unwrap_or(t_ready).clamp(t_vmm, t_ready);
+        let boot = Boot::from_marks(start, &[(PHASES[0], t_spawned), (PHASES[1], t_vmm), (PHASES[2], t_kernel), (PHASES[3], t_ready)]);
+        let mut inst = VmmProcessInstance::new(child, boot, vmm.guest_ram);
+        inst.echo_console = self.opts.console;
+        Ok(Box::new(inst))
     }
 }
 

@@ -351,9 +351,25 @@ impl Running {
         self.join()
     }
 
+    /// A handle that stops the guest from another thread (the vCPU notices
+    /// within [`SLICE`]); [`Running::next`] then reports how it ended.
+    pub fn stop_handle(&self) -> StopFlag {
+        StopFlag(self.stop.clone())
+    }
+
     /// The last console lines.
     pub fn console_tail(&self) -> Vec<String> {
         self.tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// Stops a [`Running`] guest from another thread.
+#[derive(Debug, Clone)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 

@@ -6,56 +6,23 @@
 //! RAM it touched included) and `mem.vmm` its resident memory outside the
 //! guest-RAM mapping, as Firecracker measures its overhead.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::probes::Attempt;
 use super::{common_notes, guest_run_of, image, GuestRun, INFO, SURFACE};
 use crate::channel::Received;
-use crate::error::{LaunchError, Result};
+use crate::error::Result;
 use crate::measure::clock::now_ns;
-use crate::measure::smaps;
 use crate::measure::Boot;
 use crate::model::ProbeLine;
 use crate::platform::cgroup::Controls;
-use crate::platform::child::{spawn_program, ChildInstance, ChildWorkload};
+use crate::platform::child::ChildWorkload;
 use crate::platform::registry::PlatformOptions;
-use crate::platform::spawn::{inherited_env, Environment, Program};
-use crate::platform::{AttackSurface, Finished, Instance, LaunchSpec, Platform, PlatformInfo, Storage, Unavailable, VmmMemory};
+use crate::platform::vm::vmm_process::{vmm_binary, VmmBinary, VmmLog, VmmProcessInstance};
+use crate::platform::{AttackSurface, Finished, Instance, LaunchSpec, Platform, PlatformInfo, Storage, Unavailable};
 use crate::workload::EmbeddedProgram;
 use versus_vmm::VmError;
-
-/// The fd the VMM process writes the protocol to.
-const CHANNEL_FD: i32 = 3;
-
-/// The static `versus-vmm` program, built by build.rs from harness/vmm.
-pub static VMM_BINARY: &[u8] = include_bytes!(env!("VERSUS_VMM_BIN"));
-
-/// Where the `versus-vmm` program runs from: `$VERSUS_VMM` if set, else the
-/// embedded static one, written to a temp dir that lives as long as this.
-pub enum VmmBinary {
-    Given(PathBuf),
-    Embedded(EmbeddedProgram),
-}
-
-impl VmmBinary {
-    pub fn path(&self) -> PathBuf {
-        match self {
-            VmmBinary::Given(p) => p.clone(),
-            VmmBinary::Embedded(p) => p.path(),
-        }
-    }
-}
-
-/// Finds or writes the `versus-vmm` program (see [`VmmBinary`]).
-pub fn vmm_binary() -> std::result::Result<VmmBinary, VmError> {
-    if let Some(p) = std::env::var_os("VERSUS_VMM") {
-        return Ok(VmmBinary::Given(PathBuf::from(p)));
-    }
-    EmbeddedProgram::write("versus-vmm", VMM_BINARY)
-        .map(VmmBinary::Embedded)
-        .map_err(|e| VmError::VmmProcess(format!("cannot write the versus-vmm program to a temp dir: {e}; set TMPDIR to a writable directory")))
-}
 
 /// `vm-bare`, one `versus-vmm` process per instance.
 pub struct VmBarePlatform {
@@ -78,15 +45,9 @@ impl VmBarePlatform {
         VmBarePlatform { program: VmmBinary::Given(bin.to_path_buf()), image_file: Default::default() }
     }
 
-    /// Starts a `versus-vmm` process running `run`, bounded by `timeout`,
-    /// in a cgroup of its own when `controls` asks for one.
+    /// Starts a `versus-vmm` process running `run`.
     fn spawn(&self, run: GuestRun, timeout: Duration, controls: Option<Controls>) -> Result<ChildWorkload> {
-        let bin = self.program.path();
-        let args = ["--fd".to_string(), CHANNEL_FD.to_string(), run.mode.to_string(), run.param.to_string()];
-        let timeout_ms = timeout.as_millis().to_string();
-        let env = Environment::new(inherited_env(&[("VERSUS_VMM_TIMEOUT_MS", &timeout_ms)]))?;
-        let program = Program::new(&bin, args, &env)?;
-        spawn_program(&program, CHANNEL_FD, &format!("the VMM process {}", bin.display()), timeout, controls).map(|(child, _)| child)
+        self.program.spawn([run.mode.to_string(), run.param.to_string()], timeout, controls)
     }
 
     /// Launches one guest in a fresh `versus-vmm` process and waits for READY.
@@ -96,32 +57,27 @@ impl VmBarePlatform {
         let start = now_ns();
         let mut child = self.spawn(run, spec.timeout, Controls::needs(spec.cgroup, &spec.limits))?;
         let deadline = Instant::now() + spec.timeout;
-        let mut guest_ram = Vec::new();
-        let mut marks: Vec<(String, u64)> = Vec::new();
+        let mut vmm = VmmLog::default();
         let ready_ns = loop {
             match child.channel.recv(deadline, "signal ready", spec.timeout)? {
                 Some((Received::Ready { .. }, t)) => break t,
                 Some((Received::Log(l), _)) => {
-                    if let Some((r, m)) = parse_vmm_log(&l) {
-                        guest_ram = r;
-                        marks = m;
-                    }
+                    vmm.absorb(&l);
                 }
                 Some(_) => {}
                 None => return Err(child.crash_error("the VMM process exited before the guest signalled ready")),
             }
         };
-        let get = |k: &str| marks.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-        let mut m: Vec<(&'static str, u64)> = vec![("vmm_spawn", get("start").unwrap_or(start))];
+        let mut m: Vec<(&'static str, u64)> = vec![("vmm_spawn", vmm.mark("start").unwrap_or(start))];
         for p in super::PHASES {
             if p == "ready" {
                 m.push(("ready", ready_ns));
-            } else if let Some(t) = get(p) {
+            } else if let Some(t) = vmm.mark(p) {
                 m.push((p, t));
             }
         }
         let boot = Boot::from_marks(start, &m);
-        Ok(VmmProcessInstance { instance: ChildInstance { child, boot }, guest_ram })
+        Ok(VmmProcessInstance::new(child, boot, vmm.guest_ram))
     }
 
     /// Runs one probe attempt in a fresh VMM process: how its guest ended
@@ -164,64 +120,6 @@ impl VmBarePlatform {
     }
 }
 
-/// A ready guest in its own VMM process.
-pub struct VmmProcessInstance {
-    /// The VMM process, as an [`Instance`].
-    pub instance: ChildInstance,
-    /// Host address ranges of the guest RAM inside the VMM process.
-    pub guest_ram: Vec<(u64, u64)>,
-}
-
-impl Instance for VmmProcessInstance {
-    fn boot(&self) -> &Boot {
-        self.instance.boot()
-    }
-    fn pids(&self) -> Vec<i32> {
-        self.instance.pids()
-    }
-    fn vmm_memory(&self) -> Option<Result<VmmMemory>> {
-        let Some(pid) = self.instance.child.pid() else {
-            return Some(Err(VmError::VmmProcess("the VMM process has exited".into()).into()));
-        };
-        Some(
-            smaps::split(pid.as_raw(), &self.guest_ram)
-                .map(|s| VmmMemory { rss_excl_guest: s.outside().rss, pss_excl_guest: s.outside().pss, guest_ram_rss: s.in_ranges.rss })
-                .map_err(|e| LaunchError::Vm(format!("reading the VMM process's smaps: {e}"))),
-        )
-    }
-    fn finish(&mut self) -> Result<Finished> {
-        self.instance.finish()
-    }
-    fn stop(self: Box<Self>) -> Result<f64> {
-        Box::new(self.instance).stop()
-    }
-}
-
-/// Parses `LOG vmm guest_ram=<hex>+<hex> ... boot started=<ns> start=<ns> <phase>=<ns>...`:
-/// guest RAM host ranges, and named monotonic-ns boot marks.
-type VmmLog = (Vec<(u64, u64)>, Vec<(String, u64)>);
-
-fn parse_vmm_log(l: &str) -> Option<VmmLog> {
-    let rest = l.strip_prefix("vmm ")?;
-    let mut ram = Vec::new();
-    let mut marks = Vec::new();
-    let mut in_boot = false;
-    for tok in rest.split(' ') {
-        if tok == "boot" {
-            in_boot = true;
-            continue;
-        }
-        let (k, v) = tok.split_once('=')?;
-        if !in_boot && k == "guest_ram" {
-            let (a, n) = v.split_once('+')?;
-            ram.push((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(n, 16).ok()?));
-        } else if in_boot {
-            marks.push((k.to_string(), v.parse().ok()?));
-        }
-    }
-    Some((ram, marks))
-}
-
 impl Platform for VmBarePlatform {
     fn info(&self) -> &'static PlatformInfo {
         &INFO
@@ -229,11 +127,10 @@ impl Platform for VmBarePlatform {
     fn available(&self) -> std::result::Result<(), Unavailable> {
         versus_vmm::vm::available().map_err(Unavailable::NoKvm)?;
         image().map_err(|e| Unavailable::Missing(e.to_string()))?;
-        let bin = self.program.path();
-        if !bin.is_file() {
-            return Err(Unavailable::Missing(format!("the VMM binary {} does not exist (unset VERSUS_VMM to use the embedded one)", bin.display())));
+        match self.program.missing() {
+            Some(why) => Err(Unavailable::Missing(why)),
+            None => Ok(()),
         }
-        Ok(())
     }
     fn notes(&self) -> Vec<String> {
         let mut n = common_notes();
@@ -253,18 +150,5 @@ impl Platform for VmBarePlatform {
     fn storage(&self) -> Vec<Storage> {
         let img = self.image_file.get_or_init(|| EmbeddedProgram::write("vm-bare-guest.elf", super::BARE_BINARY).ok());
         img.as_ref().map(|p| vec![Storage::Shared(vec![p.path()])]).unwrap_or_default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_vmm_log() {
-        let (ram, marks) = parse_vmm_log("vmm guest_ram=7f0000000000+600000 boot started=5 start=7 vm_create=9 ready=12").unwrap();
-        assert_eq!(ram, vec![(0x7f00_0000_0000, 0x60_0000)]);
-        assert_eq!(marks[1], ("start".to_string(), 7));
-        assert!(parse_vmm_log("something else").is_none());
     }
 }
