@@ -16,7 +16,15 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
     let h = &e.host;
     let or_unknown = |s: &str| if s.is_empty() { "unknown".to_string() } else { s.to_string() };
     let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "unknown".into());
-    let peers: Vec<String> = h.peers.iter().filter(|p| p.path.is_some()).map(|p| p.name.clone()).collect();
+    let peers: Vec<String> = h
+        .peers
+        .iter()
+        .filter(|p| p.path.is_some())
+        .map(|p| match p.version.as_deref().and_then(crate::host::version_number) {
+            Some(v) => format!("{} {v}", p.name),
+            None => p.name.clone(),
+        })
+        .collect();
     let rows = vec![
         vec!["KVM".into(), h.kvm_mode.describe()],
         vec!["kernel".into(), or_unknown(&h.kernel)],

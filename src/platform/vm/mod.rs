@@ -6,6 +6,8 @@
 //! |---|---|
 //! | [`bare`] | `vm-bare` (one VMM process per instance) and `vm-bare-inproc` (the VMM inside versus): the kernel-less guest, and its VMM-answered `vm.*` probes |
 //! | [`linux`] | `vm-linux`: a Linux guest (kernel discovery, the guest initramfs, the platform) |
+//! | [`qemu`] | `qemu`: QEMU booting the same kernel and initramfs (a peer VMM, driven as a process) |
 
 pub mod bare;
 pub mod linux;
+pub mod qemu;
