@@ -58,7 +58,7 @@ pub fn split(pid: i32, ranges: &[(u64, u64)]) -> Result<Smaps, SmapsError> {
 }
 
 /// The address ranges (start, length) of `pid`'s mappings whose path
-/// contains `needle` (a VMM's guest RAM: QEMU's `/memfd:versus-ram`).
+/// contains `needle` (a VMM's guest RAM: QEMU's `/memfd:memory-backend-memfd`).
 pub fn ranges_named(pid: i32, needle: &str) -> Result<Vec<(u64, u64)>, SmapsError> {
     let path = format!("/proc/{pid}/maps");
     let text = std::fs::read_to_string(&path).map_err(|source| SmapsError::Read { path, source })?;
@@ -140,9 +140,9 @@ mod tests {
     #[test]
     fn finds_named_mappings() {
         let maps = "55d000000000-55d000001000 r-xp 00000000 08:01 1 /usr/bin/qemu-system-x86_64\n\
-7f0000000000-7f0010000000 rw-s 00000000 00:01 77 /memfd:versus-ram (deleted)\n\
+7f0000000000-7f0010000000 rw-s 00000000 00:01 77 /memfd:memory-backend-memfd (deleted)\n\
 7f0010000000-7f0010001000 rw-p 00000000 00:00 0\n";
-        assert_eq!(parse_ranges(maps, "memfd:versus-ram"), vec![(0x7f00_0000_0000, 0x1000_0000)]);
+        assert_eq!(parse_ranges(maps, "memfd:memory-backend-memfd"), vec![(0x7f00_0000_0000, 0x1000_0000)]);
         assert!(parse_ranges(maps, "nothing").is_empty());
     }
 

@@ -289,6 +289,14 @@ impl PodmanInstance {
         if self.cgroup.oom_kills() > 0 {
             return LaunchError::OomKilled { limit_bytes: self.cgroup.memory_limit().unwrap_or(self.memory_limit) };
         }
+        // podman removed the container's cgroup, and with it (on v1) its
+        // OOM-kill count; what is left is podman's exit status (137: the
+        // workload was SIGKILLed) and our parent cgroup's peak, which
+        // reached the limit.
+        let killed = matches!(self.child.exit_status(), Some(nix::sys::wait::WaitStatus::Exited(_, 137)));
+        if killed && self.cgroup.peak_usage().is_some_and(|p| p >= self.memory_limit) {
+            return LaunchError::OomKilled { limit_bytes: self.memory_limit };
+        }
         match e {
             LaunchError::Crashed { status, stderr } => LaunchError::PeerCommand { command: self.command.clone(), status, stderr },
             other => other,

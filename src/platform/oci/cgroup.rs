@@ -101,6 +101,18 @@ impl RuntimeCgroup {
             .unwrap_or(0)
     }
 
+    /// The highest memory use the cgroup saw, its own and its children's
+    /// (v1 `memory.max_usage_in_bytes`, v2 `memory.peak`): what is left to
+    /// tell an OOM kill by once an engine removed the container's cgroup
+    /// below this one (v1 counts OOM kills per cgroup, not up the tree).
+    pub fn peak_usage(&self) -> Option<u64> {
+        self.dirs()
+            .iter()
+            .flat_map(|d| [d.join("memory.max_usage_in_bytes"), d.join("memory.peak")])
+            .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u64>().ok())
+            .max()
+    }
+
     /// The lowest memory limit in the cgroup's tree (v1
     /// `memory.limit_in_bytes`, v2 `memory.max`), if one is set.
     pub fn memory_limit(&self) -> Option<u64> {

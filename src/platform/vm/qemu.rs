@@ -3,7 +3,8 @@
 //! `vm-linux` with the same command line: COM1 is the console, COM2 carries
 //! the workload protocol (the guest's /init hands /dev/ttyS1 to the
 //! workload as fd 3); QEMU writes COM2 to the channel pipe versus gave it as
-//! fd 3. Guest RAM is a memfd named `versus-ram`, so that its mapping is
+//! fd 3. Guest RAM is a memory-backend-memfd object (`versus-ram`), the
+//! only mapping of QEMU named `/memfd:memory-backend-memfd`, so that it is
 //! found in QEMU's smaps and `mem.vmm` is QEMU's memory outside it.
 //!
 //! QEMU starts paused (`-S`) with a QMP socket: `vmm` runs from its spawn
@@ -51,8 +52,11 @@ pub const INFO: PlatformInfo = PlatformInfo {
 /// Boot phases, in order.
 pub const PHASES: [&str; 2] = ["vmm", "guest"];
 
-/// The memfd name of guest RAM (its mapping is `/memfd:versus-ram`).
+/// The QOM id of the guest-RAM backend.
 pub const RAM_ID: &str = "versus-ram";
+/// What QEMU calls every memfd backend's file (its mapping is
+/// `/memfd:memory-backend-memfd (deleted)`, whatever the object's id).
+pub const RAM_MAPPING: &str = "memfd:memory-backend-memfd";
 
 /// The registry's constructor.
 pub fn create(opts: &PlatformOptions) -> std::result::Result<Box<dyn Platform>, Unavailable> {
@@ -104,8 +108,8 @@ pub struct QemuPlatform {
     version: String,
     kernel: std::result::Result<PathBuf, String>,
     machine: String,
-    /// The initramfs written to a file, once.
-    initrd: OnceLock<std::result::Result<tempfile::NamedTempFile, String>>,
+    /// The initramfs written to a file, once (removed with the platform).
+    initrd: OnceLock<std::result::Result<tempfile::TempPath, String>>,
 }
 
 /// Machines QEMU knows (`-M help`).
@@ -154,9 +158,10 @@ impl QemuPlatform {
             let img = guest_initramfs().map_err(|e| e.to_string())?;
             let mut f = tempfile::Builder::new().prefix("versus-qemu-initrd-").tempfile().map_err(|e| e.to_string())?;
             f.write_all(&img).map_err(|e| e.to_string())?;
-            Ok(f)
+            // Closed; the path lives (and the file with it) as long as the platform.
+            Ok(f.into_temp_path())
         });
-        f.as_ref().map(|f| f.path().to_path_buf()).map_err(|e| LaunchError::Unsupported(format!("writing the guest initramfs for QEMU: {e}")))
+        f.as_ref().map(|f| f.to_path_buf()).map_err(|e| LaunchError::Unsupported(format!("writing the guest initramfs for QEMU: {e}")))
     }
 
     fn machine_arg(&self) -> String {
@@ -271,7 +276,7 @@ impl Platform for QemuPlatform {
     fn notes(&self) -> Vec<String> {
         vec![
             format!("VMM: {} ({}), -M {}, -accel {}", self.version, self.binary.display(), self.machine, if self.opts.accel == Accel::Kvm { "kvm" } else { "tcg" }),
-            format!("kernel: {}; the same initramfs and command line as vm-linux; guest RAM {} MiB (memfd {RAM_ID}), 1 vCPU", self.kernel.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|e| e.clone()), self.opts.mem_mib),
+            format!("kernel: {}; the same initramfs and command line as vm-linux; guest RAM {} MiB (a memfd backend, {RAM_MAPPING} in QEMU's maps), 1 vCPU", self.kernel.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|e| e.clone()), self.opts.mem_mib),
             "boot phases: vmm (QEMU started paused until its QMP monitor answers: machine built, kernel and initramfs loaded), guest (QMP cont to READY on COM2); teardown: QMP quit".into(),
             "memory: mem.host is the QEMU process's PSS (guest RAM it touched included), mem.vmm its resident memory outside the guest-RAM memfd".into(),
             "call: a getpid system call in the guest kernel".into(),
@@ -293,7 +298,10 @@ impl Platform for QemuPlatform {
         }
         let kernel = self.kernel.as_ref().map_err(|e| LaunchError::Unsupported(e.clone()))?;
         let initrd = self.initrd()?;
-        let dir = tempfile::Builder::new().prefix("versus-qemu-").tempdir().map_err(|e| LaunchError::io("creating QEMU's run directory", e))?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("versus-qemu-{}-", std::process::id()))
+            .tempdir()
+            .map_err(|e| LaunchError::io("creating QEMU's run directory", e))?;
         let cmd = self.command(kernel, &initrd, &spec.workload.guest_args(), dir.path());
         let what = crate::platform::command::display(&cmd);
         let deadline = Instant::now() + spec.timeout;
@@ -349,7 +357,7 @@ impl Instance for QemuInstance {
         };
         let pid = pid.as_raw();
         let read = || -> std::result::Result<VmmMemory, smaps::SmapsError> {
-            let ram = smaps::ranges_named(pid, &format!("memfd:{RAM_ID}"))?;
+            let ram = smaps::ranges_named(pid, RAM_MAPPING)?;
             let s = smaps::split(pid, &ram)?;
             Ok(VmmMemory { rss_excl_guest: s.outside().rss, pss_excl_guest: s.outside().pss, guest_ram_rss: s.in_ranges.rss })
         };
