@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{civil, table, Ctx};
+use super::{civil, grouped_table, table, Ctx};
 use crate::chart::fmt_bytes;
 use crate::model::RunStatus;
 
@@ -67,23 +67,26 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
         }
     }
     let _ = writeln!(o, "### Platforms\n");
-    let rows: Vec<Vec<String>> = e
+    let rows: Vec<(String, Vec<String>)> = e
         .platforms
         .iter()
         .map(|p| {
-            vec![
+            (
                 p.platform.clone(),
-                p.status.to_string(),
-                if p.status != RunStatus::Ran {
-                    "-".into()
-                } else if p.representative {
-                    "yes".into()
-                } else {
-                    format!("no: {}", p.representative_note.clone().unwrap_or_default())
-                },
-                p.reason.clone().unwrap_or_else(|| p.notes.join("; ")),
-            ]
+                vec![
+                    p.platform.clone(),
+                    p.status.to_string(),
+                    if p.status != RunStatus::Ran {
+                        "-".into()
+                    } else if p.representative {
+                        "yes".into()
+                    } else {
+                        format!("no: {}", p.representative_note.clone().unwrap_or_default())
+                    },
+                    p.reason.clone().unwrap_or_else(|| p.notes.join("; ")),
+                ],
+            )
         })
         .collect();
-    table(o, &["platform", "status", "representative", "notes / reason"], &rows);
+    grouped_table(o, &["platform", "status", "representative", "notes / reason"], rows);
 }

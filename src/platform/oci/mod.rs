@@ -337,6 +337,7 @@ impl Platform for OciPlatform {
                 ));
                 n.push("the workload speaks the protocol on its standard output (runsc has no --preserve-fds); its timestamps are on the sentry's clock, so no phase uses them".into());
                 n.push("call: a getpid() answered by the sentry (gVisor's user-space kernel), trapped on the ptrace platform: not a host system call".into());
+                n.push("the pids limit counts the sentry's and gofer's threads (Go programs), not only the workload's processes: under pids.max 17 the sandbox does not start (`waiting for sandbox to start: EOF`)".into());
                 if RuntimeKind::runsc_platform() == "ptrace" {
                     n.push("platform ptrace: every system call of the workload is a ptrace stop of the sentry, the slowest of gVisor's platforms; production gVisor uses systrap (runsc from 2023) or kvm (hardware KVM), so boot and call numbers here overstate gVisor's costs".into());
                 }
