@@ -297,7 +297,7 @@ impl OciPlatform {
 fn refusal(rt: &Runtime, e: &LaunchError) -> Unavailable {
     let said = match e {
         LaunchError::PeerCommand { command, stderr, .. } => {
-            let last = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).last().unwrap_or("(nothing on stderr)");
+            let last = stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("(nothing on stderr)");
             format!("`{command}` said: {last}")
         }
         other => other.to_string(),
