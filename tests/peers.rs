@@ -198,6 +198,31 @@ fn leak_checks(p: &dyn Platform) {
         panic!("boom while a {name} instance runs");
     }));
     assert!(r.is_err());
+    // An interrupt (Ctrl-C) during a launch, at its start and a little
+    // later (wherever that falls: create, start or the wait for READY).
+    for delay_ms in [0u64, 30, 120] {
+        let mut t = Some(std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            versus::interrupt::request();
+        }));
+        if delay_ms == 0 {
+            if let Some(t) = t.take() {
+                t.join().expect("interrupter");
+            }
+        }
+        let r = p.launch(&spec("idle:1"));
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+        versus::interrupt::clear();
+        match r {
+            Err(LaunchError::Interrupted) => {}
+            Ok(i) => {
+                i.stop().unwrap_or_else(|e| panic!("{name}: stop after a late interrupt: {e}"));
+            }
+            Err(e) => assert!(delay_ms > 0, "{name}: an interrupt before the launch must say so, got {e}"),
+        }
+    }
     let left = settled_leftovers();
     assert!(left.is_empty(), "{name} left behind: {left:?}");
     assert_eq!(open_fds(), fds, "{name}: file descriptors leaked");
@@ -238,6 +263,26 @@ fn podman_passes_the_container_checks_and_leaves_nothing() {
     let Some(p) = peer("podman") else { return };
     container_checks(p.as_ref(), &versus::platform::podman::PHASES);
     leak_checks(p.as_ref());
+}
+
+/// Interrupts stop a peer's ordinary commands but not its clean-up ones
+/// (`delete`, `podman rm`): an interrupt is when they must run. (The flag
+/// is process-wide: this binary's tests run one at a time.)
+#[test]
+fn clean_up_commands_run_through_an_interrupt() {
+    use versus::platform::command::{run, run_cleanup};
+    let _s = serial();
+    let sh = || {
+        let mut c = Command::new("sh");
+        c.args(["-c", "sleep 0.2; echo done"]);
+        c
+    };
+    versus::interrupt::request();
+    let stopped = run(sh(), Duration::from_secs(10), "sh");
+    let cleaned = run_cleanup(sh(), Duration::from_secs(10), "sh");
+    versus::interrupt::clear();
+    assert!(matches!(stopped, Err(LaunchError::Interrupted)), "{stopped:?}");
+    assert_eq!(cleaned.expect("clean-up runs").stdout.trim(), "done");
 }
 
 /// crun 1.8 refuses a cgroup v1 hybrid host whose v2 hierarchy has

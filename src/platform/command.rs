@@ -39,17 +39,31 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Whether a wait gives up when the user interrupts. Clean-up commands
+/// (`delete`, `podman rm`) must run to their end even then: an interrupt is
+/// exactly when they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInterrupt {
+    Stop,
+    Continue,
+}
+
 /// Waits for `child` to exit, up to `deadline`. Returns its status and the
 /// monotonic ns at which its exit was seen. On timeout or interrupt the
 /// child is killed and reaped, and the error says which (`what` names what
 /// was awaited).
 pub fn wait_child(child: &mut Child, deadline: Instant, what: &'static str, timeout: Duration) -> Result<(ExitStatus, u64)> {
+    wait_child_with(child, deadline, what, timeout, OnInterrupt::Stop)
+}
+
+/// [`wait_child`], saying whether an interrupt ends the wait.
+pub fn wait_child_with(child: &mut Child, deadline: Instant, what: &'static str, timeout: Duration, on: OnInterrupt) -> Result<(ExitStatus, u64)> {
     let pidfd = pidfd_open(child.id());
     loop {
         if let Some(st) = child.try_wait().map_err(|e| LaunchError::io(format!("waiting for {what}"), e))? {
             return Ok((st, now_ns()));
         }
-        if crate::interrupt::requested() {
+        if on == OnInterrupt::Stop && crate::interrupt::requested() {
             let _ = child.kill();
             let _ = child.wait();
             return Err(LaunchError::Interrupted);
@@ -127,8 +141,18 @@ fn read_back(mut f: File) -> String {
 
 /// Runs `cmd` to completion (standard input from /dev/null, standard
 /// output and error captured in anonymous files, so nothing blocks when it
-/// prints a lot or leaves a process holding them), bounded by `timeout`.
-pub fn run(mut cmd: Command, timeout: Duration, what: &'static str) -> Result<Output> {
+/// prints a lot or leaves a process holding them), bounded by `timeout`; an
+/// interrupt stops it.
+pub fn run(cmd: Command, timeout: Duration, what: &'static str) -> Result<Output> {
+    run_with(cmd, timeout, what, OnInterrupt::Stop)
+}
+
+/// [`run`] for clean-up: an interrupt does not stop it (the timeout does).
+pub fn run_cleanup(cmd: Command, timeout: Duration, what: &'static str) -> Result<Output> {
+    run_with(cmd, timeout, what, OnInterrupt::Continue)
+}
+
+fn run_with(mut cmd: Command, timeout: Duration, what: &'static str, on: OnInterrupt) -> Result<Output> {
     let command = display(&cmd);
     let out = tempfile::tempfile().map_err(|e| LaunchError::io("creating a temp file for a command's output", e))?;
     let err = tempfile::tempfile().map_err(|e| LaunchError::io("creating a temp file for a command's errors", e))?;
@@ -142,7 +166,7 @@ pub fn run(mut cmd: Command, timeout: Duration, what: &'static str) -> Result<Ou
         cmd.spawn().map_err(|e| LaunchError::io(format!("starting `{command}`"), e))?
     };
     drop(cmd);
-    let (status, exited_ns) = wait_child(&mut child, Instant::now() + timeout, what, timeout)?;
+    let (status, exited_ns) = wait_child_with(&mut child, Instant::now() + timeout, what, timeout, on)?;
     Ok(Output { status, stdout: read_back(out), stderr: read_back(err), exited_ns, command })
 }
 

@@ -309,7 +309,7 @@ impl PodmanInstance {
         if !clean {
             let mut rm = Command::new(&self.podman);
             rm.args(["rm", "--force", "--time", "0", &self.name]);
-            let _ = command::run(rm, grace, "podman rm");
+            let _ = command::run_cleanup(rm, grace, "podman rm");
         }
         let left = self.cgroup.remove();
         self.released = true;
@@ -358,7 +358,7 @@ impl Drop for PodmanInstance {
             let _ = self.child.kill_and_reap();
             let mut rm = Command::new(&self.podman);
             rm.args(["rm", "--force", "--time", "0", &self.name]);
-            let _ = command::run(rm, Duration::from_secs(30), "podman rm");
+            let _ = command::run_cleanup(rm, Duration::from_secs(30), "podman rm");
             self.cgroup.remove();
         }
     }

@@ -472,16 +472,16 @@ impl OciInstance {
         // channel closed) and `delete`, retried while the runtime still
         // sees the killed process.
         if !self.ended {
-            let _ = self.runtime.run(&["kill", &self.id, "KILL"], t, "kill the container");
+            let _ = self.runtime.cleanup(&["kill", &self.id, "KILL"], t, "kill the container");
         }
         let mut nap = Duration::from_micros(200);
         loop {
-            let o = self.runtime.run(&["delete", &self.id], t, "delete the container")?;
+            let o = self.runtime.cleanup(&["delete", &self.id], t, "delete the container")?;
             if o.status.success() || self.runtime.state(&self.id, t)?.is_none() {
                 break;
             }
             if Instant::now() >= deadline {
-                let f = self.runtime.run(&["delete", "--force", &self.id], t, "delete the container")?;
+                let f = self.runtime.cleanup(&["delete", "--force", &self.id], t, "delete the container")?;
                 if !f.status.success() && self.runtime.state(&self.id, t)?.is_some() {
                     return Err(o.error());
                 }
@@ -545,7 +545,7 @@ impl Drop for OciInstance {
         }
         self.control = None;
         let t = Duration::from_secs(10);
-        let _ = self.runtime.run(&["delete", "--force", &self.id], t, "delete the container");
+        let _ = self.runtime.cleanup(&["delete", "--force", &self.id], t, "delete the container");
         self.cgroup.remove();
         // A runtime that failed half-way may leave its state behind.
         if let Ok(rd) = std::fs::read_dir(self.runtime.kind.state_dir()) {

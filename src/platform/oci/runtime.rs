@@ -150,14 +150,22 @@ impl Runtime {
         c
     }
 
-    /// Runs one of its short commands to completion, bounded.
+    /// Runs one of its short commands to completion, bounded; an interrupt
+    /// stops it.
     pub fn run(&self, args: &[&str], timeout: Duration, what: &'static str) -> Result<Output> {
         command::run(self.command(args), timeout, what)
     }
 
+    /// Runs a clean-up command (`kill`, `delete`, `state`) to completion,
+    /// bounded, through an interrupt.
+    pub fn cleanup(&self, args: &[&str], timeout: Duration, what: &'static str) -> Result<Output> {
+        command::run_cleanup(self.command(args), timeout, what)
+    }
+
     /// The container's state; `Ok(None)` when the runtime does not know it.
+    /// A clean-up command: it runs through an interrupt.
     pub fn state(&self, id: &str, timeout: Duration) -> Result<Option<State>> {
-        let o = self.run(&["state", id], timeout, "the runtime's state command")?;
+        let o = self.cleanup(&["state", id], timeout, "the runtime's state command")?;
         if !o.status.success() {
             return Ok(None);
         }
