@@ -2,12 +2,25 @@
 //! version it reports ([`Runtime::detect`]), and its commands (`create`,
 //! `start`, `state`, `kill`, `delete`), each bounded by a timeout.
 //!
-//! What each runtime needs on a host like this one (Debian 12, cgroup v1
-//! hybrid, kvm_pvm) is recorded with its kind: runsc runs with
-//! `--network=none` (its default `sandbox` network wants a network
-//! namespace prepared by the caller, and refuses the root one) on the
-//! `ptrace` platform; it cannot take `--preserve-fds`, so its workload
-//! speaks the protocol on its standard output.
+//! What each runtime needs on a host like the development one (Debian 12,
+//! cgroup v1 hybrid, kvm_pvm, kernel 6.18):
+//!
+//! - runc 1.1.5 runs as is.
+//! - crun 1.8.1 refuses the host: `cgroups in hybrid mode not supported,
+//!   drop all controllers from cgroupv2` (the v2 hierarchy mounted at
+//!   /sys/fs/cgroup/unified has `hugetlb`); the row is skipped with that
+//!   message, found by a trial launch.
+//! - youki 0.7.0 runs when built with the `v1`, `v2` and `seccomp`
+//!   features (libseccomp-dev and pkg-config to build); its commands run
+//!   without `RUST_BACKTRACE` (see [`Runtime::command`]).
+//! - runsc (Debian's 0.0~20221219) runs with `--network=none` (its default
+//!   `sandbox` network wants a network namespace prepared by the caller and
+//!   refuses the root one: `cannot run with network enabled in root network
+//!   namespace`) on the `ptrace` platform: this version has no `systrap`,
+//!   and on `kvm` over kvm_pvm `create` did not return within a minute
+//!   while the sandbox spun at 100% CPU. It cannot take `--preserve-fds`,
+//!   so its workload speaks the protocol on its standard output; its pids
+//!   limit counts the sentry's threads (17 is too few to start it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
