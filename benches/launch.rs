@@ -1,7 +1,7 @@
 //! `cargo bench --bench launch`: launch-to-ready latency of the `process`
 //! and `container` platforms (the container in its `default` profile, as
 //! runc and Docker harden it, and `privileged`), against three raw floors
-//! and a peer, measured in the same run:
+//! and the peers, measured in the same run:
 //! - `floor-spawn`: the least a plain process can cost, posix_spawn-style:
 //!   clone(CLONE_VM | CLONE_VFORK) + execve of the workload program + its
 //!   READY on a pipe; no namespaces. The reference for `process`;
@@ -14,8 +14,13 @@
 //!   versus' own launchers clone (no page tables copied at clone and torn
 //!   down at execve): the stricter floor, reported beside the first so that
 //!   a launcher using the cheaper clone cannot look better than it is;
-//! - `runc`: `runc run` of an OCI bundle of the same rootfs, where runc is
-//!   installed (skipped with a message otherwise).
+//! - `runc-run`: `runc run` of an OCI bundle of the same rootfs (config.json
+//!   from the oci-spec crate, as the `oci-runc` platform writes it): one
+//!   runtime command, where runc is installed;
+//! - the peer platforms that are installed and run here (`oci-runc`,
+//!   `oci-crun`, `oci-youki`, `oci-runsc`, `podman`; the others are skipped
+//!   with their reason): each launch is the platform's own (`create` +
+//!   `start` + READY for the OCI runtimes, `podman run` to READY).
 //!
 //! Every sample is one launch timed from before the launch to the receipt of
 //! READY; teardown is done outside the timed part.
@@ -32,10 +37,34 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::wait::waitpid;
 use nix::unistd::pipe2;
+use versus::platform::container::rootfs::Image;
 use versus::platform::container::{ContainerOptions, ContainerPlatform, Profile};
+use versus::platform::oci::bundle::{self, BundleConfig};
 use versus::platform::process::ProcessPlatform;
-use versus::platform::{LaunchSpec, Platform};
+use versus::platform::registry::{self, PlatformOptions};
+use versus::platform::{LaunchSpec, Limits, Platform};
 use versus::workload::EmbeddedProgram;
+
+/// The peer platforms of the benchmark, in report order.
+const PEERS: [&str; 5] = ["oci-runc", "oci-crun", "oci-youki", "oci-runsc", "podman"];
+
+/// The peers that run here; the others are reported skipped with why.
+fn peers() -> Vec<Box<dyn Platform>> {
+    let mut out = Vec::new();
+    for n in PEERS {
+        match registry::create(n, &PlatformOptions::default()) {
+            Ok(p) => out.push(p),
+            Err(why) => eprintln!("launch/{n} skipped: {why}"),
+        }
+    }
+    out
+}
+
+/// The 1, 5 and 15 minute load averages (the host is shared: every figure
+/// is printed with them).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|_| "unknown".into())
+}
 
 fn ready_spec() -> LaunchSpec {
     LaunchSpec::new("ready".parse().expect("`ready` is a workload"))
@@ -146,36 +175,36 @@ fn container(profile: Profile) -> Option<ContainerPlatform> {
     }
 }
 
-/// An OCI bundle of the container rootfs for runc, removed on drop.
+/// An OCI bundle of the container rootfs for `runc run`, as the `oci-runc`
+/// platform writes it (oci-spec's default spec); removed on drop.
 struct Bundle {
-    dir: tempfile::TempDir,
+    bundle: bundle::Bundle,
+    _image: Image,
 }
 
-fn runc_bundle(runc: &std::path::Path) -> Bundle {
-    let dir = tempfile::Builder::new().prefix("versus-bench-oci-").tempdir().expect("tempdir");
-    let rootfs = dir.path().join("rootfs");
-    for d in ["", "proc", "dev", "tmp"] {
-        std::fs::create_dir_all(rootfs.join(d)).expect("mkdir");
-    }
-    versus::workload::write_executable(&rootfs.join("init"), versus::workload::GUEST_BINARY).expect("write init");
-    let st = Command::new(runc).arg("spec").current_dir(dir.path()).status().expect("runc spec");
-    assert!(st.success(), "runc spec failed");
-    let p = dir.path().join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).expect("config")).expect("json");
-    cfg["process"]["args"] = serde_json::json!(["/init", "--fd", "3", "ready"]);
-    cfg["process"]["terminal"] = serde_json::json!(false);
-    cfg["root"]["readonly"] = serde_json::json!(true);
-    std::fs::write(&p, serde_json::to_string(&cfg).expect("json")).expect("write config");
-    Bundle { dir }
+fn runc_bundle() -> Bundle {
+    let image = Image::build().expect("rootfs image");
+    std::fs::create_dir_all(image.rootfs().join("sys")).expect("mkdir sys");
+    let name = format!("versus-{}-bench-runc", std::process::id());
+    let cgroups_path = format!("/{name}");
+    let cfg = BundleConfig {
+        rootfs: &image.rootfs(),
+        hostname: &name,
+        cgroups_path: &cgroups_path,
+        args: ["/init", "--fd", "3", "ready"].iter().map(|s| s.to_string()).collect(),
+        limits: Limits::default(),
+        no_swap: false,
+    };
+    Bundle { bundle: bundle::Bundle::write(&cfg).expect("write the bundle"), _image: image }
 }
 
 fn runc_once(runc: &std::path::Path, bundle: &Bundle, n: u64) -> Duration {
-    let id = format!("versus-bench-{}-{n}", std::process::id());
+    let id = format!("versus-{}-bench-runc-{n}", std::process::id());
     let t = Instant::now();
     let (r, w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
     let wfd = w.as_raw_fd();
     let mut cmd = Command::new(runc);
-    cmd.args(["run", "--preserve-fds", "1", "--bundle"]).arg(bundle.dir.path()).arg(&id);
+    cmd.args(["run", "--preserve-fds", "1", "--bundle"]).arg(bundle.bundle.path()).arg(&id);
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
     // SAFETY: dup2 only, in the forked child before exec.
     unsafe {
@@ -218,9 +247,9 @@ fn launch(c: &mut Criterion) {
 
     match versus::host::which("runc") {
         Some(runc) => {
-            let bundle = runc_bundle(&runc);
+            let bundle = runc_bundle();
             let mut n = 0u64;
-            g.bench_function("runc", |b| {
+            g.bench_function("runc-run", |b| {
                 b.iter_custom(|iters| {
                     (0..iters)
                         .map(|_| {
@@ -231,7 +260,16 @@ fn launch(c: &mut Criterion) {
                 })
             });
         }
-        None => eprintln!("launch/runc skipped: runc is not installed (apt-get install runc)"),
+        None => eprintln!("launch/runc-run skipped: runc is not installed (apt-get install runc)"),
+    }
+    g.finish();
+
+    // The peers take tens of milliseconds to seconds per launch (and runsc
+    // a second more to tear down): criterion's fewest samples.
+    let mut g = c.benchmark_group("launch-peers");
+    g.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    for p in peers() {
+        g.bench_function(p.name(), |b| b.iter_custom(|iters| time_platform(p.as_ref(), iters)));
     }
     g.finish();
 }
@@ -244,13 +282,13 @@ fn median_ms(v: &[Duration]) -> f64 {
 /// The goals are about medians; criterion reports a mean per iteration.
 /// This pass measures the medians in blocks that take turns (floor-spawn,
 /// process, floor, floor-vm, container default, container privileged,
-/// runc), so slow drift of the shared host hits every kind alike. A launch
+/// runc run, the peers), so slow drift of the shared host hits every kind alike. A launch
 /// leaves kernel work behind (network namespace and cgroup clean-up run
 /// asynchronously), and it lands on the next launch; the first launches of
 /// each block are run but not kept, so every kept sample follows a launch
 /// of its own kind, as in criterion's back-to-back runs.
-/// `VERSUS_BENCH_BLOCKS` sets the blocks (default 16 of 25 launches, runc
-/// 4). Criterion's filter does not apply to it: `cargo bench --bench launch
+/// `VERSUS_BENCH_BLOCKS` sets the blocks (default 16 of 25 launches; runc
+/// run and the peers 4). Criterion's filter does not apply to it: `cargo bench --bench launch
 /// -- medians` runs this pass alone.
 fn blocked_medians(_: &mut Criterion) {
     const BLOCK: usize = 25;
@@ -266,7 +304,10 @@ fn blocked_medians(_: &mut Criterion) {
     let process = ProcessPlatform::new().expect("process platform");
     let hardened = container(Profile::Default);
     let privileged = container(Profile::Privileged);
-    let runc = versus::host::which("runc").map(|r| (runc_bundle(&r), r));
+    let runc = versus::host::which("runc").map(|r| (runc_bundle(), r));
+    let peers = peers();
+    let mut peer_s: Vec<Vec<Duration>> = peers.iter().map(|_| Vec::new()).collect();
+    let load_before = loadavg();
     let mut spawn_floor = Vec::new();
     let (mut floor, mut floor_vm, mut proc_, mut cont, mut cont_priv, mut runc_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut proc_phases, mut cont_phases, mut priv_phases) = (Vec::new(), Vec::new(), Vec::new());
@@ -296,13 +337,15 @@ fn blocked_medians(_: &mut Criterion) {
                 runc_once(r, bundle, n)
             });
         }
+        for (p, out) in peers.iter().zip(peer_s.iter_mut()) {
+            block(out, RUNC_BLOCK, &mut || time_platform(p.as_ref(), 1));
+        }
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "launch/medians ({blocks} blocks per kind; {} kept launches each, runc {}; load average {})",
+        "launch/medians ({blocks} blocks per kind; {} kept launches each, runc run and peers {}; load average {load_before} before, {} after)",
         floor.len(),
         runc_s.len(),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        loadavg()
     );
     let fs = median_ms(&spawn_floor);
     let p = median_ms(&proc_);
@@ -331,9 +374,16 @@ fn blocked_medians(_: &mut Criterion) {
             println!("    {name:<20} {}", phase_medians(ph));
         }
     }
-    if let (false, Some(c)) = (runc_s.is_empty(), reference) {
+    let Some(c) = reference else {
+        return;
+    };
+    if !runc_s.is_empty() {
         let r = median_ms(&runc_s);
-        println!("  runc                 {r:8.3} ms   {:.1}x container default (goal >= 15x)", r / c);
+        println!("  runc-run             {r:8.3} ms   {:.1}x container default (goal >= 15x)", r / c);
+    }
+    for (p, v) in peers.iter().zip(&peer_s) {
+        let r = median_ms(v);
+        println!("  {:<20} {r:8.3} ms   {:.1}x container default (goal >= 15x)", p.name(), r / c);
     }
 }
 

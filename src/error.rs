@@ -43,6 +43,11 @@ pub enum LaunchError {
     #[error("interrupted")]
     Interrupted,
 
+    /// A peer's own command (an OCI runtime's `create`, `podman run`, QEMU)
+    /// failed; `command` is the command line, to run by hand.
+    #[error("`{command}` failed ({status}){}; run it by hand to see more, and `versus env` for the installed version", fmt_stderr(.stderr))]
+    PeerCommand { command: String, status: String, stderr: String },
+
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
 

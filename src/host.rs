@@ -54,10 +54,16 @@ impl KvmMode {
     }
 }
 
+/// A peer program versus compares against (a container runtime or engine,
+/// a VMM): where it is installed and the version it reports.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Peer {
     pub name: String,
     pub path: Option<PathBuf>,
+    /// The first line of its `--version` output, trimmed (`runc version
+    /// 1.1.5+ds1`); `None` when it is not installed or does not answer.
+    pub version: Option<String>,
 }
 
 /// The host fingerprint, as env.json holds it. Every field has a default,
@@ -214,8 +220,70 @@ pub fn which(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// The peers versus can compare against when installed.
-pub const PEERS: [&str; 4] = ["runc", "crun", "youki", "qemu-system-x86_64"];
+/// The peers versus can compare against when installed (program names).
+pub const PEERS: [&str; 6] = ["runc", "crun", "youki", "runsc", "podman", "qemu-system-x86_64"];
+
+/// Where harness/setup-test-host installs youki (`cargo install` root):
+/// `$VERSUS_YOUKI_ROOT`, else `${XDG_CACHE_HOME:-$HOME/.cache}/versus/youki`.
+pub fn youki_install_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("VERSUS_YOUKI_ROOT") {
+        return d.into();
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache"));
+    base.join("versus").join("youki")
+}
+
+/// Finds a peer program: on PATH (and in the sbin directories), and for
+/// youki also in [`youki_install_root`]`/bin`, where setup-test-host puts it.
+pub fn find_peer(name: &str) -> Option<PathBuf> {
+    which(name).or_else(|| {
+        let p = youki_install_root().join("bin").join(name);
+        (name == "youki" && p.is_file() && nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK).is_ok()).then_some(p)
+    })
+}
+
+/// The first non-empty line of `program --version` (stdout, else stderr),
+/// trimmed; `None` when it cannot be run or exits non-zero. Bounded: a
+/// program that does not answer within 10 s is killed.
+pub fn program_version(program: &Path) -> Option<String> {
+    let mut child = std::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    first_line(&out.stdout).or_else(|| first_line(&out.stderr))
+}
+
+fn first_line(b: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(b).lines().map(str::trim).find(|l| !l.is_empty()).map(String::from)
+}
+
+/// The version number in a `--version` line: the first word that starts
+/// with a digit, up to a space or comma (`runc version 1.1.5+ds1` gives
+/// `1.1.5+ds1`, `youki version: 0.7.0` gives `0.7.0`).
+pub fn version_number(line: &str) -> Option<&str> {
+    line.split([' ', ',', '(']).map(|w| w.trim_start_matches('v')).find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+}
 
 impl Host {
     /// Reads the fingerprint of this host.
@@ -260,7 +328,14 @@ impl Host {
             cpu_emulated,
             ksm: read_trim("/sys/kernel/mm/ksm/run").map(|v| if v == "1" { "on".into() } else { format!("off ({v})") }),
             transparent_hugepages: read_trim("/sys/kernel/mm/transparent_hugepage/enabled"),
-            peers: PEERS.iter().map(|p| Peer { name: p.to_string(), path: which(p) }).collect(),
+            peers: PEERS
+                .iter()
+                .map(|p| {
+                    let path = find_peer(p);
+                    let version = path.as_deref().and_then(program_version);
+                    Peer { name: p.to_string(), path, version }
+                })
+                .collect(),
         }
     }
 }
@@ -457,6 +532,16 @@ mod tests {
     fn kvm_modes_in_words() {
         assert!(KvmMode::Pvm.describe().contains("emulated"));
         assert!(KvmMode::Hardware { module: "kvm_intel".into(), nested_host: true }.describe().contains("nested"));
+    }
+
+    #[test]
+    fn versions_are_read_from_the_version_line() {
+        assert_eq!(version_number("runc version 1.1.5+ds1"), Some("1.1.5+ds1"));
+        assert_eq!(version_number("youki version: 0.7.0"), Some("0.7.0"));
+        assert_eq!(version_number("runsc version 0.0~20221219.0"), Some("0.0~20221219.0"));
+        assert_eq!(version_number("QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)"), Some("7.2.19"));
+        assert_eq!(version_number("no number here"), None);
+        assert!(program_version(Path::new("/nonexistent/program")).is_none());
     }
 
     #[test]

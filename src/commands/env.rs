@@ -53,7 +53,12 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
     println!("ksm           {}", h.ksm.as_deref().unwrap_or("unknown"));
     println!("thp           {}", h.transparent_hugepages.as_deref().unwrap_or("unknown"));
     for p in &h.peers {
-        println!("peer {:<9} {}", p.name, p.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not installed".into()));
+        let at = match (&p.path, &p.version) {
+            (Some(path), Some(v)) => format!("{v} ({})", path.display()),
+            (Some(path), None) => format!("{} (its --version did not answer)", path.display()),
+            (None, _) => "not installed".into(),
+        };
+        println!("peer {:<18} {at}", p.name);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! The building blocks of measurement that platforms and experiments use:
 //! the one clock, boot phases, and reading a process's memory (smaps), its
-//! cgroup's charge, and the host's meminfo. The experiments that drive
+//! cgroup's charge, the host's meminfo, and its seccomp filter. The experiments that drive
 //! platforms are above, in [`crate::experiment`].
 
 pub mod charge;
@@ -8,6 +8,7 @@ pub mod clock;
 pub mod load;
 pub mod meminfo;
 pub mod phases;
+pub mod seccomp;
 pub mod smaps;
 
 pub use phases::Boot;

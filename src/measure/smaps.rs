@@ -57,6 +57,26 @@ pub fn split(pid: i32, ranges: &[(u64, u64)]) -> Result<Smaps, SmapsError> {
     parse(&text, ranges).map_err(|field| SmapsError::Missing { path, field })
 }
 
+/// The address ranges (start, length) of `pid`'s mappings whose path
+/// contains `needle` (a VMM's guest RAM: QEMU's `/memfd:memory-backend-memfd`).
+pub fn ranges_named(pid: i32, needle: &str) -> Result<Vec<(u64, u64)>, SmapsError> {
+    let path = format!("/proc/{pid}/maps");
+    let text = std::fs::read_to_string(&path).map_err(|source| SmapsError::Read { path, source })?;
+    Ok(parse_ranges(&text, needle))
+}
+
+/// [`ranges_named`] of a maps text.
+pub fn parse_ranges(text: &str, needle: &str) -> Vec<(u64, u64)> {
+    text.lines()
+        .filter(|l| l.split_whitespace().nth(5).is_some_and(|p| p.contains(needle)))
+        .filter_map(|l| {
+            let (a, b) = l.split_whitespace().next()?.split_once('-')?;
+            let (a, b) = (u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?);
+            (b > a).then_some((a, b - a))
+        })
+        .collect()
+}
+
 /// Parses an smaps or smaps_rollup text. A missing `Pss:` or `Rss:` line
 /// (no mapping at all, or another format) is an error naming the field, not
 /// a zero.
@@ -115,6 +135,15 @@ mod tests {
         assert_eq!(s.total, PssRss { pss: 2052 * 1024, rss: 2056 * 1024 });
         assert_eq!(s.in_ranges, PssRss { pss: 2048 * 1024, rss: 2048 * 1024 });
         assert_eq!(s.outside(), PssRss { pss: 4 * 1024, rss: 8 * 1024 });
+    }
+
+    #[test]
+    fn finds_named_mappings() {
+        let maps = "55d000000000-55d000001000 r-xp 00000000 08:01 1 /usr/bin/qemu-system-x86_64\n\
+7f0000000000-7f0010000000 rw-s 00000000 00:01 77 /memfd:memory-backend-memfd (deleted)\n\
+7f0010000000-7f0010001000 rw-p 00000000 00:00 0\n";
+        assert_eq!(parse_ranges(maps, "memfd:memory-backend-memfd"), vec![(0x7f00_0000_0000, 0x1000_0000)]);
+        assert!(parse_ranges(maps, "nothing").is_empty());
     }
 
     #[test]

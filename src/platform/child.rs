@@ -38,6 +38,24 @@ pub fn spawn_program(program: &Program, channel_fd: i32, what: &str, timeout: Du
     spawn::spawn(req)?.wait_exec()
 }
 
+/// Starts a peer's command line (`podman run`, QEMU) through the same
+/// clone primitive as [`spawn_program`]: its program (an absolute path) and
+/// arguments, versus' environment with the variables the command sets.
+pub fn spawn_command(
+    cmd: &std::process::Command,
+    channel_fd: i32,
+    what: &str,
+    timeout: Duration,
+    controls: Option<Controls>,
+) -> Result<(ChildWorkload, ChildStatus)> {
+    let set: Vec<(String, String)> =
+        cmd.get_envs().filter_map(|(k, v)| Some((k.to_str()?.to_string(), v.and_then(|v| v.to_str()).unwrap_or_default().to_string()))).collect();
+    let pairs: Vec<(&str, &str)> = set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = spawn::Environment::new(spawn::inherited_env(&pairs))?;
+    let program = Program::new(cmd.get_program(), cmd.get_args(), &env)?;
+    spawn_program(&program, channel_fd, what, timeout, controls)
+}
+
 /// A launched child. Dropping it kills and reaps it.
 pub struct ChildWorkload {
     pid: Option<Pid>,

@@ -8,10 +8,13 @@
 
 pub mod cgroup;
 pub mod child;
+pub mod command;
 pub mod container;
 #[cfg(test)]
 pub mod fake;
 pub mod info;
+pub mod oci;
+pub mod podman;
 pub mod process;
 pub mod registry;
 pub mod spawn;
@@ -126,6 +129,10 @@ pub enum AttackSurface {
     /// The VM exits its VMM serves and the host calls it answers; every
     /// other exit ends the guest.
     VmExits { exit_kinds: &'static [&'static str], host_calls: &'static [&'static str] },
+    /// A sandbox whose own kernel (gVisor's sentry) alone calls the host,
+    /// through a seccomp filter versus read from the running process:
+    /// `allowed` host system calls (`None`: not measured, `note` says why).
+    Sandbox { allowed: Option<u64>, note: String },
 }
 
 /// What an instance needs on disk (difference 2), as the footprint

@@ -2,8 +2,8 @@
 //! [`REGISTRY`]. From a name to its [`PlatformInfo`], and to a
 //! ready-to-launch [`Platform`] or the reason it cannot run on this host.
 
-use super::info::{Group, Guest, Isolation, MemoryAccounting, PlatformInfo, Unavailable};
-use super::{container, process, vm, Platform};
+use super::info::{PlatformInfo, Unavailable};
+use super::{container, oci, podman, process, vm, Platform};
 
 /// Options that platforms take from the command line.
 #[derive(Debug, Clone, Default)]
@@ -25,50 +25,22 @@ pub struct Entry {
     pub create: fn(&PlatformOptions) -> Result<Box<dyn Platform>, Unavailable>,
 }
 
-/// Every platform, in report order.
+/// Every platform, in report order: versus' own launchers and VMM, then
+/// the container runtimes and engines people deploy, then the VMMs (the
+/// groups of [`PlatformInfo::group`], in that order).
 pub static REGISTRY: &[Entry] = &[
     Entry { info: &process::INFO, create: process::create },
     Entry { info: &container::INFO, create: container::create },
-    Entry { info: &OCI, create: not_implemented_oci },
     Entry { info: &vm::bare::INFO, create: vm::bare::create },
     Entry { info: &vm::bare::INPROC_INFO, create: vm::bare::create_inproc },
     Entry { info: &vm::linux::INFO, create: vm::linux::create },
-    Entry { info: &QEMU, create: not_implemented_qemu },
+    Entry { info: &oci::RUNC_INFO, create: oci::create_runc },
+    Entry { info: &oci::CRUN_INFO, create: oci::create_crun },
+    Entry { info: &oci::YOUKI_INFO, create: oci::create_youki },
+    Entry { info: &oci::RUNSC_INFO, create: oci::create_runsc },
+    Entry { info: &podman::INFO, create: podman::create },
+    Entry { info: &vm::qemu::INFO, create: vm::qemu::create },
 ];
-
-/// The OCI runtime peers (runc, crun, youki): declared, not built yet.
-const OCI: PlatformInfo = PlatformInfo {
-    name: "oci",
-    article: "an OCI-runtime container",
-    summary: "an installed OCI runtime (runc, crun, youki) running a bundle of the same rootfs: not implemented yet",
-    colour: (0x56, 0xB4, 0xE9),
-    group: Group::ContainerRuntime,
-    isolation: Isolation::Namespaces,
-    guest: Guest::HostKernel,
-    memory: MemoryAccounting::OwnProcesses,
-    baseline: false,
-};
-
-/// QEMU booting the same kernel and initramfs: declared, not built yet.
-const QEMU: PlatformInfo = PlatformInfo {
-    name: "qemu",
-    article: "a QEMU VM",
-    summary: "QEMU booting the same kernel and initramfs as vm-linux: not implemented yet",
-    colour: (0xCC, 0x79, 0xA7),
-    group: Group::Vmm,
-    isolation: Isolation::Vm,
-    guest: Guest::OwnKernel,
-    memory: MemoryAccounting::VmmProcess,
-    baseline: false,
-};
-
-fn not_implemented_oci(_: &PlatformOptions) -> Result<Box<dyn Platform>, Unavailable> {
-    Err(Unavailable::NotImplemented("oci"))
-}
-
-fn not_implemented_qemu(_: &PlatformOptions) -> Result<Box<dyn Platform>, Unavailable> {
-    Err(Unavailable::NotImplemented("qemu"))
-}
 
 /// The names of every platform, in report order.
 pub fn names() -> Vec<&'static str> {
@@ -173,7 +145,16 @@ mod tests {
     fn unknown_names_are_usage_errors() {
         assert!(matches!(validate(&["process".into(), "nope".into()]), Err(NotRun::Unknown(n)) if n == "nope"));
         assert!(matches!(create("nope", &PlatformOptions::default()), Err(NotRun::Unknown(_))));
-        let e = create("qemu", &PlatformOptions::default()).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("not implemented"), "{e}");
+    }
+
+    #[test]
+    fn groups_are_contiguous_in_report_order() {
+        let groups: Vec<_> = REGISTRY.iter().map(|e| e.info.group).collect();
+        let mut sorted = groups.clone();
+        sorted.sort();
+        assert_eq!(groups, sorted, "REGISTRY lists versus' platforms, then container runtimes, then VMMs");
+        for n in ["oci-runc", "oci-crun", "oci-youki", "oci-runsc", "podman", "qemu"] {
+            assert!(info(n).is_some(), "{n} is registered");
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{and_list, chart_ref, ratio, table, Ctx};
+use super::{and_list, chart_ref, grouped_table, ratio, Ctx};
 use crate::chart::data::{median_of, pick_workload, platforms_with, values};
 use crate::chart::fmt_ms;
 use crate::model::Metric;
@@ -26,16 +26,19 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) 
     for p in &boot_platforms {
         let v = values(s, p, Some(&w), &Metric::Boot, None);
         if let Some(st) = stats::summarize(&v) {
-            rows.push(vec![
-                ctx.flag(p),
-                fmt_ms(st.median),
-                format!("{} - {}", fmt_ms(st.ci95_low), fmt_ms(st.ci95_high)),
-                fmt_ms(st.p95),
-                fmt_ms(st.min),
-                fmt_ms(st.max),
-                st.outliers.to_string(),
-                st.n.to_string(),
-            ]);
+            rows.push((
+                p.clone(),
+                vec![
+                    ctx.flag(p),
+                    fmt_ms(st.median),
+                    format!("{} - {}", fmt_ms(st.ci95_low), fmt_ms(st.ci95_high)),
+                    fmt_ms(st.p95),
+                    fmt_ms(st.min),
+                    fmt_ms(st.max),
+                    st.outliers.to_string(),
+                    st.n.to_string(),
+                ],
+            ));
             let vs = match base {
                 Some(b) if p != baseline => format!(" ({} the process)", ratio(st.median, b)),
                 _ => String::new(),
@@ -43,7 +46,7 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) 
             parts.push(format!("{} in {}{vs}", registry::article(p), fmt_ms(st.median)));
         }
     }
-    table(o, &["platform", "median", "95% CI of median", "p95", "min", "max", "outliers", "n"], &rows);
+    grouped_table(o, &["platform", "median", "95% CI of median", "p95", "min", "max", "outliers", "n"], rows);
     chart_ref(o, ctx.charts, "boot", "boot latency distribution");
     chart_ref(o, ctx.charts, "phases", "boot phase breakdown");
     let _ = writeln!(o, "**Finding.** On this host (workload `{w}`, median launch-to-ready), {}.", and_list(&parts).replacen(" in ", " starts in ", 1));

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{civil, table, Ctx};
+use super::{civil, grouped_table, table, Ctx};
 use crate::chart::fmt_bytes;
 use crate::model::RunStatus;
 
@@ -16,7 +16,15 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
     let h = &e.host;
     let or_unknown = |s: &str| if s.is_empty() { "unknown".to_string() } else { s.to_string() };
     let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "unknown".into());
-    let peers: Vec<String> = h.peers.iter().filter(|p| p.path.is_some()).map(|p| p.name.clone()).collect();
+    let peers: Vec<String> = h
+        .peers
+        .iter()
+        .filter(|p| p.path.is_some())
+        .map(|p| match p.version.as_deref().and_then(crate::host::version_number) {
+            Some(v) => format!("{} {v}", p.name),
+            None => p.name.clone(),
+        })
+        .collect();
     let rows = vec![
         vec!["KVM".into(), h.kvm_mode.describe()],
         vec!["CPU emulation".into(), h.cpu_emulated.clone().unwrap_or_else(|| "none detected: the CPU runs natively or hardware-virtualized".into())],
@@ -69,23 +77,26 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
     };
     let _ = writeln!(o, "- guest kernels: {judged}\n");
     let _ = writeln!(o, "### Platforms\n");
-    let rows: Vec<Vec<String>> = e
+    let rows: Vec<(String, Vec<String>)> = e
         .platforms
         .iter()
         .map(|p| {
-            vec![
+            (
                 p.platform.clone(),
-                p.status.to_string(),
-                if p.status != RunStatus::Ran {
-                    "-".into()
-                } else if p.representative {
-                    "yes".into()
-                } else {
-                    format!("no: {}", p.representative_note.clone().unwrap_or_default())
-                },
-                p.reason.clone().unwrap_or_else(|| p.notes.join("; ")),
-            ]
+                vec![
+                    p.platform.clone(),
+                    p.status.to_string(),
+                    if p.status != RunStatus::Ran {
+                        "-".into()
+                    } else if p.representative {
+                        "yes".into()
+                    } else {
+                        format!("no: {}", p.representative_note.clone().unwrap_or_default())
+                    },
+                    p.reason.clone().unwrap_or_else(|| p.notes.join("; ")),
+                ],
+            )
         })
         .collect();
-    table(o, &["platform", "status", "representative", "notes / reason"], &rows);
+    grouped_table(o, &["platform", "status", "representative", "notes / reason"], rows);
 }

@@ -25,6 +25,8 @@ use crate::chart::{self, ChartError};
 use crate::export::json::{read_env, EnvDoc};
 use crate::export::{read_probes, read_samples, read_summary, summarize_samples, ExportError};
 use crate::model::{Metric, ProbeRow, RunStatus, Sample, SummaryRow};
+use crate::platform::registry;
+use crate::platform::Group;
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +155,45 @@ pub(crate) fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     out.push('\n');
 }
 
+/// How the report names a group of platforms.
+pub(crate) fn group_label(g: Option<Group>) -> &'static str {
+    match g {
+        Some(Group::Versus) => "versus' own launchers and VMM",
+        Some(Group::ContainerRuntime) => "container runtimes and engines",
+        Some(Group::Vmm) => "VMMs",
+        None => "other",
+    }
+}
+
+/// A platform's group, for names versus knows.
+pub(crate) fn group_of(platform: &str) -> Option<Group> {
+    registry::info(platform).map(|i| i.group)
+}
+
+/// A table of per-platform rows (`(platform, cells)`), grouped: rows in
+/// group order (versus' own, container runtimes, VMMs; then names versus
+/// does not know), registry order within a group, the order given within a
+/// platform; and a heading row before each group when there is more than
+/// one.
+pub(crate) fn grouped_table(out: &mut String, header: &[&str], mut rows: Vec<(String, Vec<String>)>) {
+    rows.sort_by_key(|(p, _)| (group_of(p).map_or(usize::MAX, |g| g as usize), registry::order(p)));
+    let mut groups: Vec<Option<Group>> = rows.iter().map(|(p, _)| group_of(p)).collect();
+    groups.dedup();
+    let mut cells = Vec::new();
+    let mut last: Option<Option<Group>> = None;
+    for (p, r) in rows {
+        let g = group_of(&p);
+        if groups.len() > 1 && last != Some(g) {
+            let mut heading = vec![format!("**{}**", group_label(g))];
+            heading.resize(header.len(), String::new());
+            cells.push(heading);
+        }
+        last = Some(g);
+        cells.push(r);
+    }
+    table(out, header, &cells);
+}
+
 pub(crate) fn chart_ref(out: &mut String, charts: &[&str], stem: &str, alt: &str) {
     if charts.contains(&stem) {
         let _ = writeln!(out, "![{alt}](charts/{stem}.png)\n\n(SVG: [charts/{stem}.svg](charts/{stem}.svg))\n");
@@ -266,5 +307,32 @@ mod tests {
         assert_eq!(civil(1_700_000_000), "2023-11-14 22:13:20 UTC");
         assert_eq!(and_list(&["a".into(), "b".into(), "c".into()]), "a, b and c");
         assert_eq!(ratio(3.0, 1.0), "3.0x");
+    }
+
+    #[test]
+    fn tables_are_grouped_with_headings() {
+        let row = |p: &str| (p.to_string(), vec![p.to_string(), "1".to_string()]);
+        let mut o = String::new();
+        grouped_table(&mut o, &["platform", "x"], vec![row("qemu"), row("oci-runc"), row("process"), row("container"), row("zz")]);
+        let lines: Vec<&str> = o.lines().collect();
+        assert_eq!(
+            &lines[2..],
+            [
+                "| **versus' own launchers and VMM** |  |",
+                "| process | 1 |",
+                "| container | 1 |",
+                "| **container runtimes and engines** |  |",
+                "| oci-runc | 1 |",
+                "| **VMMs** |  |",
+                "| qemu | 1 |",
+                "| **other** |  |",
+                "| zz | 1 |",
+                "",
+            ]
+        );
+        let mut o = String::new();
+        grouped_table(&mut o, &["platform", "x"], vec![row("container"), row("process")]);
+        assert!(!o.contains("**"), "one group: no headings\n{o}");
+        assert!(o.find("| process").unwrap() < o.find("| container").unwrap());
     }
 }

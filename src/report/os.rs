@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{and_list, chart_ref, ratio, table, Ctx};
+use super::{and_list, chart_ref, grouped_table, ratio, table, Ctx};
 use crate::chart::data::{by_iteration, median_of, platforms_with, values};
 use crate::chart::fmt_bytes;
 use crate::model::Metric;
@@ -41,14 +41,14 @@ fn memory(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
         let vmm = median_of(s, p, None, &Metric::MemVmm, None);
         let w = s.iter().find(|x| x.platform == *p && x.metric == Metric::MemHost).map(|x| x.workload.clone()).unwrap_or_default();
         let or_dash = |v: Option<f64>| v.map(fmt_bytes).unwrap_or_else(|| "-".into());
-        rows.push(vec![ctx.flag(p), w, fmt_bytes(med), or_dash(over), or_dash(cg), or_dash(vmm), host.len().to_string()]);
+        rows.push((p.clone(), vec![ctx.flag(p), w, fmt_bytes(med), or_dash(over), or_dash(cg), or_dash(vmm), host.len().to_string()]));
         if p != baseline {
             if let Some(ov) = over {
                 finding_parts.push(format!("{} adds {} per instance", p, fmt_bytes(ov)));
             }
         }
     }
-    table(o, &["platform", "workload", "mem.host (median PSS)", "mem.overhead", "mem.cgroup", "mem.vmm", "n"], &rows);
+    grouped_table(o, &["platform", "workload", "mem.host (median PSS)", "mem.overhead", "mem.cgroup", "mem.vmm", "n"], rows);
     chart_ref(o, ctx.charts, "memory", "memory per instance");
     let mut finding = String::from("**Finding.** ");
     match base {
@@ -91,14 +91,14 @@ fn density(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
         for (n, v) in &mem {
             let r = rate.iter().find(|x| x.0 == *n).map(|x| format!("{:.1}", x.1)).unwrap_or_else(|| "-".into());
             let ps = pss.iter().find(|x| x.0 == *n).map(|x| fmt_bytes(x.1)).unwrap_or_else(|| "-".into());
-            rows.push(vec![ctx.flag(p), n.to_string(), fmt_bytes(*v), ps, r]);
+            rows.push((p.clone(), vec![ctx.flag(p), n.to_string(), fmt_bytes(*v), ps, r]));
         }
         if let Some((n, v)) = mem.last() {
             let r = rate.iter().find(|x| x.0 == *n).map(|x| x.1).unwrap_or(0.0);
             parts.push(format!("{p}: {} each at N={n}, launched at {r:.0}/s", fmt_bytes(*v)));
         }
     }
-    table(o, &["platform", "N", "MemAvailable drop per instance", "PSS per instance", "launches per second"], &rows);
+    grouped_table(o, &["platform", "N", "MemAvailable drop per instance", "PSS per instance", "launches per second"], rows);
     chart_ref(o, ctx.charts, "density", "density curve");
     let _ = writeln!(
         o,

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{and_list, chart_ref, table, Ctx};
+use super::{and_list, chart_ref, grouped_table, Ctx};
 use crate::chart::data::{by_iteration, median_of};
 use crate::chart::fmt_bytes;
 use crate::model::Metric;
@@ -28,17 +28,20 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) 
         let get = |metric: Metric, unit: &str| median_of(s, p, Some(m), &metric, Some(unit)).unwrap_or(0.0);
         let curve = by_iteration(s, p, Some(m), &Metric::ImageNInstances, Some("bytes"));
         let (nmax, tmax) = curve.last().copied().unwrap_or((1, get(Metric::ImageTotal, "bytes")));
-        rows.push(vec![
-            ctx.flag(p),
-            m.clone(),
-            format!("{} ({})", fmt_bytes(get(Metric::ImageShared, "bytes")), fmt_bytes(get(Metric::ImageShared, "bytes_apparent"))),
-            format!("{} ({})", fmt_bytes(get(Metric::ImagePerInstance, "bytes")), fmt_bytes(get(Metric::ImagePerInstance, "bytes_apparent"))),
-            fmt_bytes(get(Metric::ImageTotal, "bytes")),
-            format!("{} at N={nmax}", fmt_bytes(tmax)),
-        ]);
+        rows.push((
+            p.clone(),
+            vec![
+                ctx.flag(p),
+                m.clone(),
+                format!("{} ({})", fmt_bytes(get(Metric::ImageShared, "bytes")), fmt_bytes(get(Metric::ImageShared, "bytes_apparent"))),
+                format!("{} ({})", fmt_bytes(get(Metric::ImagePerInstance, "bytes")), fmt_bytes(get(Metric::ImagePerInstance, "bytes_apparent"))),
+                fmt_bytes(get(Metric::ImageTotal, "bytes")),
+                format!("{} at N={nmax}", fmt_bytes(tmax)),
+            ],
+        ));
         parts.push(format!("{p} ({m}) adds {} per instance", fmt_bytes(get(Metric::ImagePerInstance, "bytes"))));
     }
-    table(o, &["platform", "storage", "shared: allocated (apparent)", "per instance: allocated (apparent)", "1 instance", "N instances"], &rows);
+    grouped_table(o, &["platform", "storage", "shared: allocated (apparent)", "per instance: allocated (apparent)", "1 instance", "N instances"], rows);
     chart_ref(o, ctx.charts, "footprint", "footprint vs N");
     let _ = writeln!(
         o,

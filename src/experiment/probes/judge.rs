@@ -84,6 +84,17 @@ pub fn classify(platform: &str, guest: Guest, lines: &[ProbeLine], host: &HostFa
             result = Outcome::Isolated;
             evidence = format!("its own kernel, not the host's: {evidence}");
         }
+        // A kernel of its own that has no file for a namespace kind (gVisor's
+        // sentry implements only some): nothing of the host is reachable
+        // through it.
+        let missing_ns = d.id.starts_with("ns.") && f.get("error").map(|e| errno_name(e)).as_deref() == Some("ENOENT");
+        if d.kernel_relative && kernel_shared == Some(false) && result == Outcome::Error && missing_ns {
+            result = Outcome::Isolated;
+            evidence = format!(
+                "its own kernel, not the host's, has no /proc/self/ns/{} (ENOENT): no host namespace is reachable through it",
+                d.id.trim_start_matches("ns.")
+            );
+        }
         rows.push(row(result, evidence));
     }
     for l in lines {

@@ -131,6 +131,14 @@ mod tests {
         assert!(get(&rows, "priv.seccomp").evidence.starts_with("its own kernel"));
         assert_eq!(get(&rows, "ns.pid").result, Outcome::Isolated, "the init pid namespace inode is the same number on every kernel");
         assert_eq!(get(&rows, "dev.cpu_identity").result, Outcome::Exposed, "CPUID is not kernel-relative");
+        // A user-space kernel without some namespace files (gVisor): isolated,
+        // not an error; on the host kernel the same failure stays an error.
+        let gvisor = vec![line("kernel.shared", "release=4.4.0 version=%231"), line("ns.ipc", "error=errno2")];
+        let rows = classify("oci-runsc", Guest::OwnKernel, &gvisor, &h, &Context::default());
+        assert_eq!(get(&rows, "ns.ipc").result, Outcome::Isolated, "{}", get(&rows, "ns.ipc").evidence);
+        assert!(get(&rows, "ns.ipc").evidence.contains("ENOENT"));
+        let shared = vec![line("kernel.shared", "boot_id=b-1"), line("ns.ipc", "error=errno2")];
+        assert_eq!(get(&classify("process", Guest::HostKernel, &shared, &h, &Context::default()), "ns.ipc").result, Outcome::Error);
     }
 
     #[test]

@@ -13,6 +13,9 @@ use crate::platform::AttackSurface;
 pub fn surface_rows(platform: &str, surface: &AttackSurface, rows: &[ProbeRow], host: &HostFacts) -> Vec<SurfaceRow> {
     match surface {
         AttackSurface::HostSyscalls => syscall_surface(platform, rows, host).into_iter().collect(),
+        AttackSurface::Sandbox { allowed, note } => {
+            vec![SurfaceRow { platform: platform.into(), counted: SurfaceKind::HostSyscalls, value: *allowed, note: note.clone() }]
+        }
         AttackSurface::VmExits { exit_kinds, host_calls } => vec![
             SurfaceRow {
                 platform: platform.into(),

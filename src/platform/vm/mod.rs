@@ -6,8 +6,10 @@
 //! |---|---|
 //! | [`bare`] | `vm-bare` (one VMM process per instance) and `vm-bare-inproc` (the VMM inside versus): the kernel-less guest, and its VMM-answered `vm.*` probes |
 //! | [`linux`] | `vm-linux`: a Linux guest (kernel discovery, the guest initramfs, the platform) |
-//! | [`vmm_process`] | the `versus-vmm` process both run their guests in: the program, its spawn, its boot marks, its memory |
+//! | [`qemu`] | `qemu`: QEMU booting the same kernel and initramfs (a peer VMM, driven as a process) |
+//! | [`vmm_process`] | the `versus-vmm` process `vm-bare` and `vm-linux` run their guests in: the program, its spawn, its boot marks, its memory |
 
 pub mod bare;
 pub mod linux;
+pub mod qemu;
 pub mod vmm_process;
