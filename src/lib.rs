@@ -23,6 +23,7 @@ pub mod platform;
 pub mod report;
 pub mod runner;
 pub mod stats;
+pub mod units;
 pub mod workload;
 
 pub use error::LaunchError;

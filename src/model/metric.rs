@@ -87,6 +87,46 @@ metrics! {
     DensityMemAvailableDrop => "density.mem_available_drop", "bytes";
     /// PSS of the instances' processes per instance at N (bytes; iteration = N).
     DensityPssPerInstance => "density.pss_per_instance", "bytes";
+    /// PSS of the N instances' processes, each once (bytes; iteration = N).
+    DensityPssTotal => "density.pss_total", "bytes";
+    /// Charge of the N instances' own memory cgroups (bytes; iteration = N).
+    DensityCgroupTotal => "density.cgroup_total", "bytes";
+    /// Fitted fixed cost of the PSS line (bytes; iteration = points fitted).
+    DensityFixedPss => "density.fixed_pss", "bytes";
+    /// Fitted per-instance cost of the PSS line (bytes).
+    DensityPerInstancePss => "density.per_instance_pss", "bytes";
+    /// Residual standard error of the PSS line (bytes).
+    DensityFitRmsePss => "density.fit_rmse_pss", "bytes";
+    /// Fitted fixed cost of the MemAvailable-drop line (bytes).
+    DensityFixedHost => "density.fixed_host", "bytes";
+    /// Fitted per-instance cost of the MemAvailable-drop line (bytes).
+    DensityPerInstanceHost => "density.per_instance_host", "bytes";
+    /// Residual standard error of the MemAvailable-drop line (bytes).
+    DensityFitRmseHost => "density.fit_rmse_host", "bytes";
+    /// Fitted fixed cost of the cgroup-charge line (bytes).
+    DensityFixedCgroup => "density.fixed_cgroup", "bytes";
+    /// Fitted per-instance cost of the cgroup-charge line (bytes).
+    DensityPerInstanceCgroup => "density.per_instance_cgroup", "bytes";
+    /// Residual standard error of the cgroup-charge line (bytes).
+    DensityFitRmseCgroup => "density.fit_rmse_cgroup", "bytes";
+    /// KSM's pages_shared with N mergeable instances, settled (iteration = N).
+    DensityKsmPagesShared => "density.ksm_pages_shared", "pages";
+    /// KSM's pages_sharing with N mergeable instances, settled (iteration = N).
+    DensityKsmPagesSharing => "density.ksm_pages_sharing", "pages";
+    /// Time from the storm's start until all N instances were ready (ms; iteration = N).
+    StormReadyAll => "storm.ready_all", "ms";
+    /// Median launch-to-ready of the storm's instances (ms; iteration = N).
+    StormReadyP50 => "storm.ready_p50", "ms";
+    /// 95th percentile launch-to-ready of the storm's instances (ms).
+    StormReadyP95 => "storm.ready_p95", "ms";
+    /// 99th percentile launch-to-ready of the storm's instances (ms).
+    StormReadyP99 => "storm.ready_p99", "ms";
+    /// Instances ready per second in the storm: ready ones over storm.ready_all.
+    StormLaunchRate => "storm.launch_rate", "instances/s";
+    /// Launches of the storm that failed (count; each with its reason in the notes).
+    StormFailures => "storm.failures", "count";
+    /// CPU time versus' launcher threads spent per launch (ms).
+    StormHarnessCpuPerLaunch => "storm.harness_cpu_per_launch", "ms";
     /// Bytes every instance shares (allocated; also `bytes_apparent`).
     ImageShared => "image.shared", "bytes";
     /// Bytes to start one instance.

@@ -59,7 +59,7 @@ impl Platform for ProcessPlatform {
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
         let start = now_ns();
         let mut cmd = Command::new(self.guest.path());
-        cmd.arg("--fd").arg(CHANNEL_FD.to_string()).args(spec.workload.guest_args());
+        cmd.arg("--fd").arg(CHANNEL_FD.to_string()).args(spec.guest_args());
         let mut child = spawn_program(cmd, CHANNEL_FD, "the workload program", spec.timeout)?;
         let (ready_ns, started) = child.wait_ready()?;
         let started = started.unwrap_or(ready_ns);

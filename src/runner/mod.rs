@@ -22,6 +22,7 @@ use crate::error::LaunchError;
 use crate::experiment::density::DensityOptions;
 use crate::experiment::interference;
 use crate::experiment::probes::HostFacts;
+use crate::experiment::storm::StormOptions;
 use crate::experiment::{self, ExperimentError};
 use crate::model::{self, Metric, PlatformStatus, ProbeRow, RunStatus, Sample, SizeRecord};
 use crate::platform::registry::{self, NotRun, PlatformOptions};
@@ -57,8 +58,10 @@ pub struct CostOptions {
     /// measured on this many fresh instances (0: not measured).
     pub memory_mib: u32,
     pub memory_iterations: u32,
-    /// The density curve, when set.
+    /// The density ramp to the memory budget (and its KSM pass), when set.
     pub density: Option<DensityOptions>,
+    /// The boot storm, when set.
+    pub storm: Option<StormOptions>,
     /// Footprint with this many instances (0: not measured).
     pub footprint_instances: usize,
     /// The isolation probe matrix.
@@ -70,7 +73,7 @@ pub struct CostOptions {
 impl CostOptions {
     /// Launch latency only.
     pub fn none() -> CostOptions {
-        CostOptions { memory_mib: 0, memory_iterations: 0, density: None, footprint_instances: 0, probes: false, interference: None }
+        CostOptions { memory_mib: 0, memory_iterations: 0, density: None, storm: None, footprint_instances: 0, probes: false, interference: None }
     }
 }
 
@@ -154,7 +157,8 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
         let h = HostFacts::collect();
         HostFacts { syscalls: experiment::probes::host_syscalls(), ..h }
     });
-    let cost_steps = (c.memory_iterations > 0) as u64 + c.density.is_some() as u64 + c.probes as u64 + c.interference.is_some() as u64;
+    let cost_steps =
+        (c.memory_iterations > 0) as u64 + c.storm.is_some() as u64 + c.density.is_some() as u64 + c.probes as u64 + c.interference.is_some() as u64;
     progress.start((per_platform + cost_steps) * created.len() as u64);
     let mut statuses: Vec<PlatformStatus> = created
         .iter()
@@ -239,9 +243,10 @@ fn flag_negative(rows: &[Sample], status: &mut PlatformStatus) {
     }
 }
 
-/// Memory, density, probes and interference of one platform, within
-/// `budget` when there is one: the density curve gets up to 35% of it, the
-/// interference windows 35% (shared among the stresses).
+/// Memory, boot storm, density, probes and interference of one platform,
+/// within `budget` when there is one: the storm gets up to 15% of it, the
+/// density ramp 30%, the interference windows 30% (shared among the
+/// stresses).
 fn measure_costs(
     p: &dyn Platform,
     opts: &RunOptions,
@@ -258,6 +263,7 @@ fn measure_costs(
         timeout: opts.timeout,
         limits: opts.limits,
         cgroup: CgroupNeeds { memory: true, cpu: false },
+        ksm_merge: false,
     };
     if c.memory_iterations > 0 {
         check_interrupt()?;
@@ -271,15 +277,21 @@ fn measure_costs(
         }
         progress.inc();
     }
+    let storm = c.storm.clone().map(|mut st| {
+        if let Some(b) = budget {
+            st.time_budget = st.time_budget.min(b.mul_f64(0.15));
+        }
+        st
+    });
     let density = c.density.clone().map(|mut d| {
         if let Some(b) = budget {
-            d.time_budget = d.time_budget.min(b.mul_f64(0.35));
+            d.time_budget = d.time_budget.min(b.mul_f64(0.30));
         }
         d
     });
     let interference = c.interference.clone().map(|mut cfg| {
         if let Some(b) = budget {
-            let per_window = b.mul_f64(0.35) / (cfg.stresses.len() as u32 + 1);
+            let per_window = b.mul_f64(0.30) / (cfg.stresses.len() as u32 + 1);
             if per_window < cfg.max_window {
                 cfg.max_window = per_window.max(Duration::from_millis(300));
                 cfg.reps = 1;
@@ -288,13 +300,35 @@ fn measure_costs(
         }
         cfg
     });
+    if let Some(st) = &storm {
+        check_interrupt()?;
+        progress.set_message(format!("{name} boot storm"));
+        match experiment::storm::measure_storm(p, &idle, st) {
+            Ok(r) => {
+                if let Some(why) = &r.stopped_early {
+                    status.notes.push(format!("boot storm stopped before N={}: {why}", st.max_n));
+                }
+                status.notes.extend(r.failure_notes());
+                out.samples.extend(r.samples(name, &idle.workload.to_string()));
+            }
+            Err(e) => step_failed(out, status, name, "boot storm", e)?,
+        }
+        progress.inc();
+    }
     if let Some(d) = &density {
         check_interrupt()?;
         progress.set_message(format!("{name} density"));
         match experiment::density::measure_density(p, &idle, d) {
             Ok(r) => {
-                if let Some(why) = &r.stopped_early {
-                    status.notes.push(format!("density curve stopped early: {why}"));
+                let n = r.off.points.last().map_or(0, |x| x.n);
+                status.notes.push(format!("density ramp ended at N={n}: {}", r.off.stop));
+                if let Some(on) = &r.on {
+                    let n = on.points.last().map_or(0, |x| x.n);
+                    status.notes.push(format!("density ramp with KSM on ended at N={n}: {}", on.stop));
+                    status.notes.extend(on.notes.iter().map(|x| format!("density with KSM on: {x}")));
+                }
+                if let Some(why) = &r.ksm_skipped {
+                    status.notes.push(format!("density with KSM on not measured: {why}"));
                 }
                 let rows = r.samples(name, &idle.workload.to_string());
                 flag_negative(&rows, status);
@@ -370,12 +404,8 @@ mod tests {
     use crate::platform::info::Unavailable;
 
     /// The fake runs share the process-wide interrupt flag: one at a time.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
     fn serial() -> std::sync::MutexGuard<'static, ()> {
-        let g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-        crate::interrupt::clear();
-        g
+        crate::interrupt::test_serial()
     }
 
     fn opts(workloads: &[&str], warmup: u32, runs: u32) -> RunOptions {

@@ -5,8 +5,12 @@
 //! Firecracker is, so no shared library pages count against it.
 //!
 //! ```text
-//! versus-vmm [--fd N] <MODE> [PARAM]
+//! versus-vmm [--fd N] [--ksm] <MODE> [PARAM]
 //! ```
+//!
+//! `--ksm` marks the guest RAM `MADV_MERGEABLE`, so that the kernel's
+//! samepage merging may merge its pages with other guests' (versus'
+//! density measurement with KSM on).
 //!
 //! MODE is a guest mode of `versus_vmm::abi::mode`, by name (`ready`, `cpu`,
 //! `mem`, `call`, `idle`, `probe`, `stress-cpu`, `stress-mem`) or number;
@@ -29,14 +33,34 @@ use std::time::Duration;
 use versus_vmm::abi::mode;
 use versus_vmm::bare::{BareVm, GuestRun};
 use versus_vmm::clock::now_ns;
+use versus_vmm::memory::RamOptions;
 
-/// Reads `[--fd N] <MODE> [PARAM]`: the channel fd and what to run.
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(i32, GuestRun), String> {
+/// What the command line asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Args {
+    fd: i32,
+    run: GuestRun,
+    ram: RamOptions,
+}
+
+/// Reads `[--fd N] [--ksm] <MODE> [PARAM]`: the channel fd, what to run and
+/// how to map the guest RAM.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut args = args.into_iter().peekable();
     let mut fd = 3;
-    if args.peek().map(String::as_str) == Some("--fd") {
-        args.next();
-        fd = args.next().and_then(|v| v.parse().ok()).ok_or("--fd needs a descriptor number")?;
+    let mut ram = RamOptions::default();
+    loop {
+        match args.peek().map(String::as_str) {
+            Some("--fd") => {
+                args.next();
+                fd = args.next().and_then(|v| v.parse().ok()).ok_or("--fd needs a descriptor number")?;
+            }
+            Some("--ksm") => {
+                args.next();
+                ram.mergeable = true;
+            }
+            _ => break,
+        }
     }
     let name = args.next().ok_or("no guest mode given")?;
     let mode = GuestRun::parse_mode(&name).ok_or_else(|| format!("unknown guest mode `{name}`"))?;
@@ -45,12 +69,12 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(i32, GuestRun),
         Some(Ok(p)) => p,
         Some(Err(_)) => return Err("PARAM must be a non-negative integer".into()),
     };
-    Ok((fd, GuestRun { mode, param }))
+    Ok(Args { fd, run: GuestRun { mode, param }, ram })
 }
 
 fn main() -> ExitCode {
     let started = now_ns();
-    let (fd, run) = match parse_args(std::env::args().skip(1)) {
+    let Args { fd, run, ram } = match parse_args(std::env::args().skip(1)) {
         Ok(v) => v,
         Err(why) => return usage(&why),
     };
@@ -64,7 +88,7 @@ fn main() -> ExitCode {
     // for exactly this purpose; it is owned from here on.
     let mut out = unsafe { File::from_raw_fd(fd) };
 
-    let mut vm = match BareVm::launch(run, timeout) {
+    let mut vm = match BareVm::launch_with(run, timeout, ram) {
         Ok(vm) => vm,
         Err(e) => return fail(&mut out, &e.to_string()),
     };
@@ -123,7 +147,7 @@ fn fail(out: &mut File, msg: &str) -> ExitCode {
 }
 
 fn usage(why: &str) -> ExitCode {
-    eprintln!("versus-vmm: {why}\nusage: versus-vmm [--fd N] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem|NUMBER> [PARAM]");
+    eprintln!("versus-vmm: {why}\nusage: versus-vmm [--fd N] [--ksm] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem|NUMBER> [PARAM]");
     ExitCode::from(2)
 }
 
@@ -137,9 +161,12 @@ mod tests {
 
     #[test]
     fn arguments_parse_or_say_what_is_wrong() {
-        assert_eq!(parse_args(args("cpu 7")), Ok((3, GuestRun { mode: mode::CPU, param: 7 })));
-        assert_eq!(parse_args(args("--fd 5 idle")), Ok((5, GuestRun { mode: mode::IDLE, param: 0 })));
-        assert_eq!(parse_args(args(&format!("{}", mode::PROBE))).map(|r| r.1.mode), Ok(mode::PROBE));
+        let plain = RamOptions::default();
+        assert_eq!(parse_args(args("cpu 7")), Ok(Args { fd: 3, run: GuestRun { mode: mode::CPU, param: 7 }, ram: plain }));
+        assert_eq!(parse_args(args("--fd 5 idle")), Ok(Args { fd: 5, run: GuestRun { mode: mode::IDLE, param: 0 }, ram: plain }));
+        let merged = parse_args(args("--fd 5 --ksm idle 16")).unwrap();
+        assert_eq!((merged.fd, merged.ram.mergeable, merged.run.param), (5, true, 16));
+        assert_eq!(parse_args(args(&format!("{}", mode::PROBE))).map(|r| r.run.mode), Ok(mode::PROBE));
         assert_eq!(parse_args(args("--fd x cpu")), Err("--fd needs a descriptor number".into()));
         assert_eq!(parse_args(args("")), Err("no guest mode given".into()));
         assert!(parse_args(args("dance")).unwrap_err().contains("unknown guest mode `dance`"));

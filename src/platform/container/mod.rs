@@ -74,8 +74,11 @@ pub struct ContainerPlatform {
     cgroup_mode: CgroupMode,
     controllers: Vec<String>,
     rootless: bool,
-    /// The children's stack, one clone at a time.
-    stack: std::sync::Mutex<spawn::ChildStack>,
+    /// Spare stacks for the children: a launch takes one (or maps a new
+    /// one when every stack is in use by a concurrent launch, as in a boot
+    /// storm) and puts it back once its child has exec'd, so concurrent
+    /// launches never wait on each other here.
+    stacks: std::sync::Mutex<Vec<spawn::ChildStack>>,
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -90,8 +93,8 @@ impl ContainerPlatform {
         }
         let (cgroup_mode, controllers) = host::cgroup_mode();
         let image = Image::build().map_err(|e| LaunchError::io("building the container rootfs in a temp dir", e))?;
-        let stack = std::sync::Mutex::new(spawn::ChildStack::new()?);
-        Ok(ContainerPlatform { image, opts, cgroup_mode, controllers, rootless, stack })
+        let stacks = std::sync::Mutex::new(vec![spawn::ChildStack::new()?]);
+        Ok(ContainerPlatform { image, opts, cgroup_mode, controllers, rootless, stacks })
     }
 
     /// The shared image (for leak checks in tests).
@@ -226,13 +229,16 @@ impl Platform for ContainerPlatform {
             stderr: err_w.as_raw_fd(),
             channel: chan_w.as_raw_fd(),
         };
-        let plan = ChildPlan::new(rootfs, cgroup_plan, spec.workload.guest_args(), fds, self.rootless)?;
+        let plan = ChildPlan::new(rootfs, cgroup_plan, spec.guest_args(), fds, self.rootless)?;
         // As root the clone shares our memory and returns once the child
         // has exec'd (or failed); rootless it returns at once.
-        let pid = {
-            let mut stack = self.stack.lock().unwrap_or_else(|e| e.into_inner());
-            spawn::clone_child(&plan, &mut stack, self.flags(), !self.rootless)?
+        let mut stack = match self.stacks.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            Some(s) => s,
+            None => spawn::ChildStack::new()?,
         };
+        let pid = spawn::clone_child(&plan, &mut stack, self.flags(), !self.rootless);
+        self.stacks.lock().unwrap_or_else(|e| e.into_inner()).push(stack);
+        let pid = pid?;
         // The child holds its own copies; ours must close so that end of
         // file reaches the right side.
         drop((status_w, ctl_r, err_w, chan_w));

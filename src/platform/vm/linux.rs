@@ -150,11 +150,11 @@ pub fn not_representative_reason(mode: &KvmMode, speed: &crate::host::KvmSpeed) 
 /// is how a forced boot is watched where guest kernel code is emulated.
 pub fn boot_console(opts: &LinuxOptions, args: &[String], until: impl FnMut(&[String]) -> bool) -> Result<ConsoleBoot, LinuxError> {
     let path = find_kernel(opts.kernel.as_deref())?;
-    let cfg = vm_config(opts, &path, args, true)?;
+    let cfg = vm_config(opts, &path, args, true, Default::default())?;
     versus_vmm::linux::boot_console(&cfg, opts.timeout, until)
 }
 
-fn vm_config(opts: &LinuxOptions, path: &Path, args: &[String], kernel_log: bool) -> Result<VmConfig, LinuxError> {
+fn vm_config(opts: &LinuxOptions, path: &Path, args: &[String], kernel_log: bool, ram: versus_vmm::memory::RamOptions) -> Result<VmConfig, LinuxError> {
     let emulated = matches!(crate::host::kvm_mode(), KvmMode::Pvm);
     let mut extra = opts.extra_cmdline.clone();
     if emulated {
@@ -167,6 +167,7 @@ fn vm_config(opts: &LinuxOptions, path: &Path, args: &[String], kernel_log: bool
         mem_bytes: opts.mem_mib << 20,
         console_echo: opts.console,
         hide_unemulated: emulated,
+        ram,
     })
 }
 
@@ -279,7 +280,7 @@ impl Platform for LinuxPlatform {
             }
         }
         let path = self.kernel.as_ref().map_err(|e| LaunchError::Unsupported(e.clone()))?;
-        let cfg = vm_config(&self.opts, path, &spec.workload.guest_args(), false)?;
+        let cfg = vm_config(&self.opts, path, &spec.workload.guest_args(), false, versus_vmm::memory::RamOptions { mergeable: spec.ksm_merge })?;
         let t0 = now_ns();
         let vm = LinuxVm::build(&cfg)?;
         let t_vmm = now_ns();

@@ -77,11 +77,16 @@ impl VmBarePlatform {
         VmBarePlatform { program: VmmBinary::Given(bin.to_path_buf()), image_file: Default::default() }
     }
 
-    /// Spawns a `versus-vmm` process running `run`, bounded by `timeout`.
-    fn spawn(&self, run: GuestRun, timeout: Duration) -> Result<crate::platform::child::ChildWorkload> {
+    /// Spawns a `versus-vmm` process running `run`, bounded by `timeout`
+    /// (`ksm`: its guest RAM mergeable by KSM).
+    fn spawn(&self, run: GuestRun, timeout: Duration, ksm: bool) -> Result<crate::platform::child::ChildWorkload> {
         let bin = self.program.path();
         let mut cmd = Command::new(&bin);
-        cmd.arg("--fd").arg(CHANNEL_FD.to_string()).arg(run.mode.to_string()).arg(run.param.to_string());
+        cmd.arg("--fd").arg(CHANNEL_FD.to_string());
+        if ksm {
+            cmd.arg("--ksm");
+        }
+        cmd.arg(run.mode.to_string()).arg(run.param.to_string());
         cmd.env("VERSUS_VMM_TIMEOUT_MS", timeout.as_millis().to_string());
         spawn_program(cmd, CHANNEL_FD, &format!("the VMM process {}", bin.display()), timeout)
     }
@@ -91,7 +96,7 @@ impl VmBarePlatform {
         // Refuse what the kernel-less guest cannot run before spawning.
         let run = guest_run_of(&spec.workload)?;
         let start = now_ns();
-        let mut child = self.spawn(run, spec.timeout)?;
+        let mut child = self.spawn(run, spec.timeout, spec.ksm_merge)?;
         let deadline = Instant::now() + spec.timeout;
         let mut guest_ram = Vec::new();
         let mut marks: Vec<(String, u64)> = Vec::new();
@@ -124,7 +129,7 @@ impl VmBarePlatform {
     /// Runs one probe attempt in a fresh VMM process: how its guest ended
     /// (read back from the process's `vmm-error` line) and what it logged.
     pub fn run_attempt(&self, a: &Attempt, timeout: Duration) -> (std::result::Result<Finished, VmError>, Vec<String>) {
-        let mut child = match self.spawn(a.run, timeout) {
+        let mut child = match self.spawn(a.run, timeout, false) {
             Ok(c) => c,
             Err(e) => return (Err(VmError::VmmProcess(e.to_string())), Vec::new()),
         };
