@@ -19,6 +19,7 @@ pub mod host;
 pub mod interrupt;
 pub mod measure;
 pub mod model;
+pub mod plan;
 pub mod platform;
 pub mod report;
 pub mod runner;

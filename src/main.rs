@@ -32,8 +32,11 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Run the isolation probe matrix inside each platform.
     Probe(commands::probe::ProbeArgs),
-    /// Re-render charts and report.md of a run from its CSV files.
+    /// Re-render charts, report.md and report.html of a run from its CSV files.
     Report(commands::report::ReportArgs),
+    /// A capacity plan from a run: instances per host, hosts for a fleet,
+    /// start times and disk, each with its inputs and the limit that binds.
+    Plan(commands::plan::PlanArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(a),
         Command::Probe(a) => commands::probe::run(a),
         Command::Report(a) => commands::report::run(a),
+        Command::Plan(a) => commands::plan::run(a),
     };
     match result {
         // An interrupt that arrived late (while the run's files were

@@ -2,6 +2,7 @@
 
 pub mod env;
 pub mod launch;
+pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod run;

@@ -225,53 +225,14 @@ pub struct DensityCurve {
     pub notes: Vec<String>,
 }
 
-/// What a density fit is fitted to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Basis {
-    /// PSS of the instances' processes.
-    Pss,
-    /// The host's MemAvailable drop (kernel memory included; host-wide noise too).
-    Host,
-    /// The charge of the instances' own memory cgroups.
-    Cgroup,
-}
+pub use crate::model::DensityBasis as Basis;
 
-impl Basis {
-    pub const ALL: [Basis; 3] = [Basis::Pss, Basis::Host, Basis::Cgroup];
-
-    /// The (fixed, per-instance, residual) metrics of this basis.
-    pub fn metrics(self) -> (Metric, Metric, Metric) {
-        match self {
-            Basis::Pss => (Metric::DensityFixedPss, Metric::DensityPerInstancePss, Metric::DensityFitRmsePss),
-            Basis::Host => (Metric::DensityFixedHost, Metric::DensityPerInstanceHost, Metric::DensityFitRmseHost),
-            Basis::Cgroup => (Metric::DensityFixedCgroup, Metric::DensityPerInstanceCgroup, Metric::DensityFitRmseCgroup),
-        }
-    }
-
-    /// The per-N metric this basis fits.
-    pub fn total_metric(self) -> Metric {
-        match self {
-            Basis::Pss => Metric::DensityPssTotal,
-            Basis::Host => Metric::DensityMemAvailableDrop,
-            Basis::Cgroup => Metric::DensityCgroupTotal,
-        }
-    }
-
-    /// The reading of a point in this basis, if it has one.
-    pub fn value(self, p: &DensityPoint) -> Option<f64> {
-        match self {
-            Basis::Pss => Some(p.held.pss as f64),
-            Basis::Host => Some(p.mem_drop()),
-            Basis::Cgroup => p.held.cgroup.map(|c| c as f64),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Basis::Pss => "pss",
-            Basis::Host => "host",
-            Basis::Cgroup => "cgroup",
-        }
+/// The reading of a point in a basis, if it has one.
+pub fn basis_value(b: Basis, p: &DensityPoint) -> Option<f64> {
+    match b {
+        Basis::Pss => Some(p.held.pss as f64),
+        Basis::Host => Some(p.mem_drop()),
+        Basis::Cgroup => p.held.cgroup.map(|c| c as f64),
     }
 }
 
@@ -281,7 +242,7 @@ impl DensityCurve {
         Basis::ALL
             .iter()
             .filter_map(|b| {
-                let pts: Vec<(f64, f64)> = self.points.iter().filter_map(|p| b.value(p).map(|v| (p.n as f64, v))).collect();
+                let pts: Vec<(f64, f64)> = self.points.iter().filter_map(|p| basis_value(*b, p).map(|v| (p.n as f64, v))).collect();
                 linear_fit(&pts).map(|f| (*b, f))
             })
             .collect()

@@ -8,11 +8,13 @@
 //! KSM only merges memory marked mergeable (`MADV_MERGEABLE`, or a whole
 //! process with `PR_SET_MEMORY_MERGE`), so turning it on does not touch the
 //! rest of the host's memory. One versus process at a time may drive KSM:
-//! a session holds an exclusive lock file for its whole life, so that two
-//! runs never save each other's settings as the host's.
+//! a session holds a lock for its whole life (an abstract Unix socket
+//! named after the KSM directory: nothing on disk, released by the kernel
+//! when the process ends, however it ends), so that two runs never save
+//! each other's settings as the host's.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -31,8 +33,8 @@ pub enum KsmError {
     Missing(PathBuf),
     #[error("cannot {what} {path}: {source} (KSM settings need root)")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("another versus process is measuring with KSM (it holds {0}); wait for it to finish, then run again")]
-    Busy(PathBuf),
+    #[error("another versus process is measuring with KSM (it holds the lock `@{0}`); wait for it to finish, then run again")]
+    Busy(String),
 }
 
 /// KSM's counters (pages of 4 KiB on x86-64).
@@ -141,8 +143,10 @@ impl Default for KsmTuning {
 /// KSM turned on for a measurement: restores the host's settings on drop.
 pub struct KsmSession {
     saved: Saved,
-    /// Held for the session's life (`flock`, released when closed).
-    _lock: File,
+    /// Held for the session's life (released when closed).
+    _lock: UnixListener,
+    /// Restored already (by [`KsmSession::restore`]).
+    restored: bool,
     /// Counters when the session started (the baseline of other users).
     pub at_start: KsmCounters,
 }
@@ -150,22 +154,22 @@ pub struct KsmSession {
 impl KsmSession {
     /// Takes the lock, saves the host's settings and turns KSM on with `tuning`.
     pub fn start(tuning: KsmTuning) -> Result<KsmSession, KsmError> {
-        KsmSession::start_in(Path::new(KSM_DIR), &default_lock_path(), tuning)
+        KsmSession::start_in(Path::new(KSM_DIR), tuning)
     }
 
     /// [`KsmSession::start`] on another directory laid out as the kernel's
-    /// (tests), with the lock file `lock`.
-    pub fn start_in(dir: &Path, lock: &Path, tuning: KsmTuning) -> Result<KsmSession, KsmError> {
+    /// (tests); the lock is per directory.
+    pub fn start_in(dir: &Path, tuning: KsmTuning) -> Result<KsmSession, KsmError> {
         if !dir.join("run").exists() {
             return Err(KsmError::Missing(dir.join("run")));
         }
-        let lock = take_lock(lock)?;
+        let lock = take_lock(&format!("versus-ksm:{}", dir.display()))?;
         let saved = Saved::read(dir)?;
         *PENDING.lock().unwrap_or_else(|e| e.into_inner()) = Some(saved.clone());
         crate::interrupt::at_forced_exit(restore_pending);
         // From here on, drop restores.
         let at_start = counters_in(dir).unwrap_or_default();
-        let session = KsmSession { saved, _lock: lock, at_start };
+        let session = KsmSession { saved, _lock: lock, restored: false, at_start };
         write(&dir.join("pages_to_scan"), &tuning.pages_to_scan.to_string())?;
         write(&dir.join("sleep_millisecs"), &tuning.sleep_millisecs.to_string())?;
         write(&dir.join("run"), "1")?;
@@ -211,17 +215,21 @@ impl KsmSession {
         }
     }
 
-    /// Restores the settings now (drop does the same, once).
-    pub fn restore(self) -> Result<(), KsmError> {
+    /// Restores the settings now, and says whether that worked (drop
+    /// restores too, but can only log a failure).
+    pub fn restore(mut self) -> Result<(), KsmError> {
+        self.restored = true;
         let r = self.saved.restore();
         PENDING.lock().unwrap_or_else(|e| e.into_inner()).take();
-        std::mem::forget(self);
         r
     }
 }
 
 impl Drop for KsmSession {
     fn drop(&mut self) {
+        if self.restored {
+            return;
+        }
         if let Err(e) = self.saved.restore() {
             tracing::error!("could not restore KSM's settings: {e}");
         }
@@ -238,31 +246,20 @@ pub struct Settled {
     pub waited: Duration,
 }
 
-/// The lock file every versus process uses for KSM.
-pub fn default_lock_path() -> PathBuf {
-    let run = Path::new("/run/lock");
-    if run.is_dir() {
-        run.join("versus-ksm.lock")
-    } else {
-        std::env::temp_dir().join("versus-ksm.lock")
-    }
-}
-
-/// Takes the exclusive lock, waiting up to 30 s for another holder.
-fn take_lock(path: &Path) -> Result<File, KsmError> {
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|source| KsmError::Io {
-        what: "open the lock file",
-        path: path.to_path_buf(),
-        source,
-    })?;
+/// Takes the lock `name` (an abstract Unix socket), waiting up to 30 s
+/// for another holder.
+fn take_lock(name: &str) -> Result<UnixListener, KsmError> {
+    let io = |source| KsmError::Io { what: "take the lock", path: PathBuf::from(format!("@{name}")), source };
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(io)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        // SAFETY: flock on an fd this function owns; no memory is passed.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(f);
+        match UnixListener::bind_addr(&addr) {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(e) => return Err(io(e)),
         }
         if Instant::now() >= deadline || crate::interrupt::requested() {
-            return Err(KsmError::Busy(path.to_path_buf()));
+            return Err(KsmError::Busy(name.to_string()));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -271,9 +268,6 @@ fn take_lock(path: &Path) -> Result<File, KsmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The sessions of these tests share [`PENDING`]: one at a time.
-    static SERIAL: Mutex<()> = Mutex::new(());
 
     fn fake_dir() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
@@ -297,35 +291,41 @@ mod tests {
 
     #[test]
     fn a_session_sets_and_restores_on_drop_and_on_panic() {
-        let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = crate::interrupt::test_serial();
         let d = fake_dir();
-        let lock = d.path().join("lock");
         let tuning = KsmTuning { pages_to_scan: 999, sleep_millisecs: 3 };
         {
-            let s = KsmSession::start_in(d.path(), &lock, tuning).unwrap();
+            let s = KsmSession::start_in(d.path(), tuning).unwrap();
             assert_eq!((read(d.path(), "run").as_str(), read(d.path(), "pages_to_scan").as_str()), ("1", "999"));
             assert_eq!(s.at_start.full_scans, 7);
         }
         assert_eq!([read(d.path(), "run"), read(d.path(), "pages_to_scan"), read(d.path(), "sleep_millisecs")], ["0", "100", "20"]);
         let r = std::panic::catch_unwind(|| {
-            let _s = KsmSession::start_in(d.path(), &lock, tuning).unwrap();
+            let _s = KsmSession::start_in(d.path(), tuning).unwrap();
             panic!("mid-measurement");
         });
         assert!(r.is_err());
         assert_eq!([read(d.path(), "run"), read(d.path(), "pages_to_scan"), read(d.path(), "sleep_millisecs")], ["0", "100", "20"]);
         // The watchdog's path: restore_pending writes back what a live session saved.
-        let s = KsmSession::start_in(d.path(), &lock, tuning).unwrap();
+        let s = KsmSession::start_in(d.path(), tuning).unwrap();
         restore_pending();
         assert_eq!(read(d.path(), "run"), "0");
         s.restore().unwrap();
-        assert!(KsmSession::start_in(&d.path().join("nope"), &lock, tuning).is_err_and(|e| e.to_string().contains("run without --ksm")));
+        // One session at a time per directory.
+        let held = KsmSession::start_in(d.path(), tuning).unwrap();
+        crate::interrupt::request();
+        let busy = KsmSession::start_in(d.path(), tuning);
+        crate::interrupt::clear();
+        assert!(matches!(busy, Err(KsmError::Busy(_))), "a second session waits, and gives up when asked");
+        drop(held);
+        assert!(KsmSession::start_in(&d.path().join("nope"), tuning).is_err_and(|e| e.to_string().contains("run without --ksm")));
     }
 
     #[test]
     fn settling_is_bounded() {
-        let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = crate::interrupt::test_serial();
         let d = fake_dir();
-        let s = KsmSession::start_in(d.path(), &d.path().join("lock"), KsmTuning::default()).unwrap();
+        let s = KsmSession::start_in(d.path(), KsmTuning::default()).unwrap();
         // No scan ever completes in a fake directory: the wait ends at its limit.
         let r = s.settle(Duration::from_millis(60), &|| false).unwrap();
         assert!(!r.settled);

@@ -175,6 +175,65 @@ impl Metric {
     }
 }
 
+/// What a density line is fitted to (the `_pss`, `_host` and `_cgroup`
+/// metrics of the density fit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DensityBasis {
+    /// PSS of the instances' processes.
+    Pss,
+    /// The host's MemAvailable drop (kernel memory included; host-wide noise too).
+    Host,
+    /// The charge of the instances' own memory cgroups.
+    Cgroup,
+}
+
+impl DensityBasis {
+    pub const ALL: [DensityBasis; 3] = [DensityBasis::Pss, DensityBasis::Host, DensityBasis::Cgroup];
+
+    /// The (fixed, per-instance, residual) metrics of this basis.
+    pub fn metrics(self) -> (Metric, Metric, Metric) {
+        match self {
+            DensityBasis::Pss => (Metric::DensityFixedPss, Metric::DensityPerInstancePss, Metric::DensityFitRmsePss),
+            DensityBasis::Host => (Metric::DensityFixedHost, Metric::DensityPerInstanceHost, Metric::DensityFitRmseHost),
+            DensityBasis::Cgroup => (Metric::DensityFixedCgroup, Metric::DensityPerInstanceCgroup, Metric::DensityFitRmseCgroup),
+        }
+    }
+
+    /// The per-N metric this basis fits.
+    pub fn total_metric(self) -> Metric {
+        match self {
+            DensityBasis::Pss => Metric::DensityPssTotal,
+            DensityBasis::Host => Metric::DensityMemAvailableDrop,
+            DensityBasis::Cgroup => Metric::DensityCgroupTotal,
+        }
+    }
+
+    /// Its name on the command line and in the metrics (`pss`, `host`, `cgroup`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DensityBasis::Pss => "pss",
+            DensityBasis::Host => "host",
+            DensityBasis::Cgroup => "cgroup",
+        }
+    }
+
+    /// In words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DensityBasis::Pss => "PSS of the instances' processes",
+            DensityBasis::Host => "the host's MemAvailable drop",
+            DensityBasis::Cgroup => "the charge of the instances' memory cgroups",
+        }
+    }
+}
+
+impl FromStr for DensityBasis {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DensityBasis, String> {
+        DensityBasis::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| format!("unknown memory basis `{s}`: use pss, host or cgroup"))
+    }
+}
+
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name())

@@ -68,11 +68,15 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
     };
     let _ = writeln!(o, "- guest kernels: {judged}\n");
     let _ = writeln!(o, "### Platforms\n");
-    let rows: Vec<Vec<String>> = e
-        .platforms
+    let _ = writeln!(o, "Grouped as the report compares them: versus' own launchers and VMM (the floor of each technology), then the container runtimes and VMMs people deploy.\n");
+    let mut platforms: Vec<&crate::model::PlatformStatus> = e.platforms.iter().collect();
+    let group_of = |name: &str| crate::platform::registry::info(name).map(|i| i.group);
+    platforms.sort_by_key(|p| (group_of(&p.platform), crate::platform::registry::order(&p.platform)));
+    let rows: Vec<Vec<String>> = platforms
         .iter()
         .map(|p| {
             vec![
+                group_of(&p.platform).map_or("other", |g| g.label()).to_string(),
                 p.platform.clone(),
                 p.status.to_string(),
                 if p.status != RunStatus::Ran {
@@ -86,5 +90,5 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
             ]
         })
         .collect();
-    table(o, &["platform", "status", "representative", "notes / reason"], &rows);
+    table(o, &["group", "platform", "status", "representative", "notes / reason"], &rows);
 }

@@ -230,15 +230,30 @@ fn step_failed(out: &mut RunResult, status: &mut PlatformStatus, platform: &str,
 }
 
 /// Notes for memory rows that came out negative: kept as measured (other
-/// activity on the host or in versus moved the figure), and said so.
+/// activity on the host or in versus moved the figure), and said so, once
+/// per metric and workload with the iterations it happened at.
 fn flag_negative(rows: &[Sample], status: &mut PlatformStatus) {
+    let mut groups: Vec<(Metric, String, Vec<u32>, f64)> = Vec::new();
     for r in rows
         .iter()
         .filter(|r| r.value < 0.0 && matches!(r.metric, Metric::MemHost | Metric::MemRss | Metric::DensityMemPerInstance | Metric::DensityMemAvailableDrop))
     {
+        match groups.iter_mut().find(|g| g.0 == r.metric && g.1 == r.workload) {
+            Some(g) => {
+                g.2.push(r.iteration);
+                g.3 = g.3.min(r.value);
+            }
+            None => groups.push((r.metric.clone(), r.workload.clone(), vec![r.iteration], r.value)),
+        }
+    }
+    for (metric, workload, its, lowest) in groups {
+        let total = rows.iter().filter(|r| r.metric == metric && r.workload == workload).count();
+        let list: Vec<String> = its.iter().map(|i| i.to_string()).collect();
         status.notes.push(format!(
-            "{} of {} (iteration {}) is negative ({:.0} bytes): the host (or versus itself) freed memory during the measurement; kept as measured",
-            r.metric, r.workload, r.iteration, r.value
+            "{metric} of {workload} is negative at iteration {} ({} of {total} rows; lowest {:.0} bytes): the host (or versus itself) freed memory during the measurement; kept as measured",
+            list.join(", "),
+            its.len(),
+            lowest
         ));
     }
 }
