@@ -62,7 +62,7 @@ pub struct KsmPass {
 
 impl Default for KsmPass {
     fn default() -> Self {
-        KsmPass { tuning: KsmTuning::default(), settle_limit: Duration::from_secs(10) }
+        KsmPass { tuning: KsmTuning::default(), settle_limit: Duration::from_secs(30) }
     }
 }
 
@@ -188,8 +188,10 @@ pub enum Stop {
     /// The next instance would bring (or the last brought) MemAvailable
     /// below the floor.
     Floor { available: u64, next: u64, floor: u64 },
-    /// The count limit (or, for the KSM pass, the N of the pass without).
+    /// The count limit.
     Count(usize),
+    /// The KSM pass reached the N of the pass without KSM.
+    SameN(usize),
     /// The time budget was spent.
     Time(Duration),
 }
@@ -209,6 +211,7 @@ impl fmt::Display for Stop {
                 mib(*floor)
             ),
             Stop::Count(n) => write!(f, "count limit of {n} instances"),
+            Stop::SameN(n) => write!(f, "the N of the pass without KSM ({n})"),
             Stop::Time(t) => write!(f, "time budget of {:.1} s spent", t.as_secs_f64()),
         }
     }
@@ -482,7 +485,7 @@ fn ksm_ramp(platform: &dyn Platform, spec: &LaunchSpec, opts: &DensityOptions, p
         }
         let n = fleet.len();
         if n >= target {
-            break Stop::Count(target);
+            break Stop::SameN(target);
         }
         if Instant::now() >= deadline {
             break Stop::Time(opts.time_budget);

@@ -156,11 +156,10 @@ pub struct Input {
 
 impl Input {
     fn describe(&self) -> String {
-        let f = |v: f64| fmt_unit(v, self.unit);
         if self.value.low == self.value.high {
-            format!("{} {} ({})", self.what, f(self.value.value), self.source)
+            format!("{} {} ({})", self.what, fmt_unit(self.value.value, self.unit), self.source)
         } else {
-            format!("{} {} [95% CI {} to {}] ({})", self.what, f(self.value.value), f(self.value.low), f(self.value.high), self.source)
+            format!("{} {} (95% CI; {})", self.what, fmt_range(self.value, self.unit), self.source)
         }
     }
 }
@@ -440,7 +439,12 @@ pub fn compute(samples: &[Sample], measured_cores: usize, o: &PlanOptions, dir: 
                     value: fleet,
                     unit: "s",
                     bound_by: Some(limit),
-                    inputs: vec![format!("{m:.0} instances over {:.0} hosts starting in parallel, each at {}", h.value, fmt_range(rate, "instances/s"))],
+                    inputs: vec![format!(
+                        "{m:.0} instances over {:.0} host{} starting in parallel, each at {}",
+                        h.value,
+                        if h.value == 1.0 { "" } else { "s" },
+                        fmt_range(rate, "instances/s")
+                    )],
                 });
             }
             if let Some(d) = &disk {
@@ -455,7 +459,7 @@ pub fn compute(samples: &[Sample], measured_cores: usize, o: &PlanOptions, dir: 
                     value: v,
                     unit: "bytes",
                     bound_by: None,
-                    inputs: vec![format!("{:.0} hosts x shared {} + {m:.0} x {}", h.value, fmt_bytes(d.shared.value), fmt_range(d.per, "bytes"))],
+                    inputs: vec![format!("{:.0} x shared {} + {m:.0} x {} per instance", h.value, fmt_bytes(d.shared.value), fmt_range(d.per, "bytes"))],
                 });
             }
         }
@@ -545,12 +549,17 @@ pub fn fmt_secs(v: f64) -> String {
     }
 }
 
-/// `value [low to high]`, or the value alone when the range is a point.
+/// `value [low to high]`; `value ± half-width` when the bounds would
+/// print as the value; the value alone when the range is a point.
 pub fn fmt_range(e: Estimate, unit: &str) -> String {
     let v = fmt_unit(e.value, unit);
     let (l, h) = (fmt_unit(e.low, unit), fmt_unit(e.high, unit));
-    if l == h && l == v {
+    if e.low == e.high {
         v
+    } else if l == v && h == v {
+        let half = (e.high - e.low) / 2.0;
+        let half = if unit == "bytes" { fmt_bytes(half) } else { format!("{half:.3}") };
+        format!("{v} ± {half}")
     } else {
         format!("{v} [{l} to {h}]")
     }
@@ -832,6 +841,9 @@ mod tests {
 
     #[test]
     fn formats() {
+        assert_eq!(fmt_range(Estimate { value: 16.0 * MIB, low: 16.0 * MIB - 2048.0, high: 16.0 * MIB + 2048.0 }, "bytes"), "16.0 MiB ± 2.0 KiB");
+        assert_eq!(fmt_range(Estimate { value: 5.0, low: 4.0, high: 6.0 }, "s"), "5.0 s [4.0 s to 6.0 s]");
+        assert_eq!(fmt_range(Estimate::exact(3.0), "hosts"), "3");
         assert_eq!(group_digits(1234567.0), "1 234 567");
         assert_eq!(group_digits(12.0), "12");
         assert_eq!(fmt_secs(0.25), "250 ms");

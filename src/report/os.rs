@@ -183,7 +183,11 @@ fn density(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
     let off: Vec<String> = per.iter().filter(|x| !x.1).map(|(p, _, v)| format!("{} for {}", fmt_bytes(*v), registry::article(p))).collect();
     let mut finding = format!("**Finding.** Each further idle instance costs {} of PSS.", and_list(&off));
     if !ksm_parts.is_empty() {
-        let _ = write!(finding, " With KSM on and their memory mergeable, the same instances held {} (PSS, after KSM settled).", and_list(&ksm_parts));
+        let _ = write!(
+            finding,
+            " With KSM on and their memory mergeable, the same instances held {} (PSS, once KSM settled or its bounded wait ran out: the platform notes say where it had not settled).",
+            and_list(&ksm_parts)
+        );
     }
     let _ = writeln!(o, "{finding}\n");
     if per.iter().any(|x| x.1) {

@@ -304,16 +304,30 @@ fn measure_costs(
         }
         d
     });
-    let interference = c.interference.clone().map(|mut cfg| {
+    // A neighbour's window holds its launch, a 200 ms warm-up and then the
+    // victims' runs: under MIN_WINDOW no victim fits, and a window that
+    // measures nothing would be a failure. Too short a budget leaves
+    // interference out, and says so.
+    const MIN_WINDOW: Duration = Duration::from_millis(900);
+    let interference = c.interference.clone().and_then(|mut cfg| {
         if let Some(b) = budget {
             let per_window = b.mul_f64(0.30) / (cfg.stresses.len() as u32 + 1);
+            if per_window < MIN_WINDOW {
+                out.not_measured.push(format!(
+                    "{name} interference: the run's time budget leaves {} ms per neighbour window, under the {} ms a window needs (give --max-time more, or run without --quick)",
+                    per_window.as_millis(),
+                    MIN_WINDOW.as_millis()
+                ));
+                progress.inc();
+                return None;
+            }
             if per_window < cfg.max_window {
-                cfg.max_window = per_window.max(Duration::from_millis(300));
+                cfg.max_window = per_window;
                 cfg.reps = 1;
                 status.notes.push(format!("interference windows limited to {} ms by the run's time budget", cfg.max_window.as_millis()));
             }
         }
-        cfg
+        Some(cfg)
     });
     if let Some(st) = &storm {
         check_interrupt()?;
