@@ -86,9 +86,20 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
                 } else {
                     format!("no: {}", p.representative_note.clone().unwrap_or_default())
                 },
-                p.reason.clone().unwrap_or_else(|| p.notes.join("; ")),
+                match (&p.reason, p.notes.len()) {
+                    (Some(r), _) => r.clone(),
+                    (None, 0) => "-".into(),
+                    (None, n) => format!("{n} notes, below"),
+                },
             ]
         })
         .collect();
-    table(o, &["group", "platform", "status", "representative", "notes / reason"], &rows);
+    table(o, &["group", "platform", "status", "representative", "reason / notes"], &rows);
+    for p in platforms.iter().filter(|p| p.reason.is_none() && !p.notes.is_empty()) {
+        let _ = writeln!(o, "Notes of `{}`:\n", p.platform);
+        for n in &p.notes {
+            let _ = writeln!(o, "- {n}");
+        }
+        o.push('\n');
+    }
 }
