@@ -1,15 +1,19 @@
 //! `cargo bench --bench launch`: launch-to-ready latency of the `process`
-//! and `container` platforms, against two references measured in the same
-//! run:
+//! and `container` platforms (the container in its `default` profile, as
+//! runc and Docker harden it, and `privileged`), against three raw floors
+//! and a peer, measured in the same run:
+//! - `floor-spawn`: the least a plain process can cost, posix_spawn-style:
+//!   clone(CLONE_VM | CLONE_VFORK) + execve of the workload program + its
+//!   READY on a pipe; no namespaces. The reference for `process`;
 //! - `floor`: the reference for a namespace container's least cost:
 //!   a raw clone(NEWPID|NEWNS|NEWUTS|NEWIPC|NEWNET) + execve of the same
 //!   workload program + its READY on a pipe; no cgroup, no rootfs, no
-//!   pivot_root. Its clone copies the parent's memory as fork does;
+//!   pivot_root, no hardening. Its clone copies the parent's memory as fork
+//!   does;
 //! - `floor-vm`: the same with CLONE_VM | CLONE_VFORK, as posix_spawn and
-//!   versus' own container launcher clone (no page tables copied at clone
-//!   and torn down at execve): the stricter floor, reported beside the
-//!   first so that a launcher using the cheaper clone cannot look better
-//!   than it is;
+//!   versus' own launchers clone (no page tables copied at clone and torn
+//!   down at execve): the stricter floor, reported beside the first so that
+//!   a launcher using the cheaper clone cannot look better than it is;
 //! - `runc`: `runc run` of an OCI bundle of the same rootfs, where runc is
 //!   installed (skipped with a message otherwise).
 //!
@@ -28,7 +32,7 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::wait::waitpid;
 use nix::unistd::pipe2;
-use versus::platform::container::{ContainerOptions, ContainerPlatform};
+use versus::platform::container::{ContainerOptions, ContainerPlatform, Profile};
 use versus::platform::process::ProcessPlatform;
 use versus::platform::{LaunchSpec, Platform};
 use versus::workload::EmbeddedProgram;
@@ -49,6 +53,28 @@ fn time_platform(p: &dyn Platform, iters: u64) -> Duration {
     total
 }
 
+/// One launch timed as [`time_platform`] does, and its boot phases.
+fn launch_with_phases(p: &dyn Platform, phases: &mut Vec<(&'static str, f64)>) -> Duration {
+    let t = Instant::now();
+    let inst = p.launch(&ready_spec()).expect("launch");
+    let el = t.elapsed();
+    phases.extend(inst.boot().phases.iter().copied());
+    inst.stop().expect("stop");
+    el
+}
+
+/// The median of each phase, in the order the phases come.
+fn phase_medians(phases: &[(&'static str, f64)]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for (n, _) in phases {
+        if !names.contains(n) {
+            names.push(n);
+        }
+    }
+    let med = |n: &str| versus::stats::median(&phases.iter().filter(|(p, _)| *p == n).map(|(_, v)| *v).collect::<Vec<_>>());
+    names.iter().map(|n| format!("{n} {:.3}", med(n))).collect::<Vec<_>>().join(", ")
+}
+
 /// Reads until the first newline (the READY line) or end of file.
 fn read_ready(fd: OwnedFd) -> Vec<u8> {
     let mut f = std::fs::File::from(fd);
@@ -63,19 +89,21 @@ fn read_ready(fd: OwnedFd) -> Vec<u8> {
     line
 }
 
-/// The raw floor: clone into new namespaces, exec the workload, read READY.
-/// `share_memory` adds CLONE_VM | CLONE_VFORK (`floor-vm`).
-fn floor_once(guest: &CString, share_memory: bool) -> Duration {
+/// The namespaces of the container floors.
+fn namespaces() -> CloneFlags {
+    CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWNET
+}
+
+/// A raw floor: clone with `flags`, exec the workload, read READY.
+/// `floor`: the namespaces; `floor-vm`: the namespaces with CLONE_VM |
+/// CLONE_VFORK; `floor-spawn`: CLONE_VM | CLONE_VFORK alone (posix_spawn).
+fn floor_once(guest: &CString, flags: CloneFlags) -> Duration {
     let argv = [guest.as_ptr(), c"--fd".as_ptr(), c"3".as_ptr(), c"ready".as_ptr(), std::ptr::null()];
     let envp = [std::ptr::null()];
     let t = Instant::now();
     let (r, w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
     let wfd = w.as_raw_fd();
     let mut stack = vec![0u8; 64 * 1024];
-    let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWNET;
-    if share_memory {
-        flags |= CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK;
-    }
     let cb = Box::new(|| {
         // SAFETY: in the cloned child: dup2 and execve on data prepared
         // before the clone; _exit if exec fails.
@@ -97,6 +125,25 @@ fn floor_once(guest: &CString, share_memory: bool) -> Duration {
     assert!(line.starts_with(b"READY"), "floor: no READY from the workload");
     waitpid(pid, None).expect("waitpid");
     el
+}
+
+const VFORK: CloneFlags = CloneFlags::CLONE_VM.union(CloneFlags::CLONE_VFORK);
+
+/// The container platform in `profile`, where it can run here.
+fn container(profile: Profile) -> Option<ContainerPlatform> {
+    match ContainerPlatform::new(ContainerOptions { profile, ..ContainerOptions::default() }) {
+        Ok(c) => match c.available() {
+            Ok(()) => Some(c),
+            Err(why) => {
+                eprintln!("launch/container-{profile} skipped: {why}");
+                None
+            }
+        },
+        Err(e) => {
+            eprintln!("launch/container-{profile} skipped: {e}");
+            None
+        }
+    }
 }
 
 /// An OCI bundle of the container rootfs for runc, removed on drop.
@@ -156,18 +203,17 @@ fn launch(c: &mut Criterion) {
 
     let guest = EmbeddedProgram::guest().expect("write the workload program");
     let guest_c = CString::new(guest.path().as_os_str().as_encoded_bytes()).expect("path");
-    g.bench_function("floor", |b| b.iter_custom(|iters| (0..iters).map(|_| floor_once(&guest_c, false)).sum()));
-    g.bench_function("floor-vm", |b| b.iter_custom(|iters| (0..iters).map(|_| floor_once(&guest_c, true)).sum()));
+    g.bench_function("floor-spawn", |b| b.iter_custom(|iters| (0..iters).map(|_| floor_once(&guest_c, VFORK)).sum()));
+    g.bench_function("floor", |b| b.iter_custom(|iters| (0..iters).map(|_| floor_once(&guest_c, namespaces())).sum()));
+    g.bench_function("floor-vm", |b| b.iter_custom(|iters| (0..iters).map(|_| floor_once(&guest_c, namespaces() | VFORK)).sum()));
 
     let process = ProcessPlatform::new().expect("process platform");
     g.bench_function("process", |b| b.iter_custom(|iters| time_platform(&process, iters)));
 
-    match ContainerPlatform::new(ContainerOptions::default()) {
-        Ok(container) if container.available().is_ok() => {
-            g.bench_function("container", |b| b.iter_custom(|iters| time_platform(&container, iters)));
+    for profile in [Profile::Default, Profile::Privileged] {
+        if let Some(c) = container(profile) {
+            g.bench_function(format!("container-{profile}"), |b| b.iter_custom(|iters| time_platform(&c, iters)));
         }
-        Ok(container) => eprintln!("launch/container skipped: {}", container.available().unwrap_err()),
-        Err(e) => eprintln!("launch/container skipped: {e}"),
     }
 
     match versus::host::which("runc") {
@@ -196,15 +242,16 @@ fn median_ms(v: &[Duration]) -> f64 {
 }
 
 /// The goals are about medians; criterion reports a mean per iteration.
-/// This pass measures the medians in blocks that take turns (floor,
-/// floor-vm, process, container, runc), so slow drift of the shared host hits every
-/// kind alike. A launch leaves kernel work behind (network namespace and
-/// cgroup clean-up run asynchronously), and it lands on the next launch; the
-/// first launches of each block are run but not kept, so every kept sample
-/// follows a launch of its own kind, as in criterion's back-to-back runs.
-/// `VERSUS_BENCH_BLOCKS` sets the blocks (default 16 of 25 launches, runc 4).
-/// Criterion's filter does not apply to it: `cargo bench --bench launch --
-/// medians` runs this pass alone.
+/// This pass measures the medians in blocks that take turns (floor-spawn,
+/// process, floor, floor-vm, container default, container privileged,
+/// runc), so slow drift of the shared host hits every kind alike. A launch
+/// leaves kernel work behind (network namespace and cgroup clean-up run
+/// asynchronously), and it lands on the next launch; the first launches of
+/// each block are run but not kept, so every kept sample follows a launch
+/// of its own kind, as in criterion's back-to-back runs.
+/// `VERSUS_BENCH_BLOCKS` sets the blocks (default 16 of 25 launches, runc
+/// 4). Criterion's filter does not apply to it: `cargo bench --bench launch
+/// -- medians` runs this pass alone.
 fn blocked_medians(_: &mut Criterion) {
     const BLOCK: usize = 25;
     const RUNC_BLOCK: usize = 4;
@@ -217,9 +264,12 @@ fn blocked_medians(_: &mut Criterion) {
     let guest = EmbeddedProgram::guest().expect("write the workload program");
     let guest_c = CString::new(guest.path().as_os_str().as_encoded_bytes()).expect("path");
     let process = ProcessPlatform::new().expect("process platform");
-    let container = ContainerPlatform::new(ContainerOptions::default()).ok().filter(|c| c.available().is_ok());
+    let hardened = container(Profile::Default);
+    let privileged = container(Profile::Privileged);
     let runc = versus::host::which("runc").map(|r| (runc_bundle(&r), r));
-    let (mut floor, mut floor_vm, mut proc_, mut cont, mut runc_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut spawn_floor = Vec::new();
+    let (mut floor, mut floor_vm, mut proc_, mut cont, mut cont_priv, mut runc_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut proc_phases, mut cont_phases, mut priv_phases) = (Vec::new(), Vec::new(), Vec::new());
     let mut n = 1_000_000u64;
     for _ in 0..blocks {
         let block = |out: &mut Vec<Duration>, len: usize, once: &mut dyn FnMut() -> Duration| {
@@ -230,11 +280,15 @@ fn blocked_medians(_: &mut Criterion) {
                 }
             }
         };
-        block(&mut floor, BLOCK, &mut || floor_once(&guest_c, false));
-        block(&mut floor_vm, BLOCK, &mut || floor_once(&guest_c, true));
-        block(&mut proc_, BLOCK, &mut || time_platform(&process, 1));
-        if let Some(c) = &container {
-            block(&mut cont, BLOCK, &mut || time_platform(c, 1));
+        block(&mut spawn_floor, BLOCK, &mut || floor_once(&guest_c, VFORK));
+        block(&mut proc_, BLOCK, &mut || launch_with_phases(&process, &mut proc_phases));
+        block(&mut floor, BLOCK, &mut || floor_once(&guest_c, namespaces()));
+        block(&mut floor_vm, BLOCK, &mut || floor_once(&guest_c, namespaces() | VFORK));
+        if let Some(c) = &hardened {
+            block(&mut cont, BLOCK, &mut || launch_with_phases(c, &mut cont_phases));
+        }
+        if let Some(c) = &privileged {
+            block(&mut cont_priv, BLOCK, &mut || launch_with_phases(c, &mut priv_phases));
         }
         if let Some((bundle, r)) = &runc {
             block(&mut runc_s, RUNC_BLOCK, &mut || {
@@ -243,21 +297,43 @@ fn blocked_medians(_: &mut Criterion) {
             });
         }
     }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "launch/medians ({blocks} blocks per kind; {} kept launches each, runc {}; load average {})",
+        floor.len(),
+        runc_s.len(),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    let fs = median_ms(&spawn_floor);
+    let p = median_ms(&proc_);
     let f = median_ms(&floor);
-    println!("launch/medians ({blocks} blocks per kind; {} kept launches each, runc {})", floor.len(), runc_s.len());
     let fv = median_ms(&floor_vm);
-    println!("  floor      {f:8.3} ms");
-    println!("  floor-vm   {fv:8.3} ms");
-    println!("  process    {:8.3} ms", median_ms(&proc_));
-    if cont.is_empty() {
-        println!("  container  skipped (cannot run on this host)");
-        return;
+    println!("  floor-spawn          {fs:8.3} ms   (posix_spawn-style: vfork-like clone + exec, no namespaces)");
+    println!("  process              {p:8.3} ms   {:.2}x floor-spawn (goal <= 1.20x)", p / fs);
+    println!("  floor                {f:8.3} ms   (namespaces, fork-like clone)");
+    println!("  floor-vm             {fv:8.3} ms   (namespaces, vfork-like clone)");
+    let mut reference = None;
+    for (name, v) in [("container default", &cont), ("container privileged", &cont_priv)] {
+        if v.is_empty() {
+            println!("  {name:<20} skipped (cannot run on this host)");
+            continue;
+        }
+        let c = median_ms(v);
+        let goal = if name == "container default" { " (goal <= 1.30x)" } else { "" };
+        println!("  {name:<20} {c:8.3} ms   {:.2}x floor{goal}, {:.2}x floor-vm", c / f, c / fv);
+        reference.get_or_insert(c);
     }
-    let c = median_ms(&cont);
-    println!("  container  {c:8.3} ms   {:.2}x floor (goal <= 1.30x), {:.2}x floor-vm", c / f, c / fv);
-    if !runc_s.is_empty() {
+    // Where the time goes: each launch's boot phases (they add up to its
+    // boot, launch start to READY, the interval timed above).
+    println!("  median phases [ms]:");
+    for (name, ph) in [("process", &proc_phases), ("container default", &cont_phases), ("container privileged", &priv_phases)] {
+        if !ph.is_empty() {
+            println!("    {name:<20} {}", phase_medians(ph));
+        }
+    }
+    if let (false, Some(c)) = (runc_s.is_empty(), reference) {
         let r = median_ms(&runc_s);
-        println!("  runc       {r:8.3} ms   {:.1}x container (goal >= 15x)", r / c);
+        println!("  runc                 {r:8.3} ms   {:.1}x container default (goal >= 15x)", r / c);
     }
 }
 

@@ -19,10 +19,10 @@ pub enum LaunchError {
     )]
     MissingCgroupController { controller: String, path: PathBuf },
 
-    #[error("cannot set up the container cgroup at {path}: {source}; run as root or delegate a writable cgroup to this user")]
+    #[error("cannot set up the instance's cgroup at {path}: {source}; run as root or delegate a writable cgroup to this user")]
     Cgroup { path: PathBuf, source: std::io::Error },
 
-    #[error("container set-up failed in the child at step `{step}`: {errno}")]
+    #[error("the launched child's set-up failed at step `{step}`: {errno}")]
     ChildSetup { step: &'static str, errno: nix::errno::Errno },
 
     #[error("the workload crashed before finishing ({status}){}", fmt_stderr(.stderr))]

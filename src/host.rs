@@ -336,13 +336,18 @@ pub fn guest_kernel_speed(mode: &KvmMode, speed: &KvmSpeed) -> GuestKernelSpeed 
 #[serde(default)]
 pub struct HostMeasurements {
     pub kvm_speed: KvmSpeed,
+    /// The share of the host's CPU time that processes other than versus
+    /// used while the run measured (0 to 1; see [`crate::measure::load`]).
+    /// `versus compare` calls timings from a busy host inconclusive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub foreign_cpu_load: Option<f64>,
 }
 
 /// The fingerprint of this host and its measurements.
 pub fn fingerprint() -> (Host, HostMeasurements) {
     let host = Host::detect();
     let kvm_speed = KvmSpeed::of_this_host().clone();
-    (host, HostMeasurements { kvm_speed })
+    (host, HostMeasurements { kvm_speed, foreign_cpu_load: None })
 }
 
 #[cfg(test)]

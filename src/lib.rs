@@ -10,11 +10,14 @@
 //! writes the CSV/JSON of docs/design.md, and [`chart`] and [`report`] draw
 //! and write the five-way comparison.
 
+pub mod bmf;
 pub mod channel;
 pub mod chart;
+pub mod compare;
 pub mod error;
 pub mod experiment;
 pub mod export;
+pub mod history;
 pub mod host;
 pub mod interrupt;
 pub mod measure;

@@ -37,10 +37,31 @@ enum Command {
     /// A capacity plan from a run: instances per host, hosts for a fleet,
     /// start times and disk, each with its inputs and the limit that binds.
     Plan(commands::plan::PlanArgs),
+    /// Compare two runs (directories or history run ids): exit 0 no
+    /// regression, 1 regression, 2 inconclusive, 3 usage error.
+    Compare(commands::compare::CompareArgs),
+    /// Run two versus builds (or two settings) interleaved in ABBA blocks on
+    /// this host and compare them (exit codes as compare).
+    Ab(commands::ab::AbArgs),
+    /// A/A: run this build against itself, report each metric's noise floor
+    /// on this host and suggest a policy file.
+    Calibrate(commands::calibrate::CalibrateArgs),
+    /// The run history database: import, list, show, trend.
+    History(commands::history::HistoryArgs),
+    /// Export a run for other CI tools (Bencher Metric Format JSON).
+    Export(commands::export::ExportArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 3 (not clap's 2): `versus compare` uses 2 for
+    // "inconclusive".
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(versus::compare::EXIT_USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -60,6 +81,11 @@ fn main() -> ExitCode {
         Command::Probe(a) => commands::probe::run(a),
         Command::Report(a) => commands::report::run(a),
         Command::Plan(a) => commands::plan::run(a),
+        Command::Compare(a) => commands::compare::run(a),
+        Command::Ab(a) => commands::ab::run(a),
+        Command::Calibrate(a) => commands::calibrate::run(a),
+        Command::History(a) => commands::history::run(a),
+        Command::Export(a) => commands::export::run(a),
     };
     match result {
         // An interrupt that arrived late (while the run's files were

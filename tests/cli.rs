@@ -85,6 +85,7 @@ fn bad_input_gets_one_line_errors_and_leaves_nothing() {
         (vec!["run", "--runs", "0"], "0 is not in 1.."),
         (vec!["launch", "process", "--timeout=0"], "not a positive number"),
         (vec!["launch", "hyperv"], "unknown platform `hyperv`"),
+        (vec!["launch", "container", "--container-profile", "docker"], "unknown container profile `docker`"),
         (vec!["run", "-p", "process", "-o", "/proc/versus-cannot-write-here"], "choose another with --out"),
         (vec!["run", "--timeout", "1e20"], "more than a day"),
         (vec!["launch", "process", "--timeout", "inf"], "more than a day"),
@@ -228,4 +229,29 @@ fn ctrl_c_during_the_ksm_pass_restores_ksm() {
             .unwrap_or(false)
     });
     assert_eq!(procs.count(), 0, "instances of the interrupted versus still alive");
+}
+
+/// The probe matrix shows what the default container profile closes: the
+/// same probes come out `isolated` by default and `exposed` with
+/// `--container-profile privileged`, and the run says which profile ran.
+#[test]
+fn probe_matrix_shows_what_the_container_profile_closes() {
+    assert!(common::is_root(), "needs root for the container platform");
+    let probe = |profile: &str| {
+        let o = versus().args(["probe", "-p", "container", "--csv", "--container-profile", profile]).output().unwrap();
+        assert!(o.status.success(), "{profile}: {}", String::from_utf8_lossy(&o.stderr));
+        let csv = String::from_utf8_lossy(&o.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(stderr.contains(&format!("profile {profile}")), "the profile is named: {stderr}");
+        csv
+    };
+    let result = |csv: &str, id: &str| {
+        csv.lines().find(|l| l.contains(&format!(",{id},"))).and_then(|l| l.split(',').nth(4)).map(String::from).unwrap_or_else(|| panic!("no {id} in {csv}"))
+    };
+    let default = probe("default");
+    let privileged = probe("privileged");
+    for id in ["priv.capabilities", "priv.seccomp", "priv.no_new_privs", "kif.proc_sys", "kif.proc_masked", "kif.dmesg", "kif.clock"] {
+        assert_eq!(result(&default, id), "isolated", "{id} with the default profile");
+        assert_eq!(result(&privileged, id), "exposed", "{id} with --container-profile privileged");
+    }
 }

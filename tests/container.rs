@@ -7,11 +7,15 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use std::collections::BTreeMap;
 use versus::error::LaunchError;
-use versus::platform::container::{ContainerOptions, ContainerPlatform};
+
+use versus::experiment::probes::{run_probe_workload, wire};
+use versus::platform::container::{ContainerOptions, ContainerPlatform, Profile};
 use versus::platform::process::ProcessPlatform;
 use versus::platform::{LaunchSpec, Limits, Platform};
 use versus::runner::launch_once;
+use versus::workload::{GuestMode, WorkloadSpec};
 
 /// The leak checks look at the whole test process, so these tests run one
 /// at a time.
@@ -80,7 +84,7 @@ fn boot_phases_add_up() {
     let c = container();
     let rec = launch_once(&c, &spec("ready")).unwrap();
     let names: Vec<&str> = rec.boot.phases.iter().map(|p| p.0).collect();
-    assert_eq!(names, ["namespaces", "cgroup", "rootfs", "exec", "ready"]);
+    assert_eq!(names, ["namespaces", "cgroup", "rootfs", "hardening", "exec", "ready"]);
     let sum: f64 = rec.boot.phases.iter().map(|p| p.1).sum();
     assert!((sum - rec.boot.total_ms()).abs() < 1e-6, "phases {sum} vs total {}", rec.boot.total_ms());
     assert!(rec.boot.total_ms() > 0.0);
@@ -214,7 +218,10 @@ fn failed_launches_leave_nothing_behind() {
     let init = rootfs.join("init");
     std::fs::rename(&init, rootfs.join("init.moved")).unwrap();
     match c.launch(&spec("ready")) {
-        Err(LaunchError::ChildSetup { step, .. }) => assert_eq!(step, "execve /init"),
+        Err(LaunchError::Sys { context, source }) => {
+            assert!(context.contains("executing") && context.contains("/init"), "{context}");
+            assert_eq!(source, nix::errno::Errno::ENOENT);
+        }
         Err(e) => panic!("expected an exec failure, got {e}"),
         Ok(_) => panic!("expected an exec failure"),
     }
@@ -250,4 +257,99 @@ fn a_panic_with_a_live_container_releases_it() {
     assert!(r.is_err());
     assert!(own_cgroups().is_empty(), "cgroups left: {:?}", own_cgroups());
     assert!(own_children().is_empty(), "children left: {:?}", own_children());
+}
+
+/// The workload's own view of itself, from the probe mode: each probe's
+/// observed fields (CapEff from /proc/self/status, the Seccomp and
+/// NoNewPrivs lines of /proc/self/status, init_module's errno, what
+/// /proc/kcore and the other masked /proc files give).
+fn own_view(p: &ContainerPlatform) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut s = LaunchSpec::new(WorkloadSpec::mode(GuestMode::Probe { port: 0 }));
+    s.timeout = Duration::from_secs(20);
+    let lines = run_probe_workload(p, &s).expect("probe workload");
+    lines.into_iter().map(|l| (l.id, wire::fields(&l.evidence))).collect()
+}
+
+fn field<'a>(v: &'a BTreeMap<String, BTreeMap<String, String>>, probe: &str, key: &str) -> &'a str {
+    v.get(probe).and_then(|f| f.get(key)).map(String::as_str).unwrap_or_else(|| panic!("{probe} reported no `{key}`: {:?}", v.get(probe)))
+}
+
+/// Bytes a `read_some` observation (`ok:<n>` or `errno<n>`) got.
+fn bytes(obs: &str) -> u64 {
+    obs.strip_prefix("ok:").and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn default_profile_runs_the_workload_as_docker_would() {
+    let _serial = serial();
+    let c = container();
+    assert_eq!(c.profile(), Profile::Default);
+    let v = own_view(&c);
+    let eff = u64::from_str_radix(field(&v, "priv.capabilities", "eff"), 16).expect("CapEff is hex");
+    assert_eq!(eff.count_ones(), 14, "CapEff {eff:016x}");
+    assert_eq!(eff, 0xa80425fb, "Docker's default set");
+    assert_eq!(field(&v, "priv.capabilities", "bnd"), field(&v, "priv.capabilities", "eff"), "bounding set = effective set");
+    assert_eq!(field(&v, "priv.seccomp", "status"), "2", "Seccomp: 2 (filter) in /proc/self/status");
+    assert_eq!(field(&v, "priv.seccomp", "mode"), "2");
+    assert_eq!(field(&v, "priv.no_new_privs", "status"), "1", "NoNewPrivs: 1 in /proc/self/status");
+    assert_eq!(field(&v, "kif.module_load", "errno"), "1", "init_module is refused with EPERM");
+    // /proc/kcore: masked by /dev/null (reads as empty), or absent where
+    // the kernel has none; never its content.
+    let kcore = field(&v, "dev.mem", "kcore");
+    assert_eq!(bytes(kcore), 0, "/proc/kcore gave bytes: {kcore}");
+    if std::path::Path::new("/proc/kcore").exists() {
+        assert_eq!(kcore, "ok:0", "the masked /proc/kcore opens and reads as empty");
+    }
+    // The other masked files read as empty too (/proc/timer_list exists on
+    // every kernel with timers, and root reads it on the host).
+    assert_eq!(field(&v, "kif.proc_masked", "timer_list"), "ok:0");
+    // /proc/sys is read-only.
+    assert_eq!(field(&v, "kif.proc_sys", "open_write"), format!("errno{}", libc::EROFS));
+    // Threads and forks still work under the filter (clone3 falls back to
+    // clone): the fork bomb and the multi-threaded stress run.
+    let mut s = spec("stress-cpu:200");
+    s.timeout = Duration::from_secs(20);
+    let f = launch_once(&c, &s).expect("stress-cpu under the default profile");
+    assert!(f.finished.results[0].checksum().is_some());
+    assert!(own_cgroups().is_empty(), "cgroups left: {:?}", own_cgroups());
+}
+
+#[test]
+fn privileged_profile_keeps_what_default_takes_away() {
+    let _serial = serial();
+    let c = ContainerPlatform::new(ContainerOptions { profile: Profile::Privileged, ..Default::default() }).expect("privileged container platform");
+    let v = own_view(&c);
+    let eff = u64::from_str_radix(field(&v, "priv.capabilities", "eff"), 16).expect("CapEff is hex");
+    assert!(eff.count_ones() > 14 && eff & (1 << 21) != 0, "CapEff {eff:016x}: CAP_SYS_ADMIN kept");
+    assert_eq!(field(&v, "priv.seccomp", "status"), "0");
+    assert_eq!(field(&v, "priv.no_new_privs", "status"), "0");
+    assert_ne!(field(&v, "kif.module_load", "errno"), "1", "init_module gets past the permission check");
+    assert!(bytes(field(&v, "kif.proc_masked", "timer_list")) > 0, "/proc/timer_list is readable");
+    if std::path::Path::new("/proc/kcore").exists() {
+        assert!(bytes(field(&v, "dev.mem", "kcore")) > 0, "/proc/kcore is readable");
+    } else {
+        eprintln!("this kernel has no /proc/kcore (CONFIG_PROC_KCORE off): its mask is checked where it exists");
+    }
+    assert_eq!(field(&v, "kif.proc_sys", "open_write"), "ok");
+    let rec = launch_once(&c, &spec("ready")).unwrap();
+    assert_eq!(rec.boot.phases.iter().map(|p| p.0).collect::<Vec<_>>(), ["namespaces", "cgroup", "rootfs", "hardening", "exec", "ready"]);
+}
+
+/// The hardened container's masks are mounts inside its own mount
+/// namespace: none reaches the host, and a hundred launches leave nothing.
+#[test]
+fn masks_stay_inside_the_container() {
+    let _serial = serial();
+    let c = container();
+    let fds = open_fds();
+    for _ in 0..20 {
+        let i = c.launch(&spec("idle:1")).unwrap();
+        // While it runs, its masked /proc paths are mounts of its own
+        // namespace only (their targets are under the image's rootfs).
+        assert!(mounts_under(c.image().path()).is_empty(), "mounts reached the host: {:?}", mounts_under(c.image().path()));
+        i.stop().unwrap();
+    }
+    assert!(mounts_under(c.image().path()).is_empty());
+    assert!(own_cgroups().is_empty(), "cgroups left: {:?}", own_cgroups());
+    assert_eq!(open_fds(), fds);
 }

@@ -101,7 +101,7 @@ fn container_isolates_pids_network_root_but_shares_the_kernel() {
 #[test]
 fn container_without_pid_namespace_exposes_host_pids() {
     let _g = serial();
-    let p = ContainerPlatform::new(ContainerOptions { pid_namespace: false, cgroup: true }).expect("container platform");
+    let p = ContainerPlatform::new(ContainerOptions { pid_namespace: false, cgroup: true, ..Default::default() }).expect("container platform");
     let rows = matrix(&p);
     assert_eq!(result(&rows, "proc.host_pids"), Outcome::Exposed);
     assert_eq!(result(&rows, "ns.pid"), Outcome::Exposed);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use versus::platform::container::Profile;
 use versus::platform::registry::{self, PlatformOptions};
 use versus::platform::LaunchSpec;
 use versus::runner;
@@ -33,6 +34,11 @@ pub struct LaunchArgs {
     /// Stream a VM guest's serial console to stderr.
     #[arg(long)]
     pub console: bool,
+    /// The container platform's security profile: `default` (what runc and
+    /// Docker apply: 14 capabilities, seccomp, no_new_privs, masked /proc
+    /// paths) or `privileged` (namespaces, cgroup and read-only rootfs only).
+    #[arg(long, default_value = "default")]
+    pub container_profile: Profile,
 }
 
 /// The longest wait versus accepts, in seconds (a day).
@@ -48,7 +54,7 @@ pub fn parse_secs(s: &str) -> Result<f64, String> {
 
 pub fn run(a: LaunchArgs) -> anyhow::Result<ExitCode> {
     registry::validate(std::slice::from_ref(&a.platform))?;
-    let popts = PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: a.console };
+    let popts = PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: a.console, container_profile: a.container_profile };
     let platform = registry::create(&a.platform, &popts).map_err(|why| anyhow::anyhow!("cannot launch {}: {why}", a.platform))?;
     let mut spec = LaunchSpec::new(a.workload);
     spec.timeout = Duration::from_secs_f64(a.timeout);

@@ -1,6 +1,11 @@
 //! One file per verb of the command line.
 
+pub mod ab;
+pub mod calibrate;
+pub mod compare;
 pub mod env;
+pub mod export;
+pub mod history;
 pub mod launch;
 pub mod plan;
 pub mod probe;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use versus::experiment::probes;
 use versus::model::ProbeRow;
+use versus::platform::container::Profile;
 use versus::platform::registry::{self, PlatformOptions};
 
 use super::launch::parse_secs;
@@ -21,14 +22,23 @@ pub struct ProbeArgs {
     /// Print probes.csv rows (CSV) instead of the matrix.
     #[arg(long)]
     pub csv: bool,
+    /// The container platform's security profile: `default` (what runc and
+    /// Docker apply: 14 capabilities, seccomp, no_new_privs, masked /proc
+    /// paths) or `privileged` (namespaces, cgroup and read-only rootfs only).
+    #[arg(long, default_value = "default")]
+    pub container_profile: Profile,
 }
 
 pub fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     registry::validate(&a.platforms)?;
     let mut rows: Vec<ProbeRow> = Vec::new();
     let mut failed = false;
+    let popts = PlatformOptions { container_profile: a.container_profile, ..PlatformOptions::default() };
+    if a.platforms.iter().any(|p| p == "container") {
+        eprintln!("container: {}", a.container_profile.describe());
+    }
     for name in &a.platforms {
-        match registry::create(name, &PlatformOptions::default()) {
+        match registry::create(name, &popts) {
             Ok(p) => match probes::run_probes(p.as_ref(), Duration::from_secs_f64(a.timeout)) {
                 Ok(r) => rows.extend(r),
                 Err(e) => {

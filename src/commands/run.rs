@@ -13,6 +13,7 @@ use versus::experiment::storm::StormOptions;
 use versus::export::json::{self, EnvDoc};
 use versus::export::{self as ex};
 use versus::model::RunStatus;
+use versus::platform::container::Profile;
 use versus::platform::registry::{self, PlatformOptions};
 use versus::platform::Limits;
 use versus::runner::{self, CostOptions, Order, Progress, RunOptions, Sizing, WorkloadPlan};
@@ -104,6 +105,18 @@ pub struct RunArgs {
     /// Skip the noisy-neighbour interference measurement.
     #[arg(long)]
     pub no_interference: bool,
+    /// Record the run in the history database (`versus history`); a
+    /// database error is a warning, the run's files are kept.
+    #[arg(long)]
+    pub history: bool,
+    /// The history database (default ~/.local/share/versus/history.db).
+    #[arg(long, requires = "history")]
+    pub history_db: Option<PathBuf>,
+    /// The container platform's security profile: `default` (what runc and
+    /// Docker apply: 14 capabilities, seccomp, no_new_privs, masked /proc
+    /// paths) or `privileged` (namespaces, cgroup and read-only rootfs only).
+    #[arg(long, default_value = "default")]
+    pub container_profile: Profile,
 }
 
 struct Bar(ProgressBar);
@@ -168,7 +181,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     if runs.checked_add(warmup).is_none() {
         anyhow::bail!("--runs {runs} plus --warmup {warmup} is more launches than versus can count; give smaller numbers");
     }
-    let popts = PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false };
+    let popts = PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false, container_profile: a.container_profile };
     // Platforms asked for by name must run: one that cannot is an error
     // before anything is launched (the defaults skip with the reason).
     let candidates: Vec<runner::Candidate> = platforms.iter().map(|n| (n.clone(), registry::create(n, &popts))).collect();
@@ -208,7 +221,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         CostOptions {
             memory_mib: a.memory_mib,
-            memory_iterations: if a.quick { 2 } else { 5 },
+            // 10: the fewest samples `versus compare` tests (below that a
+            // permutation test cannot reach a small p-value); an idle
+            // instance's memory is quick to measure.
+            memory_iterations: if a.quick { 2 } else { 10 },
             density: Some(density),
             storm: (storm.max_n > 0).then_some(storm),
             footprint_instances: a.footprint_instances as usize,
@@ -231,8 +247,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     let started_at_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (host, host_measurements) = versus::host::fingerprint();
+    let (host, mut host_measurements) = versus::host::fingerprint();
+    // How busy the host was with other work while the run measured
+    // (versus compare calls a run on a busy host inconclusive).
+    let clock = versus::measure::load::CpuClock::now(versus::measure::load::Whose::SelfAndChildren);
     let result = runner::run_with(&run_id, candidates, &opts, &Bar(bar))?;
+    host_measurements.foreign_cpu_load = clock.and_then(|c| c.foreign_load_since());
 
     ex::write_samples(&dir.join("samples.csv"), &result.samples)?;
     let summary = ex::summarize_samples(&result.samples);
@@ -256,6 +276,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let report = if a.launch_only { None } else { Some(versus::report::render_report(&dir).context("rendering charts and report.md")?) };
     partial.0 = None;
+    if a.history {
+        let db = a.history_db.clone().unwrap_or_else(versus::history::default_db_path);
+        match versus::history::record_run(&dir, &db) {
+            Ok(_) => eprintln!("recorded in the history at {}", db.display()),
+            Err(e) => eprintln!("warning: the run was not recorded in the history ({e}); its files are in {}", dir.display()),
+        }
+    }
 
     print!("{}", super::table::render(&summary));
     for s in &result.statuses {

@@ -11,6 +11,11 @@
 //! fork bomb is bounded by the platform's pids limit and by
 //! [`Config::max_procs`]; versus counts the processes running the platform's
 //! workload binary before and after each neighbour, and reports any left.
+//! Every neighbour gets the same CPU: it is launched with
+//! [`CgroupNeeds::cpu`], so a process neighbour (and a VMM process) gets the
+//! one-CPU quota of [`crate::platform::Limits::cpus`] that a container's
+//! cgroup always has, and a VM neighbour has one vCPU besides.
+//!
 //! A platform that cannot run a stress refuses it with
 //! `LaunchError::Unsupported` (vm-bare: `stress-fork`, there is no kernel to
 //! fork in); that stress is then recorded in
@@ -22,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{LaunchError, Result};
 use crate::model::{Metric, Sample};
-use crate::platform::{Instance, LaunchSpec, Platform};
+use crate::platform::{CgroupNeeds, Instance, LaunchSpec, Platform};
 use crate::workload::{GuestMode, StressKind, Workload, WorkloadSpec};
 
 /// What to measure.
@@ -166,6 +171,8 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
         let before = exe.map(count_running).unwrap_or(0);
         let mut spec = LaunchSpec::new(WorkloadSpec::mode(GuestMode::Stress { kind: stress, ms: window.as_millis() as u32, max_procs: cfg.max_procs }));
         spec.timeout = cfg.timeout.max(window * 2);
+        // The same one-CPU quota for every platform's neighbour.
+        spec.cgroup = CgroupNeeds { memory: false, cpu: true };
         let started = Instant::now();
         let mut neighbour: Box<dyn Instance> = match platform.launch(&spec) {
             Ok(n) => n,

@@ -6,6 +6,7 @@
 pub mod charge;
 pub mod clock;
 pub mod ksm;
+pub mod load;
 pub mod meminfo;
 pub mod phases;
 pub mod smaps;

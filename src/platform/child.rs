@@ -1,16 +1,12 @@
-//! A workload running as a host child process (directly, or as the pid 1 of
-//! a container): its channel, its standard error, its stop pipe, waiting and
-//! reaping. Shared by the `process` and `container` platforms.
+//! A workload running as a host child process (directly, as the pid 1 of a
+//! container, or a VMM process): its channel, its standard error, its stop
+//! pipe, its cgroup, waiting and reaping. Shared by every platform that
+//! starts host processes; they start them with [`super::spawn`].
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
-
-use nix::fcntl::OFlag;
-use nix::unistd::pipe2;
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -20,40 +16,26 @@ use crate::channel::{Channel, Received};
 use crate::error::{LaunchError, Result};
 use crate::measure::clock::now_ns;
 use crate::measure::Boot;
+use crate::platform::cgroup::{self, Cgroup, Controls};
+use crate::platform::spawn::{self, ChildStatus, Program, Spawn};
 use crate::platform::{Finished, Instance, ProbeLine};
 
-/// Spawns `cmd` (a program speaking the workload protocol, with its
-/// arguments already set) with the channel pipe as fd `channel_fd`, a
-/// control pipe as standard input and a pipe as standard error. `what`
-/// names the program in errors.
-pub fn spawn_program(mut cmd: Command, channel_fd: i32, what: &str, timeout: Duration) -> Result<ChildWorkload> {
-    let pipe = |p: &str| pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys(format!("creating the {p} pipe"), e));
-    let (chan_r, chan_w) = pipe("channel")?;
-    let (ctl_r, ctl_w) = pipe("control")?;
-    let (err_r, err_w) = pipe("stderr")?;
-    let chan_w_raw = chan_w.as_raw_fd();
-    cmd.stdin(Stdio::from(ctl_r)).stdout(Stdio::null()).stderr(Stdio::from(err_w));
-    // SAFETY: the closure runs in the forked child before exec and only
-    // calls dup2, which is async-signal-safe; dup2 clears FD_CLOEXEC on the
-    // new descriptor so the channel survives exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(chan_w_raw, channel_fd) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = {
-        let _fork = crate::workload::fork_guard();
-        cmd.spawn().map_err(|e| LaunchError::io(format!("starting {what}"), e))?
+/// Starts `program` (a program speaking the workload protocol, e.g. the
+/// workload program or `versus-vmm`) as a plain host child: no namespaces,
+/// the channel as fd `channel_fd`, in a cgroup of its own when `controls`
+/// asks for one (see [`Controls::needs`]). Returns once it has exec'd,
+/// with its timestamps. `what` names the program in errors.
+pub fn spawn_program(program: &Program, channel_fd: i32, what: &str, timeout: Duration, controls: Option<Controls>) -> Result<(ChildWorkload, ChildStatus)> {
+    let cgroup = match controls {
+        Some(c) => {
+            let (mode, available) = cgroup::host_mode();
+            Cgroup::check(*mode, available, &c)?;
+            Some(Cgroup::plan(*mode, &cgroup::instance_name(), &c)?)
+        }
+        None => None,
     };
-    let pid = Pid::from_raw(child.id() as i32);
-    // Our copies of the child's ends must close, so that end of file
-    // reaches the right side.
-    drop(cmd);
-    drop(chan_w);
-    Ok(ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, timeout))
+    let req = Spawn { program, namespaces: nix::sched::CloneFlags::empty(), cgroup, setup: None, wait_for_parent: false, channel_fd, timeout, what };
+    spawn::spawn(req)?.wait_exec()
 }
 
 /// A launched child. Dropping it kills and reaps it.
@@ -65,6 +47,9 @@ pub struct ChildWorkload {
     control: Option<OwnedFd>,
     pub timeout: Duration,
     exit: Option<WaitStatus>,
+    /// The child's own cgroup, removed once the child is reaped (on drop
+    /// too: fields drop after [`Drop::drop`] has reaped it).
+    cgroup: Option<Cgroup>,
 }
 
 impl ChildWorkload {
@@ -72,7 +57,19 @@ impl ChildWorkload {
         // Non-blocking so a crash report never waits on a child that holds
         // its stderr open.
         let _ = nix::fcntl::fcntl(&stderr, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-        ChildWorkload { pid: Some(pid), channel, stderr: Some(File::from(stderr)), control: Some(control), timeout, exit: None }
+        ChildWorkload { pid: Some(pid), channel, stderr: Some(File::from(stderr)), control: Some(control), timeout, exit: None, cgroup: None }
+    }
+
+    /// Gives the child's cgroup to this handle, which removes it after
+    /// reaping the child.
+    pub fn with_cgroup(mut self, cgroup: Option<Cgroup>) -> ChildWorkload {
+        self.cgroup = cgroup;
+        self
+    }
+
+    /// The child's own cgroup, while it exists.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
     }
 
     pub fn pid(&self) -> Option<Pid> {
@@ -169,16 +166,17 @@ impl ChildWorkload {
     }
 
     /// Stops the child: closes its standard input (an `idle` workload exits
-    /// on end of file), waits `grace`, then SIGKILLs it and reaps it.
+    /// on end of file), waits `grace`, then SIGKILLs it and reaps it; then
+    /// removes its cgroup.
     pub fn stop(&mut self, grace: Duration) -> Result<()> {
         self.control = None;
-        if self.pid.is_none() {
-            return Ok(());
+        if self.pid.is_some() && self.wait_exit(grace).is_err() {
+            self.kill_and_reap()?;
         }
-        if self.wait_exit(grace).is_ok() {
-            return Ok(());
+        if let Some(mut cg) = self.cgroup.take() {
+            cg.remove()?;
         }
-        self.kill_and_reap()
+        Ok(())
     }
 
     /// SIGKILL and reap (no-op once reaped).

@@ -6,6 +6,7 @@
 //! Adding a platform: one module (its `INFO`, a `create` function and the
 //! [`Platform`] implementation) and one line in [`registry::REGISTRY`].
 
+pub mod cgroup;
 pub mod child;
 pub mod container;
 #[cfg(test)]
@@ -13,6 +14,8 @@ pub mod fake;
 pub mod info;
 pub mod process;
 pub mod registry;
+pub mod spawn;
+pub mod syscall;
 pub mod vm;
 
 use std::path::PathBuf;

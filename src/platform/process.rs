@@ -1,12 +1,16 @@
-//! `process`: plain fork+exec of the workload program, no isolation. The
-//! baseline every overhead is measured against.
-
-use std::process::Command;
+//! `process`: the workload program started as a plain host process, no
+//! isolation. The baseline every overhead is measured against. It is
+//! started the way every host child of versus is ([`super::spawn`]: a
+//! vfork-like clone, as posix_spawn does), without namespaces; in a cgroup
+//! of its own only when a measurement asks for one
+//! ([`LaunchSpec::cgroup`]).
 
 use crate::error::{LaunchError, Result};
 use crate::measure::clock::now_ns;
 use crate::measure::Boot;
+use crate::platform::cgroup::Controls;
 use crate::platform::child::{spawn_program, ChildInstance};
+use crate::platform::spawn::{Environment, Program};
 use crate::platform::{Group, Guest, Instance, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
 use crate::workload::EmbeddedProgram;
 
@@ -18,7 +22,7 @@ pub const CHANNEL_FD: i32 = 3;
 pub const INFO: PlatformInfo = PlatformInfo {
     name: "process",
     article: "a plain process",
-    summary: "plain fork+exec of the workload program: the baseline",
+    summary: "the workload program as a plain host process (vfork-like clone + exec, as posix_spawn): the baseline",
     colour: (0x55, 0x55, 0x55),
     group: Group::Versus,
     isolation: Isolation::None,
@@ -46,6 +50,8 @@ impl Platform for ProcessPlatform {
     fn info(&self) -> &'static PlatformInfo {
         &INFO
     }
+    /// Always: its cgroup, when a measurement asks for one, is checked at
+    /// that launch (the error names the missing controller).
     fn available(&self) -> std::result::Result<(), Unavailable> {
         Ok(())
     }
@@ -53,14 +59,18 @@ impl Platform for ProcessPlatform {
         vec![Storage::Shared(vec![self.guest.path()])]
     }
     fn notes(&self) -> Vec<String> {
-        vec!["call: one getpid() system call per round trip".into(), "no isolation, no limits: the baseline".into()]
+        vec![
+            "call: one getpid() system call per round trip".into(),
+            "no isolation, no limits: the baseline; started with a vfork-like clone (CLONE_VM | CLONE_VFORK, as posix_spawn) and execve, like every host child of versus".into(),
+            "a cgroup of its own only where a measurement asks for one: memory accounting (mem.cgroup) for the memory and density measurements, without a limit; a one-CPU quota for the interference neighbours, as a container's".into(),
+        ]
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
         let start = now_ns();
-        let mut cmd = Command::new(self.guest.path());
-        cmd.arg("--fd").arg(CHANNEL_FD.to_string()).args(spec.guest_args());
-        let mut child = spawn_program(cmd, CHANNEL_FD, "the workload program", spec.timeout)?;
+        let args = ["--fd".to_string(), CHANNEL_FD.to_string()].into_iter().chain(spec.guest_args());
+        let program = Program::new(self.guest.path(), args, Environment::inherited()?)?;
+        let (mut child, _) = spawn_program(&program, CHANNEL_FD, "the workload program", spec.timeout, Controls::needs(spec.cgroup, &spec.limits))?;
         let (ready_ns, started) = child.wait_ready()?;
         let started = started.unwrap_or(ready_ns);
         let boot = Boot::from_marks(start, &[("spawn", started), ("ready", ready_ns)]);

@@ -15,6 +15,8 @@ pub struct PlatformOptions {
     pub kernel: Option<std::path::PathBuf>,
     /// Stream a VM guest's serial console to stderr.
     pub console: bool,
+    /// The `container` platform's security profile.
+    pub container_profile: container::Profile,
 }
 
 /// A platform of the registry: what it is, and how to create it.

@@ -188,6 +188,16 @@ fn open_read(path: &str) -> String {
     }
 }
 
+/// `ok:<bytes>`: how many of its first 4 KiB a file gives (0 for a file
+/// masked by /dev/null), or the error of opening or reading it.
+fn read_some(path: &str) -> String {
+    let mut buf = vec![0u8; 4096];
+    match std::fs::File::open(path).and_then(|mut f| f.read(&mut buf)) {
+        Ok(n) => format!("ok:{n}"),
+        Err(e) => io_err(&e),
+    }
+}
+
 fn dev_ino(path: &str) -> String {
     match std::fs::metadata(path) {
         Ok(m) => format!("{}:{}", m.dev(), m.ino()),
@@ -378,10 +388,14 @@ fn run_probes(port: u16, ch: &mut Channel) {
     let seccomp = unsafe { prctl(PR_GET_SECCOMP, 0, 0, 0, 0) };
     let seccomp_ev = if seccomp < 0 { format!("error=errno{}", errno()) } else { format!("mode={seccomp}") };
     let filters = status_field(&status, "Seccomp_filters:").unwrap_or_else(|| "unknown".into());
-    send(ch, "priv.seccomp", &format!("{seccomp_ev} filters={filters}"));
+    // The kernel's own view as well: the Seccomp and NoNewPrivs lines of
+    // /proc/self/status.
+    let st = |k: &str| status_field(&status, k).map(|v| enc(&v)).unwrap_or_else(|| "unknown".into());
+    send(ch, "priv.seccomp", &format!("{seccomp_ev} filters={filters} status={}", st("Seccomp:")));
     // SAFETY: as above.
     let nnp = unsafe { prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) };
-    send(ch, "priv.no_new_privs", &if nnp < 0 { format!("error=errno{}", errno()) } else { format!("nnp={nnp}") });
+    let nnp_ev = if nnp < 0 { format!("error=errno{}", errno()) } else { format!("nnp={nnp}") };
+    send(ch, "priv.no_new_privs", &format!("{nnp_ev} status={}", st("NoNewPrivs:")));
     let lsm = match std::fs::read_to_string("/proc/self/attr/current") {
         Ok(l) => format!("label={}", enc(l.trim_end_matches(['\0', '\n']))),
         Err(e) => format!("label_error={}", io_err(&e)),
@@ -401,6 +415,10 @@ fn run_probes(port: u16, ch: &mut Channel) {
         Err(e) => format!("open={}", io_err(&e)),
     };
     send(ch, "kif.kallsyms", &ks);
+    // Host-wide /proc files runtimes mask: how much of each it can read.
+    let masked: Vec<String> =
+        ["timer_list", "sched_debug", "keys", "latency_stats", "timer_stats"].iter().map(|f| format!("{f}={}", read_some(&format!("/proc/{f}")))).collect();
+    send(ch, "kif.proc_masked", &masked.join(" "));
     let mut buf = vec![0u8; 4096];
     // SAFETY: `buf` is writable for its length; READ_ALL does not clear the log.
     let n = unsafe { klogctl(SYSLOG_ACTION_READ_ALL, buf.as_mut_ptr(), buf.len() as i32) };
@@ -466,7 +484,7 @@ fn run_probes(port: u16, ch: &mut Channel) {
 
     // Devices.
     let mem: Vec<String> = ["/dev/mem", "/dev/kmem", "/dev/port"].iter().map(|p| format!("{}:{}", p, open_read(p))).collect();
-    send(ch, "dev.mem", &format!("open={}", mem.join(",")));
+    send(ch, "dev.mem", &format!("open={} kcore={}", mem.join(","), read_some("/proc/kcore")));
     send(ch, "dev.kvm", &format!("open={}", open_read("/dev/kvm")));
     let block = std::fs::read_dir("/dev").ok().and_then(|d| {
         d.filter_map(|e| e.ok()).find(|e| e.file_type().map(|t| t.is_block_device()).unwrap_or(false)).map(|e| e.path().to_string_lossy().into_owned())

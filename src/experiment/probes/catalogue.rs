@@ -154,6 +154,14 @@ pub const CATALOGUE: &[ProbeDef] = &[
     ),
     p("ns.user", "privileges", "Does the workload share the host's user namespace?", "its user namespace inode is the host's", true, Scope::Linux),
     p("kif.kallsyms", "kernel interfaces", "Can the workload read kernel symbol addresses?", "/proc/kallsyms shows non-zero addresses", true, Scope::Linux),
+    p(
+        "kif.proc_masked",
+        "kernel interfaces",
+        "Can the workload read the host-wide /proc files container runtimes mask (/proc/timer_list, /proc/sched_debug, /proc/keys, /proc/latency_stats, /proc/timer_stats)?",
+        "one of them gives bytes (a masked file reads as empty; one this kernel lacks does not count)",
+        true,
+        Scope::Linux,
+    ),
     p("kif.dmesg", "kernel interfaces", "Can the workload read the kernel log?", "syslog(SYSLOG_ACTION_READ_ALL) succeeds", true, Scope::Linux),
     p(
         "kif.proc_sys",
@@ -219,7 +227,14 @@ pub const CATALOGUE: &[ProbeDef] = &[
         true,
         Scope::Linux,
     ),
-    p("dev.mem", "devices", "Can the workload open /dev/mem, /dev/kmem or /dev/port?", "one of them opens read-only", true, Scope::Linux),
+    p(
+        "dev.mem",
+        "devices",
+        "Can the workload read host memory through /dev/mem, /dev/kmem, /dev/port or /proc/kcore?",
+        "one of the devices opens read-only, or reading /proc/kcore returns bytes (a runtime's masked /proc/kcore reads as empty)",
+        true,
+        Scope::Linux,
+    ),
     p("dev.kvm", "devices", "Can the workload open /dev/kvm?", "it opens", true, Scope::Linux),
     p("dev.block", "devices", "Can the workload open a host block device?", "a block device node under /dev opens read-only", true, Scope::Linux),
     p(

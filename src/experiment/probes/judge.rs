@@ -422,6 +422,23 @@ fn judge_kif(id: &str, o: &Obs<'_>) -> Verdict {
             (Some(e), _) => (Isolated, format!("/proc/kallsyms: {}", errno_name(e))),
             (None, _) => (Error, "no result reported".into()),
         },
+        "kif.proc_masked" => {
+            let mut read = Vec::new();
+            let mut closed = Vec::new();
+            for name in ["timer_list", "sched_debug", "keys", "latency_stats", "timer_stats"] {
+                let Some(v) = f.get(name) else { continue };
+                match v.strip_prefix("ok:").and_then(|n| n.parse::<u64>().ok()) {
+                    Some(0) => closed.push(format!("/proc/{name} reads as empty")),
+                    Some(n) => read.push(format!("/proc/{name} gives {n} bytes")),
+                    None => closed.push(format!("/proc/{name} {}", errno_name(v))),
+                }
+            }
+            match (read.is_empty(), closed.is_empty()) {
+                (true, true) => (Error, "no result reported".into()),
+                (false, _) => (Exposed, read.into_iter().chain(closed).collect::<Vec<_>>().join("; ")),
+                (true, false) => (Isolated, closed.join("; ")),
+            }
+        }
         "kif.dmesg" => match f.get("read") {
             Some(r) if r.starts_with("errno") => (Isolated, format!("syslog(READ_ALL): {}", errno_name(r))),
             Some(r) => (Exposed, format!("syslog(READ_ALL) returned {r} bytes of the kernel log")),
@@ -498,10 +515,28 @@ fn judge_dev(id: &str, o: &Obs<'_>) -> Verdict {
         "dev.mem" => {
             let opens = f.get("open").map(String::as_str).unwrap_or("");
             let ok: Vec<&str> = opens.split(',').filter_map(|o| o.strip_suffix(":ok")).collect();
-            if ok.is_empty() {
+            // /proc/kcore: `ok:<bytes read>` or the error; absent from older
+            // workload programs.
+            let kcore = f.get("kcore").map(String::as_str);
+            let kcore_bytes = kcore.and_then(|k| k.strip_prefix("ok:")).and_then(|n| n.parse::<u64>().ok());
+            let kcore_ev = match (kcore, kcore_bytes) {
+                (_, Some(0)) => Some("/proc/kcore opens but reads as empty (masked)".to_string()),
+                (_, Some(n)) => Some(format!("/proc/kcore gives {n} bytes")),
+                (Some(e), None) => Some(format!("/proc/kcore {}", errno_name(e))),
+                (None, None) => None,
+            };
+            let with_kcore = |ev: String| match &kcore_ev {
+                Some(k) => format!("{ev}; {k}"),
+                None => ev,
+            };
+            if !ok.is_empty() {
+                (Exposed, with_kcore(format!("opens read-only: {}", ok.join(" "))))
+            } else if kcore_bytes.is_some_and(|n| n > 0) {
+                (Exposed, with_kcore("none of /dev/mem, /dev/kmem, /dev/port opens".into()))
+            } else {
                 (
                     Isolated,
-                    format!(
+                    with_kcore(format!(
                         "none opens: {}",
                         opens
                             .split(',')
@@ -511,10 +546,8 @@ fn judge_dev(id: &str, o: &Obs<'_>) -> Verdict {
                             })
                             .collect::<Vec<_>>()
                             .join(", ")
-                    ),
+                    )),
                 )
-            } else {
-                (Exposed, format!("opens read-only: {}", ok.join(" ")))
             }
         }
         "dev.kvm" => match f.get("open").map(String::as_str) {

@@ -192,6 +192,45 @@ mod tests {
         assert_eq!(get(&classify("container", Guest::HostKernel, &lines, &h, &ctx), "kif.hostname").result, Outcome::Exposed);
     }
 
+    /// What the default container profile closes, judged from the
+    /// observations a hardened container and a privileged one report (both
+    /// root in the host's user namespace, as versus runs them as root).
+    #[test]
+    fn judges_a_hardened_container_against_a_privileged_one() {
+        let h = host();
+        let common = |caps: &str, seccomp: &str, nnp: &str, module: &str, proc_sys: &str, kcore: &str| {
+            vec![
+                line("kernel.shared", "boot_id=b-1"),
+                line("ns.user", "inode=4026531836"),
+                line("priv.capabilities", &format!("eff={caps} bnd={caps}")),
+                line("priv.seccomp", &format!("mode={seccomp} filters={seccomp}")),
+                line("priv.no_new_privs", &format!("nnp={nnp}")),
+                line("kif.module_load", &format!("errno={module}")),
+                line("kif.proc_sys", &format!("path=/proc/sys/kernel/core_pattern open_write={proc_sys}")),
+                line("kif.clock", if module == "1" { "settimeofday=errno1" } else { "settimeofday=ok" }),
+                line("dev.mem", &format!("open=/dev/mem:errno2,/dev/kmem:errno2,/dev/port:errno2 kcore={kcore}")),
+                line("kif.proc_masked", &format!("timer_list={kcore} sched_debug=errno2 keys=ok:0")),
+            ]
+        };
+        let hardened = common("00000000a80425fb", "2", "1", "1", "errno30", "ok:0");
+        let rows = classify("container", Guest::HostKernel, &hardened, &h, &Context::default());
+        for id in ["priv.capabilities", "priv.seccomp", "priv.no_new_privs", "kif.module_load", "kif.proc_sys", "kif.clock", "dev.mem", "kif.proc_masked"] {
+            assert_eq!(get(&rows, id).result, Outcome::Isolated, "{id}: {}", get(&rows, id).evidence);
+        }
+        assert!(get(&rows, "priv.capabilities").evidence.contains("(14 capabilities)"), "{}", get(&rows, "priv.capabilities").evidence);
+        assert!(get(&rows, "dev.mem").evidence.contains("reads as empty"), "{}", get(&rows, "dev.mem").evidence);
+        let privileged = common("000001ffffffffff", "0", "0", "2", "ok", "ok:4096");
+        let rows = classify("container", Guest::HostKernel, &privileged, &h, &Context::default());
+        for id in ["priv.capabilities", "priv.seccomp", "priv.no_new_privs", "kif.module_load", "kif.proc_sys", "kif.clock", "dev.mem", "kif.proc_masked"] {
+            assert_eq!(get(&rows, id).result, Outcome::Exposed, "{id}: {}", get(&rows, id).evidence);
+        }
+        assert!(get(&rows, "dev.mem").evidence.contains("/proc/kcore gives 4096 bytes"), "{}", get(&rows, "dev.mem").evidence);
+        // An open that fails on /proc/kcore is isolated too.
+        let denied = common("00000000a80425fb", "2", "1", "1", "errno30", "errno1");
+        let rows = classify("container", Guest::HostKernel, &denied, &h, &Context::default());
+        assert_eq!(get(&rows, "dev.mem").result, Outcome::Isolated, "{}", get(&rows, "dev.mem").evidence);
+    }
+
     #[test]
     fn decoding_and_syscall_count() {
         assert_eq!(dec("a%20b%3Dc%"), "a b=c%");

@@ -1,37 +1,44 @@
 //! `container`: versus' own launcher. The workload program runs as pid 1 of
 //! new pid, mount, uts, ipc, net and cgroup namespaces (plus a user namespace
 //! when not root), in a read-only minimal rootfs reached by pivot_root, inside
-//! a cgroup with memory, pids and cpu limits. No container runtime involved.
+//! a cgroup with memory, pids and cpu limits, hardened as runc and Docker
+//! harden a container by default unless the profile is `privileged`. No
+//! container runtime involved. It is started the way every host child of
+//! versus is ([`crate::platform::spawn`]), with namespaces and a set-up of
+//! its own.
 //!
-//! Files: [`cgroup`] (limits), [`rootfs`] (image and mount sequence),
-//! [`spawn`] (clone and the child up to execve), [`syscall`] (the child's
-//! system calls behind a trait).
+//! Files: [`rootfs`] (image and mount sequence), [`hardening`] (profiles:
+//! capabilities, seccomp, masked paths), [`setup`] (the child's part between
+//! its cgroup and execve). The cgroup and the system-call trait are shared
+//! with the other launchers ([`crate::platform::cgroup`],
+//! [`crate::platform::syscall`]) and re-exported here.
 
-pub mod cgroup;
+pub mod hardening;
 pub mod rootfs;
-pub mod spawn;
-pub mod syscall;
+pub mod setup;
 
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub use crate::platform::{cgroup, syscall};
+
 use std::time::Duration;
 
-use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::wait::WaitStatus;
-use nix::unistd::{pipe2, Pid};
+use nix::unistd::Pid;
 
-use crate::channel::Channel;
 use crate::error::{LaunchError, Result};
 use crate::host::{self, CgroupMode};
 use crate::measure::clock::now_ns;
 use crate::measure::Boot;
 use crate::platform::child::ChildWorkload;
+use crate::platform::process::CHANNEL_FD;
 use crate::platform::registry::PlatformOptions;
+use crate::platform::spawn::{self, Environment, Program, Spawn};
 use crate::platform::{Finished, Group, Guest, Instance, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
-use cgroup::Cgroup;
+use cgroup::{Cgroup, Controls};
+use hardening::Hardening;
+pub use hardening::Profile;
 use rootfs::{Image, RootfsPlan};
-use spawn::{ChildFds, ChildPlan, ChildStatus};
+use setup::{ContainerSetup, MARK_HARDENED, MARK_ROOTFS};
 
 /// Options of the container launcher.
 #[derive(Debug, Clone)]
@@ -42,11 +49,13 @@ pub struct ContainerOptions {
     /// Apply cgroup limits. Rootless launches without a delegated cgroup
     /// turn this off and say so in the notes.
     pub cgroup: bool,
+    /// The security profile (`--container-profile`).
+    pub profile: Profile,
 }
 
 impl Default for ContainerOptions {
     fn default() -> Self {
-        ContainerOptions { pid_namespace: true, cgroup: true }
+        ContainerOptions { pid_namespace: true, cgroup: true, profile: Profile::Default }
     }
 }
 
@@ -54,7 +63,7 @@ impl Default for ContainerOptions {
 pub const INFO: PlatformInfo = PlatformInfo {
     name: "container",
     article: "a container",
-    summary: "versus' own launcher: new pid, mount, uts, ipc, net and cgroup namespaces (user namespace when not root), a minimal read-only rootfs reached by pivot_root, a cgroup with memory, pids and cpu limits",
+    summary: "versus' own launcher: new pid, mount, uts, ipc, net and cgroup namespaces (user namespace when not root), a minimal read-only rootfs reached by pivot_root, a cgroup with memory, pids and cpu limits, and by default the hardening runc and Docker apply (14 capabilities, seccomp, no_new_privs, masked /proc paths)",
     colour: (0x00, 0x72, 0xB2),
     group: Group::Versus,
     isolation: Isolation::Namespaces,
@@ -64,8 +73,9 @@ pub const INFO: PlatformInfo = PlatformInfo {
 };
 
 /// The registry's constructor.
-pub fn create(_: &PlatformOptions) -> std::result::Result<Box<dyn Platform>, Unavailable> {
-    Ok(Box::new(ContainerPlatform::new(ContainerOptions::default()).map_err(|e| Unavailable::Host(e.to_string()))?))
+pub fn create(opts: &PlatformOptions) -> std::result::Result<Box<dyn Platform>, Unavailable> {
+    let o = ContainerOptions { profile: opts.container_profile, ..ContainerOptions::default() };
+    Ok(Box::new(ContainerPlatform::new(o).map_err(|e| Unavailable::Host(e.to_string()))?))
 }
 
 pub struct ContainerPlatform {
@@ -74,14 +84,10 @@ pub struct ContainerPlatform {
     cgroup_mode: CgroupMode,
     controllers: Vec<String>,
     rootless: bool,
-    /// Spare stacks for the children: a launch takes one (or maps a new
-    /// one when every stack is in use by a concurrent launch, as in a boot
-    /// storm) and puts it back once its child has exec'd, so concurrent
-    /// launches never wait on each other here.
-    stacks: std::sync::Mutex<Vec<spawn::ChildStack>>,
+    /// The profile, prepared once: its /proc paths under the image's
+    /// rootfs and its compiled seccomp filters.
+    hardening: Hardening,
 }
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl ContainerPlatform {
     /// Builds the shared image. Fails with a clear error when containers
@@ -93,8 +99,13 @@ impl ContainerPlatform {
         }
         let (cgroup_mode, controllers) = host::cgroup_mode();
         let image = Image::build().map_err(|e| LaunchError::io("building the container rootfs in a temp dir", e))?;
-        let stacks = std::sync::Mutex::new(vec![spawn::ChildStack::new()?]);
-        Ok(ContainerPlatform { image, opts, cgroup_mode, controllers, rootless, stacks })
+        let hardening = Hardening::new(opts.profile, &image.rootfs())?;
+        Ok(ContainerPlatform { image, opts, cgroup_mode, controllers, rootless, hardening })
+    }
+
+    /// The security profile its containers run with.
+    pub fn profile(&self) -> Profile {
+        self.opts.profile
     }
 
     /// The shared image (for leak checks in tests).
@@ -114,12 +125,10 @@ impl ContainerPlatform {
     }
 }
 
-/// A running container.
+/// A running container. Its child handle holds its cgroup, removed once
+/// the child is reaped.
 pub struct ContainerInstance {
-    // Field order is drop order: the child is killed and reaped before its
-    // cgroup is removed.
     child: ChildWorkload,
-    cgroup: Option<Cgroup>,
     boot: Boot,
     name: String,
 }
@@ -131,10 +140,10 @@ impl ContainerInstance {
     }
 
     fn check_oom(&mut self, err: LaunchError) -> LaunchError {
-        if let Some(cg) = &self.cgroup {
+        if let Some(cg) = self.child.cgroup() {
             let killed = matches!(self.child.exit_status(), Some(WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)));
             if killed && cg.oom_kills() > 0 {
-                return LaunchError::OomKilled { limit_bytes: cg.memory_limit() };
+                return LaunchError::OomKilled { limit_bytes: cg.memory_limit().unwrap_or(0) };
             }
         }
         err
@@ -160,7 +169,8 @@ impl Platform for ContainerPlatform {
 
     fn available(&self) -> std::result::Result<(), Unavailable> {
         if self.opts.cgroup && !self.rootless {
-            Cgroup::check(self.cgroup_mode, &self.controllers).map_err(|e| Unavailable::Host(e.to_string()))?;
+            Cgroup::check_host(self.cgroup_mode, &self.controllers, &Controls::limits(&crate::platform::Limits::default()))
+                .map_err(|e| Unavailable::Host(e.to_string()))?;
         }
         Ok(())
     }
@@ -177,16 +187,17 @@ impl Platform for ContainerPlatform {
         let mut n = vec![
             "call: one getpid() system call per round trip (host kernel)".to_string(),
             format!("namespaces: {:?}; cgroup namespace after joining the cgroup", self.flags()),
+            self.opts.profile.describe().to_string(),
         ];
         if self.rootless {
             n.push("rootless: user namespace, uid 0 mapped to the invoking user; no cgroup limits".into());
         } else {
             n.push(format!("cgroup {:?}: memory, pids and cpu limits; the child makes its cgroup and joins it before its rootfs", self.cgroup_mode));
-            if !host::cgroup_favordynmods() {
+            if self.cgroup_mode == CgroupMode::V2 && !host::cgroup_favordynmods() {
                 // Measured here: 7-20 ms for the first join after 100 ms
                 // without one, 25-65 us back to back (kernel 6.18, kvm_pvm).
                 n.push(
-                    "boot.cgroup: joining a cgroup takes the kernel's cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period when no task moved between cgroups in the last few milliseconds (no hierarchy is mounted with favordynmods): launches spaced out by a longer workload pay milliseconds there, launches back to back do not"
+                    "boot.cgroup: joining a v2 cgroup (cgroup.procs) takes the kernel's cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period when no task moved between cgroups in the last few milliseconds (no hierarchy is mounted with favordynmods): launches spaced out by a longer workload pay milliseconds there, launches back to back do not (on v1 the child joins through `tasks`, moving only itself, which skips that lock)"
                         .into(),
                 );
             }
@@ -196,68 +207,56 @@ impl Platform for ContainerPlatform {
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
         let start = now_ns();
-        let name = format!("versus-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let name = cgroup::instance_name();
         let use_cgroup = self.opts.cgroup && !self.rootless;
+        let controls = Controls::limits(&spec.limits);
         if use_cgroup {
-            Cgroup::check(self.cgroup_mode, &self.controllers)?;
+            Cgroup::check(self.cgroup_mode, &self.controllers, &controls)?;
         }
-
-        let pipe = |what: &str| pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys(format!("creating the {what} pipe"), e));
-        let (chan_r, chan_w) = pipe("channel")?;
-        let (ctl_r, ctl_w) = pipe("control")?;
-        let (err_r, err_w) = pipe("stderr")?;
-        let (status_r, status_w) = pipe("status")?;
-        // Rootless only: the child waits for its uid/gid maps.
-        let sync = match self.rootless {
-            true => Some(pipe("sync")?),
-            false => None,
-        };
         let rootfs = RootfsPlan::new(&self.image.rootfs(), &name).map_err(|e| LaunchError::io("preparing the rootfs mounts", e))?;
         // The handle removes the cgroup on every path from here on; the
         // child creates and joins it.
-        let (cgroup, cgroup_plan) = match use_cgroup {
-            true => {
-                let (cg, plan) = Cgroup::plan(self.cgroup_mode, &name, &spec.limits)?;
-                (Some(cg), Some(plan))
-            }
-            false => (None, None),
+        let cgroup = match use_cgroup {
+            true => Some(Cgroup::plan(self.cgroup_mode, &name, &controls)?),
+            false => None,
         };
-        let fds = ChildFds {
-            sync_r: sync.as_ref().map_or(-1, |(r, _)| r.as_raw_fd()),
-            status_w: status_w.as_raw_fd(),
-            stdin: ctl_r.as_raw_fd(),
-            stderr: err_w.as_raw_fd(),
-            channel: chan_w.as_raw_fd(),
+        let args = ["--fd".to_string(), CHANNEL_FD.to_string()].into_iter().chain(spec.guest_args());
+        // An empty environment, as a container image defines its own.
+        let program = Program::new("/init", args, Environment::empty())?;
+        let setup = ContainerSetup { rootfs, hardening: &self.hardening };
+        let req = Spawn {
+            program: &program,
+            namespaces: self.flags(),
+            cgroup,
+            setup: Some(&setup),
+            // Rootless, the child waits for its uid/gid maps.
+            wait_for_parent: self.rootless,
+            channel_fd: CHANNEL_FD,
+            timeout: spec.timeout,
+            what: "the container's /init",
         };
-        let plan = ChildPlan::new(rootfs, cgroup_plan, spec.guest_args(), fds, self.rootless)?;
         // As root the clone shares our memory and returns once the child
         // has exec'd (or failed); rootless it returns at once.
-        let mut stack = match self.stacks.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            Some(s) => s,
-            None => spawn::ChildStack::new()?,
-        };
-        let pid = spawn::clone_child(&plan, &mut stack, self.flags(), !self.rootless);
-        self.stacks.lock().unwrap_or_else(|e| e.into_inner()).push(stack);
-        let pid = pid?;
-        // The child holds its own copies; ours must close so that end of
-        // file reaches the right side.
-        drop((status_w, ctl_r, err_w, chan_w));
-        let child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, spec.timeout);
-        let mut inst = ContainerInstance { child, cgroup, boot: Boot::default(), name };
-
-        if let Some((sync_r, sync_w)) = sync {
-            drop(sync_r);
-            write_id_maps(pid)?;
-            nix::unistd::write(&sync_w, &[1]).map_err(|e| LaunchError::sys("letting the container child set up its rootfs", e))?;
+        let spawned = spawn::spawn(req)?;
+        if self.rootless {
+            write_id_maps(spawned.pid())?;
         }
-        let st: ChildStatus = spawn::read_status(status_r, plan.cgroup.as_ref())?;
+        let (child, st) = spawned.wait_exec()?;
+        let mut inst = ContainerInstance { child, boot: Boot::default(), name };
         let (ready_ns, started) = match inst.child.wait_ready() {
             Ok(v) => v,
             Err(e) => return Err(inst.check_oom(e)),
         };
         inst.boot = Boot::from_marks(
             start,
-            &[("namespaces", st.t_start), ("cgroup", st.t_cgroup), ("rootfs", st.t_rootfs), ("exec", started.unwrap_or(ready_ns)), ("ready", ready_ns)],
+            &[
+                ("namespaces", st.t_start),
+                ("cgroup", st.t_cgroup),
+                ("rootfs", st.marks[MARK_ROOTFS]),
+                ("hardening", st.marks[MARK_HARDENED]),
+                ("exec", started.unwrap_or(ready_ns)),
+                ("ready", ready_ns),
+            ],
         );
         Ok(Box::new(inst))
     }
@@ -268,7 +267,7 @@ impl Instance for ContainerInstance {
         &self.boot
     }
     fn pids(&self) -> Vec<i32> {
-        match &self.cgroup {
+        match self.child.cgroup() {
             Some(cg) => cg.pids(),
             None => self.child.pid().map(|p| p.as_raw()).into_iter().collect(),
         }
@@ -281,10 +280,8 @@ impl Instance for ContainerInstance {
     }
     fn stop(mut self: Box<Self>) -> Result<f64> {
         let t = now_ns();
+        // Reaps the child, then removes its cgroup.
         self.child.stop(Duration::from_secs(2))?;
-        if let Some(mut cg) = self.cgroup.take() {
-            cg.remove()?;
-        }
         Ok((now_ns() - t) as f64 / 1e6)
     }
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
 
-use super::syscall::Syscall;
+use super::hardening::{PathKind, ProcPath};
+use crate::platform::spawn::Failure;
+use crate::platform::syscall::Syscall;
 use crate::workload::{write_executable, GUEST_BINARY};
 
 /// The shared image directory, removed on drop.
@@ -60,6 +62,23 @@ pub struct RootfsPlan {
 const ROOT: &CStr = c"/";
 const DOT: &CStr = c".";
 const PROC: &CStr = c"proc";
+const DEV_NULL: &CStr = c"/dev/null";
+const TMPFS: &CStr = c"tmpfs";
+
+/// The steps of [`RootfsPlan::apply`], in order, for error reports.
+pub const STEPS: [&str; 11] = [
+    "sethostname",
+    "make / private",
+    "bind rootfs",
+    "mount /proc",
+    "mask a /proc path",
+    "make a /proc path read-only",
+    "chdir rootfs",
+    "pivot_root",
+    "detach old root",
+    "chdir /",
+    "remount / read-only",
+];
 
 impl RootfsPlan {
     pub fn new(rootfs: &Path, hostname: &str) -> std::io::Result<RootfsPlan> {
@@ -82,29 +101,55 @@ impl RootfsPlan {
     }
 
     /// The child's set-up, in order; on failure returns the step's name and
-    /// the error. Allocation-free with [`super::syscall::LinuxSyscall`].
-    pub fn apply(&self, sys: &dyn Syscall) -> Result<(), (&'static str, nix::errno::Errno)> {
-        sys.sethostname(&self.hostname).map_err(|e| ("sethostname", e))?;
+    /// the error (for a masked or read-only path, its index in `paths` as
+    /// the detail). `paths` are the profile's masked and read-only /proc
+    /// paths ([`super::hardening::Hardening::proc_paths`]): mounted on the
+    /// rootfs's /proc before pivot_root, while the host's /dev/null can
+    /// still be bound (a bind needs its source in this mount namespace,
+    /// which the old root leaves at the detach). A path this kernel's /proc
+    /// lacks is skipped. Allocation-free with the real system calls.
+    pub fn apply(&self, sys: &dyn Syscall, paths: &[ProcPath]) -> Result<(), Failure> {
+        let step = |name: &'static str| move |errno| Failure { step: name, errno, detail: 0 };
+        sys.sethostname(&self.hostname).map_err(step("sethostname"))?;
         // Nothing below may propagate back to the host's mounts.
-        sys.mount(None, ROOT, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE).map_err(|e| ("make / private", e))?;
+        sys.mount(None, ROOT, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE).map_err(step("make / private"))?;
         // pivot_root needs the new root to be a mount point.
-        sys.mount(Some(&self.rootfs), &self.rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC).map_err(|e| ("bind rootfs", e))?;
-        sys.mount(Some(PROC), &self.proc_target, Some(PROC), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC).map_err(|e| ("mount /proc", e))?;
-        sys.chdir(&self.rootfs).map_err(|e| ("chdir rootfs", e))?;
+        sys.mount(Some(&self.rootfs), &self.rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC).map_err(step("bind rootfs"))?;
+        let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        sys.mount(Some(PROC), &self.proc_target, Some(PROC), proc_flags).map_err(step("mount /proc"))?;
+        for (i, p) in paths.iter().enumerate() {
+            let t = p.target.as_c_str();
+            let (name, r) = match p.kind {
+                PathKind::MaskFile => ("mask a /proc path", sys.mount(Some(DEV_NULL), t, None, MsFlags::MS_BIND)),
+                PathKind::MaskDir => ("mask a /proc path", sys.mount(Some(TMPFS), t, Some(TMPFS), MsFlags::MS_RDONLY | proc_flags)),
+                PathKind::ReadOnly => ("make a /proc path read-only", {
+                    match sys.mount(Some(t), t, None, MsFlags::MS_BIND | MsFlags::MS_REC) {
+                        Ok(()) => sys.mount(None, t, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | proc_flags),
+                        e => e,
+                    }
+                }),
+            };
+            match r {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(errno) => return Err(Failure { step: name, errno, detail: i as u64 }),
+            }
+        }
+        sys.chdir(&self.rootfs).map_err(step("chdir rootfs"))?;
         // pivot_root(".", ".") stacks the old root on top of the new one;
         // detaching "." then removes the old root (as runc does).
-        sys.pivot_root(DOT, DOT).map_err(|e| ("pivot_root", e))?;
-        sys.umount2(DOT, MntFlags::MNT_DETACH).map_err(|e| ("detach old root", e))?;
-        sys.chdir(ROOT).map_err(|e| ("chdir /", e))?;
-        sys.mount(None, ROOT, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | self.locked_flags).map_err(|e| ("remount / read-only", e))?;
+        sys.pivot_root(DOT, DOT).map_err(step("pivot_root"))?;
+        sys.umount2(DOT, MntFlags::MNT_DETACH).map_err(step("detach old root"))?;
+        sys.chdir(ROOT).map_err(step("chdir /"))?;
+        sys.mount(None, ROOT, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | self.locked_flags).map_err(step("remount / read-only"))?;
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::syscall::recording::RecordingSyscall;
+    use super::super::hardening::{Hardening, Profile};
     use super::*;
+    use crate::platform::syscall::recording::RecordingSyscall;
 
     fn plan() -> RootfsPlan {
         RootfsPlan { rootfs: c"/img/rootfs".into(), proc_target: c"/img/rootfs/proc".into(), hostname: c"versus-1".into(), locked_flags: MsFlags::MS_NOSUID }
@@ -113,7 +158,7 @@ mod tests {
     #[test]
     fn sequence_privatises_before_mounting_and_pivots() {
         let sys = RecordingSyscall::default();
-        plan().apply(&sys).unwrap();
+        plan().apply(&sys, &[]).unwrap();
         let calls = sys.calls.borrow();
         let pos = |p: &str| calls.iter().position(|c| c.starts_with(p)).unwrap_or_else(|| panic!("no {p} in {calls:?}"));
         assert!(pos("sethostname") < pos("mount "));
@@ -127,9 +172,31 @@ mod tests {
     #[test]
     fn a_failing_step_is_named_and_stops_the_sequence() {
         let sys = RecordingSyscall { fail_on: Some("pivot_root"), ..Default::default() };
-        let err = plan().apply(&sys).unwrap_err();
-        assert_eq!(err, ("pivot_root", nix::errno::Errno::EPERM));
+        let err = plan().apply(&sys, &[]).unwrap_err();
+        assert_eq!((err.step, err.errno), ("pivot_root", nix::errno::Errno::EPERM));
         assert!(sys.calls.borrow().last().unwrap().starts_with("pivot_root"));
+    }
+
+    #[test]
+    fn masked_and_read_only_paths_go_between_proc_and_pivot_root() {
+        let h = Hardening::new(Profile::Default, Path::new("/img/rootfs")).unwrap();
+        let sys = RecordingSyscall::default();
+        plan().apply(&sys, h.proc_paths()).unwrap();
+        let calls = sys.calls();
+        let pos = |p: &str| calls.iter().position(|c| c.starts_with(p)).unwrap_or_else(|| panic!("no {p} in {calls:?}"));
+        let file = h.proc_paths().iter().find(|p| p.kind == PathKind::MaskFile).unwrap();
+        let kcore = pos(&format!("mount /dev/null /img/rootfs{} - MsFlags(MS_BIND)", file.path));
+        let sys_bind = pos("mount /img/rootfs/proc/sys /img/rootfs/proc/sys - MsFlags(MS_BIND | MS_REC)");
+        let sys_ro = pos("mount - /img/rootfs/proc/sys - MsFlags(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_REMOUNT | MS_BIND)");
+        assert!(pos("mount proc /img/rootfs/proc proc") < kcore.min(sys_bind));
+        assert!(sys_bind < sys_ro);
+        assert!(kcore.max(sys_ro) < pos("pivot_root"));
+        // A path missing from this kernel's /proc is skipped; another error
+        // names the path's index.
+        let sys = RecordingSyscall { fail_on: Some("mount /dev/null"), ..Default::default() };
+        let f = plan().apply(&sys, h.proc_paths()).unwrap_err();
+        assert_eq!(f.step, "mask a /proc path");
+        assert!(h.proc_paths()[f.detail as usize].target.to_str().unwrap().starts_with("/img/rootfs/proc/"));
     }
 
     #[test]

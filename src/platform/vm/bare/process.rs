@@ -7,7 +7,6 @@
 //! guest-RAM mapping, as Firecracker measures its overhead.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::probes::Attempt;
@@ -18,8 +17,10 @@ use crate::measure::clock::now_ns;
 use crate::measure::smaps;
 use crate::measure::Boot;
 use crate::model::ProbeLine;
-use crate::platform::child::{spawn_program, ChildInstance};
+use crate::platform::cgroup::Controls;
+use crate::platform::child::{spawn_program, ChildInstance, ChildWorkload};
 use crate::platform::registry::PlatformOptions;
+use crate::platform::spawn::{inherited_env, Environment, Program};
 use crate::platform::{AttackSurface, Finished, Instance, LaunchSpec, Platform, PlatformInfo, Storage, Unavailable, VmmMemory};
 use crate::workload::EmbeddedProgram;
 use versus_vmm::VmError;
@@ -77,18 +78,20 @@ impl VmBarePlatform {
         VmBarePlatform { program: VmmBinary::Given(bin.to_path_buf()), image_file: Default::default() }
     }
 
-    /// Spawns a `versus-vmm` process running `run`, bounded by `timeout`
-    /// (`ksm`: its guest RAM mergeable by KSM).
-    fn spawn(&self, run: GuestRun, timeout: Duration, ksm: bool) -> Result<crate::platform::child::ChildWorkload> {
+    /// Starts a `versus-vmm` process running `run`, bounded by `timeout`,
+    /// in a cgroup of its own when `controls` asks for one (`ksm`: its
+    /// guest RAM mergeable by KSM, `versus-vmm --ksm`).
+    fn spawn(&self, run: GuestRun, timeout: Duration, controls: Option<Controls>, ksm: bool) -> Result<ChildWorkload> {
         let bin = self.program.path();
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--fd").arg(CHANNEL_FD.to_string());
+        let mut args = vec!["--fd".to_string(), CHANNEL_FD.to_string()];
         if ksm {
-            cmd.arg("--ksm");
+            args.push("--ksm".to_string());
         }
-        cmd.arg(run.mode.to_string()).arg(run.param.to_string());
-        cmd.env("VERSUS_VMM_TIMEOUT_MS", timeout.as_millis().to_string());
-        spawn_program(cmd, CHANNEL_FD, &format!("the VMM process {}", bin.display()), timeout)
+        args.extend([run.mode.to_string(), run.param.to_string()]);
+        let timeout_ms = timeout.as_millis().to_string();
+        let env = Environment::new(inherited_env(&[("VERSUS_VMM_TIMEOUT_MS", &timeout_ms)]))?;
+        let program = Program::new(&bin, args, &env)?;
+        spawn_program(&program, CHANNEL_FD, &format!("the VMM process {}", bin.display()), timeout, controls).map(|(child, _)| child)
     }
 
     /// Launches one guest in a fresh `versus-vmm` process and waits for READY.
@@ -96,7 +99,7 @@ impl VmBarePlatform {
         // Refuse what the kernel-less guest cannot run before spawning.
         let run = guest_run_of(&spec.workload)?;
         let start = now_ns();
-        let mut child = self.spawn(run, spec.timeout, spec.ksm_merge)?;
+        let mut child = self.spawn(run, spec.timeout, Controls::needs(spec.cgroup, &spec.limits), spec.ksm_merge)?;
         let deadline = Instant::now() + spec.timeout;
         let mut guest_ram = Vec::new();
         let mut marks: Vec<(String, u64)> = Vec::new();
@@ -129,7 +132,7 @@ impl VmBarePlatform {
     /// Runs one probe attempt in a fresh VMM process: how its guest ended
     /// (read back from the process's `vmm-error` line) and what it logged.
     pub fn run_attempt(&self, a: &Attempt, timeout: Duration) -> (std::result::Result<Finished, VmError>, Vec<String>) {
-        let mut child = match self.spawn(a.run, timeout, false) {
+        let mut child = match self.spawn(a.run, timeout, None, false) {
             Ok(c) => c,
             Err(e) => return (Err(VmError::VmmProcess(e.to_string())), Vec::new()),
         };
@@ -239,7 +242,8 @@ impl Platform for VmBarePlatform {
     }
     fn notes(&self) -> Vec<String> {
         let mut n = common_notes();
-        n.push("the VMM is its own process (versus-vmm, static): boot includes its fork+exec (phase vmm_spawn); mem.host is that process's PSS, mem.vmm its resident memory outside guest RAM".into());
+        n.push("the VMM is its own process (versus-vmm, static), started like every host child of versus (vfork-like clone + execve): boot includes that (phase vmm_spawn); mem.host is that process's PSS, mem.vmm its resident memory outside guest RAM, mem.cgroup the charge of its own memory cgroup (guest RAM and KVM's kernel memory included)".into());
+        n.push("interference: the neighbour VM has one vCPU, and its VMM process a one-CPU quota (cpu cgroup), as a container neighbour".into());
         n
     }
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {

@@ -1,0 +1,626 @@
+//! The one way versus starts a host child: the workload program as a plain
+//! process, the pid 1 of a container, the `versus-vmm` process of a VM.
+//!
+//! The child is cloned with `CLONE_VM | CLONE_VFORK`, as posix_spawn starts
+//! a process: it runs on a small stack of its own in the parent's memory
+//! (no copy of the parent's page tables to make, nor to tear down again at
+//! execve), and the calling thread sleeps until the child has called
+//! execve or exited. Because the child shares the parent's memory it only
+//! makes system calls on data the parent prepared ([`Program`], the
+//! [`CgroupPlan`], a launcher's [`ChildSetup`]): no allocation, no locks,
+//! nothing written but its own stack. Its steps, in order:
+//!
+//! 1. (a user namespace only) wait for the parent's byte: its uid/gid maps
+//!    are written;
+//! 2. create and join its own cgroup, when the instance has one
+//!    ([`CgroupPlan::apply`]);
+//! 3. the launcher's own set-up ([`ChildSetup::run`]: a container's rootfs
+//!    and hardening); a plain process has none;
+//! 4. an empty signal mask and the default SIGPIPE action (as posix_spawn
+//!    and `std::process::Command` leave a new program);
+//! 5. its fds: the control pipe as standard input, the stderr pipe as
+//!    standard output and error, the channel as fd `channel_fd` (3);
+//! 6. a record of its timestamps on the status pipe, then execve.
+//!
+//! A plain process and a VMM process get no namespaces; a container gets
+//! its own. In a user namespace (rootless containers) the parent must write
+//! the child's uid/gid maps while the child waits, which a suspended parent
+//! cannot do: that child is cloned with its own copy of the memory instead.
+//!
+//! The status pipe (CLOEXEC) carries the record with the child's timestamps
+//! just before execve, or an error record naming the failed step. execve
+//! closes it, so end of file means the program is running.
+//!
+//! Every clone holds [`crate::workload::fork_guard`], so that no child
+//! inherits an executable another thread is writing (ETXTBSY at exec).
+
+use std::ffi::{c_char, CString, OsStr, OsString};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::unistd::{pipe2, Pid};
+
+use super::cgroup::{Cgroup, CgroupPlan, CgroupStep};
+use super::child::ChildWorkload;
+use super::syscall::{LinuxSyscall, Syscall};
+use crate::channel::Channel;
+use crate::error::{LaunchError, Result};
+use crate::measure::clock::now_ns;
+
+/// An environment for a program: `NAME=value` C strings and their
+/// NULL-terminated pointer array, prepared once and shared by the launches
+/// that use it (building one per launch would be most of what a plain
+/// process's launch costs before its clone).
+pub struct Environment {
+    _vars: Vec<CString>,
+    ptrs: Vec<*const c_char>,
+}
+
+// SAFETY: the pointers point into the CStrings the Environment owns, which
+// are never changed or dropped while it lives; sharing it only reads them.
+unsafe impl Send for Environment {}
+// SAFETY: as for Send: nothing mutates an Environment after `new`.
+unsafe impl Sync for Environment {}
+
+impl Environment {
+    /// `vars` are `NAME=value` strings.
+    pub fn new(vars: Vec<OsString>) -> Result<Environment> {
+        let vars = vars.iter().map(|e| cstring(e, "an environment variable")).collect::<Result<Vec<_>>>()?;
+        let ptrs = vars.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        Ok(Environment { _vars: vars, ptrs })
+    }
+
+    /// No variables (a container's /init).
+    pub fn empty() -> &'static Environment {
+        static EMPTY: std::sync::OnceLock<Environment> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(|| Environment { _vars: Vec::new(), ptrs: vec![std::ptr::null()] })
+    }
+
+    /// versus' own environment, as a plain process inherits it (`Command`
+    /// gives it the same), read at the first launch that asks: versus does
+    /// not change its environment while it runs.
+    pub fn inherited() -> Result<&'static Environment> {
+        static INHERITED: std::sync::OnceLock<Environment> = std::sync::OnceLock::new();
+        if let Some(e) = INHERITED.get() {
+            return Ok(e);
+        }
+        let e = Environment::new(inherited_env(&[]))?;
+        Ok(INHERITED.get_or_init(|| e))
+    }
+}
+
+/// A program to execute: its path and argv as C strings and a
+/// NULL-terminated pointer array, prepared by the parent, and its
+/// environment.
+pub struct Program<'e> {
+    path: CString,
+    _args: Vec<CString>,
+    argv: Vec<*const c_char>,
+    env: &'e Environment,
+}
+
+fn cstring(s: &OsStr, what: &str) -> Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| LaunchError::Unsupported(format!("{what} `{}` contains a NUL byte", s.to_string_lossy())))
+}
+
+impl<'e> Program<'e> {
+    /// `path` with `args` (argv[0] is `path`) and the environment `env`.
+    pub fn new<A: AsRef<OsStr>>(path: impl AsRef<OsStr>, args: impl IntoIterator<Item = A>, env: &'e Environment) -> Result<Program<'e>> {
+        let path = cstring(path.as_ref(), "the program path")?;
+        let mut all = vec![path.clone()];
+        for a in args {
+            all.push(cstring(a.as_ref(), "an argument")?);
+        }
+        let argv = all.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        Ok(Program { path, _args: all, argv, env })
+    }
+
+    /// The program's path.
+    pub fn path(&self) -> &std::ffi::CStr {
+        &self.path
+    }
+}
+
+/// versus' own environment with `set` added or replaced (`NAME`, value):
+/// what a plain process inherits, as `Command` gives it.
+pub fn inherited_env(set: &[(&str, &str)]) -> Vec<OsString> {
+    let mut out: Vec<OsString> = std::env::vars_os()
+        .filter(|(k, _)| !set.iter().any(|(n, _)| OsStr::new(n) == k))
+        .map(|(k, v)| {
+            let mut e = k;
+            e.push("=");
+            e.push(v);
+            e
+        })
+        .collect();
+    out.extend(set.iter().map(|(k, v)| OsString::from(format!("{k}={v}"))));
+    out
+}
+
+/// How many timestamps a [`ChildSetup`] may stamp.
+pub const SETUP_MARKS: usize = 3;
+
+/// A failed step of the child: its name (one of the launcher's
+/// [`ChildSetup::steps`] or of [`GENERIC_STEPS`]), the error, and a
+/// step-specific detail word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    pub step: &'static str,
+    pub errno: Errno,
+    pub detail: u64,
+}
+
+/// What a launcher adds between the cgroup and the child's stdio: a
+/// container's rootfs, namespaces and hardening.
+pub trait ChildSetup {
+    /// Every step name `run` may fail at.
+    fn steps(&self) -> &'static [&'static str];
+    /// Runs in the child (sharing the parent's memory: system calls on
+    /// prepared data only, no allocation). Stamps its own progress into
+    /// `marks` (they start as the time the cgroup was joined).
+    fn run(&self, sys: &dyn Syscall, marks: &mut [u64; SETUP_MARKS]) -> std::result::Result<(), Failure>;
+    /// The error the parent reports for a failure of `run`.
+    fn error(&self, f: Failure) -> LaunchError {
+        LaunchError::ChildSetup { step: f.step, errno: f.errno }
+    }
+}
+
+/// The child's own steps, whatever the launcher.
+pub const GENERIC_STEPS: [&str; 5] = ["wait for the parent", "set up the cgroup", "reset signals", "set up stdio", "execve"];
+
+/// Step codes in status records: generic steps by index, a launcher's from
+/// [`SETUP_BASE`] on.
+const SETUP_BASE: u64 = 100;
+
+fn generic(name: &str) -> u64 {
+    GENERIC_STEPS.iter().position(|s| *s == name).unwrap_or(0) as u64
+}
+
+/// Everything the child reads, prepared by the parent.
+struct ChildPlan<'a> {
+    program: &'a Program<'a>,
+    cgroup: Option<&'a CgroupPlan>,
+    setup: Option<&'a dyn ChildSetup>,
+    /// The read end of the sync pipe, or -1.
+    wait_fd: RawFd,
+    status_w: RawFd,
+    stdin: RawFd,
+    stderr: RawFd,
+    channel: RawFd,
+    channel_fd: RawFd,
+}
+
+/// Status records: `[kind, step, errno, detail, t_start, t_cgroup, marks..., t_exec]`.
+const REC_READY_TO_EXEC: u64 = 0;
+const REC_ERROR: u64 = 1;
+const REC_WORDS: usize = 7 + SETUP_MARKS;
+
+fn record_bytes(rec: &[u64; REC_WORDS]) -> [u8; REC_WORDS * 8] {
+    let mut out = [0u8; REC_WORDS * 8];
+    for (i, w) in rec.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
+    }
+    out
+}
+
+/// Writes an error record; returns the child's exit status. A failed
+/// write only makes the parent's report less precise.
+fn fail(plan: &ChildPlan, sys: &dyn Syscall, step: u64, errno: Errno, detail: u64) -> i32 {
+    let mut rec = [0u64; REC_WORDS];
+    rec[..4].copy_from_slice(&[REC_ERROR, step, errno as i32 as u64, detail]);
+    let _ = sys.write(plan.status_w, &record_bytes(&rec));
+    127
+}
+
+/// The child's body (see the module documentation). Returns only when a
+/// step failed, with the exit status to end with (the record is written).
+fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> i32 {
+    if plan.wait_fd >= 0 && sys.read_byte(plan.wait_fd).is_err() {
+        // The parent gave up (error or crash) before letting us run.
+        return 126;
+    }
+    let t_start = now_ns();
+    if let Some(cg) = plan.cgroup {
+        if let Err((step, e)) = cg.apply(sys) {
+            return fail(plan, sys, generic("set up the cgroup"), e, step.encode());
+        }
+    }
+    let t_cgroup = now_ns();
+    let mut marks = [t_cgroup; SETUP_MARKS];
+    if let Some(setup) = plan.setup {
+        if let Err(f) = setup.run(sys, &mut marks) {
+            let code = setup.steps().iter().position(|s| *s == f.step).map_or(generic("execve"), |i| SETUP_BASE + i as u64);
+            return fail(plan, sys, code, f.errno, f.detail);
+        }
+    }
+    if let Err(e) = sys.reset_signals() {
+        return fail(plan, sys, generic("reset signals"), e, 0);
+    }
+    for (from, to) in [(plan.stdin, 0), (plan.stderr, 1), (plan.stderr, 2), (plan.channel, plan.channel_fd)] {
+        if let Err(e) = sys.dup2(from, to) {
+            return fail(plan, sys, generic("set up stdio"), e, to as u64);
+        }
+    }
+    let mut rec = [0u64; REC_WORDS];
+    rec[4] = t_start;
+    rec[5] = t_cgroup;
+    rec[6..6 + SETUP_MARKS].copy_from_slice(&marks);
+    rec[REC_WORDS - 1] = now_ns();
+    rec[0] = REC_READY_TO_EXEC;
+    let _ = sys.write(plan.status_w, &record_bytes(&rec));
+    // SAFETY: argv and the environment's pointers are the NULL-terminated
+    // arrays of the Program and its Environment, which the parent keeps
+    // alive across the clone.
+    let e = unsafe { sys.execve(plan.program.path(), plan.program.argv.as_ptr(), plan.program.env.ptrs.as_ptr()) };
+    fail(plan, sys, generic("execve"), e, 0)
+}
+
+/// A child's stack: anonymous memory with an inaccessible guard page below
+/// it, so an overflow faults instead of writing into the parent's memory
+/// (the child shares it). Touched up front, so a launch's child takes no
+/// page faults on it; unmapped on drop. Stacks are kept in a pool and
+/// reused, one clone at a time each.
+pub struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+/// The child only makes system calls, so a small stack is plenty.
+const STACK_BYTES: usize = 64 * 1024;
+const GUARD_BYTES: usize = 4096;
+
+// SAFETY: the mapping is owned by the ChildStack and only used through
+// `&mut self` (one clone at a time).
+unsafe impl Send for ChildStack {}
+
+impl ChildStack {
+    pub fn new() -> Result<ChildStack> {
+        let len = STACK_BYTES + GUARD_BYTES;
+        // SAFETY: a fresh private anonymous mapping; no existing memory is
+        // touched.
+        let base = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK, -1, 0)
+        };
+        if base == libc::MAP_FAILED {
+            return Err(LaunchError::sys("mapping a child's stack (out of memory?)", Errno::last()));
+        }
+        let mut stack = ChildStack { base, len };
+        // SAFETY: the lowest page of the mapping made above.
+        if unsafe { libc::mprotect(base, GUARD_BYTES, libc::PROT_NONE) } != 0 {
+            return Err(LaunchError::sys("protecting a child's stack guard page", Errno::last()));
+        }
+        stack.usable().fill(0);
+        Ok(stack)
+    }
+
+    fn usable(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, readable and writable above
+        // the guard page, and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.base.cast::<u8>().add(GUARD_BYTES), self.len - GUARD_BYTES) }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// Stacks not in use; concurrent launches (from several threads) each take
+/// one.
+static STACKS: Mutex<Vec<ChildStack>> = Mutex::new(Vec::new());
+
+/// A stack taken from the pool, returned to it on drop.
+struct PooledStack(Option<ChildStack>);
+
+impl PooledStack {
+    fn take() -> Result<PooledStack> {
+        let s = STACKS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        Ok(PooledStack(Some(match s {
+            Some(s) => s,
+            None => ChildStack::new()?,
+        })))
+    }
+}
+
+impl Drop for PooledStack {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            STACKS.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        }
+    }
+}
+
+/// The flags of the clone: the namespaces, SIGCHLD as the exit signal,
+/// and with `share_memory` `CLONE_VM | CLONE_VFORK`.
+pub fn clone_flags(namespaces: CloneFlags, share_memory: bool) -> CloneFlags {
+    match share_memory {
+        true => namespaces | CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
+        false => namespaces,
+    }
+}
+
+/// A launch to make.
+pub struct Spawn<'a> {
+    pub program: &'a Program<'a>,
+    /// Namespaces to create (empty for a plain process or a VMM).
+    pub namespaces: CloneFlags,
+    /// The instance's own cgroup (handle and plan), if it has one. The
+    /// handle ends up in the [`ChildWorkload`], which removes the cgroup
+    /// after reaping the child, on every path.
+    pub cgroup: Option<(Cgroup, CgroupPlan)>,
+    pub setup: Option<&'a dyn ChildSetup>,
+    /// The child waits for [`Spawned::release`] before anything else (a
+    /// user namespace's maps); it then gets a copy of the memory, not the
+    /// parent's own.
+    pub wait_for_parent: bool,
+    /// The fd number the program reads its channel from.
+    pub channel_fd: RawFd,
+    /// Bound on the waits of the launch.
+    pub timeout: Duration,
+    /// Names the program in errors.
+    pub what: &'a str,
+}
+
+/// A cloned child that has not yet reported its set-up.
+pub struct Spawned<'a> {
+    child: ChildWorkload,
+    status_r: OwnedFd,
+    sync_w: Option<OwnedFd>,
+    cgroup_plan: Option<CgroupPlan>,
+    setup: Option<&'a dyn ChildSetup>,
+    what: &'a str,
+}
+
+/// What the child reported: its timestamps when it started running, when
+/// it had joined its cgroup, its launcher's marks, and just before execve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildStatus {
+    pub t_start: u64,
+    pub t_cgroup: u64,
+    pub marks: [u64; SETUP_MARKS],
+    pub t_exec: u64,
+}
+
+/// Clones the child of `req` (see the module documentation). With shared
+/// memory it returns once the child has exec'd or failed.
+pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
+    let pipe = |p: &str| pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys(format!("creating the {p} pipe"), e));
+    let (chan_r, chan_w) = pipe("channel")?;
+    let (ctl_r, ctl_w) = pipe("control")?;
+    let (err_r, err_w) = pipe("stderr")?;
+    let (status_r, status_w) = pipe("status")?;
+    let sync = match req.wait_for_parent {
+        true => Some(pipe("sync")?),
+        false => None,
+    };
+    let (cgroup, cgroup_plan) = match req.cgroup {
+        Some((c, p)) => (Some(c), Some(p)),
+        None => (None, None),
+    };
+    let plan = ChildPlan {
+        program: req.program,
+        cgroup: cgroup_plan.as_ref(),
+        setup: req.setup,
+        wait_fd: sync.as_ref().map_or(-1, |(r, _)| r.as_raw_fd()),
+        status_w: status_w.as_raw_fd(),
+        stdin: ctl_r.as_raw_fd(),
+        stderr: err_w.as_raw_fd(),
+        channel: chan_w.as_raw_fd(),
+        channel_fd: req.channel_fd,
+    };
+    let flags = clone_flags(req.namespaces, !req.wait_for_parent);
+    let pid = {
+        let mut stack = PooledStack::take()?;
+        let Some(stack) = stack.0.as_mut() else { return Err(LaunchError::Unsupported("no child stack".into())) };
+        let cb: nix::sched::CloneCb = Box::new(|| {
+            let code = child_main(&plan, &LinuxSyscall);
+            // SAFETY: _exit ends the cloned child without running the
+            // parent's atexit handlers or destructors, which belong to the
+            // parent.
+            unsafe { libc::_exit(code) }
+        });
+        let _fork = crate::workload::fork_guard();
+        // SAFETY: the child runs `child_main` on `stack`, which this call
+        // holds exclusively: with CLONE_VM the parent thread is suspended
+        // (CLONE_VFORK) until the child has exec'd or exited, so `plan`,
+        // `cb` and `stack` stay valid and untouched for it; without
+        // CLONE_VM it has its own copy of them. The child only makes
+        // system calls on prepared data and ends in execve or _exit.
+        // Signal handlers it inherits (the interrupt flag) only store
+        // atomics, which is as right in the child as in the parent; its
+        // mask is reset before execve.
+        unsafe { nix::sched::clone(cb, stack.usable(), flags, Some(libc::SIGCHLD)) }.map_err(|e| LaunchError::sys(format!("clone({flags:?})"), e))?
+    };
+    // The child holds its own copies; ours must close so that end of file
+    // reaches the right side.
+    drop((status_w, ctl_r, err_w, chan_w));
+    let child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, req.timeout).with_cgroup(cgroup);
+    let sync_w = sync.map(|(r, w)| {
+        drop(r);
+        w
+    });
+    Ok(Spawned { child, status_r, sync_w, cgroup_plan, setup: req.setup, what: req.what })
+}
+
+impl Spawned<'_> {
+    /// The child's pid.
+    pub fn pid(&self) -> Pid {
+        self.child.pid().unwrap_or(Pid::from_raw(0))
+    }
+
+    /// Lets a child that waits for its parent go on.
+    pub fn release(&mut self) -> Result<()> {
+        if let Some(w) = self.sync_w.take() {
+            nix::unistd::write(&w, &[1]).map_err(|e| LaunchError::sys("letting the child go on with its set-up", e))?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the child's status: its timestamps, then end of file once
+    /// execve succeeded. A failed step is an error (the child is reaped and
+    /// its cgroup removed).
+    pub fn wait_exec(mut self) -> Result<(ChildWorkload, ChildStatus)> {
+        self.release()?;
+        let mut f = File::from(self.status_r);
+        let first = match read_record(&mut f)? {
+            None => return Err(self.child.crash_error(&format!("{} exited during its set-up, before execve", self.what))),
+            Some(r) if r[0] == REC_ERROR => return Err(error_of(r, self.cgroup_plan.as_ref(), self.setup, self.what)),
+            Some(r) => r,
+        };
+        let mut marks = [0u64; SETUP_MARKS];
+        marks.copy_from_slice(&first[6..6 + SETUP_MARKS]);
+        let status = ChildStatus { t_start: first[4], t_cgroup: first[5], marks, t_exec: first[REC_WORDS - 1] };
+        match read_record(&mut f)? {
+            None => Ok((self.child, status)),
+            Some(r) => Err(error_of(r, self.cgroup_plan.as_ref(), self.setup, self.what)),
+        }
+    }
+}
+
+fn read_record(f: &mut File) -> Result<Option<[u64; REC_WORDS]>> {
+    let mut buf = [0u8; REC_WORDS * 8];
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(LaunchError::io("reading the child's status", e)),
+        }
+    }
+    if got == 0 {
+        return Ok(None);
+    }
+    let mut rec = [0u64; REC_WORDS];
+    for (i, w) in rec.iter_mut().enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&buf[i * 8..i * 8 + 8]);
+        *w = u64::from_ne_bytes(b);
+    }
+    Ok(Some(rec))
+}
+
+fn error_of(rec: [u64; REC_WORDS], cgroup: Option<&CgroupPlan>, setup: Option<&dyn ChildSetup>, what: &str) -> LaunchError {
+    let (code, errno, detail) = (rec[1], Errno::from_raw(rec[2] as i32), rec[3]);
+    if code >= SETUP_BASE {
+        if let Some(s) = setup {
+            if let Some(step) = s.steps().get((code - SETUP_BASE) as usize) {
+                return s.error(Failure { step, errno, detail });
+            }
+        }
+    }
+    let step = GENERIC_STEPS.get(code as usize).copied().unwrap_or("execve");
+    match (step, cgroup, CgroupStep::decode(detail)) {
+        ("set up the cgroup", Some(cg), Some(s)) => cg.error(s, errno),
+        ("execve", _, _) => LaunchError::sys(format!("executing {what}"), errno),
+        _ => LaunchError::ChildSetup { step, errno },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::syscall::recording::RecordingSyscall;
+
+    fn plan<'a>(program: &'a Program<'a>, cgroup: Option<&'a CgroupPlan>, setup: Option<&'a dyn ChildSetup>) -> ChildPlan<'a> {
+        ChildPlan { program, cgroup, setup, wait_fd: -1, status_w: 9, stdin: 5, stderr: 6, channel: 7, channel_fd: 3 }
+    }
+
+    #[test]
+    fn a_plain_process_is_cloned_vfork_like_without_namespaces() {
+        assert_eq!(clone_flags(CloneFlags::empty(), true), CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK);
+        let ns = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
+        assert_eq!(clone_flags(ns, true), ns | CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK);
+        assert_eq!(clone_flags(ns, false), ns, "a child that waits for its parent gets a copy of the memory");
+    }
+
+    #[test]
+    fn the_child_sets_up_its_fds_reports_then_execs() {
+        let env = Environment::new(vec!["A=1".into()]).unwrap();
+        let p = Program::new("/bin/prog", ["--fd", "3", "ready"], &env).unwrap();
+        let sys = RecordingSyscall::default();
+        let code = child_main(&plan(&p, None, None), &sys);
+        assert_eq!(code, 127, "the recording execve fails");
+        assert_eq!(
+            sys.calls(),
+            [
+                "reset_signals",
+                "dup2 5 0",
+                "dup2 6 1",
+                "dup2 6 2",
+                "dup2 7 3",
+                &format!("write_fd 9 {} bytes", REC_WORDS * 8),
+                "execve /bin/prog",
+                &format!("write_fd 9 {} bytes", REC_WORDS * 8),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_cgroup_comes_first_and_its_failure_is_reported_with_its_path() {
+        let p = Program::new("/bin/prog", Vec::<String>::new(), Environment::empty()).unwrap();
+        let controls = crate::platform::cgroup::Controls { memory: Some(None), ..Default::default() };
+        let (_cg, cgplan) = Cgroup::plan(crate::host::CgroupMode::V2, "versus-test-x", &controls).unwrap();
+        let sys = RecordingSyscall::default();
+        child_main(&plan(&p, Some(&cgplan), None), &sys);
+        let calls = sys.calls();
+        assert_eq!(calls[0], "mkdir /sys/fs/cgroup/versus-test-x");
+        assert_eq!(calls[1], "write /sys/fs/cgroup/versus-test-x/cgroup.procs 0");
+        assert_eq!(calls[2], "reset_signals");
+        // A failed join: an error record, nothing after it.
+        let sys = RecordingSyscall { fail_on: Some("write /sys"), ..Default::default() };
+        assert_eq!(child_main(&plan(&p, Some(&cgplan), None), &sys), 127);
+        assert!(sys.calls().last().unwrap().starts_with("write_fd 9"));
+        let mut rec = [0u64; REC_WORDS];
+        rec[..4].copy_from_slice(&[REC_ERROR, generic("set up the cgroup"), Errno::EPERM as u64, CgroupStep::Join(0).encode()]);
+        let e = error_of(rec, Some(&cgplan), None, "prog").to_string();
+        assert!(e.contains("versus-test-x/cgroup.procs"), "{e}");
+    }
+
+    struct TwoSteps;
+    impl ChildSetup for TwoSteps {
+        fn steps(&self) -> &'static [&'static str] {
+            &["first", "second"]
+        }
+        fn run(&self, sys: &dyn Syscall, marks: &mut [u64; SETUP_MARKS]) -> std::result::Result<(), Failure> {
+            sys.chdir(c"/x").map_err(|errno| Failure { step: "first", errno, detail: 0 })?;
+            marks[0] = 1;
+            sys.sethostname(c"h").map_err(|errno| Failure { step: "second", errno, detail: 7 })
+        }
+    }
+
+    #[test]
+    fn a_launcher_setup_runs_between_the_cgroup_and_stdio_and_its_steps_are_named() {
+        let p = Program::new("/init", Vec::<String>::new(), Environment::empty()).unwrap();
+        let sys = RecordingSyscall::default();
+        child_main(&plan(&p, None, Some(&TwoSteps)), &sys);
+        assert_eq!(&sys.calls()[..3], ["chdir /x", "sethostname h", "reset_signals"]);
+        let sys = RecordingSyscall { fail_on: Some("sethostname"), ..Default::default() };
+        child_main(&plan(&p, None, Some(&TwoSteps)), &sys);
+        let mut rec = [0u64; REC_WORDS];
+        rec[..4].copy_from_slice(&[REC_ERROR, SETUP_BASE + 1, Errno::EPERM as u64, 7]);
+        assert!(matches!(error_of(rec, None, Some(&TwoSteps), "x"), LaunchError::ChildSetup { step: "second", errno: Errno::EPERM }));
+    }
+
+    #[test]
+    fn the_environment_is_inherited_with_overrides() {
+        let env = inherited_env(&[("VERSUS_TEST_VAR", "1"), ("PATH", "/x")]);
+        assert!(env.contains(&OsString::from("VERSUS_TEST_VAR=1")));
+        assert_eq!(env.iter().filter(|e| e.as_bytes().starts_with(b"PATH=")).count(), 1);
+        assert!(env.contains(&OsString::from("PATH=/x")));
+        assert!(Program::new("/x", ["a\0b"], Environment::empty()).is_err(), "a NUL byte is refused, not truncated");
+        assert!(Environment::new(vec!["A=\0".into()]).is_err());
+        let inherited = Environment::inherited().unwrap();
+        assert_eq!(inherited.ptrs.len(), std::env::vars_os().count() + 1, "every variable, NULL-terminated");
+        assert!(inherited.ptrs.last().unwrap().is_null());
+    }
+}
