@@ -6,8 +6,8 @@
 //! harness does not serialise them: the platform's own shared resources
 //! (the kernel's locks, KVM, the disk) are what the storm measures. The
 //! threads share the one [`Platform`] (which is `Send + Sync`: its
-//! launches only read its state, and the container launcher hands each
-//! concurrent launch a child stack of its own); each thread keeps the
+//! launches only read its state, and every concurrent clone takes a child
+//! stack of its own from the spawn pool); each thread keeps the
 //! instance it launched until every launch of the step has ended, then
 //! stops it, so the N instances run together and every one is stopped on
 //! every path (a panicking thread drops, and so releases, its instance).

@@ -260,8 +260,8 @@ fn flag_negative(rows: &[Sample], status: &mut PlatformStatus) {
 
 /// Memory, boot storm, density, probes and interference of one platform,
 /// within `budget` when there is one: the storm gets up to 15% of it, the
-/// density ramp 30%, the interference windows 30% (shared among the
-/// stresses).
+/// density ramp 25%, the interference windows 35% (shared among the
+/// stresses, as before the storm came).
 fn measure_costs(
     p: &dyn Platform,
     opts: &RunOptions,
@@ -300,7 +300,7 @@ fn measure_costs(
     });
     let density = c.density.clone().map(|mut d| {
         if let Some(b) = budget {
-            d.time_budget = d.time_budget.min(b.mul_f64(0.30));
+            d.time_budget = d.time_budget.min(b.mul_f64(0.25));
         }
         d
     });
@@ -311,7 +311,7 @@ fn measure_costs(
     const MIN_WINDOW: Duration = Duration::from_millis(900);
     let interference = c.interference.clone().and_then(|mut cfg| {
         if let Some(b) = budget {
-            let per_window = b.mul_f64(0.30) / (cfg.stresses.len() as u32 + 1);
+            let per_window = b.mul_f64(0.35) / (cfg.stresses.len() as u32 + 1);
             if per_window < MIN_WINDOW {
                 out.not_measured.push(format!(
                     "{name} interference: the run's time budget leaves {} ms per neighbour window, under the {} ms a window needs (give --max-time more, or run without --quick)",
