@@ -24,6 +24,28 @@ fn flag() -> &'static Arc<AtomicBool> {
 /// Signals received so far.
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 
+/// What must be undone even when the watchdog ends the process (host
+/// settings versus changed, such as KSM's): run before its exit, in order.
+static AT_FORCED_EXIT: std::sync::Mutex<Vec<fn()>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers `f` to run if the watchdog ends the process (a cleanup that
+/// overran [`CLEANUP_BOUND`]); the normal path undoes its changes by
+/// `Drop`, and `f` must then find nothing left to do. Registering the same
+/// function twice runs it once.
+pub fn at_forced_exit(f: fn()) {
+    let mut v = AT_FORCED_EXIT.lock().unwrap_or_else(|e| e.into_inner());
+    if !v.iter().any(|g| std::ptr::fn_addr_eq(*g, f)) {
+        v.push(f);
+    }
+}
+
+fn run_forced_exit_hooks() {
+    let hooks: Vec<fn()> = AT_FORCED_EXIT.lock().map(|v| v.clone()).unwrap_or_default();
+    for h in hooks {
+        h();
+    }
+}
+
 const CLEANING: &[u8] = b"\nversus: cleaning up what was launched; it ends by itself (at most 30 s)\n";
 
 /// Installs the handlers (idempotent). Returns an error if the handlers
@@ -52,6 +74,7 @@ pub fn install() -> std::io::Result<()> {
         eprintln!(
             "versus: the cleanup did not finish within {CLEANUP_BOUND:?}; exiting (some instances may remain: see `pgrep -af versus` and /sys/fs/cgroup)"
         );
+        run_forced_exit_hooks();
         std::process::exit(130);
     });
     Ok(())
@@ -70,4 +93,14 @@ pub fn request() {
 /// Clears the flag (used by tests).
 pub fn clear() {
     flag().store(false, Ordering::Relaxed)
+}
+
+/// Unit tests that raise or poll the process-wide flag run one at a time
+/// under this lock (it clears the flag when taken).
+#[cfg(test)]
+pub(crate) fn test_serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    clear();
+    g
 }

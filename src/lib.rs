@@ -22,10 +22,12 @@ pub mod host;
 pub mod interrupt;
 pub mod measure;
 pub mod model;
+pub mod plan;
 pub mod platform;
 pub mod report;
 pub mod runner;
 pub mod stats;
+pub mod units;
 pub mod workload;
 
 pub use error::LaunchError;

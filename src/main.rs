@@ -32,8 +32,11 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Run the isolation probe matrix inside each platform.
     Probe(commands::probe::ProbeArgs),
-    /// Re-render charts and report.md of a run from its CSV files.
+    /// Re-render charts, report.md and report.html of a run from its CSV files.
     Report(commands::report::ReportArgs),
+    /// A capacity plan from a run: instances per host, hosts for a fleet,
+    /// start times and disk, each with its inputs and the limit that binds.
+    Plan(commands::plan::PlanArgs),
     /// Compare two runs (directories or history run ids): exit 0 no
     /// regression, 1 regression, 2 inconclusive, 3 usage error.
     Compare(commands::compare::CompareArgs),
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(a),
         Command::Probe(a) => commands::probe::run(a),
         Command::Report(a) => commands::report::run(a),
+        Command::Plan(a) => commands::plan::run(a),
         Command::Compare(a) => commands::compare::run(a),
         Command::Ab(a) => commands::ab::run(a),
         Command::Calibrate(a) => commands::calibrate::run(a),

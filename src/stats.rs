@@ -139,9 +139,107 @@ pub fn summarize(xs: &[f64]) -> Option<Summary> {
     })
 }
 
+/// A least-squares line `y = intercept + slope * x`, with what it leaves
+/// unexplained.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LinearFit {
+    /// Points fitted.
+    pub n: usize,
+    pub intercept: f64,
+    pub slope: f64,
+    /// Residual standard error: sqrt(sum of squared residuals / (n - 2));
+    /// 0 for two points (a line through them leaves nothing).
+    pub rmse: f64,
+    /// Standard errors of the intercept and the slope (0 below 3 points).
+    pub se_intercept: f64,
+    pub se_slope: f64,
+}
+
+impl LinearFit {
+    /// The fitted value at `x`.
+    pub fn at(&self, x: f64) -> f64 {
+        self.intercept + self.slope * x
+    }
+    /// 95% confidence interval of the slope (Student's t with n - 2
+    /// degrees of freedom); the slope itself when there are fewer than 3 points.
+    pub fn slope_ci95(&self) -> (f64, f64) {
+        let h = t975(self.n.saturating_sub(2)) * self.se_slope;
+        (self.slope - h, self.slope + h)
+    }
+    /// 95% confidence interval of the intercept.
+    pub fn intercept_ci95(&self) -> (f64, f64) {
+        let h = t975(self.n.saturating_sub(2)) * self.se_intercept;
+        (self.intercept - h, self.intercept + h)
+    }
+}
+
+/// Ordinary least squares over `(x, y)` points (non-finite ones ignored).
+/// `None` with fewer than two points or when every x is the same.
+pub fn linear_fit(points: &[(f64, f64)]) -> Option<LinearFit> {
+    let p: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let n = p.len();
+    if n < 2 {
+        return None;
+    }
+    let nf = n as f64;
+    let mx = p.iter().map(|q| q.0).sum::<f64>() / nf;
+    let my = p.iter().map(|q| q.1).sum::<f64>() / nf;
+    let sxx: f64 = p.iter().map(|q| (q.0 - mx).powi(2)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let sxy: f64 = p.iter().map(|q| (q.0 - mx) * (q.1 - my)).sum();
+    let slope = sxy / sxx;
+    let intercept = my - slope * mx;
+    let ssr: f64 = p.iter().map(|q| (q.1 - intercept - slope * q.0).powi(2)).sum();
+    let (rmse, se_slope, se_intercept) = if n > 2 {
+        let s2 = ssr / (nf - 2.0);
+        (s2.sqrt(), (s2 / sxx).sqrt(), (s2 * (1.0 / nf + mx * mx / sxx)).sqrt())
+    } else {
+        (0.0, 0.0, 0.0)
+    };
+    Some(LinearFit { n, intercept, slope, rmse, se_intercept, se_slope })
+}
+
+/// The 97.5% quantile of Student's t with `df` degrees of freedom (a table
+/// to 30, then a close approximation); 0 for df = 0.
+pub fn t975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080,
+        2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => 0.0,
+        d if d <= 30 => T[d - 1],
+        d => 1.95996 + 2.37 / d as f64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fit_recovers_a_known_line_and_reports_its_residual() {
+        // 3 MiB fixed + 17 MiB per instance, with a deterministic wobble
+        // of +-64 KiB around the line.
+        let mib = 1048576.0;
+        let pts: Vec<(f64, f64)> = (1..=40).map(|n| (n as f64, 3.0 * mib + 17.0 * mib * n as f64 + if n % 2 == 0 { 65536.0 } else { -65536.0 })).collect();
+        let f = linear_fit(&pts).unwrap();
+        assert_eq!(f.n, 40);
+        assert!((f.slope - 17.0 * mib).abs() < 0.01 * mib, "{f:?}");
+        assert!((f.intercept - 3.0 * mib).abs() < 0.1 * mib, "{f:?}");
+        assert!((f.rmse - 65536.0).abs() < 2000.0, "the residual is the wobble: {f:?}");
+        let (lo, hi) = f.slope_ci95();
+        assert!(lo < 17.0 * mib && 17.0 * mib < hi);
+        // Exact points leave no residual.
+        let exact = linear_fit(&[(1.0, 5.0), (2.0, 7.0), (4.0, 11.0)]).unwrap();
+        assert!((exact.slope - 2.0).abs() < 1e-12 && (exact.intercept - 3.0).abs() < 1e-12 && exact.rmse < 1e-9);
+        assert!(linear_fit(&[(1.0, 1.0)]).is_none());
+        assert!(linear_fit(&[(2.0, 1.0), (2.0, 3.0)]).is_none(), "one x: no line");
+        assert_eq!(t975(0), 0.0);
+        assert!((t975(1000) - 1.962).abs() < 0.01);
+    }
 
     #[test]
     fn known_values() {

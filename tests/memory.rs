@@ -1,7 +1,10 @@
 //! Memory per instance against known allocations, on real process and
 //! container instances (root or user namespaces needed for the container).
 
-use versus::experiment::density::{measure_density, DensityOptions};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use versus::experiment::density::{measure_density, Basis, DensityOptions, KsmPass, Stop};
 use versus::experiment::memory::{self, add_overhead_rows, measure_memory, Attribution};
 use versus::model::Metric;
 use versus::platform::container::{ContainerOptions, ContainerPlatform};
@@ -84,37 +87,65 @@ fn container_holds_what_it_allocates_and_its_cgroup_is_charged() {
 }
 
 #[test]
-fn density_curve_is_bounded_and_tears_down() {
+fn density_ramp_stops_at_a_tiny_budget_and_tears_down() {
     let p = ProcessPlatform::new().unwrap();
-    let opts = DensityOptions { max_instances: 4, ..DensityOptions::default() };
-    let r = measure_density(&p, &spec("idle:32"), &opts).unwrap();
-    assert_eq!(r.points.iter().map(|p| p.n).collect::<Vec<_>>(), vec![1, 2, 4], "stopped early: {:?}", r.stopped_early);
-    for pt in &r.points {
-        let pss = pt.pss_total as f64 / pt.n as f64;
-        eprintln!(
-            "density N={} MemAvailable drop {:.2} MiB/instance, PSS {:.2} MiB/instance, {:.1} launches/s",
-            pt.n,
-            pt.mem_per_instance() / MIB,
-            pss / MIB,
-            pt.launch_rate()
-        );
-        assert!(pt.launch_rate() > 0.0);
-        // Every instance of the step was running and holding its 32 MiB.
-        assert!((pss - 32.0 * MIB).abs() < 3.2 * MIB, "PSS per instance {:.2} MiB at N={}", pss / MIB, pt.n);
+    // Room for two instances holding 16 MiB each, not three.
+    let opts = DensityOptions { budget_bytes: 40 << 20, floor_bytes: 0, max_instances: 100, time_budget: Duration::from_secs(120), ksm: None };
+    let r = measure_density(&p, &spec("idle:16"), &opts).unwrap();
+    let c = &r.off;
+    assert_eq!(c.points.iter().map(|p| p.n).collect::<Vec<_>>(), vec![1, 2], "{}", c.stop);
+    assert!(matches!(c.stop, Stop::Budget { .. }), "{}", c.stop);
+    for pt in &c.points {
+        let pss = pt.held.pss as f64 / pt.n as f64;
+        eprintln!("density N={} PSS {:.2} MiB/instance, MemAvailable drop {:.2} MiB", pt.n, pss / MIB, pt.mem_drop() / MIB);
+        assert!((pss - 16.0 * MIB).abs() < 1.6 * MIB, "PSS per instance {:.2} MiB at N={}", pss / MIB, pt.n);
+        assert!(pt.held_bytes() <= opts.budget_bytes, "never past the budget");
     }
+    // Two points give a line through them: 16 MiB per instance.
+    let fit = c.fits().into_iter().find(|(b, _)| *b == Basis::Pss).map(|x| x.1).unwrap();
+    assert!((fit.slope - 16.0 * MIB).abs() < 1.6 * MIB, "{fit:?}");
     assert!(my_children().is_empty(), "instances left running: {:?}", my_children());
-    // A margin larger than the host's memory stops the curve before any launch.
-    let tight = DensityOptions { safety_margin_bytes: u64::MAX / 4, ..opts };
-    let r = measure_density(&p, &spec("idle:32"), &tight).unwrap();
-    assert!(r.points.is_empty());
-    assert!(r.stopped_early.unwrap().contains("safety margin"));
+    // A floor above MemAvailable stops the ramp before any launch.
+    let high = versus::experiment::density::mem_available().unwrap() + (1 << 30);
+    let r = measure_density(&p, &spec("idle:16"), &DensityOptions { floor_bytes: high, budget_bytes: u64::MAX, ..opts }).unwrap();
+    assert!(r.off.points.is_empty() && matches!(r.off.stop, Stop::Floor { .. }), "{}", r.off.stop);
+}
+
+#[test]
+fn density_with_ksm_merges_and_restores_ksm() {
+    if !versus::measure::ksm::available() {
+        eprintln!("SKIPPED: this kernel has no KSM (/sys/kernel/mm/ksm)");
+        return;
+    }
+    let read = |f: &str| std::fs::read_to_string(format!("/sys/kernel/mm/ksm/{f}")).unwrap();
+    let before = [read("run"), read("pages_to_scan"), read("sleep_millisecs")];
+    let p = ProcessPlatform::new().unwrap();
+    let opts = DensityOptions {
+        budget_bytes: 200 << 20,
+        floor_bytes: 0,
+        max_instances: 4,
+        time_budget: Duration::from_secs(120),
+        ksm: Some(KsmPass { settle_limit: Duration::from_secs(30), ..KsmPass::default() }),
+    };
+    let r = measure_density(&p, &spec("idle:16"), &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!([read("run"), read("pages_to_scan"), read("sleep_millisecs")], before, "KSM's settings restored");
+    let on = r.on.expect("a KSM pass");
+    assert_eq!(on.points.iter().map(|p| p.n).collect::<Vec<_>>(), vec![1, 2, 4], "read at powers of two: {}", on.stop);
+    let last = on.points.last().unwrap();
+    let k = last.ksm.unwrap();
+    eprintln!("KSM at N=4: {k:?}; PSS {:.2} MiB in all, {:?}", last.held.pss as f64 / MIB, on.notes);
+    // The idle workload's pages differ in one byte only: they merge.
+    assert!(k.pages_sharing > 1000, "{k:?}");
+    let off = r.off.points.iter().find(|p| p.n == 4).unwrap();
+    assert!(last.held.pss < off.held.pss / 2, "merged instances hold less: {} vs {}", last.held.pss, off.held.pss);
+    assert!(my_children().is_empty(), "instances left running: {:?}", my_children());
 }
 
 #[test]
 fn density_tears_down_on_panic() {
-    // A platform that panics on its third launch: the first two instances
-    // must still be stopped.
-    struct Flaky(ProcessPlatform, std::cell::Cell<u32>);
+    // A platform that panics on its fourth launch: the first three
+    // instances must still be stopped.
+    struct Flaky(ProcessPlatform, AtomicU32);
     impl Platform for Flaky {
         fn info(&self) -> &'static PlatformInfo {
             self.0.info()
@@ -123,15 +154,14 @@ fn density_tears_down_on_panic() {
             Ok(())
         }
         fn launch(&self, s: &LaunchSpec) -> versus::error::Result<Box<dyn versus::platform::Instance>> {
-            self.1.set(self.1.get() + 1);
-            if self.1.get() == 4 {
+            if self.1.fetch_add(1, Ordering::SeqCst) + 1 == 4 {
                 panic!("injected launch panic");
             }
             self.0.launch(s)
         }
     }
-    let f = Flaky(ProcessPlatform::new().unwrap(), std::cell::Cell::new(0));
-    let opts = DensityOptions { max_instances: 4, ..DensityOptions::default() };
+    let f = Flaky(ProcessPlatform::new().unwrap(), AtomicU32::new(0));
+    let opts = DensityOptions { budget_bytes: 1 << 30, floor_bytes: 0, max_instances: 8, time_budget: Duration::from_secs(120), ksm: None };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| measure_density(&f, &spec("idle:1"), &opts)));
     assert!(r.is_err(), "the injected panic must propagate");
     assert!(my_children().is_empty(), "instances left running after a panic: {:?}", my_children());

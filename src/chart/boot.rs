@@ -35,6 +35,15 @@ impl Chart for BootChart {
         "boot"
     }
 
+    fn table(&self) -> super::DataTable {
+        let mut t = super::DataTable::new(&["platform", "workload", "n", "whisker low ms", "q1 ms", "median ms", "q3 ms", "whisker high ms", "outliers"]);
+        for (p, b) in &self.boxes {
+            let c = super::cell;
+            t.push(vec![p.clone(), self.workload.clone(), b.n.to_string(), c(b.low), c(b.q1), c(b.median), c(b.q3), c(b.high), b.outliers.len().to_string()]);
+        }
+        t
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let lo = self.boxes.iter().map(|(_, b)| b.low.min(b.outliers.first().copied().unwrap_or(f64::MAX))).fold(f64::MAX, f64::min);
         let hi = self.boxes.iter().map(|(_, b)| b.high.max(b.outliers.last().copied().unwrap_or(0.0))).fold(0.0, f64::max);

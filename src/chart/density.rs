@@ -1,81 +1,110 @@
-//! Density curve: host MemAvailable drop per instance and launch rate as N
-//! idle instances run at once (N on a log2 axis), one line per platform.
+//! Density to the budget: the memory of N idle instances running at once
+//! against N, one colour per platform: the PSS of their processes as dots
+//! with its least-squares line (fixed + per-instance), the host's
+//! MemAvailable drop as small crosses. One panel without KSM, one with KSM
+//! on when the run has it.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::data::{by_iteration, pick_workload, platforms_with, Curve};
-use super::{font, perr, platform_colour, Chart, Result};
+use super::data::{by_iteration, platforms_with, Curve};
+use super::{cell, fmt_bytes, font, perr, platform_colour, Chart, DataTable, Result};
 use crate::model::{Metric, Sample};
+use crate::stats::{linear_fit, LinearFit};
 
 const MIB: f64 = 1048576.0;
 
-pub struct DensityChart {
+/// One platform in one panel.
+pub struct DensityLine {
+    pub platform: String,
+    /// (N, PSS total bytes).
+    pub pss: Curve,
+    /// (N, MemAvailable drop bytes).
+    pub host: Curve,
+    /// The PSS line.
+    pub fit: Option<LinearFit>,
+}
+
+/// A panel: KSM off or on.
+pub struct DensityPanel {
+    pub ksm: bool,
     pub workload: String,
-    /// Per platform: (N, MiB per instance) and (N, instances/s).
-    pub lines: Vec<(String, Curve, Curve)>,
+    pub lines: Vec<DensityLine>,
+}
+
+pub struct DensityChart {
+    pub panels: Vec<DensityPanel>,
 }
 
 impl DensityChart {
     pub fn from_samples(samples: &[Sample]) -> Option<DensityChart> {
-        let workload = pick_workload(samples, &Metric::DensityMemPerInstance, &[])?;
-        let lines: Vec<_> = platforms_with(samples, &Metric::DensityMemPerInstance)
-            .into_iter()
-            .map(|p| {
-                let mem = by_iteration(samples, &p, Some(&workload), &Metric::DensityMemPerInstance, None).into_iter().map(|(n, v)| (n, v / MIB)).collect();
-                let rate = by_iteration(samples, &p, Some(&workload), &Metric::DensityLaunchRate, None);
-                (p, mem, rate)
-            })
-            .collect();
-        (!lines.is_empty()).then_some(DensityChart { workload, lines })
+        let mut panels = Vec::new();
+        for ksm in [false, true] {
+            let workload = samples.iter().find(|s| s.metric == Metric::DensityPssTotal && s.workload.ends_with("+ksm") == ksm).map(|s| s.workload.clone());
+            let Some(workload) = workload else { continue };
+            let lines: Vec<DensityLine> = platforms_with(samples, &Metric::DensityPssTotal)
+                .into_iter()
+                .filter_map(|p| {
+                    let pss = by_iteration(samples, &p, Some(&workload), &Metric::DensityPssTotal, None);
+                    if pss.is_empty() {
+                        return None;
+                    }
+                    let host = by_iteration(samples, &p, Some(&workload), &Metric::DensityMemAvailableDrop, None);
+                    let fit = linear_fit(&pss.iter().map(|(n, v)| (*n as f64, *v)).collect::<Vec<_>>());
+                    Some(DensityLine { platform: p, pss, host, fit })
+                })
+                .collect();
+            if !lines.is_empty() {
+                panels.push(DensityPanel { ksm, workload, lines });
+            }
+        }
+        (!panels.is_empty()).then_some(DensityChart { panels })
     }
 }
 
-fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, ydesc: &str, lines: &[(String, Vec<(u32, f64)>)]) -> Result<()> {
-    let max_n = lines.iter().flat_map(|l| l.1.iter().map(|p| p.0)).max().unwrap_or(1).max(2);
-    let top = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(0.0, f64::max);
-    let xmax = (max_n as f64).log2();
+fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &DensityPanel, top: f64, max_n: u32) -> Result<()> {
+    let title = if p.ksm { format!("KSM on, memory mergeable (`{}`)", p.workload) } else { format!("KSM off (`{}`)", p.workload) };
     let mut chart = ChartBuilder::on(area)
-        .caption(title, font(20.0))
+        .caption(title, font(19.0))
         .margin(14)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(-0.25f64..xmax + 0.25, 0f64..(top * 1.2).max(1e-3))
+        .x_label_area_size(46)
+        .y_label_area_size(76)
+        .build_cartesian_2d(0f64..(max_n as f64 * 1.05).max(2.0), 0f64..(top * 1.1).max(1.0))
         .map_err(perr)?;
     chart
         .configure_mesh()
-        .x_labels((xmax as usize + 1) * 2 + 1)
-        .x_label_formatter(&|x| {
-            if (x - x.round()).abs() < 1e-6 && *x >= 0.0 {
-                format!("{}", 2f64.powf(x.round()) as u64)
-            } else {
-                String::new()
-            }
-        })
-        .y_label_formatter(&|v| if *v >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") })
-        .x_desc("N idle instances running at once")
-        .y_desc(ydesc)
+        .x_desc("N idle instances running")
+        .y_desc("MiB held by all N")
         .axis_desc_style(font(16.0))
         .label_style(font(14.0))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(perr)?;
-    for (p, pts) in lines {
-        let c = platform_colour(p);
-        let xy: Vec<(f64, f64)> = pts.iter().map(|(n, v)| ((*n as f64).log2(), *v)).collect();
+    for l in &p.lines {
+        let c = platform_colour(&l.platform);
+        let pts: Vec<(f64, f64)> = l.pss.iter().map(|(n, v)| (*n as f64, v / MIB)).collect();
+        let label = match &l.fit {
+            Some(f) => format!("{}: {} + {} x N", l.platform, fmt_bytes(f.intercept), fmt_bytes(f.slope)),
+            None => l.platform.clone(),
+        };
         chart
-            .draw_series(LineSeries::new(xy.clone(), c.stroke_width(3)))
+            .draw_series(pts.iter().map(|pt| Circle::new(*pt, 4, c.filled())))
             .map_err(perr)?
-            .label(p.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
-        chart.draw_series(xy.iter().map(|pt| Circle::new(*pt, 5, c.filled()))).map_err(perr)?;
+            .label(label)
+            .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
+        if let Some(f) = &l.fit {
+            let n_hi = l.pss.last().map_or(1.0, |x| x.0 as f64);
+            chart.draw_series(LineSeries::new(vec![(0.0, f.at(0.0) / MIB), (n_hi, f.at(n_hi) / MIB)], c.stroke_width(2))).map_err(perr)?;
+        }
+        let crosses: Vec<(f64, f64)> = l.host.iter().map(|(n, v)| (*n as f64, v / MIB)).filter(|p| p.1 >= 0.0).collect();
+        chart.draw_series(crosses.iter().map(|pt| Cross::new(*pt, 4, c.mix(0.6).stroke_width(1)))).map_err(perr)?;
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .label_font(font(15.0))
+        .label_font(font(13.0))
         .draw()
         .map_err(perr)?;
     Ok(())
@@ -86,13 +115,31 @@ impl Chart for DensityChart {
         "density"
     }
 
+    fn table(&self) -> DataTable {
+        let mut t = DataTable::new(&["platform", "workload", "N", "PSS of all N, bytes", "MemAvailable drop, bytes", "fitted PSS line, bytes"]);
+        for p in &self.panels {
+            for l in &p.lines {
+                for (n, v) in &l.pss {
+                    let host = l.host.iter().find(|x| x.0 == *n).map(|x| cell(x.1)).unwrap_or_default();
+                    let fit = l.fit.map(|f| cell(f.at(*n as f64))).unwrap_or_default();
+                    t.push(vec![l.platform.clone(), p.workload.clone(), n.to_string(), cell(*v), host, fit]);
+                }
+            }
+        }
+        t
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let root = root.titled(&format!("Density: N idle instances at once (workload `{}`)", self.workload), font(24.0)).map_err(perr)?;
-        let (l, r) = root.split_horizontally(root.dim_in_pixel().0 / 2);
-        let mem: Vec<(String, Vec<(u32, f64)>)> = self.lines.iter().map(|x| (x.0.clone(), x.1.clone())).collect();
-        let rate: Vec<(String, Vec<(u32, f64)>)> = self.lines.iter().map(|x| (x.0.clone(), x.2.clone())).collect();
-        panel(&l, "host MemAvailable drop per instance", "MiB per instance", &mem)?;
-        panel(&r, "launch rate (sequential launches)", "instances per second", &rate)?;
+        let root = root
+            .titled("Density: memory of N idle instances at once (dots: PSS with its least-squares line; crosses: MemAvailable drop)", font(19.0))
+            .map_err(perr)?;
+        let lines = self.panels.iter().flat_map(|p| p.lines.iter());
+        let top = lines.clone().flat_map(|l| l.pss.iter().chain(l.host.iter()).map(|x| x.1 / MIB)).fold(0.0, f64::max);
+        let max_n = lines.flat_map(|l| l.pss.iter().map(|x| x.0)).max().unwrap_or(1);
+        let areas = root.split_evenly((1, self.panels.len().max(1)));
+        for (a, p) in areas.iter().zip(&self.panels) {
+            panel(a, p, top, max_n)?;
+        }
         Ok(())
     }
 }

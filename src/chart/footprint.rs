@@ -45,6 +45,16 @@ impl Chart for FootprintChart {
         "footprint"
     }
 
+    fn table(&self) -> super::DataTable {
+        let mut t = super::DataTable::new(&["platform", "storage", "N instances", "bytes on disk"]);
+        for (p, m, pts) in &self.lines {
+            for (n, v) in pts {
+                t.push(vec![p.clone(), m.clone(), n.to_string(), super::cell(*v)]);
+            }
+        }
+        t
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let max_n = self.lines.iter().flat_map(|l| l.2.iter().map(|p| p.0)).max().unwrap_or(1);
         let vals = self.lines.iter().flat_map(|l| l.2.iter().map(|p| p.1 / MIB)).filter(|v| *v > 0.0);

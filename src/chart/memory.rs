@@ -60,6 +60,15 @@ impl Chart for MemoryChart {
         "memory"
     }
 
+    fn table(&self) -> super::DataTable {
+        let mut t = super::DataTable::new(&["platform", "workload", "n", "median PSS bytes", "min bytes", "max bytes", "cgroup charge bytes"]);
+        for b in &self.bars {
+            let c = super::cell;
+            t.push(vec![b.platform.clone(), self.workload.clone(), b.n.to_string(), c(b.median), c(b.min), c(b.max), b.cgroup.map(c).unwrap_or_default()]);
+        }
+        t
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let n = self.bars.len();
         let top_v = self.bars.iter().map(|b| b.max.max(b.cgroup.unwrap_or(0.0))).fold(0.0, f64::max) / MIB;

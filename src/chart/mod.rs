@@ -11,7 +11,9 @@ pub mod density;
 pub mod footprint;
 pub mod memory;
 pub mod phases;
+pub mod plan;
 pub mod probes;
+pub mod storm;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -101,6 +103,23 @@ pub fn fmt_bytes(v: f64) -> String {
     }
 }
 
+/// `12345` as `12 345`.
+pub fn group_digits(v: f64) -> String {
+    if !v.is_finite() {
+        return "unbounded".into();
+    }
+    let s = format!("{:.0}", v);
+    let (sign, digits) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
 /// A chart that can draw itself on any plotters backend.
 pub trait Chart {
     /// File stem (`boot` gives `boot.svg` and `boot.png`).
@@ -110,6 +129,54 @@ pub trait Chart {
         SIZE
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>;
+    /// The numbers the chart draws, as a table (written as `<stem>.csv`
+    /// beside the chart, and shown under it in report.html).
+    fn table(&self) -> DataTable;
+}
+
+/// A chart's data: a header and rows of cells, as drawn.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataTable {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl DataTable {
+    pub fn new(header: &[&str]) -> DataTable {
+        DataTable { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+    }
+    pub fn push(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+    /// Writes the table as CSV.
+    pub fn write_csv(&self, path: &Path) -> Result<()> {
+        let err = |e: csv::Error| ChartError::File { path: path.to_path_buf(), source: Box::new(ChartError::Draw(e.to_string())) };
+        let mut w = csv::Writer::from_path(path).map_err(err)?;
+        w.write_record(&self.header).map_err(err)?;
+        for r in &self.rows {
+            w.write_record(r).map_err(err)?;
+        }
+        w.flush().map_err(|e| err(e.into()))
+    }
+    /// Reads a table written by [`DataTable::write_csv`].
+    pub fn read_csv(path: &Path) -> Option<DataTable> {
+        let mut r = csv::ReaderBuilder::new().has_headers(true).from_path(path).ok()?;
+        let header = r.headers().ok()?.iter().map(String::from).collect();
+        let rows = r.records().filter_map(|x| x.ok()).map(|rec| rec.iter().map(String::from).collect()).collect();
+        Some(DataTable { header, rows })
+    }
+}
+
+/// A number for a data table: up to 4 significant decimals, no noise.
+pub fn cell(v: f64) -> String {
+    if !v.is_finite() {
+        return String::new();
+    }
+    if v == v.trunc() && v.abs() < 1e15 {
+        return format!("{v:.0}");
+    }
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Why a chart could not be drawn or written.
@@ -131,11 +198,14 @@ pub fn perr<E: std::fmt::Debug>(e: E) -> ChartError {
     ChartError::Draw(format!("{e:?}"))
 }
 
-/// Draws `chart` as `<dir>/<stem>.svg` and `<dir>/<stem>.png`; returns both paths.
+/// Draws `chart` as `<dir>/<stem>.svg` and `<dir>/<stem>.png`, and writes
+/// its data as `<dir>/<stem>.csv`; returns the three paths.
 pub fn render<C: Chart>(chart: &C, dir: &Path) -> Result<Vec<PathBuf>> {
     register_font();
     let svg = dir.join(format!("{}.svg", chart.stem()));
     let png = dir.join(format!("{}.png", chart.stem()));
+    let data = dir.join(format!("{}.csv", chart.stem()));
+    chart.table().write_csv(&data)?;
     {
         let root = SVGBackend::new(&svg, chart.size()).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
@@ -148,23 +218,34 @@ pub fn render<C: Chart>(chart: &C, dir: &Path) -> Result<Vec<PathBuf>> {
         chart.draw(&root).map_err(|e| ChartError::File { path: png.clone(), source: Box::new(e) })?;
         root.present().map_err(perr)?;
     }
-    Ok(vec![svg, png])
+    Ok(vec![svg, png, data])
 }
 
-/// Renders every chart a run has data for (its samples, and its probe
-/// rows) into `dir` (created if needed). Returns the stems written, in
-/// report order.
-pub fn render_all(samples: &[Sample], probes: &[ProbeRow], dir: &Path) -> Result<Vec<&'static str>> {
+/// Renders every chart a run has data for (its samples, its probe rows,
+/// and its capacity plan's bars) into `dir` (created if needed). Returns
+/// the stems written, in report order; removes the files of charts that
+/// have no data any more (a plan deleted, say).
+pub fn render_all(samples: &[Sample], probes: &[ProbeRow], plan: &[plan::PlanBar], dir: &Path) -> Result<Vec<&'static str>> {
     std::fs::create_dir_all(dir).map_err(|source| ChartError::Dir { path: dir.to_path_buf(), source })?;
     let mut out = Vec::new();
     out.extend(render_some(boot::BootChart::from_samples(samples), dir)?);
     out.extend(render_some(phases::PhaseChart::from_samples(samples), dir)?);
+    out.extend(render_some(storm::StormChart::from_samples(samples), dir)?);
     out.extend(render_some(memory::MemoryChart::from_samples(samples), dir)?);
     out.extend(render_some(density::DensityChart::from_samples(samples), dir)?);
     out.extend(render_some(footprint::FootprintChart::from_samples(samples), dir)?);
     out.extend(render_some(probes::ProbeChart::from_rows(probes), dir)?);
+    out.extend(render_some(plan::PlanChart::new(plan.to_vec()), dir)?);
+    for stem in STEMS.iter().filter(|s| !out.contains(s)) {
+        for ext in ["svg", "png", "csv"] {
+            let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
+        }
+    }
     Ok(out)
 }
+
+/// Every chart's stem, in report order.
+pub const STEMS: [&str; 8] = ["boot", "phases", "storm", "memory", "density", "footprint", "probes", "plan"];
 
 /// Renders `chart` when there is one; its stem when drawn.
 fn render_some<C: Chart>(chart: Option<C>, dir: &Path) -> Result<Option<&'static str>> {
@@ -198,6 +279,14 @@ mod tests {
             }
         }
         assert_eq!(platform_colour("zz"), platform_colour("zz"));
+    }
+
+    #[test]
+    fn cells() {
+        assert_eq!(cell(3.0), "3");
+        assert_eq!(cell(0.123456), "0.1235");
+        assert_eq!(cell(2.5), "2.5");
+        assert_eq!(cell(f64::NAN), "");
     }
 
     #[test]

@@ -59,6 +59,16 @@ impl Chart for PhaseChart {
         "phases"
     }
 
+    fn table(&self) -> super::DataTable {
+        let mut t = super::DataTable::new(&["platform", "workload", "phase", "median ms"]);
+        for (p, phases) in &self.bars {
+            for (ph, v) in phases {
+                t.push(vec![p.clone(), self.workload.clone(), ph.clone(), super::cell(*v)]);
+            }
+        }
+        t
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let n = self.bars.len();
         // Leave the bottom of the image for the legend.

@@ -73,6 +73,18 @@ impl Chart for ProbeChart {
         "probes"
     }
 
+    fn table(&self) -> super::DataTable {
+        let mut header = vec!["probe", "category"];
+        header.extend(self.platforms.iter().map(String::as_str));
+        let mut t = super::DataTable::new(&header);
+        for (id, cat, results) in &self.rows {
+            let mut row = vec![id.clone(), cat.clone()];
+            row.extend(results.iter().map(|r| r.map(|o| o.to_string()).unwrap_or_else(|| "-".into())));
+            t.push(row);
+        }
+        t
+    }
+
     fn size(&self) -> (u32, u32) {
         (WIDTH, HEADER + ROW * self.rows.len() as u32 + LEGEND)
     }

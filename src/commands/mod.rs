@@ -7,6 +7,7 @@ pub mod env;
 pub mod export;
 pub mod history;
 pub mod launch;
+pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod run;

@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use versus::experiment::density::DensityOptions;
+use versus::experiment::density::{DensityOptions, KsmPass};
 use versus::experiment::interference;
+use versus::experiment::storm::StormOptions;
 use versus::export::json::{self, EnvDoc};
 use versus::export::{self as ex};
 use versus::model::RunStatus;
@@ -67,12 +68,33 @@ pub struct RunArgs {
     #[arg(long)]
     pub kernel: Option<PathBuf>,
     /// MiB an idle instance holds for the memory measurement (mem.host,
-    /// mem.overhead, mem.vmm) and the density curve.
+    /// mem.overhead, mem.vmm), the boot storm and the density ramp.
     #[arg(long, default_value_t = 16)]
     pub memory_mib: u32,
-    /// Largest number of idle instances of the density curve (1, 2, 4, ...).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// Largest N of the boot storm (N launches at once; N = 1, 2, 4, ...),
+    /// within the run's time budget and a memory guard (0: no storm).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub storm_max: u32,
+    /// Storms per N (the plan's start-rate CI needs 2 or more).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub storm_reps: u32,
+    /// Memory the density ramp's idle instances may hold (e.g. 2GiB);
+    /// default: a quarter of MemAvailable. The run's time budget may end
+    /// the ramp sooner (see --max-time).
+    #[arg(long, value_parser = parse_size_arg)]
+    pub density_budget: Option<u64>,
+    /// The density ramp never lets MemAvailable fall below this (default:
+    /// a quarter of the host's memory, at least 1 GiB).
+    #[arg(long, value_parser = parse_size_arg)]
+    pub density_floor: Option<u64>,
+    /// Count limit of the density ramp.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_instances: u32,
+    /// Repeat the density ramp with KSM on (instances' memory mergeable);
+    /// KSM's settings are restored afterwards. KSM is a known side channel
+    /// between the instances that share pages.
+    #[arg(long)]
+    pub ksm: bool,
     /// Instances built for real in the footprint measurement.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub footprint_instances: u32,
@@ -177,13 +199,22 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let costs = if a.launch_only {
         CostOptions::none()
     } else {
-        // Bounded so that a default run ends within about two minutes on a
-        // small host; --quick bounds them further.
-        let mut density = DensityOptions { max_instances: a.max_instances as usize, time_budget: Duration::from_secs(8), ..DensityOptions::default() };
+        // Bounded by the run's time budget (the runner shares it out);
+        // --quick bounds them further.
+        let unbounded = Duration::from_secs(3600);
+        let mut density = DensityOptions {
+            max_instances: a.max_instances as usize,
+            budget_bytes: a.density_budget.unwrap_or_else(versus::experiment::density::default_budget),
+            floor_bytes: a.density_floor.unwrap_or_else(versus::experiment::density::default_floor),
+            time_budget: unbounded,
+            ksm: a.ksm.then(KsmPass::default),
+        };
+        let mut storm = StormOptions { max_n: a.storm_max as usize, reps: a.storm_reps, time_budget: unbounded, floor_bytes: density.floor_bytes };
         let mut interference = interference::Config { reps: 2, max_window: Duration::from_secs(3), ..interference::Config::default() };
         if a.quick {
-            density.max_instances = density.max_instances.min(4);
-            density.time_budget = Duration::from_secs(4);
+            density.max_instances = density.max_instances.min(32);
+            density.time_budget = Duration::from_secs(2);
+            storm.max_n = storm.max_n.min(8);
             interference.reps = 1;
             interference.max_window = Duration::from_secs(1);
             interference.victims = vec![WorkloadSpec::Bench(Workload::Cpu { rounds: 20_000 }), WorkloadSpec::Bench(Workload::Mem { mib: 16 })];
@@ -195,6 +226,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             // instance's memory is quick to measure.
             memory_iterations: if a.quick { 2 } else { 10 },
             density: Some(density),
+            storm: (storm.max_n > 0).then_some(storm),
             footprint_instances: a.footprint_instances as usize,
             probes: true,
             interference: (!a.no_interference).then_some(interference),
@@ -286,4 +318,9 @@ fn parse_budget(s: &str) -> Result<Budget, String> {
         return Ok(Budget::Unlimited);
     }
     parse_secs(s).map(Budget::Secs)
+}
+
+/// A size argument (`2GiB`).
+pub fn parse_size_arg(s: &str) -> Result<u64, String> {
+    versus::units::parse_size(s).map_err(|e| e.to_string())
 }

@@ -222,6 +222,8 @@ pub const BUILTIN: &[BuiltinRule] = &[
     rule!("mem.overhead", "mem.host minus the process baseline: a difference of two measurements near 0, whose relative change means little; mem.host is gated", { gate: false }),
     rule!("density.*", "one value per instance count N (the iteration column is N): a curve, not repeated samples; reported only", { gate: false, min_effect: 0.02 }),
     rule!("density.launch_rate", "instances started per second: higher is better", { direction: Direction::Higher, min_effect: 0.05 }),
+    rule!("storm.*", "boot storm figures: one value per storm and N (the iteration column is N), a curve over N with 1-3 storms per N: too few samples to gate; reported only", { gate: false, min_effect: 0.10 }),
+    rule!("storm.launch_rate", "instances ready per second in a storm: higher is better", { direction: Direction::Higher }),
     rule!("interference.*", "victim slowdown ratios from 1-2 repetitions per run: too few samples to gate; reported only", { gate: false, min_effect: 0.10 }),
     rule!("image.*", "bytes on disk are deterministic for a given build: compared exactly; 1% tolerated, so that a workload program a few KiB larger is not a regression", { kind: Kind::Exact, tolerance: 0.01 }),
     rule!("surface.*", "attack-surface counts (host system calls, VM exit kinds) are deterministic: any increase is a regression", { kind: Kind::Exact, tolerance: 0.0 }),

@@ -1,6 +1,6 @@
 //! The experiments that drive platforms, one file (or folder) each: memory
-//! per instance, density, footprint on disk, noisy-neighbour interference
-//! and the isolation probes. They sit above [`crate::platform`] and use the
+//! per instance, density to the memory budget, boot storms, footprint on
+//! disk, noisy-neighbour interference and the isolation probes. They sit above [`crate::platform`] and use the
 //! building blocks of [`crate::measure`]; the [`crate::runner`] calls them.
 
 pub mod density;
@@ -8,6 +8,7 @@ pub mod footprint;
 pub mod interference;
 pub mod memory;
 pub mod probes;
+pub mod storm;
 
 use crate::error::LaunchError;
 use crate::measure::smaps::SmapsError;
@@ -21,6 +22,8 @@ pub enum ExperimentError {
     Io { context: String, source: std::io::Error },
     #[error(transparent)]
     Smaps(#[from] SmapsError),
+    #[error(transparent)]
+    Ksm(#[from] crate::measure::ksm::KsmError),
     /// A measurement that cannot be made as asked, in words.
     #[error("{0}")]
     Failed(String),

@@ -87,6 +87,46 @@ metrics! {
     DensityMemAvailableDrop => "density.mem_available_drop", "bytes";
     /// PSS of the instances' processes per instance at N (bytes; iteration = N).
     DensityPssPerInstance => "density.pss_per_instance", "bytes";
+    /// PSS of the N instances' processes, each once (bytes; iteration = N).
+    DensityPssTotal => "density.pss_total", "bytes";
+    /// Charge of the N instances' own memory cgroups (bytes; iteration = N).
+    DensityCgroupTotal => "density.cgroup_total", "bytes";
+    /// Fitted fixed cost of the PSS line (bytes; iteration = points fitted).
+    DensityFixedPss => "density.fixed_pss", "bytes";
+    /// Fitted per-instance cost of the PSS line (bytes).
+    DensityPerInstancePss => "density.per_instance_pss", "bytes";
+    /// Residual standard error of the PSS line (bytes).
+    DensityFitRmsePss => "density.fit_rmse_pss", "bytes";
+    /// Fitted fixed cost of the MemAvailable-drop line (bytes).
+    DensityFixedHost => "density.fixed_host", "bytes";
+    /// Fitted per-instance cost of the MemAvailable-drop line (bytes).
+    DensityPerInstanceHost => "density.per_instance_host", "bytes";
+    /// Residual standard error of the MemAvailable-drop line (bytes).
+    DensityFitRmseHost => "density.fit_rmse_host", "bytes";
+    /// Fitted fixed cost of the cgroup-charge line (bytes).
+    DensityFixedCgroup => "density.fixed_cgroup", "bytes";
+    /// Fitted per-instance cost of the cgroup-charge line (bytes).
+    DensityPerInstanceCgroup => "density.per_instance_cgroup", "bytes";
+    /// Residual standard error of the cgroup-charge line (bytes).
+    DensityFitRmseCgroup => "density.fit_rmse_cgroup", "bytes";
+    /// KSM's pages_shared with N mergeable instances, settled (iteration = N).
+    DensityKsmPagesShared => "density.ksm_pages_shared", "pages";
+    /// KSM's pages_sharing with N mergeable instances, settled (iteration = N).
+    DensityKsmPagesSharing => "density.ksm_pages_sharing", "pages";
+    /// Time from the storm's start until all N instances were ready (ms; iteration = N).
+    StormReadyAll => "storm.ready_all", "ms";
+    /// Median launch-to-ready of the storm's instances (ms; iteration = N).
+    StormReadyP50 => "storm.ready_p50", "ms";
+    /// 95th percentile launch-to-ready of the storm's instances (ms).
+    StormReadyP95 => "storm.ready_p95", "ms";
+    /// 99th percentile launch-to-ready of the storm's instances (ms).
+    StormReadyP99 => "storm.ready_p99", "ms";
+    /// Instances ready per second in the storm: ready ones over storm.ready_all.
+    StormLaunchRate => "storm.launch_rate", "instances/s";
+    /// Launches of the storm that failed (count; each with its reason in the notes).
+    StormFailures => "storm.failures", "count";
+    /// CPU time versus' launcher threads spent per launch (ms).
+    StormHarnessCpuPerLaunch => "storm.harness_cpu_per_launch", "ms";
     /// Bytes every instance shares (allocated; also `bytes_apparent`).
     ImageShared => "image.shared", "bytes";
     /// Bytes to start one instance.
@@ -132,6 +172,65 @@ impl Metric {
     /// Whether this is one of the `interference.<stress>` ratios.
     pub fn is_interference_ratio(&self) -> bool {
         matches!(self, Metric::InterferenceCpu | Metric::InterferenceMem | Metric::InterferenceFork)
+    }
+}
+
+/// What a density line is fitted to (the `_pss`, `_host` and `_cgroup`
+/// metrics of the density fit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DensityBasis {
+    /// PSS of the instances' processes.
+    Pss,
+    /// The host's MemAvailable drop (kernel memory included; host-wide noise too).
+    Host,
+    /// The charge of the instances' own memory cgroups.
+    Cgroup,
+}
+
+impl DensityBasis {
+    pub const ALL: [DensityBasis; 3] = [DensityBasis::Pss, DensityBasis::Host, DensityBasis::Cgroup];
+
+    /// The (fixed, per-instance, residual) metrics of this basis.
+    pub fn metrics(self) -> (Metric, Metric, Metric) {
+        match self {
+            DensityBasis::Pss => (Metric::DensityFixedPss, Metric::DensityPerInstancePss, Metric::DensityFitRmsePss),
+            DensityBasis::Host => (Metric::DensityFixedHost, Metric::DensityPerInstanceHost, Metric::DensityFitRmseHost),
+            DensityBasis::Cgroup => (Metric::DensityFixedCgroup, Metric::DensityPerInstanceCgroup, Metric::DensityFitRmseCgroup),
+        }
+    }
+
+    /// The per-N metric this basis fits.
+    pub fn total_metric(self) -> Metric {
+        match self {
+            DensityBasis::Pss => Metric::DensityPssTotal,
+            DensityBasis::Host => Metric::DensityMemAvailableDrop,
+            DensityBasis::Cgroup => Metric::DensityCgroupTotal,
+        }
+    }
+
+    /// Its name on the command line and in the metrics (`pss`, `host`, `cgroup`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DensityBasis::Pss => "pss",
+            DensityBasis::Host => "host",
+            DensityBasis::Cgroup => "cgroup",
+        }
+    }
+
+    /// In words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DensityBasis::Pss => "PSS of the instances' processes",
+            DensityBasis::Host => "the host's MemAvailable drop",
+            DensityBasis::Cgroup => "the charge of the instances' memory cgroups",
+        }
+    }
+}
+
+impl FromStr for DensityBasis {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DensityBasis, String> {
+        DensityBasis::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| format!("unknown memory basis `{s}`: use pss, host or cgroup"))
     }
 }
 

@@ -13,7 +13,7 @@ mod probe;
 mod sample;
 mod status;
 
-pub use metric::Metric;
+pub use metric::{DensityBasis, Metric};
 pub use probe::{Outcome, ProbeLine, ProbeRow, SurfaceKind, SurfaceRow};
 pub use sample::{Sample, SummaryRow};
 pub use status::{PlatformStatus, RunStatus, SizeRecord};

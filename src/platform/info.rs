@@ -38,6 +38,17 @@ pub enum Group {
     Vmm,
 }
 
+impl Group {
+    /// The group's heading in the report.
+    pub fn label(self) -> &'static str {
+        match self {
+            Group::Versus => "versus' own launchers and VMM",
+            Group::ContainerRuntime => "container runtimes",
+            Group::Vmm => "VMMs",
+        }
+    }
+}
+
 /// The isolation mechanism between the workload and the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isolation {

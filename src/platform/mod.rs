@@ -59,11 +59,29 @@ pub struct LaunchSpec {
     /// have a cgroup of their own (a plain process, a VMM process), so that
     /// every row is measured the same way. A container always has one.
     pub cgroup: CgroupNeeds,
+    /// Let the kernel's samepage merging (KSM) merge the instance's memory:
+    /// a VMM marks its guest RAM `MADV_MERGEABLE`; the workload program of
+    /// a process or container sets `PR_SET_MEMORY_MERGE` on itself (the
+    /// `--ksm` argument, its first action) so that every one of its pages
+    /// may merge. The density experiment's KSM pass asks for it; platforms
+    /// that cannot honour it must refuse the launch, never ignore it.
+    pub ksm_merge: bool,
 }
 
 impl LaunchSpec {
     pub fn new(workload: WorkloadSpec) -> LaunchSpec {
-        LaunchSpec { workload, timeout: Duration::from_secs(30), limits: Limits::default(), cgroup: CgroupNeeds::default() }
+        LaunchSpec { workload, timeout: Duration::from_secs(30), limits: Limits::default(), cgroup: CgroupNeeds::default(), ksm_merge: false }
+    }
+
+    /// The workload program's arguments for this launch: `--ksm` first
+    /// when the instance's memory may be merged, then the workload's.
+    pub fn guest_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if self.ksm_merge {
+            a.push("--ksm".to_string());
+        }
+        a.extend(self.workload.guest_args());
+        a
     }
 }
 
@@ -154,7 +172,7 @@ pub enum Storage {
 }
 
 /// A platform of the comparison.
-pub trait Platform {
+pub trait Platform: Send + Sync {
     /// What the platform is (name, group, guest, memory accounting, ...).
     fn info(&self) -> &'static PlatformInfo;
     /// The platform's name as in CSV rows (`process`, `container`, ...).

@@ -68,7 +68,7 @@ impl Platform for ProcessPlatform {
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
         let start = now_ns();
-        let args = ["--fd".to_string(), CHANNEL_FD.to_string()].into_iter().chain(spec.workload.guest_args());
+        let args = ["--fd".to_string(), CHANNEL_FD.to_string()].into_iter().chain(spec.guest_args());
         let program = Program::new(self.guest.path(), args, Environment::inherited()?)?;
         let (mut child, _) = spawn_program(&program, CHANNEL_FD, "the workload program", spec.timeout, Controls::needs(spec.cgroup, &spec.limits))?;
         let (ready_ns, started) = child.wait_ready()?;

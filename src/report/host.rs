@@ -93,10 +93,23 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String) {
                     } else {
                         format!("no: {}", p.representative_note.clone().unwrap_or_default())
                     },
-                    p.reason.clone().unwrap_or_else(|| p.notes.join("; ")),
+                    match (&p.reason, p.notes.len()) {
+                        (Some(r), _) => r.clone(),
+                        (None, 0) => "-".into(),
+                        (None, n) => format!("{n} notes, below"),
+                    },
                 ],
             )
         })
         .collect();
-    grouped_table(o, &["platform", "status", "representative", "notes / reason"], rows);
+    grouped_table(o, &["platform", "status", "representative", "reason / notes"], rows);
+    let mut noted: Vec<&crate::model::PlatformStatus> = e.platforms.iter().filter(|p| p.reason.is_none() && !p.notes.is_empty()).collect();
+    noted.sort_by_key(|p| (crate::platform::registry::info(&p.platform).map(|i| i.group), crate::platform::registry::order(&p.platform)));
+    for p in noted {
+        let _ = writeln!(o, "Notes of `{}`:\n", p.platform);
+        for n in &p.notes {
+            let _ = writeln!(o, "- {n}");
+        }
+        o.push('\n');
+    }
 }

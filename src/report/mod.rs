@@ -11,10 +11,12 @@
 
 mod boot;
 mod host;
+pub mod html;
 mod isolation;
 mod maintenance;
 mod not_measured;
 mod os;
+mod plan;
 mod size;
 
 use std::collections::BTreeMap;
@@ -39,6 +41,8 @@ pub enum ReportError {
     Chart(#[from] ChartError),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
 }
 
 /// Everything a report is made from.
@@ -48,6 +52,10 @@ pub struct RunFiles {
     pub summary: Vec<SummaryRow>,
     pub env: Option<EnvDoc>,
     pub probes: Vec<ProbeRow>,
+    /// The capacity plan's rows (plan.csv), when `versus plan` made one.
+    pub plan: Vec<crate::plan::PlanRow>,
+    /// plan.md, when there is one.
+    pub plan_md: Option<String>,
 }
 
 impl RunFiles {
@@ -72,18 +80,25 @@ impl RunFiles {
             p if p.exists() => read_probes(&p)?,
             _ => Vec::new(),
         };
-        Ok(RunFiles { samples, summary, env, probes })
+        let plan = crate::plan::read_rows(run_dir)?;
+        let plan_md = if plan.is_empty() { None } else { std::fs::read_to_string(run_dir.join("plan.md")).ok() };
+        Ok(RunFiles { samples, summary, env, probes, plan, plan_md })
     }
 }
 
-/// Re-renders `charts/*.svg|png` and `report.md` of a run directory from
-/// its CSVs and env.json. Returns the path of report.md.
+/// Re-renders `charts/*.svg|png|csv`, `report.md` and `report.html` of a
+/// run directory from its CSVs, env.json and plan.csv. Returns the path of
+/// report.md.
 pub fn render_report(run_dir: &Path) -> Result<PathBuf, ReportError> {
     let files = RunFiles::read(run_dir)?;
-    let charts = chart::render_all(&files.samples, &files.probes, &run_dir.join("charts"))?;
+    let charts_dir = run_dir.join("charts");
+    let charts = chart::render_all(&files.samples, &files.probes, &plan::bars(&files.plan), &charts_dir)?;
     let md = report_markdown(&files, &charts);
     let out = run_dir.join("report.md");
-    std::fs::write(&out, md).map_err(|source| ReportError::Write { path: out.clone(), source })?;
+    std::fs::write(&out, &md).map_err(|source| ReportError::Write { path: out.clone(), source })?;
+    let page = html::report_html(&md, &charts_dir);
+    let html_path = run_dir.join("report.html");
+    std::fs::write(&html_path, page).map_err(|source| ReportError::Write { path: html_path.clone(), source })?;
     Ok(out)
 }
 
@@ -135,6 +150,7 @@ pub fn report_markdown(f: &RunFiles, charts: &[&str]) -> String {
     boot::section(&ctx, &mut o, &mut missing);
     isolation::section(&ctx, &mut o, &mut missing);
     maintenance::section(&ctx, &mut o, &mut missing);
+    plan::section(&ctx, &mut o, &mut missing);
     not_measured::section(&ctx, &mut o, &missing);
     o
 }
@@ -240,9 +256,21 @@ mod tests {
                 add(p, "call:1000", Metric::Call, "us", i, 0.2 * f.powf(1.0 + k));
                 add(p, "idle:16", Metric::MemHost, "bytes", i, (16.0 + k * f) * 1048576.0);
             }
-            for n in [1u32, 2, 4] {
-                add(p, "idle:16", Metric::DensityMemPerInstance, "bytes", n, (17.0 + k * f) * 1048576.0);
+            for n in 1..=8u32 {
+                let held = (1.0 + (17.0 + k * f) * n as f64) * 1048576.0;
+                add(p, "idle:16", Metric::DensityPssTotal, "bytes", n, held);
+                add(p, "idle:16", Metric::DensityMemAvailableDrop, "bytes", n, held * 1.02);
                 add(p, "idle:16", Metric::DensityLaunchRate, "instances/s", n, 100.0 / (k * f));
+                add(p, "idle:16+ksm", Metric::DensityPssTotal, "bytes", n, held / (4.0 * k));
+            }
+            for n in [1u32, 2, 4] {
+                let t = k * f * n as f64;
+                add(p, "idle:16", Metric::StormReadyP50, "ms", n, t);
+                add(p, "idle:16", Metric::StormReadyP99, "ms", n, 1.5 * t);
+                add(p, "idle:16", Metric::StormReadyAll, "ms", n, 1.6 * t);
+                add(p, "idle:16", Metric::StormLaunchRate, "instances/s", n, n as f64 / (1.6 * t / 1000.0));
+                add(p, "idle:16", Metric::StormFailures, "count", n, 0.0);
+                add(p, "idle:16", Metric::StormHarnessCpuPerLaunch, "ms", n, 0.1 * k);
             }
             for (m, u) in [(Metric::ImageShared, "bytes"), (Metric::ImageTotal, "bytes"), (Metric::ImagePerInstance, "bytes")] {
                 add(p, "shared", m.clone(), u, 0, 1e6 * k * f);
@@ -280,7 +308,7 @@ mod tests {
                 });
             }
         }
-        RunFiles { summary: summarize_samples(&s), samples: s, env: None, probes }
+        RunFiles { summary: summarize_samples(&s), samples: s, env: None, probes, plan: Vec::new(), plan_md: None }
     }
 
     fn findings(md: &str) -> Vec<String> {
@@ -299,6 +327,9 @@ mod tests {
         // The fork bomb and the per-category isolation comparison are there.
         assert!(a.contains("The fork bomb:") && a.contains("peaked at"), "{a}");
         assert!(a.contains("| category | container vs process | vm-bare vs process |"), "{a}");
+        // The storm and the density ramp (with KSM) have their sections.
+        assert!(a.contains("### Boot storm: N launches at once") && a.contains("### Density to the memory budget"), "{a}");
+        assert!(a.contains("KSM is a known side channel"), "{a}");
     }
 
     #[test]

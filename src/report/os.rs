@@ -74,7 +74,135 @@ fn memory(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
     let _ = writeln!(o, "{finding}\n");
 }
 
+/// Why a platform's density ramp ended (from its notes), in a few words.
+fn ramp_stop(ctx: &Ctx<'_>, platform: &str, ksm: bool) -> String {
+    let prefix = if ksm { "density ramp with KSM on ended at" } else { "density ramp ended at" };
+    ctx.f
+        .env
+        .iter()
+        .flat_map(|e| e.platforms.iter())
+        .filter(|p| p.platform == platform)
+        .flat_map(|p| p.notes.iter())
+        .find_map(|n| n.strip_prefix(prefix))
+        .and_then(|rest| rest.split_once(": ").map(|(_, why)| why.split(':').next().unwrap_or(why).to_string()))
+        .unwrap_or_else(|| "-".into())
+}
+
 fn density(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
+    if platforms_with(&ctx.f.samples, &Metric::DensityPssTotal).is_empty() {
+        return density_curve(ctx, o, missing);
+    }
+    let s = &ctx.f.samples;
+    let _ = writeln!(
+        o,
+        "### Density to the memory budget
+"
+    );
+    let _ = writeln!(
+        o,
+        "Idle instances launched one after another and kept running until the next would pass the memory budget, bring MemAvailable below the floor, or pass the count or time limit; read after each launch. The lines are least-squares fits `memory = fixed + per_instance x N` (95% CI of the slope from its standard error; the residual is the fit's residual standard error). PSS counts each process once and shares shared pages out; MemAvailable is host-wide (kernel memory included, other activity on the host too); the cgroup charge exists where the instance has a memory cgroup of its own.\n"
+    );
+    let mut rows = Vec::new();
+    let mut per: Vec<(String, bool, f64)> = Vec::new();
+    let mut ksm_parts = Vec::new();
+    for p in platforms_with(s, &Metric::DensityPssTotal) {
+        let mut workloads: Vec<String> = Vec::new();
+        for r in s.iter().filter(|r| r.platform == p && r.metric == Metric::DensityPssTotal) {
+            if !workloads.contains(&r.workload) {
+                workloads.push(r.workload.clone());
+            }
+        }
+        workloads.sort_by_key(|w| w.ends_with("+ksm"));
+        for w in &workloads {
+            let ksm = w.ends_with("+ksm");
+            let fit_of = |m: &Metric| {
+                let pts: Vec<(f64, f64)> = by_iteration(s, &p, Some(w), m, None).into_iter().map(|(n, v)| (n as f64, v)).collect();
+                crate::stats::linear_fit(&pts)
+            };
+            let pss = by_iteration(s, &p, Some(w), &Metric::DensityPssTotal, None);
+            let n_max = pss.last().map_or(0, |x| x.0);
+            let fit = fit_of(&Metric::DensityPssTotal);
+            let host = fit_of(&Metric::DensityMemAvailableDrop);
+            let cg = fit_of(&Metric::DensityCgroupTotal);
+            let per_cell = |f: Option<crate::stats::LinearFit>| match f {
+                Some(f) => {
+                    let (lo, hi) = f.slope_ci95();
+                    format!("{} ({} - {})", fmt_bytes(f.slope), fmt_bytes(lo), fmt_bytes(hi))
+                }
+                None => "-".into(),
+            };
+            let rate = by_iteration(s, &p, Some(w), &Metric::DensityLaunchRate, None).last().map(|x| format!("{:.0}/s", x.1)).unwrap_or_else(|| "-".into());
+            let sharing =
+                by_iteration(s, &p, Some(w), &Metric::DensityKsmPagesSharing, None).last().map(|x| format!("{:.0}", x.1)).unwrap_or_else(|| "-".into());
+            rows.push(vec![
+                ctx.flag(&p),
+                if ksm { "on".into() } else { "off".into() },
+                n_max.to_string(),
+                ramp_stop(ctx, &p, ksm),
+                per_cell(fit),
+                fit.map(|f| fmt_bytes(f.intercept)).unwrap_or_else(|| "-".into()),
+                fit.map(|f| fmt_bytes(f.rmse)).unwrap_or_else(|| "-".into()),
+                host.map(|f| format!("{} (residual {})", fmt_bytes(f.slope), fmt_bytes(f.rmse))).unwrap_or_else(|| "-".into()),
+                per_cell(cg),
+                rate,
+                sharing,
+            ]);
+            if let Some(f) = fit {
+                per.push((p.clone(), ksm, f.slope));
+            }
+            if ksm {
+                let last_on = pss.last().copied();
+                let off = workloads
+                    .iter()
+                    .find(|x| !x.ends_with("+ksm"))
+                    .and_then(|x| by_iteration(s, &p, Some(x), &Metric::DensityPssTotal, None).into_iter().find(|q| Some(q.0) == last_on.map(|l| l.0)));
+                if let (Some((n, on_v)), Some((_, off_v))) = (last_on, off) {
+                    ksm_parts.push(format!("{p}: {} instead of {} at N={n}", fmt_bytes(on_v), fmt_bytes(off_v)));
+                }
+            }
+        }
+    }
+    table(
+        o,
+        &[
+            "platform",
+            "KSM",
+            "N reached",
+            "stopped by",
+            "PSS per instance (95% CI)",
+            "PSS fixed",
+            "PSS residual",
+            "MemAvailable per instance",
+            "cgroup per instance (95% CI)",
+            "launches/s",
+            "KSM pages sharing",
+        ],
+        &rows,
+    );
+    chart_ref(o, ctx.charts, "density", "density: memory against N with the fitted lines");
+    let off: Vec<String> = per.iter().filter(|x| !x.1).map(|(p, _, v)| format!("{} for {}", fmt_bytes(*v), registry::article(p))).collect();
+    let mut finding = format!("**Finding.** Each further idle instance costs {} of PSS.", and_list(&off));
+    if !ksm_parts.is_empty() {
+        let _ = write!(
+            finding,
+            " With KSM on and their memory mergeable, the same instances held {} (PSS, once KSM settled or its bounded wait ran out: the platform notes say where it had not settled).",
+            and_list(&ksm_parts)
+        );
+    }
+    let _ = writeln!(o, "{finding}\n");
+    if per.iter().any(|x| x.1) {
+        let _ = writeln!(
+            o,
+            "KSM is a known side channel: a page merged with another instance's identical page is copy-on-write, so writing to it takes measurably longer, which lets one instance learn whether another holds a given page (and KSM has been used to flip bits across VMs with Rowhammer). Clouds that run untrusted tenants side by side keep it off or merge only within a tenant; the KSM figures show what it would save, not a recommendation.\n"
+        );
+    } else {
+        missing.push("density with KSM on (run with `--ksm`)".into());
+    }
+}
+
+/// The doubling curve of runs made before the density ramp (N = 1, 2, 4,
+/// ... relaunched each time): read back from older run directories.
+fn density_curve(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) {
     let s = &ctx.f.samples;
     let dens_platforms = platforms_with(s, &Metric::DensityMemPerInstance);
     if dens_platforms.is_empty() {

@@ -22,6 +22,7 @@ use crate::error::LaunchError;
 use crate::experiment::density::DensityOptions;
 use crate::experiment::interference;
 use crate::experiment::probes::HostFacts;
+use crate::experiment::storm::StormOptions;
 use crate::experiment::{self, ExperimentError};
 use crate::model::{self, Metric, PlatformStatus, ProbeRow, RunStatus, Sample, SizeRecord};
 use crate::platform::registry::{self, NotRun, PlatformOptions};
@@ -57,8 +58,10 @@ pub struct CostOptions {
     /// measured on this many fresh instances (0: not measured).
     pub memory_mib: u32,
     pub memory_iterations: u32,
-    /// The density curve, when set.
+    /// The density ramp to the memory budget (and its KSM pass), when set.
     pub density: Option<DensityOptions>,
+    /// The boot storm, when set.
+    pub storm: Option<StormOptions>,
     /// Footprint with this many instances (0: not measured).
     pub footprint_instances: usize,
     /// The isolation probe matrix.
@@ -70,7 +73,7 @@ pub struct CostOptions {
 impl CostOptions {
     /// Launch latency only.
     pub fn none() -> CostOptions {
-        CostOptions { memory_mib: 0, memory_iterations: 0, density: None, footprint_instances: 0, probes: false, interference: None }
+        CostOptions { memory_mib: 0, memory_iterations: 0, density: None, storm: None, footprint_instances: 0, probes: false, interference: None }
     }
 }
 
@@ -154,7 +157,8 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
         let h = HostFacts::collect();
         HostFacts { syscalls: experiment::probes::host_syscalls(), ..h }
     });
-    let cost_steps = (c.memory_iterations > 0) as u64 + c.density.is_some() as u64 + c.probes as u64 + c.interference.is_some() as u64;
+    let cost_steps =
+        (c.memory_iterations > 0) as u64 + c.storm.is_some() as u64 + c.density.is_some() as u64 + c.probes as u64 + c.interference.is_some() as u64;
     progress.start((per_platform + cost_steps) * created.len() as u64);
     let mut statuses: Vec<PlatformStatus> = created
         .iter()
@@ -234,22 +238,38 @@ fn step_failed(out: &mut RunResult, status: &mut PlatformStatus, platform: &str,
 }
 
 /// Notes for memory rows that came out negative: kept as measured (other
-/// activity on the host or in versus moved the figure), and said so.
+/// activity on the host or in versus moved the figure), and said so, once
+/// per metric and workload with the iterations it happened at.
 fn flag_negative(rows: &[Sample], status: &mut PlatformStatus) {
+    let mut groups: Vec<(Metric, String, Vec<u32>, f64)> = Vec::new();
     for r in rows
         .iter()
         .filter(|r| r.value < 0.0 && matches!(r.metric, Metric::MemHost | Metric::MemRss | Metric::DensityMemPerInstance | Metric::DensityMemAvailableDrop))
     {
+        match groups.iter_mut().find(|g| g.0 == r.metric && g.1 == r.workload) {
+            Some(g) => {
+                g.2.push(r.iteration);
+                g.3 = g.3.min(r.value);
+            }
+            None => groups.push((r.metric.clone(), r.workload.clone(), vec![r.iteration], r.value)),
+        }
+    }
+    for (metric, workload, its, lowest) in groups {
+        let total = rows.iter().filter(|r| r.metric == metric && r.workload == workload).count();
+        let list: Vec<String> = its.iter().map(|i| i.to_string()).collect();
         status.notes.push(format!(
-            "{} of {} (iteration {}) is negative ({:.0} bytes): the host (or versus itself) freed memory during the measurement; kept as measured",
-            r.metric, r.workload, r.iteration, r.value
+            "{metric} of {workload} is negative at iteration {} ({} of {total} rows; lowest {:.0} bytes): the host (or versus itself) freed memory during the measurement; kept as measured",
+            list.join(", "),
+            its.len(),
+            lowest
         ));
     }
 }
 
-/// Memory, density, probes and interference of one platform, within
-/// `budget` when there is one: the density curve gets up to 35% of it, the
-/// interference windows 35% (shared among the stresses).
+/// Memory, boot storm, density, probes and interference of one platform,
+/// within `budget` when there is one: the storm gets up to 15% of it, the
+/// density ramp 25%, the interference windows 35% (shared among the
+/// stresses, as before the storm came).
 fn measure_costs(
     p: &dyn Platform,
     opts: &RunOptions,
@@ -266,6 +286,7 @@ fn measure_costs(
         timeout: opts.timeout,
         limits: opts.limits,
         cgroup: CgroupNeeds { memory: true, cpu: false },
+        ksm_merge: false,
     };
     if c.memory_iterations > 0 {
         check_interrupt()?;
@@ -279,30 +300,72 @@ fn measure_costs(
         }
         progress.inc();
     }
+    let storm = c.storm.clone().map(|mut st| {
+        if let Some(b) = budget {
+            st.time_budget = st.time_budget.min(b.mul_f64(0.15));
+        }
+        st
+    });
     let density = c.density.clone().map(|mut d| {
         if let Some(b) = budget {
-            d.time_budget = d.time_budget.min(b.mul_f64(0.35));
+            d.time_budget = d.time_budget.min(b.mul_f64(0.25));
         }
         d
     });
-    let interference = c.interference.clone().map(|mut cfg| {
+    // A neighbour's window holds its launch, a 200 ms warm-up and then the
+    // victims' runs: under MIN_WINDOW no victim fits, and a window that
+    // measures nothing would be a failure. Too short a budget leaves
+    // interference out, and says so.
+    const MIN_WINDOW: Duration = Duration::from_millis(900);
+    let interference = c.interference.clone().and_then(|mut cfg| {
         if let Some(b) = budget {
             let per_window = b.mul_f64(0.35) / (cfg.stresses.len() as u32 + 1);
+            if per_window < MIN_WINDOW {
+                out.not_measured.push(format!(
+                    "{name} interference: the run's time budget leaves {} ms per neighbour window, under the {} ms a window needs (give --max-time more, or run without --quick)",
+                    per_window.as_millis(),
+                    MIN_WINDOW.as_millis()
+                ));
+                progress.inc();
+                return None;
+            }
             if per_window < cfg.max_window {
-                cfg.max_window = per_window.max(Duration::from_millis(300));
+                cfg.max_window = per_window;
                 cfg.reps = 1;
                 status.notes.push(format!("interference windows limited to {} ms by the run's time budget", cfg.max_window.as_millis()));
             }
         }
-        cfg
+        Some(cfg)
     });
+    if let Some(st) = &storm {
+        check_interrupt()?;
+        progress.set_message(format!("{name} boot storm"));
+        match experiment::storm::measure_storm(p, &idle, st) {
+            Ok(r) => {
+                if let Some(why) = &r.stopped_early {
+                    status.notes.push(format!("boot storm stopped before N={}: {why}", st.max_n));
+                }
+                status.notes.extend(r.failure_notes());
+                out.samples.extend(r.samples(name, &idle.workload.to_string()));
+            }
+            Err(e) => step_failed(out, status, name, "boot storm", e)?,
+        }
+        progress.inc();
+    }
     if let Some(d) = &density {
         check_interrupt()?;
         progress.set_message(format!("{name} density"));
         match experiment::density::measure_density(p, &idle, d) {
             Ok(r) => {
-                if let Some(why) = &r.stopped_early {
-                    status.notes.push(format!("density curve stopped early: {why}"));
+                let n = r.off.points.last().map_or(0, |x| x.n);
+                status.notes.push(format!("density ramp ended at N={n}: {}", r.off.stop));
+                if let Some(on) = &r.on {
+                    let n = on.points.last().map_or(0, |x| x.n);
+                    status.notes.push(format!("density ramp with KSM on ended at N={n}: {}", on.stop));
+                    status.notes.extend(on.notes.iter().map(|x| format!("density with KSM on: {x}")));
+                }
+                if let Some(why) = &r.ksm_skipped {
+                    status.notes.push(format!("density with KSM on not measured: {why}"));
                 }
                 let rows = r.samples(name, &idle.workload.to_string());
                 flag_negative(&rows, status);
@@ -378,12 +441,8 @@ mod tests {
     use crate::platform::info::Unavailable;
 
     /// The fake runs share the process-wide interrupt flag: one at a time.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
     fn serial() -> std::sync::MutexGuard<'static, ()> {
-        let g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-        crate::interrupt::clear();
-        g
+        crate::interrupt::test_serial()
     }
 
     fn opts(workloads: &[&str], warmup: u32, runs: u32) -> RunOptions {

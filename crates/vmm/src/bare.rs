@@ -178,6 +178,12 @@ impl BareVm {
     /// Creates the VM, loads the image, enters it, and runs it until it
     /// signals ready (or fails: every error ends and frees the VM).
     pub fn launch(run: GuestRun, timeout: Duration) -> std::result::Result<BareVm, VmError> {
+        BareVm::launch_with(run, timeout, memory::RamOptions::default())
+    }
+
+    /// [`BareVm::launch`] with the guest RAM mapped as `ram` says (e.g.
+    /// mergeable by KSM).
+    pub fn launch_with(run: GuestRun, timeout: Duration, ram_opts: memory::RamOptions) -> std::result::Result<BareVm, VmError> {
         let image = image()?;
         let start = now_ns();
         let vmfd = vm::create_vm()?;
@@ -190,7 +196,7 @@ impl BareVm {
                 reason: format!("a vm-bare guest has at most {} MiB of RAM (its identity map ends at 4 GiB)", abi::MAX_RAM >> 20),
             });
         }
-        let mem = memory::allocate(&[(GuestAddress(0), ram as usize)])?;
+        let mem = memory::allocate_with(&[(GuestAddress(0), ram as usize)], ram_opts)?;
         memory::register(&vmfd, &mem)?;
         let t_mem = now_ns();
 

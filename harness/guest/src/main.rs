@@ -1,10 +1,17 @@
 //! The versus workload program. Usage:
 //!
 //! ```text
-//! versus-guest [--fd N] <ready|cpu|mem|call|idle> [PARAM]
+//! versus-guest [--fd N] [--ksm] <ready|cpu|mem|call|idle> [PARAM]
 //! versus-guest [--fd N] probe PORT
 //! versus-guest [--fd N] <stress-cpu|stress-mem|stress-fork> MS [MAX_PROCS]
 //! ```
+//!
+//! `--ksm`: the program's first action is `prctl(PR_SET_MEMORY_MERGE)` on
+//! itself, so that the kernel's samepage merging may merge every page it
+//! has or maps later (versus' density measurement with KSM on; the VMMs
+//! mark their guest RAM mergeable the same way). A kernel that refuses it
+//! (before Linux 6.4, or without KSM) ends the program before READY with
+//! the reason.
 //!
 //! `probe` and `stress-*` are modes of this program only (see `probe.rs`).
 //!
@@ -34,6 +41,20 @@ struct Timespec {
 extern "C" {
     fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
     fn fcntl(fd: i32, cmd: i32, ...) -> i32;
+    fn prctl(option: i32, ...) -> i32;
+}
+
+/// `PR_SET_MEMORY_MERGE` (linux/prctl.h, Linux 6.4).
+const PR_SET_MEMORY_MERGE: i32 = 67;
+
+/// Makes all of this process's memory, present and future, mergeable by KSM.
+fn set_memory_merge() -> Result<(), std::io::Error> {
+    // SAFETY: prctl with integer arguments only; no memory is passed.
+    if unsafe { prctl(PR_SET_MEMORY_MERGE, 1u64, 0u64, 0u64, 0u64) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 const CLOCK_MONOTONIC: i32 = 1;
@@ -65,7 +86,7 @@ impl Channel {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: versus-guest [--fd N] <{}> [PARAM]", Workload::NAMES.join("|"));
+    eprintln!("usage: versus-guest [--fd N] [--ksm] <{}> [PARAM]", Workload::NAMES.join("|"));
     ExitCode::from(2)
 }
 
@@ -77,11 +98,23 @@ fn main() -> ExitCode {
     let started = now_ns();
     let mut args = std::env::args().skip(1).peekable();
     let mut fd: Option<i32> = None;
-    if args.peek().map(String::as_str) == Some("--fd") {
-        args.next();
-        match args.next().and_then(|v| v.parse().ok()) {
-            Some(n) => fd = Some(n),
-            None => return usage(),
+    loop {
+        match args.peek().map(String::as_str) {
+            Some("--fd") => {
+                args.next();
+                match args.next().and_then(|v| v.parse().ok()) {
+                    Some(n) => fd = Some(n),
+                    None => return usage(),
+                }
+            }
+            Some("--ksm") => {
+                args.next();
+                if let Err(e) = set_memory_merge() {
+                    eprintln!("versus-guest: prctl(PR_SET_MEMORY_MERGE) failed: {e} (needs Linux 6.4 or later with KSM)");
+                    return ExitCode::from(3);
+                }
+            }
+            _ => break,
         }
     }
     let Some(name) = args.next() else { return usage() };

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use versus_vmm::abi::mode;
 use versus_vmm::bare::{BareVm, GuestRun};
+use versus_vmm::memory::RamOptions;
 
 /// `<MODE> [PARAM]`: a mode by name or number, its parameter (default 0).
 pub fn parse_run(name: &str, param: Option<String>) -> Result<GuestRun, String> {
@@ -21,8 +22,8 @@ pub fn parse_run(name: &str, param: Option<String>) -> Result<GuestRun, String> 
 /// Runs the guest: the VMM line, `READY` (stamped when the guest's READY
 /// host call arrived), the guest's lines; on failure the guest's log so far
 /// and `LOG vmm-error`, then the error for `ABORT`.
-pub fn run(out: &mut File, run: GuestRun, started: u64, timeout: Duration) -> Result<(), String> {
-    let mut vm = BareVm::launch(run, timeout).map_err(|e| e.to_string())?;
+pub fn run(out: &mut File, run: GuestRun, ram: RamOptions, started: u64, timeout: Duration) -> Result<(), String> {
+    let mut vm = BareVm::launch_with(run, timeout, ram).map_err(|e| e.to_string())?;
     let marks: Vec<(&str, u64)> = vm.boot.marks.iter().map(|(n, t)| (*n, *t)).collect();
     let ready_ns = marks.last().map(|m| m.1).unwrap_or(vm.boot.start_ns);
     let mut text = super::vmm_line(&vm.guest_ram_host_ranges(), started, vm.boot.start_ns, &marks);

@@ -17,6 +17,7 @@ use versus_vmm::clock::now_ns;
 use versus_vmm::devices::GuestEvent;
 use versus_vmm::linux::boot::{Ended, LinuxVm, Next, VmConfig};
 use versus_vmm::linux::prepare_kernel;
+use versus_vmm::memory::RamOptions;
 
 /// `linux --kernel PATH --initrd PATH [--mem MIB] [--cmdline STR] [--console] [--hide-unemulated] [--boot-bzimage]`.
 #[derive(Debug, PartialEq)]
@@ -72,7 +73,7 @@ const UNBOUNDED: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// Boots the guest and forwards its channel until it reboots (its workload
 /// ended) or standard input reaches end of file (the harness stops it). It
 /// must signal READY within `timeout`.
-pub fn run(out: &mut File, args: &Args, started: u64, timeout: Duration) -> Result<(), String> {
+pub fn run(out: &mut File, args: &Args, ram: RamOptions, started: u64, timeout: Duration) -> Result<(), String> {
     let start = now_ns();
     let kernel = prepare_kernel(&args.kernel, args.boot_bzimage).map_err(|e| e.to_string())?;
     let initramfs = std::fs::read(&args.initrd).map_err(|e| format!("cannot read the initramfs {}: {e}", args.initrd.display()))?;
@@ -83,6 +84,7 @@ pub fn run(out: &mut File, args: &Args, started: u64, timeout: Duration) -> Resu
         mem_bytes: args.mem_mib << 20,
         console_echo: false,
         hide_unemulated: args.hide_unemulated,
+        ram,
     };
     let vm = LinuxVm::build(&cfg).map_err(|e| e.to_string())?;
     // The kernel and initramfs are in guest memory now: give their copies back.

@@ -6,10 +6,14 @@
 //! Firecracker is, so no shared library pages count against it.
 //!
 //! ```text
-//! versus-vmm [--fd N] <MODE> [PARAM]                  the kernel-less guest (vm-bare)
-//! versus-vmm [--fd N] linux --kernel PATH --initrd PATH [--mem MIB]
+//! versus-vmm [--fd N] [--ksm] <MODE> [PARAM]          the kernel-less guest (vm-bare)
+//! versus-vmm [--fd N] [--ksm] linux --kernel PATH --initrd PATH [--mem MIB]
 //!            [--cmdline STR] [--console] [--hide-unemulated] [--boot-bzimage]   a Linux guest (vm-linux)
 //! ```
+//!
+//! `--ksm` marks the guest RAM `MADV_MERGEABLE`, so that the kernel's
+//! samepage merging may merge its pages with other guests' (versus'
+//! density measurement with KSM on).
 //!
 //! Both write the workload protocol to fd N (default 3): first
 //! `LOG vmm guest_ram=<host addr hex>+<len hex> boot started=<ns> start=<ns>
@@ -35,6 +39,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use versus_vmm::clock::now_ns;
+use versus_vmm::memory::RamOptions;
 
 /// What to run.
 #[derive(Debug, PartialEq)]
@@ -43,24 +48,44 @@ enum Command {
     Linux(linux::Args),
 }
 
-/// Reads `[--fd N] <MODE> ...`: the channel fd and what to run.
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(i32, Command), String> {
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+struct Args {
+    fd: i32,
+    ram: RamOptions,
+    command: Command,
+}
+
+/// Reads `[--fd N] [--ksm] <MODE> ...`: the channel fd, how to map the
+/// guest RAM, and what to run.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut args = args.into_iter().peekable();
     let mut fd = 3;
-    if args.peek().map(String::as_str) == Some("--fd") {
-        args.next();
-        fd = args.next().and_then(|v| v.parse().ok()).ok_or("--fd needs a descriptor number")?;
+    let mut ram = RamOptions::default();
+    loop {
+        match args.peek().map(String::as_str) {
+            Some("--fd") => {
+                args.next();
+                fd = args.next().and_then(|v| v.parse().ok()).ok_or("--fd needs a descriptor number")?;
+            }
+            Some("--ksm") => {
+                args.next();
+                ram.mergeable = true;
+            }
+            _ => break,
+        }
     }
     let name = args.next().ok_or("no guest mode given")?;
-    if name == "linux" {
-        return Ok((fd, Command::Linux(linux::Args::parse(args)?)));
-    }
-    Ok((fd, Command::Bare(bare::parse_run(&name, args.next())?)))
+    let command = match name.as_str() {
+        "linux" => Command::Linux(linux::Args::parse(args)?),
+        _ => Command::Bare(bare::parse_run(&name, args.next())?),
+    };
+    Ok(Args { fd, ram, command })
 }
 
 fn main() -> ExitCode {
     let started = now_ns();
-    let (fd, command) = match parse_args(std::env::args().skip(1)) {
+    let Args { fd, ram, command } = match parse_args(std::env::args().skip(1)) {
         Ok(v) => v,
         Err(why) => return usage(&why),
     };
@@ -74,8 +99,8 @@ fn main() -> ExitCode {
     // for exactly this purpose; it is owned from here on.
     let mut out = unsafe { File::from_raw_fd(fd) };
     let result = match command {
-        Command::Bare(run) => bare::run(&mut out, run, started, timeout),
-        Command::Linux(args) => linux::run(&mut out, &args, started, timeout),
+        Command::Bare(run) => bare::run(&mut out, run, ram, started, timeout),
+        Command::Linux(args) => linux::run(&mut out, &args, ram, started, timeout),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,7 +141,7 @@ fn fail(out: &mut File, msg: &str) -> ExitCode {
 
 fn usage(why: &str) -> ExitCode {
     eprintln!(
-        "versus-vmm: {why}\nusage: versus-vmm [--fd N] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem|NUMBER> [PARAM]\n       versus-vmm [--fd N] linux --kernel PATH --initrd PATH [--mem MIB] [--cmdline STR] [--console] [--hide-unemulated] [--boot-bzimage]"
+        "versus-vmm: {why}\nusage: versus-vmm [--fd N] [--ksm] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem|NUMBER> [PARAM]\n       versus-vmm [--fd N] [--ksm] linux --kernel PATH --initrd PATH [--mem MIB] [--cmdline STR] [--console] [--hide-unemulated] [--boot-bzimage]"
     );
     ExitCode::from(2)
 }
@@ -133,14 +158,19 @@ mod tests {
 
     #[test]
     fn arguments_parse_or_say_what_is_wrong() {
-        assert_eq!(parse_args(args("cpu 7")), Ok((3, Command::Bare(GuestRun { mode: mode::CPU, param: 7 }))));
-        assert_eq!(parse_args(args("--fd 5 idle")), Ok((5, Command::Bare(GuestRun { mode: mode::IDLE, param: 0 }))));
-        assert!(matches!(parse_args(args(&format!("{}", mode::PROBE))), Ok((3, Command::Bare(GuestRun { mode: mode::PROBE, .. })))));
+        let plain = RamOptions::default();
+        assert_eq!(parse_args(args("cpu 7")), Ok(Args { fd: 3, ram: plain, command: Command::Bare(GuestRun { mode: mode::CPU, param: 7 }) }));
+        assert_eq!(parse_args(args("--fd 5 idle")), Ok(Args { fd: 5, ram: plain, command: Command::Bare(GuestRun { mode: mode::IDLE, param: 0 }) }));
+        let merged = parse_args(args("--fd 5 --ksm idle 16")).unwrap();
+        assert_eq!((merged.fd, merged.ram.mergeable, merged.command), (5, true, Command::Bare(GuestRun { mode: mode::IDLE, param: 16 })));
+        assert!(matches!(parse_args(args(&format!("{}", mode::PROBE))), Ok(Args { fd: 3, command: Command::Bare(GuestRun { mode: mode::PROBE, .. }), .. })));
         assert_eq!(parse_args(args("--fd x cpu")), Err("--fd needs a descriptor number".into()));
         assert_eq!(parse_args(args("")), Err("no guest mode given".into()));
         assert!(parse_args(args("dance")).unwrap_err().contains("unknown guest mode `dance`"));
         assert!(parse_args(args("cpu -1")).unwrap_err().contains("non-negative"));
-        let Ok((4, Command::Linux(l))) = parse_args(args("--fd 4 linux --kernel /k --initrd /i --mem 128 --console")) else { panic!("linux mode") };
+        let Ok(Args { fd: 4, command: Command::Linux(l), .. }) = parse_args(args("--fd 4 linux --kernel /k --initrd /i --mem 128 --console")) else {
+            panic!("linux mode")
+        };
         assert_eq!((l.kernel.to_str(), l.initrd.to_str(), l.mem_mib, l.console, l.hide_unemulated), (Some("/k"), Some("/i"), 128, true, false));
     }
 

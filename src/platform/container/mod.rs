@@ -220,7 +220,7 @@ impl Platform for ContainerPlatform {
             true => Some(Cgroup::plan(self.cgroup_mode, &name, &controls)?),
             false => None,
         };
-        let args = ["--fd".to_string(), CHANNEL_FD.to_string()].into_iter().chain(spec.workload.guest_args());
+        let args = ["--fd".to_string(), CHANNEL_FD.to_string()].into_iter().chain(spec.guest_args());
         // An empty environment, as a container image defines its own.
         let program = Program::new("/init", args, Environment::empty())?;
         let setup = ContainerSetup { rootfs, hardening: &self.hardening };

@@ -169,6 +169,7 @@ fn vm_config(opts: &LinuxOptions, path: &Path, args: &[String], kernel_log: bool
         mem_bytes: opts.mem_mib << 20,
         console_echo: opts.console,
         hide_unemulated: emulated,
+        ram: Default::default(),
     })
 }
 
@@ -235,14 +236,15 @@ impl LinuxPlatform {
     }
 
     /// `versus-vmm` arguments booting `files` with the workload `args`.
-    fn vmm_args(&self, files: &BootFiles, args: &[String]) -> Vec<String> {
+    fn vmm_args(&self, files: &BootFiles, args: &[String], ksm: bool) -> Vec<String> {
         let emulated = matches!(crate::host::kvm_mode(), KvmMode::Pvm);
         let mut extra = self.opts.extra_cmdline.clone();
         if emulated {
             extra = format!("{EMULATION_WORKAROUNDS} {extra}");
         }
         let kernel_log = self.opts.console || self.opts.kernel_log;
-        let mut v = vec![
+        let mut v: Vec<String> = ksm.then(|| "--ksm".to_string()).into_iter().collect();
+        v.extend([
             "linux".to_string(),
             "--kernel".into(),
             files.kernel().display().to_string(),
@@ -252,7 +254,7 @@ impl LinuxPlatform {
             self.opts.mem_mib.to_string(),
             "--cmdline".into(),
             cmdline(args, kernel_log, &extra),
-        ];
+        ]);
         if self.opts.boot_bzimage {
             v.push("--boot-bzimage".into());
         }
@@ -342,7 +344,7 @@ impl Platform for LinuxPlatform {
         // initramfs as files the VMM process reads (written once).
         let files = self.boot_files()?;
         let program = self.program.as_ref().map_err(|e| LaunchError::Unsupported(e.clone()))?;
-        let args = self.vmm_args(files, &spec.workload.guest_args());
+        let args = self.vmm_args(files, &spec.workload.guest_args(), spec.ksm_merge);
         let start = now_ns();
         let mut child = program.spawn(args, spec.timeout, Controls::needs(spec.cgroup, &spec.limits))?;
         let deadline = Instant::now() + spec.timeout;

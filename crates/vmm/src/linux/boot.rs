@@ -48,6 +48,8 @@ pub struct VmConfig {
     /// (XSAVE, AVX, CMPXCHG16B): for hosts where guest kernel code is
     /// emulated (kvm_pvm).
     pub hide_unemulated: bool,
+    /// How guest RAM is mapped (mergeable by KSM, ...).
+    pub ram: memory::RamOptions,
 }
 
 /// What [`load_guest`] put where.
@@ -103,7 +105,7 @@ impl LinuxVm {
     pub fn build(cfg: &VmConfig) -> Result<LinuxVm, LinuxError> {
         let vmfd = vm::create_vm().map_err(vmerr)?;
         cpu::setup_irqchip(&vmfd)?;
-        let mem = memory::allocate(&bootparams::memory_regions(cfg.mem_bytes)).map_err(vmerr)?;
+        let mem = memory::allocate_with(&bootparams::memory_regions(cfg.mem_bytes), cfg.ram).map_err(vmerr)?;
         memory::register(&vmfd, &mem).map_err(vmerr)?;
 
         let GuestLayout { kernel: k, e820, initrd } = load_guest(&mem, cfg)?;
@@ -399,6 +401,7 @@ mod tests {
             mem_bytes,
             console_echo: false,
             hide_unemulated: false,
+            ram: memory::RamOptions::default(),
         };
         let mem = memory::allocate(&bootparams::memory_regions(mem_bytes)).unwrap();
         let l = load_guest(&mem, &cfg).unwrap();

@@ -28,7 +28,12 @@ impl BareVm {
     /// Creates the VM, loads the image, enters it, and runs it until it
     /// signals ready (or fails: every error ends and frees the VM).
     pub fn launch(run: GuestRun, timeout: Duration) -> std::result::Result<BareVm, VmError> {
-        let vm = versus_vmm::bare::BareVm::launch(run, timeout)?;
+        BareVm::launch_with(run, timeout, versus_vmm::memory::RamOptions::default())
+    }
+
+    /// [`BareVm::launch`] with the guest RAM mapped as `ram` says.
+    pub fn launch_with(run: GuestRun, timeout: Duration, ram: versus_vmm::memory::RamOptions) -> std::result::Result<BareVm, VmError> {
+        let vm = versus_vmm::bare::BareVm::launch_with(run, timeout, ram)?;
         let boot = Boot::from_marks(vm.boot.start_ns, &vm.boot.marks);
         Ok(BareVm { vm, boot })
     }
@@ -110,7 +115,7 @@ impl Platform for VmBareInprocPlatform {
     }
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
         let run = guest_run_of(&spec.workload)?;
-        let vm = BareVm::launch(run, spec.timeout)?;
+        let vm = BareVm::launch_with(run, spec.timeout, versus_vmm::memory::RamOptions { mergeable: spec.ksm_merge })?;
         let boot = vm.boot.clone();
         if !run.is_stress() {
             return Ok(Box::new(BareInstance { vm: Some(vm), boot, running: None }));

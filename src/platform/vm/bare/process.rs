@@ -45,9 +45,11 @@ impl VmBarePlatform {
         VmBarePlatform { program: VmmBinary::Given(bin.to_path_buf()), image_file: Default::default() }
     }
 
-    /// Starts a `versus-vmm` process running `run`.
-    fn spawn(&self, run: GuestRun, timeout: Duration, controls: Option<Controls>) -> Result<ChildWorkload> {
-        self.program.spawn([run.mode.to_string(), run.param.to_string()], timeout, controls)
+    /// Starts a `versus-vmm` process running `run` (`ksm`: its guest RAM
+    /// mergeable by KSM, `versus-vmm --ksm`).
+    fn spawn(&self, run: GuestRun, timeout: Duration, controls: Option<Controls>, ksm: bool) -> Result<ChildWorkload> {
+        let ksm = ksm.then(|| "--ksm".to_string());
+        self.program.spawn(ksm.into_iter().chain([run.mode.to_string(), run.param.to_string()]), timeout, controls)
     }
 
     /// Launches one guest in a fresh `versus-vmm` process and waits for READY.
@@ -55,7 +57,7 @@ impl VmBarePlatform {
         // Refuse what the kernel-less guest cannot run before spawning.
         let run = guest_run_of(&spec.workload)?;
         let start = now_ns();
-        let mut child = self.spawn(run, spec.timeout, Controls::needs(spec.cgroup, &spec.limits))?;
+        let mut child = self.spawn(run, spec.timeout, Controls::needs(spec.cgroup, &spec.limits), spec.ksm_merge)?;
         let deadline = Instant::now() + spec.timeout;
         let mut vmm = VmmLog::default();
         let ready_ns = loop {
@@ -83,7 +85,7 @@ impl VmBarePlatform {
     /// Runs one probe attempt in a fresh VMM process: how its guest ended
     /// (read back from the process's `vmm-error` line) and what it logged.
     pub fn run_attempt(&self, a: &Attempt, timeout: Duration) -> (std::result::Result<Finished, VmError>, Vec<String>) {
-        let mut child = match self.spawn(a.run, timeout, None) {
+        let mut child = match self.spawn(a.run, timeout, None, false) {
             Ok(c) => c,
             Err(e) => return (Err(VmError::VmmProcess(e.to_string())), Vec::new()),
         };
