@@ -173,7 +173,7 @@ fn every_chart_decodes_and_the_report_rerenders_identically() {
         "### Density to the memory budget",
         "KSM is a known side channel",
         "## Capacity plan",
-        "| group | platform |",
+        "| platform | status | representative | reason / notes |",
     ] {
         assert!(first.contains(needle), "report lacks {needle:?}");
     }
