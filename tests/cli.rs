@@ -141,22 +141,34 @@ fn ctrl_c_during_a_run_tears_everything_down() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).unwrap();
-    // An impatient user pressing Ctrl-C again and again during the
-    // teardown must not cut the cleanup short. (Signals sent before the
-    // first is handled merge into it, so one second signal 5 ms later may
-    // never be seen on a loaded host: keep pressing until versus is gone.)
+    // Two interrupts that both reach versus before its cleanup ends, without
+    // racing it: a fast teardown (milliseconds on an idle host) can end
+    // before a second Ctrl-C sent "soon after" is handled, and two SIGINTs
+    // pending at once merge into one. So versus is stopped, receives SIGINT
+    // (the terminal's Ctrl-C) and SIGTERM (a supervisor's stop), distinct
+    // signals that stay pending side by side, and is resumed: it handles
+    // both, and the second must not cut the cleanup short.
+    use nix::sys::signal::{kill, Signal};
+    let p = nix::unistd::Pid::from_raw(pid);
+    kill(p, Signal::SIGSTOP).unwrap();
+    let t = Instant::now();
+    while !process_state_is_stopped(pid) {
+        assert!(t.elapsed() < Duration::from_secs(10), "versus did not stop on SIGSTOP");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    kill(p, Signal::SIGINT).unwrap();
+    kill(p, Signal::SIGTERM).unwrap();
+    kill(p, Signal::SIGCONT).unwrap();
     let mut child = child;
     let t = Instant::now();
     while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(3));
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
+        std::thread::sleep(Duration::from_millis(10));
     }
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(130), "exit status after Ctrl-C; stderr: {err}");
     assert!(err.contains("interrupted"), "{err}");
-    assert!(err.contains("cleaning up"), "the second Ctrl-C is answered: {err}");
+    assert!(err.contains("cleaning up"), "the second signal is answered: {err}");
     let left = common::cgroups_named(&prefix);
     assert!(left.is_empty(), "cgroups left: {left:?}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "temp dirs left in TMPDIR");
@@ -168,6 +180,14 @@ fn ctrl_c_during_a_run_tears_everything_down() {
             .unwrap_or(false)
     });
     assert_eq!(procs.count(), 0, "children of the interrupted versus still alive");
+}
+
+/// Whether `pid` is stopped (state `T` in /proc/PID/stat).
+fn process_state_is_stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(") ").next().and_then(|r| r.split(' ').next()).map(|st| st == "T"))
+        .unwrap_or(false)
 }
 
 /// KSM's settings, as the kernel shows them.
