@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use versus_vmm::clock::now_ns;
 use versus_vmm::devices::GuestEvent;
 use versus_vmm::linux::boot::{Ended, LinuxVm, Next, VmConfig};
-use versus_vmm::linux::prepare_kernel;
+use versus_vmm::linux::read_kernel;
 use versus_vmm::memory::RamOptions;
 
 /// `linux --kernel PATH --initrd PATH [--mem MIB] [--cmdline STR] [--console] [--hide-unemulated] [--boot-bzimage]`.
@@ -75,10 +75,10 @@ const UNBOUNDED: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// must signal READY within `timeout`.
 pub fn run(out: &mut File, args: &Args, ram: RamOptions, started: u64, timeout: Duration) -> Result<(), String> {
     let start = now_ns();
-    let kernel = prepare_kernel(&args.kernel, args.boot_bzimage).map_err(|e| e.to_string())?;
+    let kernel = read_kernel(&args.kernel, args.boot_bzimage).map_err(|e| e.to_string())?;
     let initramfs = std::fs::read(&args.initrd).map_err(|e| format!("cannot read the initramfs {}: {e}", args.initrd.display()))?;
     let cfg = VmConfig {
-        kernel,
+        kernel: kernel.into(),
         initramfs: Some(initramfs.into()),
         cmdline: args.cmdline.clone(),
         mem_bytes: args.mem_mib << 20,

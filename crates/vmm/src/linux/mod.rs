@@ -38,7 +38,9 @@ type KernelKey = (PathBuf, u64, Option<SystemTime>, bool);
 
 /// The image to load for `path`: the file itself (a vmlinux, or a bzImage
 /// with `boot_bzimage`), or the vmlinux extracted from the bzImage. Cached
-/// per process: extraction is preparation, not boot.
+/// per process: extraction is preparation, not boot. For a process that
+/// launches many guests (versus' in-process VMM); a VMM process that boots
+/// one guest reads with [`read_kernel`], which keeps no copy.
 pub fn prepare_kernel(path: &Path, boot_bzimage: bool) -> Result<Arc<Vec<u8>>, LinuxError> {
     static CACHE: OnceLock<Mutex<HashMap<KernelKey, Arc<Vec<u8>>>>> = OnceLock::new();
     let meta = std::fs::metadata(path).map_err(|source| LinuxError::ReadKernel { path: path.into(), source })?;
@@ -47,18 +49,25 @@ pub fn prepare_kernel(path: &Path, boot_bzimage: bool) -> Result<Arc<Vec<u8>>, L
     if let Some(img) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(img);
     }
-    let raw = std::fs::read(path).map_err(|source| LinuxError::ReadKernel { path: path.into(), source })?;
-    let img = match kernel::detect(&raw) {
-        Some(kernel::KernelFormat::Elf) => raw,
-        Some(kernel::KernelFormat::BzImage) if boot_bzimage => raw,
-        Some(kernel::KernelFormat::BzImage) => kernel::extract_vmlinux(&raw)?,
-        None => return Err(LinuxError::NotAKernel(path.display().to_string())),
-    };
-    let img = Arc::new(img);
+    let img = Arc::new(read_kernel(path, boot_bzimage)?);
     if let Ok(mut c) = cache.lock() {
         c.insert(key, img.clone());
     }
     Ok(img)
+}
+
+/// The image to load for `path`, as [`prepare_kernel`] makes it, without
+/// the per-process cache: once the guest is built from it, dropping it
+/// gives its memory back (a cached 50 MiB vmlinux would otherwise stay
+/// resident in every VMM process and count as its overhead).
+pub fn read_kernel(path: &Path, boot_bzimage: bool) -> Result<Vec<u8>, LinuxError> {
+    let raw = std::fs::read(path).map_err(|source| LinuxError::ReadKernel { path: path.into(), source })?;
+    match kernel::detect(&raw) {
+        Some(kernel::KernelFormat::Elf) => Ok(raw),
+        Some(kernel::KernelFormat::BzImage) if boot_bzimage => Ok(raw),
+        Some(kernel::KernelFormat::BzImage) => kernel::extract_vmlinux(&raw),
+        None => Err(LinuxError::NotAKernel(path.display().to_string())),
+    }
 }
 
 /// The kernel command line for a workload (`args`: the workload program's
