@@ -117,6 +117,26 @@ fn bad_input_gets_one_line_errors_and_leaves_nothing() {
 }
 
 #[test]
+fn quick_leaves_the_peers_out_unless_named() {
+    let out = tempfile::tempdir().unwrap();
+    let o = versus().args(["run", "--quick", "-w", "ready", "--launch-only", "-o"]).arg(out.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let env = read_env(&only_run_dir(out.path()).join("env.json")).unwrap();
+    for name in versus::platform::registry::names() {
+        let st = env.platforms.iter().find(|s| s.platform == name).unwrap_or_else(|| panic!("{name} missing from env.json"));
+        let own = versus::platform::registry::info(name).is_some_and(|i| i.group == versus::platform::info::Group::Versus);
+        let why = st.reason.clone().unwrap_or_default();
+        if own {
+            assert!(!why.contains("--quick"), "{name}: {why}");
+        } else {
+            assert_eq!(st.status, RunStatus::Skipped, "{name}");
+            assert!(why.contains("name `") && why.contains("with -p"), "{name}: {why}");
+        }
+    }
+}
+
+#[test]
 fn ctrl_c_during_a_run_tears_everything_down() {
     assert!(common::is_root(), "needs root for the container platform");
     let out = tempfile::tempdir().unwrap();

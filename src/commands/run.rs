@@ -42,7 +42,8 @@ pub struct RunArgs {
     /// Directory under which reports/<run-id>/ is written.
     #[arg(short, long, default_value = "reports")]
     pub out: PathBuf,
-    /// A short run: 5 runs, 1 warm-up, workloads sized to 50 ms, within 20 s.
+    /// A short run: 5 runs, 1 warm-up, workloads sized to 50 ms, within 20 s;
+    /// without -p, versus' own platforms only (the peers are named with -p).
     #[arg(long)]
     pub quick: bool,
     /// The time the whole run may take, in seconds (default: 120, or 20
@@ -184,7 +185,22 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let popts = PlatformOptions { force: a.force, kernel: a.kernel.clone(), console: false, container_profile: a.container_profile };
     // Platforms asked for by name must run: one that cannot is an error
     // before anything is launched (the defaults skip with the reason).
-    let candidates: Vec<runner::Candidate> = platforms.iter().map(|n| (n.clone(), registry::create(n, &popts))).collect();
+    // --quick's default set is versus' own platforms: the peers' launches
+    // (runsc's teardown alone takes over a second) would not fit its 20 s.
+    let quick_leaves_out = |n: &str| a.quick && !explicit && registry::info(n).is_some_and(|i| i.group != versus::platform::info::Group::Versus);
+    let candidates: Vec<runner::Candidate> = platforms
+        .iter()
+        .map(|n| {
+            let c = if quick_leaves_out(n) {
+                Err(registry::NotRun::Skipped(versus::platform::info::Unavailable::NotSelected(format!(
+                    "--quick runs versus' own platforms only; name `{n}` with -p to include it"
+                ))))
+            } else {
+                registry::create(n, &popts)
+            };
+            (n.clone(), c)
+        })
+        .collect();
     if explicit {
         if let Some((n, Err(why))) = candidates.iter().find(|(_, c)| c.is_err()) {
             anyhow::bail!("platform `{n}` cannot run on this host: {why}");

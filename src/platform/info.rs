@@ -117,6 +117,9 @@ pub enum Unavailable {
     /// The host refuses it (cgroups, namespaces, permissions).
     #[error("{0}")]
     Host(String),
+    /// Left out of this run by its options (not a fault of the host).
+    #[error("{0}")]
+    NotSelected(String),
     /// It would run, but its numbers would not represent a typical host;
     /// it runs only when forced.
     #[error("{0} (use --force to run it anyway)")]

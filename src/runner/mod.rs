@@ -183,7 +183,9 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
     // of a full run's (the measurements after them take the rest).
     let has_costs = cost_steps > 0 || opts.costs.footprint_instances > 0;
     let launch_budget = opts.max_time.map(|t| t.mul_f64(if has_costs { 0.45 } else { 0.9 }));
+    let t = std::time::Instant::now();
     plan::launch_all(&created, &mut statuses, opts, launch_budget, progress, &mut out)?;
+    tracing::info!("launches: {:.1} s (budget {:?})", t.elapsed().as_secs_f64(), launch_budget);
     let ran_count = statuses.iter().filter(|s| s.status == RunStatus::Ran).count().max(1) as u32;
     // What is left, shared among the platforms that ran (footprint keeps a
     // tenth).
@@ -201,6 +203,7 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
     }
     if opts.costs.footprint_instances > 0 {
         progress.set_message("footprint".into());
+        let t = std::time::Instant::now();
         for p in &ran {
             check_interrupt()?;
             let (rows, notes) =
@@ -208,6 +211,7 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
             out.samples.extend(rows);
             out.not_measured.extend(notes);
         }
+        tracing::info!("footprint: {:.1} s", t.elapsed().as_secs_f64());
         check_interrupt()?;
     }
     progress.finish();
@@ -281,6 +285,8 @@ fn measure_costs(
 ) -> Result<(), LaunchOnceError> {
     let c = &opts.costs;
     let name = p.name();
+    // `-v` shows where a run's time goes, step by step.
+    let took = |step: &str, t: std::time::Instant| tracing::info!("{name} {step}: {:.1} s", t.elapsed().as_secs_f64());
     let idle = LaunchSpec {
         workload: WorkloadSpec::Bench(Workload::Idle { mib: c.memory_mib }),
         timeout: opts.timeout,
@@ -291,6 +297,7 @@ fn measure_costs(
     if c.memory_iterations > 0 {
         check_interrupt()?;
         progress.set_message(format!("{name} memory"));
+        let t = std::time::Instant::now();
         match experiment::memory::measure_memory(p, &idle, c.memory_iterations) {
             Ok(rows) => {
                 flag_negative(&rows, status);
@@ -298,6 +305,7 @@ fn measure_costs(
             }
             Err(e) => step_failed(out, status, name, "memory", e)?,
         }
+        took("memory", t);
         progress.inc();
     }
     let storm = c.storm.clone().map(|mut st| {
@@ -340,6 +348,7 @@ fn measure_costs(
     if let Some(st) = &storm {
         check_interrupt()?;
         progress.set_message(format!("{name} boot storm"));
+        let t = std::time::Instant::now();
         match experiment::storm::measure_storm(p, &idle, st) {
             Ok(r) => {
                 if let Some(why) = &r.stopped_early {
@@ -350,11 +359,13 @@ fn measure_costs(
             }
             Err(e) => step_failed(out, status, name, "boot storm", e)?,
         }
+        took("boot storm", t);
         progress.inc();
     }
     if let Some(d) = &density {
         check_interrupt()?;
         progress.set_message(format!("{name} density"));
+        let t = std::time::Instant::now();
         match experiment::density::measure_density(p, &idle, d) {
             Ok(r) => {
                 let n = r.off.points.last().map_or(0, |x| x.n);
@@ -373,11 +384,13 @@ fn measure_costs(
             }
             Err(e) => step_failed(out, status, name, "density", e)?,
         }
+        took("density", t);
         progress.inc();
     }
     if let Some(host) = host_facts {
         check_interrupt()?;
         progress.set_message(format!("{name} probes"));
+        let t = std::time::Instant::now();
         match experiment::probes::run_probes_with(p, opts.timeout, host) {
             Ok(rows) => {
                 for s in experiment::probes::surface_rows(name, &p.attack_surface(), &rows, host) {
@@ -390,11 +403,13 @@ fn measure_costs(
             }
             Err(e) => step_failed(out, status, name, "probes", ExperimentError::Launch { context: "running the probe matrix".into(), source: e })?,
         }
+        took("probes", t);
         progress.inc();
     }
     if let Some(cfg) = &interference {
         check_interrupt()?;
         progress.set_message(format!("{name} interference"));
+        let t = std::time::Instant::now();
         match experiment::interference::run_interference(p, cfg) {
             Ok(r) => {
                 for (stress, why) in &r.not_applicable {
@@ -404,6 +419,7 @@ fn measure_costs(
             }
             Err(e) => step_failed(out, status, name, "interference", ExperimentError::Launch { context: "measuring interference".into(), source: e })?,
         }
+        took("interference", t);
         progress.inc();
     }
     Ok(())
@@ -558,6 +574,22 @@ mod tests {
         }
         assert_eq!(out.sizes.len(), 2);
         assert!(out.statuses.iter().all(|s| s.notes.iter().any(|n| n.contains("instead of 40"))), "{:?}", out.statuses);
+    }
+
+    #[test]
+    fn the_sizing_launch_is_the_first_warm_up() {
+        let _g = serial();
+        let log = Arc::new(Log::default());
+        let (a, b) = (FakePlatform::new(&FAKE_A, log.clone()), FakePlatform::new(&FAKE_B, log.clone()));
+        let plan = WorkloadPlan { spec: "cpu".parse().unwrap(), sizing: Sizing::Target(Duration::from_millis(5)) };
+        let o = RunOptions { workloads: vec![plan, "ready".parse::<WorkloadSpec>().unwrap().into()], runs: 3, warmup: 2, max_time: None, ..opts(&[], 0, 1) };
+        let out = run_with("r", two(a, b), &o, &Silent).unwrap();
+        let count = |prefix: &str| log.launches().iter().filter(|l| l.starts_with(prefix)).count();
+        // cpu: one sizing launch (also the first warm-up), one more warm-up,
+        // three measured; ready: two warm-ups, three measured.
+        assert_eq!(count("fake-a cpu"), 1 + 1 + 3, "{:?}", log.launches());
+        assert_eq!(count("fake-a ready"), 2 + 3, "{:?}", log.launches());
+        assert_eq!(out.samples.iter().filter(|s| s.platform == "fake-a" && s.metric == Metric::Boot).count(), 6);
     }
 
     #[test]

@@ -161,13 +161,20 @@ pub(super) fn launch_all(
     // Sizing: one calibration launch per platform of each sized workload.
     let n = platforms.len();
     let mut specs: Vec<Vec<WorkloadSpec>> = Vec::new();
+    // Per workload and platform: the estimated cost of one launch, when a
+    // sizing launch ran (it stands in for the first warm-up).
+    let mut probed: Vec<Vec<Option<Duration>>> = vec![vec![None; n]; opts.workloads.len()];
     for plan in &opts.workloads {
         let mut per = vec![plan.spec; n];
         if let (Sizing::Target(target), Some(probe)) = (plan.sizing, plan.spec.bench().and_then(probe_of)) {
             let mut chosen: Vec<Option<Workload>> = vec![None; n];
             for (k, c) in chosen.iter_mut().enumerate() {
-                if let Some(Done { elapsed_ns: Some(ns), .. }) = one(k, WorkloadSpec::Bench(probe), None, out, statuses)? {
+                if let Some(Done { elapsed_ns: Some(ns), wall }) = one(k, WorkloadSpec::Bench(probe), None, out, statuses)? {
                     *c = Some(scaled(probe, ns, target));
+                    // The sizing launch is a launch of this platform whose
+                    // figures are dropped: it serves as the first warm-up,
+                    // and its cost (plus the target) as the estimate.
+                    probed[specs.len()][k] = Some(wall + target);
                 }
             }
             // cpu and mem: one size for every platform (the smallest, so the
@@ -196,7 +203,25 @@ pub(super) fn launch_all(
         // Warm-ups, timed: they tell what one launch of each costs.
         let mut cost: Vec<Duration> = vec![Duration::ZERO; n];
         for &k in &unit.platforms {
-            for _ in 0..opts.warmup {
+            let mut warmup = opts.warmup;
+            if let (Some(c), true) = (probed[w][k], warmup > 0) {
+                cost[k] = c;
+                warmup -= 1;
+            }
+            for i in 0..warmup {
+                // Past the budget, warm-ups are the first thing to go: the
+                // measured launches that follow are what the run is for.
+                if budget.is_some_and(|b| started.elapsed() > b) {
+                    if statuses[k].status == RunStatus::Ran {
+                        statuses[k].notes.push(format!(
+                            "{}: {} of {} warm-up launches skipped: the run's time budget was spent",
+                            specs[w][k],
+                            warmup - i,
+                            opts.warmup
+                        ));
+                    }
+                    break;
+                }
                 if let Some(d) = one(k, specs[w][k], None, out, statuses)? {
                     cost[k] = cost[k].max(d.wall);
                 }
@@ -209,7 +234,13 @@ pub(super) fn launch_all(
                 let share = left / (unit_count - u) as u32;
                 let round: Duration = unit.platforms.iter().filter(|k| statuses[**k].status == RunStatus::Ran).map(|k| cost[*k]).sum();
                 if round.is_zero() {
-                    opts.runs
+                    // No launch to estimate from: all of them when time is
+                    // left, one when it is spent.
+                    if left.is_zero() {
+                        1.min(opts.runs)
+                    } else {
+                        opts.runs
+                    }
                 } else {
                     ((share.as_secs_f64() / round.as_secs_f64()) as u32).clamp(1, opts.runs)
                 }
