@@ -287,6 +287,7 @@ fn measure_costs(
         limits: opts.limits,
         cgroup: CgroupNeeds { memory: true, cpu: false },
         ksm_merge: false,
+        root: None,
     };
     if c.memory_iterations > 0 {
         check_interrupt()?;
