@@ -17,6 +17,13 @@ use versus::image::{self, Built, ImageSpec, OsImage};
 use versus::platform::container::{ContainerOptions, ContainerPlatform};
 use versus::platform::{InstanceRoot, LaunchSpec, Platform};
 
+/// The interrupt flag is process-wide: one test at a time in this binary.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn debian() -> OsImage {
     let spec = ImageSpec::named("debian").unwrap();
     image::build(&spec).unwrap_or_else(|e| panic!("building the Debian image: {e}")).0
@@ -24,6 +31,7 @@ fn debian() -> OsImage {
 
 #[test]
 fn the_image_is_cached_and_a_second_build_downloads_nothing() {
+    let _g = serial();
     let img = debian();
     assert_eq!(
         std::fs::read_to_string(img.rootfs().join("etc/debian_version")).unwrap().trim().split('.').next().map(|m| m.parse::<u32>().is_ok()),
@@ -47,6 +55,7 @@ fn the_image_is_cached_and_a_second_build_downloads_nothing() {
 
 #[test]
 fn an_unreachable_mirror_is_one_line_naming_what_to_do() {
+    let _g = serial();
     let t = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_versus"))
         .args(["image", "build", "debian"])
@@ -73,6 +82,7 @@ fn instance_dirs(base: &Path, i: usize) -> (PathBuf, PathBuf) {
 
 #[test]
 fn a_container_sees_the_debian_tree_under_an_upper_of_its_own() {
+    let _g = serial();
     assert!(common::is_root(), "needs root (overlayfs, namespaces)");
     let img = debian();
     let before = img.info.digest.clone();
@@ -107,4 +117,74 @@ fn a_container_sees_the_debian_tree_under_an_upper_of_its_own() {
     let mut spec = LaunchSpec::new("ready".parse().unwrap());
     spec.root = Some(InstanceRoot::Overlay { lowers: vec![img.rootfs()], upper: t.path().into(), work: t.path().into() });
     assert!(proc.launch(&spec).is_err());
+}
+
+/// Interrupted after its first instance was patched, a drill stops every
+/// instance and leaves no mount, overlay, disk copy or temp dir, and says
+/// which instances were patched.
+fn interrupted_drill_leaves_nothing(platform: &str, storage: versus::experiment::patch::Storage) {
+    use std::sync::atomic::Ordering;
+    use versus::experiment::patch::{self, ImageWork, INTERRUPT_AFTER};
+    let _g = serial();
+    assert!(common::is_root(), "needs root (overlayfs, loop mounts, namespaces)");
+    let img = debian();
+    let fix = versus::image::fix::userland_fix(&img).unwrap_or_else(|e| panic!("preparing the fix: {e}"));
+    let p = versus::platform::registry::create(platform, &Default::default()).unwrap_or_else(|e| panic!("{platform}: {e}"));
+    let cgroups = common::own_cgroups();
+    let fds = common::open_fds();
+    let mut work = ImageWork::new(img, Duration::from_secs(30)).unwrap();
+    let tmp = work.tmp.path().to_path_buf();
+    let entries = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d).map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+    };
+    // The run-wide base disk stays until the work is dropped.
+    if storage == versus::experiment::patch::Storage::Copy {
+        work.base_disk().unwrap();
+    }
+    let before = entries(&tmp);
+    INTERRUPT_AFTER.store(1, Ordering::SeqCst);
+    let r = patch::drill(p.as_ref(), &mut work, &fix, storage, 2);
+    INTERRUPT_AFTER.store(usize::MAX, Ordering::SeqCst);
+    versus::interrupt::clear();
+    let e = match r {
+        Err(e) => e,
+        Ok(r) => panic!("the drill was not interrupted: {r:?}"),
+    };
+    assert!(e.is_interrupt(), "{e}");
+    assert!(e.to_string().contains("[0] of 0..2 on the new version"), "it says which instances were patched: {e}");
+    assert!(common::mounts_under(&tmp).is_empty(), "mounts left: {:?}", common::mounts_under(&tmp));
+    assert_eq!(entries(&tmp), before, "the drill's disks, layers and overlays are removed");
+    assert!(common::own_children().is_empty(), "instances left: {:?}", common::own_children());
+    assert_eq!(common::own_cgroups(), cgroups, "cgroups left");
+    assert!(common::open_fds() <= fds + 2, "fds left: {} -> {}", fds, common::open_fds());
+    drop(work);
+    assert!(!tmp.exists());
+}
+
+#[test]
+fn an_interrupted_container_drill_leaves_nothing() {
+    interrupted_drill_leaves_nothing("container", versus::experiment::patch::Storage::Overlay);
+}
+
+#[test]
+fn an_interrupted_vm_disk_drill_leaves_nothing() {
+    if !common::kvm_or_skip() {
+        return;
+    }
+    interrupted_drill_leaves_nothing("vm-bare", versus::experiment::patch::Storage::Copy);
+}
+
+#[test]
+fn the_drill_counts_what_the_fix_changed_and_verifies_from_inside() {
+    use versus::experiment::patch::{self, ImageWork, Storage};
+    let _g = serial();
+    let img = debian();
+    let fix = versus::image::fix::userland_fix(&img).unwrap();
+    let p = versus::platform::registry::create("container", &Default::default()).unwrap();
+    let mut work = ImageWork::new(img, Duration::from_secs(30)).unwrap();
+    let r = patch::drill(p.as_ref(), &mut work, &fix, Storage::Overlay, 2).unwrap_or_else(|e| panic!("{e}"));
+    // One new layer, by digest; both containers saw the patched dpkg status.
+    assert_eq!((r.artifacts, r.verified, r.package_copies), (1, Some(2), 1), "{r:?}");
+    assert!(r.bytes_written > 0 && r.ms > 0.0 && r.unavailable_s > 0.0, "{r:?}");
+    assert!(r.commands.iter().any(|c| c.contains("dpkg --root=")), "{:?}", r.commands);
 }
