@@ -363,26 +363,26 @@ fn run_drill(
         Storage::Copy => {}
     }
     // Then each instance: stop, its own part, start, ready.
-    for i in 0..n {
+    for (i, slot) in slots.iter_mut().enumerate().take(n) {
         check_interrupt()?;
         let t_down = Instant::now();
-        if let Some(inst) = slots[i].inst.take() {
+        if let Some(inst) = slot.inst.take() {
             inst.stop().map_err(ExperimentError::launch(format!("stopping {} instance {i}", p.name())))?;
         }
         match storage {
             Storage::HostRoot => {}
             Storage::Overlay => {
-                let (u, w) = (slots[i].own.clone(), slots[i].work.clone());
+                let (u, w) = (slot.own.clone(), slot.work.clone());
                 if let (Some(u), Some(w)) = (u, w) {
                     for d in [&u, &w] {
                         let _ = std::fs::remove_dir_all(d);
                         std::fs::create_dir_all(d).map_err(ExperimentError::io(format!("creating {}", d.display())))?;
                     }
-                    slots[i].root = Some(InstanceRoot::Overlay { lowers: lowers.clone(), upper: u, work: w });
+                    slot.root = Some(InstanceRoot::Overlay { lowers: lowers.clone(), upper: u, work: w });
                 }
             }
             Storage::Copy => {
-                if let Some(d) = slots[i].own.clone() {
+                if let Some(d) = slot.own.clone() {
                     let next = d.with_extension("ext4.new");
                     let (_, digest) = patch_disk(&d, &next, dir, &fix.debs, &mut ran)?;
                     // The swap: the instance's disk is the old one or the new one.
@@ -391,14 +391,14 @@ fn run_drill(
                 }
             }
             Storage::Qcow2 => {
-                if let (Some(d), Some(b)) = (slots[i].own.clone(), new_backing.as_ref()) {
+                if let (Some(d), Some(b)) = (slot.own.clone(), new_backing.as_ref()) {
                     let next = d.with_extension("qcow2.new");
                     ran.push(qcow2_on(b, &next)?);
                     std::fs::rename(&next, &d).map_err(ExperimentError::io(format!("swapping in {}", d.display())))?;
                 }
             }
         }
-        let spec = spec_for(p, storage, slots[i].root.clone(), timeout);
+        let spec = spec_for(p, storage, slot.root.clone(), timeout);
         let mut inst = p.launch(&spec).map_err(ExperimentError::launch(format!("restarting {} instance {i} on the patched image", p.name())))?;
         unavailable += t_down.elapsed();
         patched.push(i);
@@ -409,7 +409,7 @@ fn run_drill(
                 verified += 1;
             }
         }
-        slots[i].inst = Some(inst);
+        slot.inst = Some(inst);
         if patched.len() >= INTERRUPT_AFTER.load(std::sync::atomic::Ordering::SeqCst) {
             crate::interrupt::request();
         }

@@ -22,7 +22,7 @@ use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestMemoryMmap};
 
 use super::VirtioDevice;
 
@@ -194,13 +194,13 @@ impl VirtioDevice for Block {
     }
 }
 
-/// Guest addresses for tests and the mock queue.
 #[cfg(test)]
 mod tests {
     use super::*;
     use virtio_bindings::virtio_ring::VRING_DESC_F_WRITE;
     use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::GuestAddress;
 
     const HDR: u64 = 0x10_0000;
     const DATA: u64 = 0x20_0000;
