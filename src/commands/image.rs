@@ -22,10 +22,30 @@ pub enum ImageCommand {
         /// The image: debian or debian-systemd.
         name: String,
     },
+    /// Write the image (built or cached) as a raw ext4 disk with the
+    /// workload program as /versus-init: what vm-linux boots
+    /// (`versus launch vm-linux -w image-check --root-disk PATH`).
+    Disk {
+        /// The image: debian or debian-systemd.
+        name: String,
+        /// The disk file to write (replaced).
+        out: std::path::PathBuf,
+    },
 }
 
 pub fn run(a: ImageArgs) -> anyhow::Result<ExitCode> {
     match a.command {
+        ImageCommand::Disk { name, out } => {
+            let spec = ImageSpec::named(&name)?;
+            let (img, _) = image::build(&spec).with_context(|| format!("building the `{name}` image"))?;
+            let init = versus::workload::EmbeddedProgram::guest().context("writing the workload program")?;
+            let size = versus::experiment::footprint::size_of(&img.rootfs()).with_context(|| format!("measuring {}", img.rootfs().display()))?;
+            image::disk::make_disk(&img.rootfs(), Some(&init.path()), &out, image::disk::disk_size_for(size.apparent))
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("{name}: disk {} ({} bytes, ext4, /versus-init)", out.display(), std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0));
+            println!("  image digest: {}", versus::workload::image_digest(&img.rootfs()));
+            Ok(ExitCode::SUCCESS)
+        }
         ImageCommand::Build { name } => {
             let spec = ImageSpec::named(&name)?;
             let (img, built) = image::build(&spec).with_context(|| format!("building the `{name}` image"))?;

@@ -262,4 +262,9 @@ pub trait Platform: Send + Sync {
     fn image_mode(&self) -> ImageMode {
         ImageMode::None
     }
+    /// The kernel file its guests boot, for a VM that boots its own
+    /// (the patch drill's kernel fix swaps it).
+    fn guest_kernel(&self) -> Option<PathBuf> {
+        None
+    }
 }

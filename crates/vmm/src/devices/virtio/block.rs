@@ -55,7 +55,12 @@ pub struct Block {
 impl Block {
     /// The disk `file` (its length in whole sectors is the capacity).
     pub fn new(file: File, read_only: bool) -> std::io::Result<Block> {
-        let len = file.metadata()?.len();
+        // The end, not the metadata: a block device's metadata says 0.
+        let len = {
+            use std::io::Seek;
+            let mut f = &file;
+            f.seek(std::io::SeekFrom::End(0))?
+        };
         Ok(Block { file, sectors: len / SECTOR, read_only, requests: 0, malformed: 0 })
     }
 
