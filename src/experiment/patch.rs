@@ -10,6 +10,15 @@
 //! | `copy` (VM, a full disk per instance) | per instance: stop, copy the disk, loop-mount the copy, dpkg, unmount, swap it in (atomic rename), start | N disks |
 //! | `qcow2` (VM, an overlay per instance on a shared backing file) | the backing file patched as a copy once, then per instance: stop, a new qcow2 overlay on it, start | 1 backing file + N overlays |
 //!
+//! The kernel fix ([`kernel_drill`], workload `kernel/copy`): for a VM that
+//! boots its own kernel (vm-linux), N VMs on their own disks are stopped and
+//! booted again, one by one, on a second Debian kernel version
+//! (`harness/fetch-kernel --fix`); the artefact is the kernel file they
+//! boot, counted by digest (one here: versus boots kernels from outside the
+//! disk), and each VM must report its unchanged root. Process and
+//! container share the host's kernel: one artefact that versus does not
+//! update ([`kernel_rows`], workload `kernel/host`).
+//!
 //! Every platform goes through the same clock points in the same order:
 //! t0 (the fix starts), for each instance its stop request and its READY
 //! again; `patch.ms` is t0 to the last READY, `patch.unavailable` the sum
@@ -144,6 +153,8 @@ struct Slot {
 /// What one drill measured.
 #[derive(Debug, Clone)]
 pub struct DrillResult {
+    /// `userland` or `kernel`: the first half of the rows' workload.
+    pub fix: &'static str,
     pub platform: String,
     pub storage: Storage,
     pub n: usize,
@@ -160,7 +171,7 @@ pub struct DrillResult {
 
 impl DrillResult {
     pub fn samples(&self, packages: usize, package_bytes: u64) -> Vec<Sample> {
-        let w = format!("userland/{}", self.storage.name());
+        let w = format!("{}/{}", self.fix, self.storage.name());
         let it = self.n as u32;
         let p = self.platform.as_str();
         let mut v = vec![
@@ -421,6 +432,7 @@ fn run_drill(
     let after = digests(&artefacts)?;
     let changed = count_changed(&before, &after);
     Ok(DrillResult {
+        fix: "userland",
         platform: p.name().into(),
         storage,
         n,
@@ -610,17 +622,143 @@ pub fn kernel_rows(p: &dyn Platform) -> Option<(Vec<Sample>, String)> {
             format!("{}: the kernel fix is one host kernel update, which versus does not perform (it reboots the host and every instance on it): 1 artefact whatever N, its restart cost is the host's, not measured here", p.name()),
         )),
         ImageMode::Disk { boots: false } => Some((Vec::new(), format!("{}: no kernel fix applies (the kernel-less guest has no kernel)", p.name()))),
-        ImageMode::Disk { boots: true } => Some((
-            Vec::new(),
-            format!("{}: the kernel fix (a second Debian kernel swapped in for every VM) is not measured by this version of versus", p.name()),
-        )),
+        ImageMode::Disk { boots: true } => None,
         ImageMode::None => None,
     }
+}
+
+/// The second guest kernel of the kernel fix: a `vmlinuz-*` with its disk
+/// modules in `<kernel cache>/fix/` (`harness/fetch-kernel --fix --package
+/// linux-image-<version>`), other than `current`.
+pub fn second_kernel(current: Option<&Path>) -> std::result::Result<PathBuf, String> {
+    second_kernel_in(&crate::platform::vm::linux::kernel_cache_dir().join("fix"), current)
+}
+
+fn second_kernel_in(dir: &Path, current: Option<&Path>) -> std::result::Result<PathBuf, String> {
+    let current_name = current.and_then(|c| c.file_name()).map(|n| n.to_os_string());
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-") && Some(n.to_os_string()) != current_name))
+        .filter(|p| crate::platform::vm::linux::disk_modules(p).is_ok())
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| {
+        format!(
+            "no second guest kernel with its disk modules in {} (only the one vm-linux boots): harness/fetch-kernel --fix --package linux-image-<another version>-cloud-amd64 fetches one",
+            dir.display()
+        )
+    })
+}
+
+/// The kernel fix on VMs that boot their own kernel (vm-linux): N VMs
+/// running on their own full-copy disks of the image with the platform's
+/// kernel; from t0, each is stopped and booted again on `kernel` (a second
+/// Debian kernel version) and must report the same root. The artefact is
+/// the kernel the VMs boot (one host file here: versus boots kernels from
+/// outside the disk, as Firecracker does; a VM whose kernel lives in its
+/// disk's /boot would have N), counted by digest before and after.
+pub fn kernel_drill(p: &dyn Platform, work: &mut ImageWork, old_kernel: &Path, kernel: &Path, n: usize) -> Result<DrillResult> {
+    let dir = work.dir(&format!("kernel-{}-{n}", p.name()))?;
+    let mut insts: Vec<Box<dyn Instance>> = Vec::new();
+    let out = run_kernel_drill(p, work, old_kernel, kernel, n, &dir, &mut insts);
+    for i in insts {
+        let _ = i.stop();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+fn run_kernel_drill(
+    p: &dyn Platform,
+    work: &mut ImageWork,
+    old_kernel: &Path,
+    kernel: &Path,
+    n: usize,
+    dir: &Path,
+    insts: &mut Vec<Box<dyn Instance>>,
+) -> Result<DrillResult> {
+    let timeout = work.timeout;
+    let old_digest = image_digest(&work.image.rootfs());
+    let base = work.base_disk()?;
+    let mut disks = Vec::new();
+    for i in 0..n {
+        let d = dir.join(format!("disk-{i}.ext4"));
+        disk::copy_sparse(&base, &d)?;
+        disks.push(d);
+    }
+    let spec = |d: &Path, k: Option<&Path>| {
+        let mut s = LaunchSpec::new(WorkloadSpec::Mode(GuestMode::ImageCheck { write_kib: 0 }));
+        s.timeout = timeout;
+        s.root = Some(InstanceRoot::Disk { path: d.to_path_buf(), kernel: k.map(Path::to_path_buf), initrd: None });
+        s
+    };
+    for d in &disks {
+        check_interrupt()?;
+        let mut inst = p.launch(&spec(d, None)).map_err(ExperimentError::launch(format!("launching {} on its old kernel", p.name())))?;
+        inst.read_result(timeout).map_err(ExperimentError::launch("reading the instance's image digest"))?;
+        insts.push(inst);
+    }
+    // The artefact: the kernel every VM boots, by content.
+    let slot = PathBuf::from("guest-kernel");
+    let before: BTreeMap<PathBuf, String> = [(slot.clone(), digest::of(old_kernel).map_err(ExperimentError::io("digesting the old kernel"))?)].into();
+    let t0 = Instant::now();
+    let mut unavailable = Duration::ZERO;
+    let mut verified = 0;
+    for (i, d) in disks.iter().enumerate() {
+        check_interrupt()?;
+        let t_down = Instant::now();
+        let old = insts.remove(0);
+        old.stop().map_err(ExperimentError::launch(format!("stopping {} instance {i}", p.name())))?;
+        let mut inst = p.launch(&spec(d, Some(kernel))).map_err(ExperimentError::launch(format!("restarting {} instance {i} on the new kernel", p.name())))?;
+        unavailable += t_down.elapsed();
+        let r = inst.read_result(timeout).map_err(ExperimentError::launch("reading the restarted instance's image digest"))?;
+        if r.checksum() == Some(old_digest.as_str()) {
+            verified += 1;
+        }
+        insts.push(inst);
+    }
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    let after: BTreeMap<PathBuf, String> = [(slot, digest::of(kernel).map_err(ExperimentError::io("digesting the new kernel"))?)].into();
+    let changed = count_changed(&before, &after);
+    let name = |k: &Path| k.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(DrillResult {
+        fix: "kernel",
+        platform: p.name().into(),
+        storage: Storage::Copy,
+        n,
+        artifacts: changed.len(),
+        bytes_written: 0,
+        ms,
+        unavailable_s: unavailable.as_secs_f64(),
+        verified: Some(verified),
+        package_copies: 0,
+        commands: vec![format!("(per VM, x{n}) stop; boot {} instead of {} on the same disk", name(kernel), name(old_kernel))],
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_fix_needs_a_second_kernel_with_its_modules() {
+        let t = tempfile::tempdir().unwrap();
+        let e = second_kernel_in(t.path(), None).unwrap_err();
+        assert!(e.contains("harness/fetch-kernel --fix"), "{e}");
+        // A kernel without its disk modules does not count.
+        std::fs::write(t.path().join("vmlinuz-6.1.0-56-cloud-amd64"), b"k").unwrap();
+        assert!(second_kernel_in(t.path(), None).is_err());
+        let m = t.path().join("modules-6.1.0-56-cloud-amd64");
+        std::fs::create_dir(&m).unwrap();
+        std::fs::write(m.join("modules.order"), "virtio\n").unwrap();
+        std::fs::write(m.join("virtio.ko"), b"m").unwrap();
+        assert_eq!(second_kernel_in(t.path(), None).unwrap(), t.path().join("vmlinuz-6.1.0-56-cloud-amd64"));
+        // Not the kernel the VMs boot already.
+        assert!(second_kernel_in(t.path(), Some(Path::new("/boot/vmlinuz-6.1.0-56-cloud-amd64"))).is_err());
+    }
 
     #[test]
     fn changed_artefacts_are_counted_by_digest() {

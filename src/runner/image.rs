@@ -119,6 +119,31 @@ pub fn run_image(
             out.samples.extend(rows);
             status.notes.push(note);
         }
+        if mode == (ImageMode::Disk { boots: true }) && o.patch_instances > 0 {
+            let current = p.guest_kernel();
+            match (&current, patch::second_kernel(current.as_deref())) {
+                (Some(old), Ok(k)) => {
+                    status.notes.push(format!("patch drill, kernel fix: {} booted instead of {}", k.display(), old.display()));
+                    for n in drill_ns(o.patch_instances) {
+                        progress.set_message(format!("{} kernel fix N={n}", p.name()));
+                        match patch::kernel_drill(*p, &mut work, old, &k, n) {
+                            Ok(r) => out.samples.extend(r.samples(packages, package_bytes)),
+                            Err(e) if e.is_interrupt() => {
+                                out.not_measured.push(e.to_string());
+                                return Err(LaunchError::Interrupted);
+                            }
+                            Err(e) => {
+                                status.notes.push(format!("kernel fix N={n} failed: {e}"));
+                                out.failures.push(format!("{} kernel fix N={n}: {e}", p.name()));
+                                break;
+                            }
+                        }
+                    }
+                }
+                (_, Err(why)) => status.notes.push(format!("{}: the kernel fix was not measured: {why}", p.name())),
+                (None, _) => status.notes.push(format!("{}: the kernel fix was not measured: its kernel is unknown", p.name())),
+            }
+        }
         let Some(fix) = &fix else { continue };
         status.notes.push(format!("patch drill, userland fix: {}", fix.describe()));
         for storage in Storage::of(mode) {
