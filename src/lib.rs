@@ -19,6 +19,7 @@ pub mod experiment;
 pub mod export;
 pub mod history;
 pub mod host;
+pub mod image;
 pub mod interrupt;
 pub mod measure;
 pub mod model;

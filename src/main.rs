@@ -50,6 +50,9 @@ enum Command {
     History(commands::history::HistoryArgs),
     /// Export a run for other CI tools (Bencher Metric Format JSON).
     Export(commands::export::ExportArgs),
+    /// Real OS images (a Debian debootstrap) for the size and patch
+    /// experiments of `versus run --image`.
+    Image(commands::image::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Calibrate(a) => commands::calibrate::run(a),
         Command::History(a) => commands::history::run(a),
         Command::Export(a) => commands::export::run(a),
+        Command::Image(a) => commands::image::run(a),
     };
     match result {
         // An interrupt that arrived late (while the run's files were

@@ -69,6 +69,10 @@ pub enum GuestMode {
     /// A noisy neighbour, for at most `ms` milliseconds (or until stopped);
     /// the fork bomb keeps at most `max_procs` processes alive.
     Stress { kind: StressKind, ms: u32, max_procs: u32 },
+    /// On an OS image: write `write_kib` KiB of the instance's own data,
+    /// signal ready, report [`image_digest`] of the root it sees, wait to
+    /// be stopped (harness/guest's `image-check`).
+    ImageCheck { write_kib: u32 },
 }
 
 impl WorkloadSpec {
@@ -100,6 +104,7 @@ impl WorkloadSpec {
             WorkloadSpec::Bench(w) => w.name(),
             WorkloadSpec::Mode(GuestMode::Probe { .. }) => "probe",
             WorkloadSpec::Mode(GuestMode::Stress { kind, .. }) => kind.mode_name(),
+            WorkloadSpec::Mode(GuestMode::ImageCheck { .. }) => "image-check",
         }
     }
 }
@@ -117,6 +122,7 @@ impl FromStr for WorkloadSpec {
             "stress-cpu" => return Ok(WorkloadSpec::mode(stress(StressKind::Cpu))),
             "stress-mem" => return Ok(WorkloadSpec::mode(stress(StressKind::Mem))),
             "stress-fork" => return Ok(WorkloadSpec::mode(stress(StressKind::Fork))),
+            "image-check" => return Ok(WorkloadSpec::mode(GuestMode::ImageCheck { write_kib: param.unwrap_or(0) })),
             _ => {}
         }
         Workload::from_name(name, param)
@@ -130,6 +136,7 @@ impl fmt::Display for WorkloadSpec {
         match *self {
             WorkloadSpec::Mode(GuestMode::Probe { port }) => write!(f, "probe:{port}"),
             WorkloadSpec::Mode(GuestMode::Stress { kind, ms, .. }) => write!(f, "{}:{ms}", kind.mode_name()),
+            WorkloadSpec::Mode(GuestMode::ImageCheck { write_kib }) => write!(f, "image-check:{write_kib}"),
             WorkloadSpec::Bench(Workload::Ready) => f.write_str("ready"),
             WorkloadSpec::Bench(w) => write!(f, "{}:{}", w.name(), w.param()),
         }
@@ -142,6 +149,7 @@ impl WorkloadSpec {
         match *self {
             WorkloadSpec::Mode(GuestMode::Probe { port }) => vec!["probe".into(), port.to_string()],
             WorkloadSpec::Mode(GuestMode::Stress { kind, ms, max_procs }) => vec![kind.mode_name().into(), ms.to_string(), max_procs.to_string()],
+            WorkloadSpec::Mode(GuestMode::ImageCheck { write_kib }) => vec!["image-check".into(), write_kib.to_string()],
             WorkloadSpec::Bench(Workload::Ready) => vec!["ready".into()],
             WorkloadSpec::Bench(w) => vec![w.name().into(), w.param().to_string()],
         }
@@ -171,6 +179,22 @@ impl WorkloadResult {
     pub fn checksum(&self) -> Option<&str> {
         self.get("checksum")
     }
+}
+
+/// The files whose content says which version of an OS image a root is
+/// (harness/guest's `IMAGE_FILES`).
+pub const IMAGE_FILES: [&str; 2] = ["etc/debian_version", "var/lib/dpkg/status"];
+
+/// What the `image-check` mode reports for a root holding the tree at
+/// `root`: SHA-256 over each of [`IMAGE_FILES`] (missing: empty) followed by
+/// a NUL, folded to 64 bits, as hex.
+pub fn image_digest(root: &Path) -> String {
+    let mut all = Vec::new();
+    for f in IMAGE_FILES {
+        all.extend(std::fs::read(root.join(f)).unwrap_or_default());
+        all.push(0);
+    }
+    format!("{:016x}", versus_workload::checksum64(&versus_workload::sha256::digest(&all)))
 }
 
 /// The `cpu` checksum every platform must report for `rounds`, computed

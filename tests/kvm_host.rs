@@ -13,7 +13,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::kvm_host::{run_versus, KvmHost};
+use common::kvm_host::{run_shell_with_disk, run_versus, KvmHost};
 
 /// One emulated host at a time: two would share the 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -88,4 +88,46 @@ fn vm_linux_runs_every_workload_and_its_reports_come_back() {
             assert!(rows.contains(&(w, m)), "no vm-linux {w} {m} sample in samples.csv:\n{samples}");
         }
     }
+}
+
+/// vm-linux on the Debian image: versus-vmm attaches the image's ext4 disk
+/// as virtio-blk (virtio-mmio, announced by ACPI), the guest's /init loads
+/// virtio_mmio and virtio_blk from its initramfs, mounts /dev/vda and runs
+/// the image's /versus-init (`root=/dev/vda rw init=/versus-init`), whose
+/// image-check reports the digest of the root it sees: the same as a
+/// container on the same image reports, and the image tree's own.
+#[test]
+fn vm_linux_boots_the_debian_disk_and_sees_the_image_a_container_sees() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(common::is_root(), "needs root (debootstrap, overlayfs, namespaces)");
+    // The image (built once, cached) and its disk, here.
+    let img = versus::image::build(&versus::image::ImageSpec::named("debian").unwrap()).unwrap_or_else(|e| panic!("the Debian image: {e}")).0;
+    let expected = versus::workload::image_digest(&img.rootfs());
+    let t = tempfile::tempdir().unwrap();
+    let disk = t.path().join("debian.ext4");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_versus")).args(["image", "disk", "debian"]).arg(&disk).output().unwrap();
+    assert!(out.status.success(), "versus image disk: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("image digest: {expected}")), "{}", String::from_utf8_lossy(&out.stdout));
+    // A container on the image sees that digest.
+    let c = versus::platform::container::ContainerPlatform::new(Default::default()).unwrap();
+    let (upper, work) = (t.path().join("upper"), t.path().join("work"));
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let mut spec = versus::platform::LaunchSpec::new("image-check:0".parse().unwrap());
+    spec.timeout = Duration::from_secs(20);
+    spec.root = Some(versus::platform::InstanceRoot::Overlay { lowers: vec![img.rootfs()], upper, work });
+    let mut inst = versus::platform::Platform::launch(&c, &spec).unwrap_or_else(|e| panic!("container on the image: {e}"));
+    let seen = inst.read_result(Duration::from_secs(20)).unwrap();
+    inst.stop().unwrap();
+    assert_eq!(seen.checksum(), Some(expected.as_str()), "the container's view");
+    // vm-linux booted on the disk, where KVM can boot a Linux kernel.
+    let line = r#"versus launch vm-linux -w image-check --root-disk "$VERSUS_DISK" --timeout 400"#;
+    let Some(run) = run_shell_with_disk(line, &disk, Duration::from_secs(900)) else {
+        return;
+    };
+    assert!(run.status.success(), "{}", run.describe());
+    assert!(run.stdout.contains(&format!("image digest: {expected}")), "vm-linux saw another root: {}", run.describe());
+    // The host's disk file was not written by the guest (copy-on-write on
+    // the emulated host; natively the guest's write of nothing: image-check:0).
+    drop(t);
 }

@@ -110,6 +110,8 @@ impl Chart for FootprintChart {
 
 /// The marker of a storage method, so methods of one platform differ.
 fn marker<DB: DrawingBackend>(method: &str, at: (i32, i32), c: RGBColor) -> DynElement<'static, DB, (i32, i32)> {
+    // `debian/qcow2-synthetic` is drawn as `qcow2`.
+    let method = method.rsplit('/').next().unwrap_or(method).trim_end_matches("-synthetic");
     match method {
         "overlay" | "qcow2" => TriangleMarker::new(at, 7, c.filled()).into_dyn(),
         "copy" => Rectangle::new([(at.0 - 6, at.1 - 6), (at.0 + 6, at.1 + 6)], c.filled()).into_dyn(),

@@ -10,6 +10,7 @@ pub mod data;
 pub mod density;
 pub mod footprint;
 pub mod memory;
+pub mod patch;
 pub mod phases;
 pub mod plan;
 pub mod probes;
@@ -234,6 +235,7 @@ pub fn render_all(samples: &[Sample], probes: &[ProbeRow], plan: &[plan::PlanBar
     out.extend(render_some(memory::MemoryChart::from_samples(samples), dir)?);
     out.extend(render_some(density::DensityChart::from_samples(samples), dir)?);
     out.extend(render_some(footprint::FootprintChart::from_samples(samples), dir)?);
+    out.extend(render_some(patch::PatchChart::from_samples(samples), dir)?);
     out.extend(render_some(probes::ProbeChart::from_rows(probes), dir)?);
     out.extend(render_some(plan::PlanChart::new(plan.to_vec()), dir)?);
     for stem in STEMS.iter().filter(|s| !out.contains(s)) {
@@ -245,7 +247,7 @@ pub fn render_all(samples: &[Sample], probes: &[ProbeRow], plan: &[plan::PlanBar
 }
 
 /// Every chart's stem, in report order.
-pub const STEMS: [&str; 8] = ["boot", "phases", "storm", "memory", "density", "footprint", "probes", "plan"];
+pub const STEMS: [&str; 9] = ["boot", "phases", "storm", "memory", "density", "footprint", "patch", "probes", "plan"];
 
 /// Renders `chart` when there is one; its stem when drawn.
 fn render_some<C: Chart>(chart: Option<C>, dir: &Path) -> Result<Option<&'static str>> {

@@ -39,6 +39,11 @@ pub struct LaunchArgs {
     /// paths) or `privileged` (namespaces, cgroup and read-only rootfs only).
     #[arg(long, default_value = "default")]
     pub container_profile: Profile,
+    /// vm-linux: boot on this raw ext4 disk of an OS image (`versus image
+    /// disk debian PATH`) as root, and print the image digest the guest
+    /// reports (use with `-w image-check`).
+    #[arg(long)]
+    pub root_disk: Option<PathBuf>,
 }
 
 /// The longest wait versus accepts, in seconds (a day).
@@ -58,6 +63,18 @@ pub fn run(a: LaunchArgs) -> anyhow::Result<ExitCode> {
     let platform = registry::create(&a.platform, &popts).map_err(|why| anyhow::anyhow!("cannot launch {}: {why}", a.platform))?;
     let mut spec = LaunchSpec::new(a.workload);
     spec.timeout = Duration::from_secs_f64(a.timeout);
+    if let Some(disk) = &a.root_disk {
+        spec.root = Some(versus::platform::InstanceRoot::Disk { path: disk.clone(), kernel: None, initrd: None });
+        let mut inst = platform.launch(&spec).with_context(|| format!("{} on the disk {}", a.platform, disk.display()))?;
+        let r = inst.read_result(spec.timeout).context("reading the guest's image digest")?;
+        let digest = r.checksum().unwrap_or("none").to_string();
+        let boot_ms = inst.boot().total_ms();
+        inst.stop().context("stopping the guest")?;
+        println!("{} {} root={}", a.platform, a.workload, disk.display());
+        println!("  boot {boot_ms:.1} ms");
+        println!("  image digest: {digest}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let rec = runner::launch_once(platform.as_ref(), &spec).with_context(|| format!("{} {}", a.platform, a.workload))?;
     if a.json {
         let rows: Vec<_> = rec.rows.iter().map(|(m, v)| serde_json::json!({"metric": m.to_string(), "unit": m.unit(), "value": v})).collect();

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod env;
 pub mod export;
 pub mod history;
+pub mod image;
 pub mod launch;
 pub mod plan;
 pub mod probe;

@@ -99,6 +99,15 @@ pub struct RunArgs {
     /// Instances built for real in the footprint measurement.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub footprint_instances: u32,
+    /// Also measure size and maintenance on a real OS image: `debian` (a
+    /// debootstrap minbase of Debian stable from this host's apt mirror,
+    /// built once into ~/.cache/versus/images; see `versus image build`):
+    /// its sizes as container layers and VM disks, and the patch drill.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Largest N of the patch drill (N = 1, 2, 4, ... up to it; 0: no drill).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub patch_instances: u32,
     /// Launch latency and workloads only: no memory, density, footprint,
     /// probes, interference, charts or report.
     #[arg(long)]
@@ -246,6 +255,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             footprint_instances: a.footprint_instances as usize,
             probes: true,
             interference: (!a.no_interference).then_some(interference),
+            image: a.image.clone().map(|name| runner::image::ImageOptions {
+                name,
+                patch_instances: a.patch_instances as usize,
+                size_instances: a.footprint_instances as usize,
+                timeout: Duration::from_secs_f64(a.timeout),
+            }),
         }
     };
     let opts = RunOptions {

@@ -434,7 +434,7 @@ pub fn measure_storage(platform: &str, storage: &[Storage], n: usize, write_byte
             Storage::Disk { shared, tree, synthetic } => {
                 if *synthetic {
                     notes.push(format!(
-                        "{platform}: its VM disk rows (copy-synthetic, qcow2-synthetic, reflink-synthetic) are synthetic: it does not boot from such a disk today; they show what a disk of the same files would cost"
+                        "{platform}: its VM disk rows (copy-synthetic, qcow2-synthetic, reflink-synthetic) are synthetic: without an OS image it boots from its initramfs, not from such a disk; they show what a disk of the same files would cost (with --image it boots the image's own disk: the image.* rows)"
                     ));
                 }
                 let work = match tempfile::Builder::new().prefix("versus-footprint-vm-").tempdir() {

@@ -7,6 +7,7 @@ pub mod density;
 pub mod footprint;
 pub mod interference;
 pub mod memory;
+pub mod patch;
 pub mod probes;
 pub mod storm;
 

@@ -135,6 +135,21 @@ metrics! {
     ImagePerInstance => "image.per_instance", "bytes";
     /// Bytes for N instances (iteration = N).
     ImageNInstances => "image.n_instances", "bytes";
+    /// Artefacts a fix changed, counted by content digest before and after
+    /// (count; iteration = N instances; workload = fix/storage).
+    PatchArtifacts => "patch.artifacts", "count";
+    /// Bytes the fix's commands wrote (the kernel's write accounting of each).
+    PatchBytesWritten => "patch.bytes_written", "bytes";
+    /// From the fix's start until all N instances were patched and ready again (ms).
+    PatchMs => "patch.ms", "ms";
+    /// Instances that reported, from inside, the new version after the fix.
+    PatchVerifiedInstances => "patch.verified_instances", "count";
+    /// Instance-seconds of unavailability: the sum over the instances of stop to ready again.
+    PatchUnavailable => "patch.unavailable", "instance_s";
+    /// Copies of the image's packages the artefacts to patch carry (count).
+    PatchPackages => "patch.packages", "count";
+    /// Installed bytes of those package copies (dpkg's Installed-Size).
+    PatchPackageBytes => "patch.package_bytes", "bytes";
     /// The victim's time alone (ms).
     InterferenceAlone => "interference.alone", "ms";
     /// Victim time beside a CPU hog / time alone.
@@ -279,7 +294,8 @@ mod tests {
         assert_eq!(Metric::from("boot.rootfs"), Metric::phase("rootfs"));
         assert_eq!(Metric::phase("rootfs").to_string(), "boot.rootfs");
         assert_eq!(Metric::from("boot."), Metric::Other("boot.".into()));
-        assert_eq!(Metric::from("patch.ms"), Metric::Other("patch.ms".into()));
+        assert_eq!(Metric::from("patch.ms"), Metric::PatchMs);
+        assert_eq!(Metric::from("patch.nope"), Metric::Other("patch.nope".into()));
         assert_eq!(Metric::MemHost.family(), "mem");
         assert_eq!(Metric::Boot.family(), "boot");
     }

@@ -121,6 +121,19 @@ impl ChildWorkload {
         }
     }
 
+    /// The next `RESULT` of a workload that keeps running after sending it
+    /// (`image-check`), within `timeout`.
+    pub fn next_result(&mut self, timeout: Duration) -> Result<crate::workload::WorkloadResult> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.channel.recv(deadline, "report its result", timeout)? {
+                Some((Received::Result(r), _)) => return Ok(r),
+                Some(_) => continue,
+                None => return Err(self.crash_error("exited before reporting its result")),
+            }
+        }
+    }
+
     /// Reads reports until the workload closes its channel, then reaps it.
     pub fn finish(&mut self) -> Result<Finished> {
         let deadline = Instant::now() + self.timeout;
@@ -226,6 +239,9 @@ impl Instance for ChildInstance {
     }
     fn pids(&self) -> Vec<i32> {
         self.child.pid().map(|p| p.as_raw()).into_iter().collect()
+    }
+    fn read_result(&mut self, timeout: Duration) -> Result<crate::workload::WorkloadResult> {
+        self.child.next_result(timeout)
     }
     fn finish(&mut self) -> Result<Finished> {
         self.child.finish()

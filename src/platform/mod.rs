@@ -66,11 +66,15 @@ pub struct LaunchSpec {
     /// may merge. The density experiment's KSM pass asks for it; platforms
     /// that cannot honour it must refuse the launch, never ignore it.
     pub ksm_merge: bool,
+    /// The root the instance runs on when not the platform's own (an OS
+    /// image's layers or disk: `--image`). A platform that cannot use it
+    /// refuses the launch, never ignores it.
+    pub root: Option<InstanceRoot>,
 }
 
 impl LaunchSpec {
     pub fn new(workload: WorkloadSpec) -> LaunchSpec {
-        LaunchSpec { workload, timeout: Duration::from_secs(30), limits: Limits::default(), cgroup: CgroupNeeds::default(), ksm_merge: false }
+        LaunchSpec { workload, timeout: Duration::from_secs(30), limits: Limits::default(), cgroup: CgroupNeeds::default(), ksm_merge: false, root: None }
     }
 
     /// The workload program's arguments for this launch: `--ksm` first
@@ -83,6 +87,50 @@ impl LaunchSpec {
         a.extend(self.workload.guest_args());
         a
     }
+}
+
+/// The root an instance runs on (an OS image: `--image`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceRoot {
+    /// A container's root: an overlayfs of `lowers` (top first: read only,
+    /// shared by every instance) under this instance's own `upper` and
+    /// `work` dirs (same filesystem, made by the caller, who measures and
+    /// removes them once the instance stopped). The platform adds its own
+    /// layer on top (the workload program as /init); the overlay is
+    /// mounted inside the instance's mount namespace, so it ends with it.
+    Overlay { lowers: Vec<PathBuf>, upper: PathBuf, work: PathBuf },
+    /// A VM's root disk: a raw ext4 image this instance alone reads and
+    /// writes, booted with `kernel` and `initrd` when given (else the
+    /// platform's).
+    Disk { path: PathBuf, kernel: Option<PathBuf>, initrd: Option<PathBuf> },
+}
+
+impl LaunchSpec {
+    /// An error for a platform that cannot run on `self.root` (`None`: it
+    /// has none, or it is the platform's own).
+    pub fn refuse_root(&self, platform: &str) -> Result<()> {
+        match &self.root {
+            None => Ok(()),
+            Some(r) => Err(crate::error::LaunchError::Unsupported(format!(
+                "{platform} cannot run an instance on {r:?} (an OS image's root: only container and vm-linux can)"
+            ))),
+        }
+    }
+}
+
+/// How a platform takes part in the OS-image experiments (`--image`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageMode {
+    /// Not in them.
+    None,
+    /// It runs on the host's own root: its OS image is the host's.
+    HostRoot,
+    /// It runs on [`InstanceRoot::Overlay`].
+    Overlay,
+    /// A VM disk per instance; `boots`: it boots from
+    /// [`InstanceRoot::Disk`] (else the disk is one it does not read, and
+    /// the rows say so).
+    Disk { boots: bool },
 }
 
 /// Which controls of an instance's own cgroup a measurement needs.
@@ -128,6 +176,11 @@ pub trait Instance {
     /// guest RAM. `None` for instances without one.
     fn vmm_memory(&self) -> Option<Result<VmmMemory>> {
         None
+    }
+    /// The next `RESULT` of a workload that keeps running after sending it
+    /// (`image-check`), within `timeout`.
+    fn read_result(&mut self, _timeout: Duration) -> Result<crate::workload::WorkloadResult> {
+        Err(crate::error::LaunchError::Unsupported("this platform's instances report results only when they finish".into()))
     }
     /// Waits for the workload to finish by itself and returns its reports.
     /// A crash, an out-of-memory kill or a timeout is an error.
@@ -204,5 +257,14 @@ pub trait Platform: Send + Sync {
     /// What its instances need on disk (empty: not measured).
     fn storage(&self) -> Vec<Storage> {
         Vec::new()
+    }
+    /// How it takes part in the OS-image experiments.
+    fn image_mode(&self) -> ImageMode {
+        ImageMode::None
+    }
+    /// The kernel file its guests boot, for a VM that boots its own
+    /// (the patch drill's kernel fix swaps it).
+    fn guest_kernel(&self) -> Option<PathBuf> {
+        None
     }
 }

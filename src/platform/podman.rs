@@ -252,6 +252,7 @@ impl Platform for PodmanPlatform {
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
+        spec.refuse_root("podman")?;
         let choice = self.runtime().map_err(|e| LaunchError::Unsupported(e.to_string()))?;
         Ok(Box::new(self.launch_with(spec, choice.runtime.as_deref())?))
     }

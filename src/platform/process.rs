@@ -58,6 +58,10 @@ impl Platform for ProcessPlatform {
     fn storage(&self) -> Vec<Storage> {
         vec![Storage::Shared(vec![self.guest.path()])]
     }
+    /// Its OS is the host's: its userland is patched once, on the host.
+    fn image_mode(&self) -> crate::platform::ImageMode {
+        crate::platform::ImageMode::HostRoot
+    }
     fn notes(&self) -> Vec<String> {
         vec![
             "call: one getpid() system call per round trip".into(),
@@ -67,6 +71,7 @@ impl Platform for ProcessPlatform {
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
+        spec.refuse_root("process")?;
         let start = now_ns();
         let args = ["--fd".to_string(), CHANNEL_FD.to_string()].into_iter().chain(spec.guest_args());
         let program = Program::new(self.guest.path(), args, Environment::inherited()?)?;

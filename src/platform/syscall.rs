@@ -15,6 +15,9 @@ use nix::sched::CloneFlags;
 pub trait Syscall {
     fn mount(&self, source: Option<&CStr>, target: &CStr, fstype: Option<&CStr>, flags: MsFlags) -> nix::Result<()>;
     fn umount2(&self, target: &CStr, flags: MntFlags) -> nix::Result<()>;
+    /// A mount with filesystem data (`source` of type `fstype` on `target`,
+    /// no flags): an overlayfs with its options.
+    fn mount_data(&self, source: &CStr, target: &CStr, fstype: &CStr, data: &CStr) -> nix::Result<()>;
     fn pivot_root(&self, new_root: &CStr, put_old: &CStr) -> nix::Result<()>;
     fn chdir(&self, dir: &CStr) -> nix::Result<()>;
     fn sethostname(&self, name: &CStr) -> nix::Result<()>;
@@ -82,6 +85,9 @@ impl Syscall for LinuxSyscall {
     }
     fn umount2(&self, target: &CStr, flags: MntFlags) -> nix::Result<()> {
         nix::mount::umount2(target, flags)
+    }
+    fn mount_data(&self, source: &CStr, target: &CStr, fstype: &CStr, data: &CStr) -> nix::Result<()> {
+        nix::mount::mount(Some(source), target, Some(fstype), MsFlags::empty(), Some(data))
     }
     fn pivot_root(&self, new_root: &CStr, put_old: &CStr) -> nix::Result<()> {
         nix::unistd::pivot_root(new_root, put_old)
@@ -236,6 +242,9 @@ pub mod recording {
         }
         fn umount2(&self, target: &CStr, flags: MntFlags) -> nix::Result<()> {
             self.rec(format!("umount2 {} {:?}", s(Some(target)), flags))
+        }
+        fn mount_data(&self, source: &CStr, target: &CStr, fstype: &CStr, data: &CStr) -> nix::Result<()> {
+            self.rec(format!("mount {} {} {} {}", s(Some(source)), s(Some(target)), s(Some(fstype)), s(Some(data))))
         }
         fn pivot_root(&self, new_root: &CStr, put_old: &CStr) -> nix::Result<()> {
             self.rec(format!("pivot_root {} {}", s(Some(new_root)), s(Some(put_old))))

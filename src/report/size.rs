@@ -51,7 +51,7 @@ pub(super) fn section(ctx: &Ctx<'_>, o: &mut String, missing: &mut Vec<String>) 
     if fp.iter().any(|(_, m)| m.ends_with("-synthetic")) {
         let _ = writeln!(
             o,
-            "Storage marked `-synthetic` is not what the platform uses today (versus' container runs on a read-only rootfs; vm-linux boots from its initramfs): versus built it and wrote each instance's data into it itself, to show what it would cost.\n"
+            "Storage marked `-synthetic` is not what the platform uses today (without `--image`, versus' container runs on a read-only rootfs and vm-linux boots from its initramfs; on the OS image vm-linux boots the image's disk): versus built it and wrote each instance's data into it itself, to show what it would cost.\n"
         );
     }
 }

@@ -9,6 +9,7 @@
 //! The runner knows platforms only through [`Platform`] and their
 //! [`crate::platform::PlatformInfo`]; a test drives it with a fake one.
 
+pub mod image;
 mod launch;
 mod plan;
 
@@ -68,12 +69,14 @@ pub struct CostOptions {
     pub probes: bool,
     /// Noisy-neighbour interference, when set.
     pub interference: Option<interference::Config>,
+    /// The OS-image experiments (`--image`), when set.
+    pub image: Option<image::ImageOptions>,
 }
 
 impl CostOptions {
     /// Launch latency only.
     pub fn none() -> CostOptions {
-        CostOptions { memory_mib: 0, memory_iterations: 0, density: None, storm: None, footprint_instances: 0, probes: false, interference: None }
+        CostOptions { memory_mib: 0, memory_iterations: 0, density: None, storm: None, footprint_instances: 0, probes: false, interference: None, image: None }
     }
 }
 
@@ -191,11 +194,17 @@ pub fn run_with(run_id: &str, candidates: Vec<Candidate>, opts: &RunOptions, pro
     // tenth).
     let per_platform_budget = opts.max_time.map(|t| (t.saturating_sub(started.elapsed()).mul_f64(0.9) / ran_count).max(Duration::from_secs(1)));
     let mut ran: Vec<&dyn Platform> = Vec::new();
-    for (p, status) in created.iter().zip(statuses.iter_mut()) {
+    let mut ran_idx: Vec<(&dyn Platform, usize)> = Vec::new();
+    for (i, (p, status)) in created.iter().zip(statuses.iter_mut()).enumerate() {
         if status.status == RunStatus::Ran {
             measure_costs(p.as_ref(), opts, per_platform_budget, host_facts.as_ref(), progress, &mut out, status)?;
             ran.push(p.as_ref());
+            ran_idx.push((p.as_ref(), i));
         }
+    }
+    if let Some(io) = &opts.costs.image {
+        check_interrupt()?;
+        image::run_image(io, &ran_idx, &mut statuses, progress, &mut out)?;
     }
     out.statuses.extend(statuses);
     if opts.costs.memory_iterations > 0 {
@@ -293,6 +302,7 @@ fn measure_costs(
         limits: opts.limits,
         cgroup: CgroupNeeds { memory: true, cpu: false },
         ksm_merge: false,
+        root: None,
     };
     if c.memory_iterations > 0 {
         check_interrupt()?;

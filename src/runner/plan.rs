@@ -121,7 +121,8 @@ pub(super) fn launch_all(
     out: &mut RunResult,
 ) -> Result<(), LaunchOnceError> {
     let started = Instant::now();
-    let spec_of = |w: WorkloadSpec| LaunchSpec { workload: w, timeout: opts.timeout, limits: opts.limits, cgroup: Default::default(), ksm_merge: false };
+    let spec_of =
+        |w: WorkloadSpec| LaunchSpec { workload: w, timeout: opts.timeout, limits: opts.limits, cgroup: Default::default(), ksm_merge: false, root: None };
     // One launch of platform k: rows recorded when `iteration` is given.
     let one =
         |k: usize, w: WorkloadSpec, iteration: Option<u32>, out: &mut RunResult, statuses: &mut [PlatformStatus]| -> Result<Option<Done>, LaunchOnceError> {

@@ -83,12 +83,23 @@ pub fn run_shell(line: &str, timeout: Duration) -> Option<HostRun> {
     run(Cmd::Shell(line), timeout)
 }
 
+/// [`run_shell`] with `disk` attached: the command finds it as
+/// `$VERSUS_DISK` (on the emulated host, a copy-on-write virtio disk,
+/// /dev/vdb; here, the file itself).
+pub fn run_shell_with_disk(line: &str, disk: &Path, timeout: Duration) -> Option<HostRun> {
+    run_with(Cmd::Shell(line), Some(disk), timeout)
+}
+
 enum Cmd<'a> {
     Versus(&'a [&'a str]),
     Shell(&'a str),
 }
 
 fn run(what: Cmd, timeout: Duration) -> Option<HostRun> {
+    run_with(what, None, timeout)
+}
+
+fn run_with(what: Cmd, disk: Option<&Path>, timeout: Duration) -> Option<HostRun> {
     let host = match kvm_host() {
         Ok(h) => h,
         Err(why) => {
@@ -110,11 +121,17 @@ fn run(what: Cmd, timeout: Duration) -> Option<HostRun> {
             let bin = Path::new(versus).parent().map(|p| p.display().to_string()).unwrap_or_default();
             let mut c = Command::new("sh");
             c.arg("-c").arg(line).current_dir(&dir).env("PATH", format!("{bin}:{}", std::env::var("PATH").unwrap_or_default()));
+            if let Some(d) = disk {
+                c.env("VERSUS_DISK", d);
+            }
             c
         }
         (KvmHost::Emulated, _) => {
             let mut c = Command::new(script());
             c.arg("--timeout").arg(timeout.as_secs().max(1).to_string()).arg("--out").arg(&dir).arg("--versus").arg(versus);
+            if let Some(d) = disk {
+                c.arg("--disk").arg(d);
+            }
             match what {
                 Cmd::Versus(args) => c.arg("--").args(args),
                 Cmd::Shell(line) => c.arg("--sh").arg("--").arg(line),

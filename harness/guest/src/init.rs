@@ -7,10 +7,18 @@
 //!    serial ports);
 //! 3. reads the workload from the kernel command line
 //!    (`versus.args=cpu,1000`: the argument vector, comma-separated);
-//! 4. runs this same program as a child with `--fd 3` and the serial port
+//! 4. with `root=/dev/vda` on the command line (a guest booted on an OS
+//!    image's disk), loads the kernel modules the initramfs carries
+//!    (/lib/modules/modules.order: virtio_mmio, virtio_blk and their
+//!    dependencies, with finit_module(2)), waits for the disk, mounts it
+//!    (ext4, read-write unless `ro`), mounts /dev, /proc and /sys in it,
+//!    chroots into it and runs the image's `init=` program (default
+//!    /versus-init) instead of itself in step 5, so the workload sees the
+//!    disk as its root;
+//! 5. runs this same program as a child with `--fd 3` and the serial port
 //!    COM2 (/dev/ttyS1) as fd 3, so the workload speaks the same protocol as
 //!    everywhere else, on a line that kernel messages never touch;
-//! 5. when the child ends, reboots: with `reboot=k` the kernel resets the
+//! 6. when the child ends, reboots: with `reboot=k` the kernel resets the
 //!    CPU through the i8042, which ends the VM (a power-off without ACPI
 //!    would only halt).
 //!
@@ -41,12 +49,29 @@ extern "C" {
     fn reboot(cmd: i32) -> i32;
     fn sync();
     fn getpid() -> i32;
+    fn chroot(path: *const i8) -> i32;
+    fn chdir(path: *const i8) -> i32;
+    fn syscall(num: i64, ...) -> i64;
     fn _exit(code: i32) -> !;
 }
 
 const O_RDWR: i32 = 2;
 const O_NOCTTY: i32 = 0o400;
 const RB_AUTOBOOT: i32 = 0x0123_4567;
+const MS_RDONLY: u64 = 1;
+const SYS_FINIT_MODULE: i64 = 313;
+const EEXIST: i32 = 17;
+
+/// The kernel command-line keys of a guest booted on a disk.
+pub const ROOT_KEY: &str = "root=";
+pub const INIT_KEY: &str = "init=";
+/// The program the image's disk holds for the workload
+/// (`src/image/disk.rs`'s INIT_PATH).
+pub const DEFAULT_DISK_INIT: &str = "/versus-init";
+/// Where the initramfs of a disk boot keeps its modules, and their order.
+pub const MODULES_DIR: &str = "/lib/modules";
+/// Where the disk is mounted before the chroot.
+const NEW_ROOT: &str = "/newroot";
 
 /// `Some(exit code)` when this process is a guest's /init (and then it
 /// never really returns: it reboots the VM); `None` otherwise.
@@ -94,6 +119,65 @@ fn mount_fs(fstype: &str, target: &str) {
     }
 }
 
+/// The value of `key` (e.g. `root=`) on the kernel command line.
+pub fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline.split_whitespace().find_map(|w| w.strip_prefix(key)).filter(|v| !v.is_empty())
+}
+
+/// Loads the modules listed in /lib/modules/modules.order, in order.
+fn load_modules() -> Result<(), String> {
+    let order = std::fs::read_to_string(format!("{MODULES_DIR}/modules.order"))
+        .map_err(|e| format!("no {MODULES_DIR}/modules.order in the initramfs ({e}): it cannot load the disk's drivers"))?;
+    let empty = cstr("");
+    for name in order.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let path = format!("{MODULES_DIR}/{name}.ko");
+        let f = std::fs::File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: finit_module reads the open module file and the empty,
+        // NUL-terminated parameter string; no other memory is passed.
+        let r = unsafe { syscall(SYS_FINIT_MODULE, f.as_raw_fd() as i64, empty.as_ptr(), 0i64) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(EEXIST) {
+                return Err(format!("loading the module {name}: {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Mounts `dev` (ext4) as the new root, with /dev, /proc and /sys, and
+/// chroots into it.
+fn enter_disk_root(dev: &str, read_only: bool) -> Result<(), String> {
+    let t0 = std::time::Instant::now();
+    while !std::path::Path::new(dev).exists() {
+        if t0.elapsed() > std::time::Duration::from_secs(20) {
+            return Err(format!("{dev} did not appear within 20 s of loading virtio_mmio and virtio_blk (no virtio-mmio device announced?)"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (d, t, f) = (cstr(dev), cstr(NEW_ROOT), cstr("ext4"));
+    // SAFETY: valid NUL-terminated strings that outlive the calls.
+    unsafe {
+        mkdir(t.as_ptr(), 0o755);
+        if mount(d.as_ptr(), t.as_ptr(), f.as_ptr(), if read_only { MS_RDONLY } else { 0 }, std::ptr::null()) != 0 {
+            return Err(format!("mounting {dev} (ext4) on {NEW_ROOT}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    mount_fs("devtmpfs", &format!("{NEW_ROOT}/dev"));
+    mount_fs("proc", &format!("{NEW_ROOT}/proc"));
+    mount_fs("sysfs", &format!("{NEW_ROOT}/sys"));
+    let dot = cstr(".");
+    let slash = cstr("/");
+    // SAFETY: valid NUL-terminated paths; as pid 1 we hold CAP_SYS_CHROOT.
+    unsafe {
+        if chdir(t.as_ptr()) != 0 || chroot(dot.as_ptr()) != 0 || chdir(slash.as_ptr()) != 0 {
+            return Err(format!("chroot into {NEW_ROOT}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 /// The workload's argument vector from the kernel command line.
 pub fn args_from_cmdline(cmdline: &str) -> Option<Vec<String>> {
     let v = cmdline.split_whitespace().find_map(|w| w.strip_prefix(ARGS_KEY))?;
@@ -117,11 +201,28 @@ fn run_as_init() {
         eprintln!("versus-init: cannot open {CHANNEL_TTY}: {}", std::io::Error::last_os_error());
         return;
     }
+    // On a disk: the drivers, the mount, the chroot; then the image's program.
+    let mut program = "/init".to_string();
+    if let Some(dev) = param(&cmdline, ROOT_KEY) {
+        let read_only = cmdline.split_whitespace().any(|w| w == "ro");
+        if let Err(why) = load_modules().and_then(|()| enter_disk_root(dev, read_only)) {
+            eprintln!("versus-init: {why}");
+            // The host reads the channel: say it there too, so the launch
+            // fails with the reason instead of a timeout.
+            use std::io::Write;
+            use std::os::fd::FromRawFd;
+            // SAFETY: `fd` is open and ours; the File closes it on drop.
+            let mut ch = unsafe { std::fs::File::from_raw_fd(fd) };
+            let _ = ch.write_all(format!("ABORT versus-init: {why}\n").as_bytes());
+            return;
+        }
+        program = param(&cmdline, INIT_KEY).unwrap_or(DEFAULT_DISK_INIT).to_string();
+    }
     let mut argv_s = vec![cstr("versus-guest"), cstr("--fd"), cstr("3")];
     argv_s.extend(args.iter().map(|a| cstr(a)));
     let mut argv: Vec<*const i8> = argv_s.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let path = cstr("/init");
+    let path = cstr(&program);
     // SAFETY: fork in a single-threaded process; the child only calls
     // async-signal-safe functions (dup2, close, execv, _exit) before exec.
     let pid = unsafe { fork() };
@@ -173,5 +274,14 @@ mod tests {
         assert_eq!(args_from_cmdline("versus.args=ready\n"), Some(vec!["ready".to_string()]));
         assert_eq!(args_from_cmdline("console=ttyS0"), None);
         assert_eq!(args_from_cmdline("versus.args="), None);
+    }
+
+    #[test]
+    fn a_disk_boot_is_read_from_the_command_line() {
+        let c = "console=ttyS0 rdinit=/init root=/dev/vda rw init=/versus-init versus.args=image-check,0";
+        assert_eq!((param(c, ROOT_KEY), param(c, INIT_KEY)), (Some("/dev/vda"), Some("/versus-init")));
+        // rdinit= is not init=.
+        assert_eq!(param("rdinit=/init", INIT_KEY), None);
+        assert_eq!(param("console=ttyS0 root=", ROOT_KEY), None);
     }
 }

@@ -4,7 +4,15 @@
 //! versus-guest [--fd N] [--ksm] <ready|cpu|mem|call|idle> [PARAM]
 //! versus-guest [--fd N] probe PORT
 //! versus-guest [--fd N] <stress-cpu|stress-mem|stress-fork> MS [MAX_PROCS]
+//! versus-guest [--fd N] image-check [KIB]
 //! ```
+//!
+//! `image-check KIB` is for an instance on an OS image (`versus run
+//! --image`): it writes KIB KiB to /var/tmp/versus-instance-data (synced:
+//! the instance's own data, 0 for none), signals ready, reports a RESULT
+//! whose checksum is [`image_digest`] of the root it sees (so versus can
+//! tell which version of the image an instance runs on), then waits like
+//! `idle` until its standard input reaches end of file.
 //!
 //! `--ksm`: the program's first action is `prctl(PR_SET_MEMORY_MERGE)` on
 //! itself, so that the kernel's samepage merging may merge every page it
@@ -118,6 +126,15 @@ fn main() -> ExitCode {
         }
     }
     let Some(name) = args.next() else { return usage() };
+    if name == IMAGE_CHECK {
+        let kib = match args.next().map(|p| p.parse::<u32>()) {
+            None => 0,
+            Some(Ok(v)) => v,
+            Some(Err(_)) => return usage(),
+        };
+        let Some(mut ch) = open_channel(fd) else { return ExitCode::from(2) };
+        return image_check(kib, started, &mut ch);
+    }
     if probe::is_mode(&name) {
         let mut params = Vec::new();
         for p in args {
@@ -174,6 +191,55 @@ fn ready(ch: &mut Channel, started: u64) {
     let mut line = String::new();
     let _ = protocol::write_ready(&mut line, Some((now_ns(), started)));
     ch.send(&line);
+}
+
+/// The `image-check` mode's name.
+const IMAGE_CHECK: &str = "image-check";
+/// The files whose content says which version of an OS image a root is.
+pub const IMAGE_FILES: [&str; 2] = ["/etc/debian_version", "/var/lib/dpkg/status"];
+/// Where `image-check` writes the instance's own data.
+const INSTANCE_DATA: &str = "/var/tmp/versus-instance-data";
+
+/// SHA-256 over each of [`IMAGE_FILES`] (missing: empty) followed by a NUL,
+/// folded to 64 bits: the version of the image this root holds. versus
+/// computes the same over an image tree (`src/experiment/patch.rs`).
+fn image_digest() -> u64 {
+    let mut all = Vec::new();
+    for f in IMAGE_FILES {
+        all.extend(std::fs::read(f).unwrap_or_default());
+        all.push(0);
+    }
+    wl::checksum64(&versus_workload::sha256::digest(&all))
+}
+
+fn image_check(kib: u32, started: u64, ch: &mut Channel) -> ExitCode {
+    let t = now_ns();
+    if kib > 0 {
+        let data: Vec<u8> = (0..kib as usize * 1024).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1]).collect();
+        let written = std::fs::File::create(INSTANCE_DATA).and_then(|mut f| {
+            f.write_all(&data)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            eprintln!("versus-guest: cannot write {INSTANCE_DATA}: {e}");
+            return ExitCode::from(4);
+        }
+    }
+    let digest = image_digest();
+    let el = now_ns() - t;
+    ready(ch, started);
+    let mut line = String::new();
+    let report = Report { workload: IMAGE_CHECK, param: kib, elapsed_ns: el, checksum: digest, started_ns: Some(started) };
+    let _ = protocol::write_result(&mut line, &report);
+    ch.send(&line);
+    let mut sink = [0u8; 64];
+    let mut stdin = std::io::stdin();
+    while let Ok(n) = stdin.read(&mut sink) {
+        if n == 0 {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn run(workload: Workload, started: u64, ch: &mut Channel) -> ExitCode {

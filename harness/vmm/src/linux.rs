@@ -19,7 +19,7 @@ use versus_vmm::linux::boot::{Ended, LinuxVm, Next, VmConfig};
 use versus_vmm::linux::read_kernel;
 use versus_vmm::memory::RamOptions;
 
-/// `linux --kernel PATH --initrd PATH [--mem MIB] [--cmdline STR] [--console] [--hide-unemulated] [--boot-bzimage]`.
+/// `linux --kernel PATH --initrd PATH [--mem MIB] [--cmdline STR] [--disk PATH] [--console] [--hide-unemulated] [--boot-bzimage]`.
 #[derive(Debug, PartialEq)]
 pub struct Args {
     /// A vmlinux (or a bzImage, whose vmlinux is extracted first).
@@ -33,12 +33,18 @@ pub struct Args {
     pub hide_unemulated: bool,
     /// Enter a bzImage at its own 64-bit entry instead of extracting its vmlinux.
     pub boot_bzimage: bool,
+    /// A raw disk image (ext4 for vm-linux on an OS image) attached as a
+    /// virtio-blk device on virtio-mmio, announced by ACPI tables. Raw
+    /// only: this VMM does not read qcow2 (versus gives each instance a raw
+    /// copy instead).
+    pub disk: Option<PathBuf>,
 }
 
 impl Args {
     pub fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
         let (mut kernel, mut initrd, mut mem_mib, mut cmdline) = (None, None, 256u64, String::new());
         let (mut console, mut hide_unemulated, mut boot_bzimage) = (false, false, false);
+        let mut disk = None;
         let mut args = args.peekable();
         while let Some(a) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -47,6 +53,7 @@ impl Args {
                 "--initrd" => initrd = Some(PathBuf::from(value("--initrd")?)),
                 "--mem" => mem_mib = value("--mem")?.parse().ok().filter(|m| *m >= 16).ok_or("--mem needs a size in MiB, at least 16")?,
                 "--cmdline" => cmdline = value("--cmdline")?,
+                "--disk" => disk = Some(PathBuf::from(value("--disk")?)),
                 "--console" => console = true,
                 "--hide-unemulated" => hide_unemulated = true,
                 "--boot-bzimage" => boot_bzimage = true,
@@ -61,6 +68,7 @@ impl Args {
             console,
             hide_unemulated,
             boot_bzimage,
+            disk,
         })
     }
 }
@@ -85,6 +93,7 @@ pub fn run(out: &mut File, args: &Args, ram: RamOptions, started: u64, timeout: 
         console_echo: false,
         hide_unemulated: args.hide_unemulated,
         ram,
+        disk: args.disk.clone(),
     };
     let vm = LinuxVm::build(&cfg).map_err(|e| e.to_string())?;
     // The kernel and initramfs are in guest memory now: give their copies back.

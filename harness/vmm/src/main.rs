@@ -8,7 +8,7 @@
 //! ```text
 //! versus-vmm [--fd N] [--ksm] <MODE> [PARAM]          the kernel-less guest (vm-bare)
 //! versus-vmm [--fd N] [--ksm] linux --kernel PATH --initrd PATH [--mem MIB]
-//!            [--cmdline STR] [--console] [--hide-unemulated] [--boot-bzimage]   a Linux guest (vm-linux)
+//!            [--cmdline STR] [--disk PATH] [--console] [--hide-unemulated] [--boot-bzimage]   a Linux guest (vm-linux)
 //! ```
 //!
 //! `--ksm` marks the guest RAM `MADV_MERGEABLE`, so that the kernel's
@@ -141,7 +141,7 @@ fn fail(out: &mut File, msg: &str) -> ExitCode {
 
 fn usage(why: &str) -> ExitCode {
     eprintln!(
-        "versus-vmm: {why}\nusage: versus-vmm [--fd N] [--ksm] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem|NUMBER> [PARAM]\n       versus-vmm [--fd N] [--ksm] linux --kernel PATH --initrd PATH [--mem MIB] [--cmdline STR] [--console] [--hide-unemulated] [--boot-bzimage]"
+        "versus-vmm: {why}\nusage: versus-vmm [--fd N] [--ksm] <ready|cpu|mem|call|idle|probe|stress-cpu|stress-mem|NUMBER> [PARAM]\n       versus-vmm [--fd N] [--ksm] linux --kernel PATH --initrd PATH [--mem MIB] [--cmdline STR] [--disk PATH] [--console] [--hide-unemulated] [--boot-bzimage]"
     );
     ExitCode::from(2)
 }
@@ -168,10 +168,12 @@ mod tests {
         assert_eq!(parse_args(args("")), Err("no guest mode given".into()));
         assert!(parse_args(args("dance")).unwrap_err().contains("unknown guest mode `dance`"));
         assert!(parse_args(args("cpu -1")).unwrap_err().contains("non-negative"));
-        let Ok(Args { fd: 4, command: Command::Linux(l), .. }) = parse_args(args("--fd 4 linux --kernel /k --initrd /i --mem 128 --console")) else {
+        let Ok(Args { fd: 4, command: Command::Linux(l), .. }) = parse_args(args("--fd 4 linux --kernel /k --initrd /i --mem 128 --console --disk /d.ext4"))
+        else {
             panic!("linux mode")
         };
         assert_eq!((l.kernel.to_str(), l.initrd.to_str(), l.mem_mib, l.console, l.hide_unemulated), (Some("/k"), Some("/i"), 128, true, false));
+        assert_eq!(l.disk.as_deref(), Some(std::path::Path::new("/d.ext4")));
     }
 
     #[test]

@@ -33,7 +33,9 @@ use crate::platform::child::ChildWorkload;
 use crate::platform::process::CHANNEL_FD;
 use crate::platform::registry::PlatformOptions;
 use crate::platform::spawn::{self, Environment, Program, Spawn};
-use crate::platform::{Finished, Group, Guest, Instance, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
+use crate::platform::{
+    Finished, Group, Guest, ImageMode, Instance, InstanceRoot, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable,
+};
 use cgroup::{Cgroup, Controls};
 use hardening::Hardening;
 pub use hardening::Profile;
@@ -183,6 +185,11 @@ impl Platform for ContainerPlatform {
         vec![Storage::Shared(vec![self.image.rootfs()]), Storage::Overlay { lower: self.image.rootfs(), synthetic: true }]
     }
 
+    /// An OS image's layers under an overlay upper dir of its own.
+    fn image_mode(&self) -> ImageMode {
+        ImageMode::Overlay
+    }
+
     fn notes(&self) -> Vec<String> {
         let mut n = vec![
             "call: one getpid() system call per round trip (host kernel)".to_string(),
@@ -213,7 +220,14 @@ impl Platform for ContainerPlatform {
         if use_cgroup {
             Cgroup::check(self.cgroup_mode, &self.controllers, &controls)?;
         }
-        let rootfs = RootfsPlan::new(&self.image.rootfs(), &name).map_err(|e| LaunchError::io("preparing the rootfs mounts", e))?;
+        let mut rootfs = RootfsPlan::new(&self.image.rootfs(), &name).map_err(|e| LaunchError::io("preparing the rootfs mounts", e))?;
+        match &spec.root {
+            None => {}
+            Some(InstanceRoot::Overlay { lowers, upper, work }) => {
+                rootfs = rootfs.with_overlay(&self.image.rootfs(), lowers, upper, work).map_err(|e| LaunchError::io("preparing the image's overlay", e))?;
+            }
+            Some(_) => spec.refuse_root("container")?,
+        }
         // The handle removes the cgroup on every path from here on; the
         // child creates and joins it.
         let cgroup = match use_cgroup {
@@ -271,6 +285,9 @@ impl Instance for ContainerInstance {
             Some(cg) => cg.pids(),
             None => self.child.pid().map(|p| p.as_raw()).into_iter().collect(),
         }
+    }
+    fn read_result(&mut self, timeout: Duration) -> Result<crate::workload::WorkloadResult> {
+        self.child.next_result(timeout)
     }
     fn finish(&mut self) -> Result<Finished> {
         match self.child.finish() {

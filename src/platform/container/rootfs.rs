@@ -57,6 +57,14 @@ pub struct RootfsPlan {
     /// Flags of the mount the rootfs lives on that a remount must keep
     /// (nosuid, nodev, noexec are locked inside a user namespace).
     pub locked_flags: MsFlags,
+    /// An OS image's root: the overlayfs options (lowerdir, upperdir,
+    /// workdir) mounted on `rootfs` inside the instance's mount namespace
+    /// before anything else, so that the instance sees the image's layers
+    /// under its own writable upper dir. `None`: the minimal rootfs itself.
+    pub overlay: Option<CString>,
+    /// Remount the root read-only at the end (the minimal rootfs); an OS
+    /// image's root stays writable, its writes landing in the upper dir.
+    pub read_only: bool,
 }
 
 const ROOT: &CStr = c"/";
@@ -64,11 +72,13 @@ const DOT: &CStr = c".";
 const PROC: &CStr = c"proc";
 const DEV_NULL: &CStr = c"/dev/null";
 const TMPFS: &CStr = c"tmpfs";
+const OVERLAY: &CStr = c"overlay";
 
 /// The steps of [`RootfsPlan::apply`], in order, for error reports.
-pub const STEPS: [&str; 11] = [
+pub const STEPS: [&str; 12] = [
     "sethostname",
     "make / private",
+    "mount the image's overlay",
     "bind rootfs",
     "mount /proc",
     "mask a /proc path",
@@ -97,7 +107,21 @@ impl RootfsPlan {
             proc_target: cs(rootfs.join("proc").as_os_str().as_bytes())?,
             hostname: cs(hostname.as_bytes())?,
             locked_flags: locked,
+            overlay: None,
+            read_only: true,
         })
+    }
+
+    /// The plan for an OS image's root: an overlayfs of `lowers` (top
+    /// first; the minimal rootfs, with /init, is put above them) under
+    /// `upper`, mounted on the rootfs dir in the instance's namespace.
+    pub fn with_overlay(mut self, rootfs: &Path, lowers: &[std::path::PathBuf], upper: &Path, work: &Path) -> std::io::Result<RootfsPlan> {
+        let mut l = vec![rootfs.display().to_string()];
+        l.extend(lowers.iter().map(|p| p.display().to_string()));
+        let opts = format!("lowerdir={},upperdir={},workdir={}", l.join(":"), upper.display(), work.display());
+        self.overlay = Some(CString::new(opts).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"))?);
+        self.read_only = false;
+        Ok(self)
     }
 
     /// The child's set-up, in order; on failure returns the step's name and
@@ -113,6 +137,9 @@ impl RootfsPlan {
         sys.sethostname(&self.hostname).map_err(step("sethostname"))?;
         // Nothing below may propagate back to the host's mounts.
         sys.mount(None, ROOT, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE).map_err(step("make / private"))?;
+        if let Some(opts) = &self.overlay {
+            sys.mount_data(OVERLAY, &self.rootfs, OVERLAY, opts).map_err(step("mount the image's overlay"))?;
+        }
         // pivot_root needs the new root to be a mount point.
         sys.mount(Some(&self.rootfs), &self.rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC).map_err(step("bind rootfs"))?;
         let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -140,7 +167,10 @@ impl RootfsPlan {
         sys.pivot_root(DOT, DOT).map_err(step("pivot_root"))?;
         sys.umount2(DOT, MntFlags::MNT_DETACH).map_err(step("detach old root"))?;
         sys.chdir(ROOT).map_err(step("chdir /"))?;
-        sys.mount(None, ROOT, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | self.locked_flags).map_err(step("remount / read-only"))?;
+        if self.read_only {
+            sys.mount(None, ROOT, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | self.locked_flags)
+                .map_err(step("remount / read-only"))?;
+        }
         Ok(())
     }
 }
@@ -152,7 +182,26 @@ mod tests {
     use crate::platform::syscall::recording::RecordingSyscall;
 
     fn plan() -> RootfsPlan {
-        RootfsPlan { rootfs: c"/img/rootfs".into(), proc_target: c"/img/rootfs/proc".into(), hostname: c"versus-1".into(), locked_flags: MsFlags::MS_NOSUID }
+        RootfsPlan {
+            rootfs: c"/img/rootfs".into(),
+            proc_target: c"/img/rootfs/proc".into(),
+            hostname: c"versus-1".into(),
+            locked_flags: MsFlags::MS_NOSUID,
+            overlay: None,
+            read_only: true,
+        }
+    }
+
+    #[test]
+    fn an_image_root_is_an_overlay_mounted_first_and_stays_writable() {
+        let p = plan().with_overlay(Path::new("/img/rootfs"), &["/cache/debian/rootfs".into()], Path::new("/i/upper"), Path::new("/i/work")).unwrap();
+        let sys = RecordingSyscall::default();
+        p.apply(&sys, &[]).unwrap();
+        let calls = sys.calls();
+        let pos = |p: &str| calls.iter().position(|c| c.starts_with(p)).unwrap_or_else(|| panic!("no {p} in {calls:?}"));
+        let ov = pos("mount overlay /img/rootfs overlay lowerdir=/img/rootfs:/cache/debian/rootfs,upperdir=/i/upper,workdir=/i/work");
+        assert!(pos("mount - / - MsFlags(MS_REC | MS_PRIVATE)") < ov && ov < pos("mount /img/rootfs /img/rootfs"));
+        assert!(!calls.iter().any(|c| c.contains("MS_RDONLY")), "the image's root stays writable: {calls:?}");
     }
 
     #[test]

@@ -87,6 +87,8 @@ mod tests {
             proc_target: c"/img/rootfs/proc".into(),
             hostname: c"versus-1".into(),
             locked_flags: nix::mount::MsFlags::empty(),
+            overlay: None,
+            read_only: true,
         }
     }
 

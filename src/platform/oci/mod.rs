@@ -351,6 +351,7 @@ impl Platform for OciPlatform {
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
+        spec.refuse_root(self.name())?;
         Ok(Box::new(self.launch_oci(spec)?))
     }
 

@@ -20,7 +20,7 @@ use crate::measure::Boot;
 use crate::platform::cgroup::Controls;
 use crate::platform::registry::PlatformOptions;
 use crate::platform::vm::vmm_process::{vmm_binary, VmmBinary, VmmLog, VmmProcessInstance};
-use crate::platform::{Group, Guest, Instance, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
+use crate::platform::{Group, Guest, ImageMode, Instance, InstanceRoot, Isolation, LaunchSpec, MemoryAccounting, Platform, PlatformInfo, Storage, Unavailable};
 
 /// A Linux guest on versus' VMM.
 pub const INFO: PlatformInfo = PlatformInfo {
@@ -137,6 +137,57 @@ pub fn guest_initramfs() -> Result<Arc<Vec<u8>>, LinuxError> {
     Ok(IMG.get_or_init(|| i).clone())
 }
 
+/// The kernel modules a guest of `kernel` needs to mount an OS image's
+/// disk as root (virtio_mmio, virtio_blk and their dependencies, ext4 where
+/// it is a module), in load order: harness/fetch-kernel keeps them beside
+/// the kernel it caches, as `modules-VERSION/` (`NAME.ko` each and
+/// `modules.order`) next to `vmlinuz-VERSION`.
+pub fn disk_modules(kernel: &Path) -> std::result::Result<Vec<(String, Vec<u8>)>, String> {
+    let name = kernel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let version = name.strip_prefix("vmlinuz-").unwrap_or(&name);
+    let dir = kernel.parent().unwrap_or(Path::new(".")).join(format!("modules-{version}"));
+    let order = std::fs::read_to_string(dir.join("modules.order")).map_err(|e| {
+        format!(
+            "vm-linux boots an OS image's disk with its kernel's virtio_mmio and virtio_blk modules, which are not in {} ({e}): run harness/fetch-kernel (it keeps them beside the kernel) and boot its kernel",
+            dir.display()
+        )
+    })?;
+    order
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|m| {
+            let f = dir.join(format!("{m}.ko"));
+            std::fs::read(&f).map(|b| (m.to_string(), b)).map_err(|e| format!("cannot read the module {}: {e}", f.display()))
+        })
+        .collect()
+}
+
+/// The initramfs of a guest booted on a disk: the guest's own entries and
+/// `modules` under /lib/modules with their load order (harness/guest's
+/// /init loads them, mounts /dev/vda and runs the image's program).
+pub fn disk_initramfs(modules: &[(String, Vec<u8>)]) -> std::result::Result<Vec<u8>, LinuxError> {
+    let mut e = initramfs::guest_entries(crate::workload::GUEST_BINARY);
+    e.push(initramfs::Entry::dir("lib", 0o755));
+    e.push(initramfs::Entry::dir("lib/modules", 0o755));
+    let mut order = String::new();
+    for (name, bytes) in modules {
+        e.push(initramfs::Entry::file(&format!("lib/modules/{name}.ko"), 0o644, bytes));
+        order.push_str(name);
+        order.push('\n');
+    }
+    e.push(initramfs::Entry::file("lib/modules/modules.order", 0o644, order.as_bytes()));
+    initramfs::write(&e)
+}
+
+/// What a guest booted on a disk adds to the kernel command line: the
+/// disk as root, read-write, and the image's workload program as init
+/// (harness/guest's /init in the initramfs reads them; see
+/// harness/guest/src/init.rs).
+pub fn disk_cmdline() -> String {
+    format!("root=/dev/vda rw init={}", crate::image::disk::INIT_PATH)
+}
+
 /// Why vm-linux is not representative on this host (`None`: it is): the
 /// KVM module and the measured guest loop speeds must both say guest kernel
 /// code runs natively.
@@ -170,6 +221,7 @@ fn vm_config(opts: &LinuxOptions, path: &Path, args: &[String], kernel_log: bool
         console_echo: opts.console,
         hide_unemulated: emulated,
         ram: Default::default(),
+        disk: None,
     })
 }
 
@@ -199,6 +251,9 @@ impl BootFiles {
     }
 }
 
+/// A kernel image and disk-boot initramfs written as files, or why not.
+type DiskBoot = std::result::Result<(PathBuf, PathBuf), String>;
+
 /// The `vm-linux` platform.
 pub struct LinuxPlatform {
     opts: LinuxOptions,
@@ -210,6 +265,9 @@ pub struct LinuxPlatform {
     /// The files of the guest initramfs as a directory (for the footprint's
     /// VM disk), made on first use and removed with the platform.
     disk_tree: OnceLock<Option<tempfile::TempDir>>,
+    /// Per kernel (the platform's, or a kernel fix's): the kernel image
+    /// and the disk-boot initramfs (with that kernel's modules) as files.
+    disk_boots: std::sync::Mutex<std::collections::HashMap<PathBuf, DiskBoot>>,
 }
 
 impl LinuxPlatform {
@@ -217,7 +275,7 @@ impl LinuxPlatform {
     pub fn new(opts: LinuxOptions) -> LinuxPlatform {
         let kernel = find_kernel(opts.kernel.as_deref()).map_err(|e| e.to_string());
         let program = vmm_binary().map_err(|e| e.to_string());
-        LinuxPlatform { opts, kernel, program, files: OnceLock::new(), disk_tree: OnceLock::new() }
+        LinuxPlatform { opts, kernel, program, files: OnceLock::new(), disk_tree: OnceLock::new(), disk_boots: Default::default() }
     }
 
     /// The kernel image and initramfs as files, written on first use.
@@ -235,25 +293,64 @@ impl LinuxPlatform {
         files.as_ref().map_err(|e| LaunchError::Vm(e.clone()))
     }
 
+    /// The kernel image and disk-boot initramfs for `kernel` (`None`: the
+    /// platform's), written once each, in the platform's temp dir.
+    fn disk_boot_files(&self, kernel: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
+        let files = self.boot_files()?;
+        let source = match kernel {
+            Some(k) => k.to_path_buf(),
+            None => self.kernel.clone().map_err(LaunchError::Vm)?,
+        };
+        let mut cache = self.disk_boots.lock().map_err(|_| LaunchError::Vm("the disk-boot file cache is poisoned".into()))?;
+        let n = cache.len();
+        let made = cache.entry(source.clone()).or_insert_with(|| {
+            let modules = disk_modules(&source)?;
+            let kernel_file = if kernel.is_some() {
+                let image = prepare_kernel(&source, self.opts.boot_bzimage).map_err(|e| e.to_string())?;
+                let f = files.dir.path().join(format!("kernel-{n}"));
+                std::fs::write(&f, &*image).map_err(|e| format!("cannot write the kernel to {}: {e}", f.display()))?;
+                f
+            } else {
+                files.kernel()
+            };
+            let initrd = disk_initramfs(&modules).map_err(|e| e.to_string())?;
+            let f = files.dir.path().join(format!("initramfs-disk-{n}.cpio"));
+            std::fs::write(&f, &initrd).map_err(|e| format!("cannot write the initramfs to {}: {e}", f.display()))?;
+            Ok((kernel_file, f))
+        });
+        made.clone().map_err(LaunchError::Unsupported)
+    }
+
     /// `versus-vmm` arguments booting `files` with the workload `args`.
     fn vmm_args(&self, files: &BootFiles, args: &[String], ksm: bool) -> Vec<String> {
+        self.vmm_args_with(&files.kernel(), &files.initrd(), None, args, ksm)
+    }
+
+    /// `versus-vmm` arguments booting `kernel` and `initrd`, with `disk`
+    /// as its root when given, and the workload `args`.
+    fn vmm_args_with(&self, kernel: &Path, initrd: &Path, disk: Option<&Path>, args: &[String], ksm: bool) -> Vec<String> {
         let emulated = matches!(crate::host::kvm_mode(), KvmMode::Pvm);
         let mut extra = self.opts.extra_cmdline.clone();
         if emulated {
             extra = format!("{EMULATION_WORKAROUNDS} {extra}");
+        }
+        if disk.is_some() {
+            extra = format!("{} {extra}", disk_cmdline());
         }
         let kernel_log = self.opts.console || self.opts.kernel_log;
         let mut v: Vec<String> = ksm.then(|| "--ksm".to_string()).into_iter().collect();
         v.extend([
             "linux".to_string(),
             "--kernel".into(),
-            files.kernel().display().to_string(),
+            kernel.display().to_string(),
             "--initrd".into(),
-            files.initrd().display().to_string(),
+            initrd.display().to_string(),
             "--mem".into(),
             self.opts.mem_mib.to_string(),
             "--cmdline".into(),
-            cmdline(args, kernel_log, &extra),
+            // A disk boot loads the virtio modules: `nomodule` (which
+            // disables module loading) is left out for it only.
+            if disk.is_some() { cmdline(args, kernel_log, &extra).replacen(" nomodule", "", 1) } else { cmdline(args, kernel_log, &extra) },
         ]);
         if self.opts.boot_bzimage {
             v.push("--boot-bzimage".into());
@@ -263,6 +360,10 @@ impl LinuxPlatform {
         }
         if emulated {
             v.push("--hide-unemulated".into());
+        }
+        if let Some(d) = disk {
+            v.push("--disk".into());
+            v.push(d.display().to_string());
         }
         v
     }
@@ -311,6 +412,16 @@ impl Platform for LinuxPlatform {
         vec![Storage::Disk { shared: vec![kernel.clone()], tree, synthetic: true }]
     }
 
+    /// It boots from a raw ext4 disk of the image (virtio-blk); a qcow2
+    /// overlay is a disk it does not read (versus-vmm serves raw images only).
+    fn image_mode(&self) -> ImageMode {
+        ImageMode::Disk { boots: true }
+    }
+
+    fn guest_kernel(&self) -> Option<PathBuf> {
+        self.kernel.as_ref().ok().cloned()
+    }
+
     fn representative(&self) -> std::result::Result<(), String> {
         match not_representative_reason(&crate::host::kvm_mode(), crate::host::KvmSpeed::of_this_host()) {
             Some(why) => Err(why),
@@ -344,7 +455,15 @@ impl Platform for LinuxPlatform {
         // initramfs as files the VMM process reads (written once).
         let files = self.boot_files()?;
         let program = self.program.as_ref().map_err(|e| LaunchError::Unsupported(e.clone()))?;
-        let args = self.vmm_args(files, &spec.workload.guest_args(), spec.ksm_merge);
+        let args = match &spec.root {
+            None => self.vmm_args(files, &spec.workload.guest_args(), spec.ksm_merge),
+            Some(InstanceRoot::Disk { path, kernel, initrd }) => {
+                let (k, i) = self.disk_boot_files(kernel.as_deref())?;
+                let i = initrd.clone().unwrap_or(i);
+                self.vmm_args_with(&k, &i, Some(path), &spec.workload.guest_args(), spec.ksm_merge)
+            }
+            Some(other) => return Err(LaunchError::Unsupported(format!("vm-linux boots an OS image from a raw disk, not from {other:?}"))),
+        };
         let start = now_ns();
         let mut child = program.spawn(args, spec.timeout, Controls::needs(spec.cgroup, &spec.limits))?;
         let deadline = Instant::now() + spec.timeout;
@@ -376,6 +495,28 @@ impl Platform for LinuxPlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_disk_boot_carries_its_kernels_modules_or_says_where_they_are_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let k = t.path().join("vmlinuz-9.9-cloud");
+        std::fs::write(&k, b"k").unwrap();
+        let e = disk_modules(&k).unwrap_err();
+        assert!(e.contains("modules-9.9-cloud") && e.contains("harness/fetch-kernel"), "{e}");
+        let m = t.path().join("modules-9.9-cloud");
+        std::fs::create_dir(&m).unwrap();
+        std::fs::write(m.join("modules.order"), "virtio\nvirtio_mmio\n").unwrap();
+        std::fs::write(m.join("virtio.ko"), b"a").unwrap();
+        std::fs::write(m.join("virtio_mmio.ko"), b"b").unwrap();
+        let mods = disk_modules(&k).unwrap();
+        assert_eq!(mods.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["virtio", "virtio_mmio"]);
+        let e = initramfs::parse(&disk_initramfs(&mods).unwrap()).unwrap();
+        let order = e.iter().find(|x| x.name == "lib/modules/modules.order").unwrap();
+        assert_eq!(order.data, b"virtio\nvirtio_mmio\n");
+        assert!(e.iter().any(|x| x.name == "lib/modules/virtio_mmio.ko" && x.data == b"b"));
+        assert!(e.iter().any(|x| x.name == "init"), "the guest's own /init is still there");
+        assert_eq!(disk_cmdline(), "root=/dev/vda rw init=/versus-init");
+    }
 
     #[test]
     fn explicit_kernel_must_be_readable() {

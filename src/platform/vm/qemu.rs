@@ -292,6 +292,7 @@ impl Platform for QemuPlatform {
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
+        spec.refuse_root("qemu")?;
         if !self.opts.force {
             if let Err(why) = self.representative() {
                 return Err(LaunchError::Unsupported(format!("{why}; pass --force (versus launch qemu --force) to boot it anyway")));

@@ -134,6 +134,9 @@ impl Instance for VmmProcessInstance {
     fn pids(&self) -> Vec<i32> {
         self.instance.pids()
     }
+    fn read_result(&mut self, timeout: Duration) -> Result<crate::workload::WorkloadResult> {
+        self.instance.read_result(timeout)
+    }
     fn vmm_memory(&self) -> Option<Result<VmmMemory>> {
         let Some(pid) = self.instance.child.pid() else {
             return Some(Err(VmError::VmmProcess("the VMM process has exited".into()).into()));

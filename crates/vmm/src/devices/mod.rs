@@ -1,7 +1,8 @@
 //! Legacy PC devices for the `vm-linux` guest, on the VMM's port bus
 //! ([`super::bus`]): a 16550 UART ([`serial`]), an i8042 whose reset command
 //! ends the VM ([`i8042`]), a CMOS clock ([`rtc`]), the boot-done port ([`boot_done`]) and a sink for
-//! legacy ports Linux probes but versus does not emulate ([`sink`]).
+//! legacy ports Linux probes but versus does not emulate ([`sink`]), and
+//! a virtio-blk disk on the virtio-mmio transport ([`virtio`]).
 //!
 //! Devices report what the guest does as [`GuestEvent`]s on a channel, so the
 //! vCPU thread never waits on the host side.
@@ -11,6 +12,7 @@ pub mod i8042;
 pub mod rtc;
 pub mod serial;
 pub mod sink;
+pub mod virtio;
 
 use std::sync::mpsc::Sender;
 

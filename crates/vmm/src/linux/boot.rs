@@ -27,6 +27,8 @@ use crate::devices::i8042::{I8042, I8042_COMMAND_PORT, I8042_PORT};
 use crate::devices::rtc::{Rtc, RTC_PORT, RTC_PORTS};
 use crate::devices::serial::{Role, SerialDevice, Tail, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, UART_PORTS};
 use crate::devices::sink::{self, Sink};
+use crate::devices::virtio::block::Block;
+use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::{Events, GuestEvent};
 use crate::vcpu::{self, Paused, RunLimit};
 use crate::{memory, vm, VmError};
@@ -50,6 +52,36 @@ pub struct VmConfig {
     pub hide_unemulated: bool,
     /// How guest RAM is mapped (mergeable by KSM, ...).
     pub ram: memory::RamOptions,
+    /// A raw disk image attached as a virtio-blk device (virtio-mmio at
+    /// [`VIRTIO_BLK_BASE`], interrupt [`VIRTIO_BLK_IRQ`], announced to the
+    /// kernel by ACPI tables: [`super::acpi`]). `None`: no device, no ACPI
+    /// tables, the boot is as it always was.
+    pub disk: Option<std::path::PathBuf>,
+}
+
+/// Where the virtio-blk device's registers are (in the 32-bit MMIO gap).
+pub const VIRTIO_BLK_BASE: u64 = 0xd000_0000;
+/// Its interrupt: IOAPIC pin 5 (free of the serial ports' 3 and 4).
+pub const VIRTIO_BLK_IRQ: u32 = 5;
+
+/// This VMM serves raw images only: a qcow2 file (magic `QFI\xfb`) would
+/// be served as its raw bytes, which no guest can mount, so it is refused.
+fn refuse_qcow2(file: &std::fs::File, path: &std::path::Path) -> Result<(), LinuxError> {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 4];
+    if file.read_exact_at(&mut magic, 0).is_ok() && &magic == b"QFI\xfb" {
+        return Err(LinuxError::Load(format!(
+            "{} is a qcow2 image; versus-vmm attaches raw images only (convert it: qemu-img convert -O raw {} disk.raw)",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The ACPI description of the disk's device.
+fn disk_device() -> super::acpi::MmioDev {
+    super::acpi::MmioDev { base: VIRTIO_BLK_BASE, len: crate::devices::virtio::mmio::MMIO_LEN, irq: VIRTIO_BLK_IRQ }
 }
 
 /// What [`load_guest`] put where.
@@ -71,7 +103,10 @@ pub fn load_guest(mem: &GuestMemoryMmap, cfg: &VmConfig) -> Result<GuestLayout, 
         None => None,
     };
     let e820 = bootparams::e820_map(cfg.mem_bytes);
-    let params = bootparams::build_boot_params(&k, cfg.cmdline.len(), initrd, &e820)?;
+    let mut params = bootparams::build_boot_params(&k, cfg.cmdline.len(), initrd, &e820)?;
+    if cfg.disk.is_some() {
+        params.acpi_rsdp_addr = super::acpi::write(mem, &[disk_device()])?;
+    }
     bootparams::write_boot_params(mem, &params)?;
     cpu::write_tables(mem)?;
     Ok(GuestLayout { kernel: k, e820, initrd })
@@ -139,6 +174,17 @@ impl LinuxVm {
         bus.add_pio(BOOT_DONE_PORT, 4, boot_done).map_err(overlap)?;
         bus.add_pio(RTC_PORT, RTC_PORTS, Arc::new(Mutex::new(Rtc::new()))).map_err(overlap)?;
         let used = [(COM1_PORT, UART_PORTS), (COM2_PORT, UART_PORTS), (I8042_PORT, 1), (I8042_COMMAND_PORT, 1), (BOOT_DONE_PORT, 4), (RTC_PORT, RTC_PORTS)];
+        if let Some(path) = &cfg.disk {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| LinuxError::Load(format!("cannot open the disk image {} read-write: {e}", path.display())))?;
+            refuse_qcow2(&file, path)?;
+            let blk = Block::new(file, false).map_err(|e| LinuxError::Load(format!("the disk image {}: {e}", path.display())))?;
+            let dev = MmioTransport::new(VIRTIO_BLK_BASE, blk, mem.clone(), irq(VIRTIO_BLK_IRQ)?).map_err(LinuxError::Load)?;
+            bus.add_mmio(VIRTIO_BLK_BASE, crate::devices::virtio::mmio::MMIO_LEN, Arc::new(Mutex::new(dev))).map_err(overlap)?;
+        }
         let sinkdev = Arc::new(Mutex::new(Sink::default()));
         for (base, len) in sink::gaps(&used) {
             bus.add_pio(base, len, sinkdev.clone()).map_err(overlap)?;
@@ -402,6 +448,7 @@ mod tests {
             console_echo: false,
             hide_unemulated: false,
             ram: memory::RamOptions::default(),
+            disk: None,
         };
         let mem = memory::allocate(&bootparams::memory_regions(mem_bytes)).unwrap();
         let l = load_guest(&mem, &cfg).unwrap();

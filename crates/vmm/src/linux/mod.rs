@@ -16,6 +16,7 @@
 //! console, COM2 (ttyS1) carries the workload protocol. /init signals
 //! boot-done on port [`crate::devices::boot_done::BOOT_DONE_PORT`].
 
+pub mod acpi;
 pub mod boot;
 pub mod bootparams;
 pub mod cpu;

@@ -114,6 +114,7 @@ impl Platform for VmBareInprocPlatform {
         img.as_ref().map(|p| vec![Storage::Shared(vec![p.path()])]).unwrap_or_default()
     }
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
+        spec.refuse_root("vm-bare-inproc")?;
         let run = guest_run_of(&spec.workload)?;
         let vm = BareVm::launch_with(run, spec.timeout, versus_vmm::memory::RamOptions { mergeable: spec.ksm_merge })?;
         let boot = vm.boot.clone();

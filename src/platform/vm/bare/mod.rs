@@ -95,6 +95,9 @@ pub fn guest_run_of(spec: &WorkloadSpec) -> std::result::Result<GuestRun, Launch
         WorkloadSpec::Mode(GuestMode::Stress { kind: StressKind::Fork, .. }) => Err(LaunchError::Unsupported(format!(
             "vm-bare cannot run `{spec}`: the kernel-less guest has no kernel and so no processes to fork; a fork bomb has no meaning there (run it on process, container or vm-linux)"
         ))),
+        WorkloadSpec::Mode(GuestMode::ImageCheck { .. }) => Err(LaunchError::Unsupported(format!(
+            "vm-bare cannot run `{spec}`: the kernel-less guest has no file system to read an OS image from (the patch drill restarts it with `idle`)"
+        ))),
     }
 }
 

@@ -141,6 +141,7 @@ impl Platform for VmBarePlatform {
         n
     }
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
+        spec.refuse_root("vm-bare")?;
         Ok(Box::new(self.launch_process(spec)?))
     }
     fn extra_probes(&self, timeout: Duration) -> Vec<ProbeLine> {
@@ -152,5 +153,11 @@ impl Platform for VmBarePlatform {
     fn storage(&self) -> Vec<Storage> {
         let img = self.image_file.get_or_init(|| EmbeddedProgram::write("vm-bare-guest.elf", super::BARE_BINARY).ok());
         img.as_ref().map(|p| vec![Storage::Shared(vec![p.path()])]).unwrap_or_default()
+    }
+    /// A VM disk per instance, which the kernel-less guest does not read
+    /// (it has no file system): its disk rows and disk patching are real,
+    /// its restarts are vm-bare's own.
+    fn image_mode(&self) -> crate::platform::ImageMode {
+        crate::platform::ImageMode::Disk { boots: false }
     }
 }
