@@ -304,11 +304,37 @@ fn measure_costs(
         ksm_merge: false,
         root: None,
     };
-    if c.memory_iterations > 0 {
+    // What one idle instance costs to launch and to tear down, from this
+    // run's launches (when it launched idle instances): the memory, density
+    // and storm steps launch such instances and must stop them within the
+    // budget too (gVisor's teardown takes seven times its boot).
+    let median_of = |metric: Metric| {
+        let mut v: Vec<f64> =
+            out.samples.iter().filter(|s| s.platform == name && s.metric == metric && s.workload.starts_with("idle")).map(|s| s.value).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).map(|ms| Duration::from_secs_f64(ms / 1e3))
+    };
+    let instance_cost = match (median_of(Metric::Boot), median_of(Metric::Teardown)) {
+        (Some(l), Some(t)) => Some((l, t)),
+        _ => None,
+    };
+    let mut memory_iterations = c.memory_iterations;
+    if let (Some(b), Some((l, t))) = (budget, instance_cost) {
+        let fit = (b.mul_f64(0.15).as_secs_f64() / (l + t).as_secs_f64().max(1e-6)) as u32;
+        if fit < memory_iterations {
+            memory_iterations = fit.max(1);
+            status.notes.push(format!(
+                "memory: {memory_iterations} idle instances measured instead of {} to stay within the run's time budget (one launch and teardown takes {:.0} ms here)",
+                c.memory_iterations,
+                (l + t).as_secs_f64() * 1e3
+            ));
+        }
+    }
+    if memory_iterations > 0 {
         check_interrupt()?;
         progress.set_message(format!("{name} memory"));
         let t = std::time::Instant::now();
-        match experiment::memory::measure_memory(p, &idle, c.memory_iterations) {
+        match experiment::memory::measure_memory(p, &idle, memory_iterations) {
             Ok(rows) => {
                 flag_negative(&rows, status);
                 out.samples.extend(rows);
@@ -326,7 +352,13 @@ fn measure_costs(
     });
     let density = c.density.clone().map(|mut d| {
         if let Some(b) = budget {
-            d.time_budget = d.time_budget.min(b.mul_f64(0.25));
+            // The ramp's time goes to launches; stopping its instances
+            // afterwards takes teardown/launch as long again.
+            let share = match instance_cost {
+                Some((l, t)) => l.as_secs_f64() / (l + t).as_secs_f64().max(1e-6),
+                None => 1.0,
+            };
+            d.time_budget = d.time_budget.min(b.mul_f64(0.25 * share));
         }
         d
     });
@@ -340,7 +372,7 @@ fn measure_costs(
             let per_window = b.mul_f64(0.35) / (cfg.stresses.len() as u32 + 1);
             if per_window < MIN_WINDOW {
                 out.not_measured.push(format!(
-                    "{name} interference: the run's time budget leaves {} ms per neighbour window, under the {} ms a window needs (give --max-time more, or run without --quick)",
+                    "{name} interference: the run's time budget leaves {} ms per neighbour window, under the {} ms a window needs (give --max-time more, or fewer platforms with -p)",
                     per_window.as_millis(),
                     MIN_WINDOW.as_millis()
                 ));
