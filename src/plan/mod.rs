@@ -308,6 +308,16 @@ pub fn compute(samples: &[Sample], measured_cores: usize, o: &PlanOptions, dir: 
         };
         let n_max = pts.iter().map(|q| q.0 as u64).max().unwrap_or(0);
         let src = format!("`{total}` of `{workload}`, least squares over {} points N=1..{n_max}, residual {}", fit.n, fmt_bytes(fit.rmse));
+        // A line through a handful of points splits fixed and per-instance
+        // memory arbitrarily (a sandbox's fixed cost can pass for a low
+        // slope): say so beside the figures.
+        const FEW_POINTS: usize = 8;
+        if (fit.n as usize) < FEW_POINTS {
+            plan.notes.push(format!(
+                "its density ramp has only {} points (N=1..{n_max}): the split between fixed and per-instance memory is not reliable (see the ranges); measure a longer ramp (`versus run --max-time none --density-budget SIZE -p {p}`)",
+                fit.n
+            ));
+        }
         let (slo, shi) = fit.slope_ci95();
         let (ilo, ihi) = fit.intercept_ci95();
         let fixed = Estimate { value: fit.intercept.max(0.0), low: ilo.max(0.0), high: ihi.max(0.0) };
