@@ -312,7 +312,7 @@ pub fn compute(samples: &[Sample], measured_cores: usize, o: &PlanOptions, dir: 
         // memory arbitrarily (a sandbox's fixed cost can pass for a low
         // slope): say so beside the figures.
         const FEW_POINTS: usize = 8;
-        if (fit.n as usize) < FEW_POINTS {
+        if fit.n < FEW_POINTS {
             plan.notes.push(format!(
                 "its density ramp has only {} points (N=1..{n_max}): the split between fixed and per-instance memory is not reliable (see the ranges); measure a longer ramp (`versus run --max-time none --density-budget SIZE -p {p}`)",
                 fit.n
