@@ -122,6 +122,15 @@ pub fn merge_runs(runs: Vec<RunData>) -> Result<RunData> {
 mod tests {
     use super::*;
 
+    /// Rows of `platform`/`workload`/`metric` in a run's samples.csv, counted
+    /// from the file itself (the example is regenerated from time to time).
+    fn rows_in(dir: &Path, platform: &str, workload: &str, metric: &str) -> usize {
+        let text = std::fs::read_to_string(dir.join("samples.csv")).unwrap();
+        let n = text.lines().filter(|l| l.split(',').skip(1).take(3).eq([platform, workload, metric])).count();
+        assert!(n > 0, "the example has {platform} {workload} {metric} rows");
+        n
+    }
+
     #[test]
     fn reads_the_example_run() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example");
@@ -132,7 +141,7 @@ mod tests {
         assert_eq!(r.host.kvm_mode, "pvm");
         assert_eq!(r.host.cgroup_mode, "hybrid");
         assert!(r.host.kernel.starts_with("Linux 6.18"));
-        assert_eq!(r.values(&MetricKey::new("process", "ready", "boot", "ms")).len(), 20);
+        assert_eq!(r.values(&MetricKey::new("process", "ready", "boot", "ms")).len(), rows_in(&dir, "process", "ready", "boot"));
         assert!(r.probes.iter().any(|p| p.platform == "container" && p.result == "isolated"));
     }
 
@@ -159,7 +168,7 @@ mod tests {
         b.run_id = "second".into();
         let m = merge_runs(vec![a.clone(), b.clone()]).unwrap();
         let k = MetricKey::new("process", "ready", "boot", "ms");
-        assert_eq!(m.values(&k).len(), 40);
+        assert_eq!(m.values(&k).len(), 2 * rows_in(&dir, "process", "ready", "boot"));
         assert_eq!(m.blocks, 2);
         assert!(m.samples[&k].iter().any(|o| o.block == 1));
         assert_eq!(m.run_id, format!("{}+second", a.run_id));

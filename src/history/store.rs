@@ -445,7 +445,8 @@ mod tests {
         let hist = s.metric_history("boot").unwrap();
         let k = (orig.host.clone(), MetricKey::new("process", "ready", "boot", "ms"));
         assert_eq!(hist[&k].len(), 1);
-        assert_eq!(hist[&k][0].values.len(), 20);
+        assert_eq!(hist[&k][0].values.len(), orig.values(&k.1).len());
+        assert!(!hist[&k][0].values.is_empty());
     }
 
     #[test]
