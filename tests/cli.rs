@@ -193,21 +193,23 @@ fn ctrl_c_during_a_run_tears_everything_down() {
     assert!(left.is_empty(), "cgroups left: {left:?}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "temp dirs left in TMPDIR");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "a partial run dir was left");
-    let procs = std::fs::read_dir("/proc").unwrap().flatten().filter(|e| {
-        std::fs::read_to_string(e.path().join("stat"))
-            .ok()
-            .and_then(|s| s.rsplit(") ").next().map(|r| r.split(' ').nth(1) == Some(&pid.to_string())))
-            .unwrap_or(false)
-    });
-    assert_eq!(procs.count(), 0, "children of the interrupted versus still alive");
+    assert_eq!(children_of(pid), 0, "children of the interrupted versus still alive");
 }
 
-/// Whether `pid` is stopped (state `T` in /proc/PID/stat).
+/// The fields of /proc/PID/stat after the command name: state, ppid, ...
+fn stat_fields(stat_file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(stat_file).ok().and_then(|s| s.rsplit(") ").next().map(|r| r.split(' ').map(String::from).collect())).unwrap_or_default()
+}
+
+/// Whether `pid` is stopped (state `T`).
 fn process_state_is_stopped(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit(") ").next().and_then(|r| r.split(' ').next()).map(|st| st == "T"))
-        .unwrap_or(false)
+    stat_fields(std::path::Path::new(&format!("/proc/{pid}/stat"))).first().is_some_and(|st| st == "T")
+}
+
+/// How many live processes have `pid` as their parent.
+fn children_of(pid: i32) -> usize {
+    let pid = pid.to_string();
+    std::fs::read_dir("/proc").unwrap().flatten().filter(|e| stat_fields(&e.path().join("stat")).get(1) == Some(&pid)).count()
 }
 
 /// KSM's settings, as the kernel shows them.
@@ -270,13 +272,7 @@ fn ctrl_c_during_the_ksm_pass_restores_ksm() {
     assert_eq!(o.status.code(), Some(130), "exit status after Ctrl-C; stderr: {err}");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "a partial run dir was left");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "temp dirs left in TMPDIR");
-    let procs = std::fs::read_dir("/proc").unwrap().flatten().filter(|e| {
-        std::fs::read_to_string(e.path().join("stat"))
-            .ok()
-            .and_then(|s| s.rsplit(") ").next().map(|r| r.split(' ').nth(1) == Some(&pid.to_string())))
-            .unwrap_or(false)
-    });
-    assert_eq!(procs.count(), 0, "instances of the interrupted versus still alive");
+    assert_eq!(children_of(pid), 0, "instances of the interrupted versus still alive");
 }
 
 /// The probe matrix shows what the default container profile closes: the
