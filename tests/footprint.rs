@@ -9,6 +9,11 @@ const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
 
 /// Temp dirs this test process created that are still there.
+/// The tests that make overlay instances run one at a time: the leftover
+/// check looks at every `versus-footprint-overlay-*` dir in the temp dir,
+/// and another test's instances in flight would count as left behind.
+static OVERLAYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn leftovers(prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
     for d in [std::env::temp_dir(), std::env::current_dir().unwrap()] {
@@ -50,6 +55,7 @@ fn overlay_instances_grow_by_what_they_write() {
         eprintln!("SKIPPED: mounting overlayfs on the host needs root; run the tests as root");
         return;
     }
+    let _one = OVERLAYS.lock().unwrap_or_else(|e| e.into_inner());
     let lower = tempfile::tempdir().unwrap();
     write_data(&lower.path().join("base"), 2 * MIB).unwrap();
     let before = leftovers("versus-footprint-overlay-");
@@ -127,6 +133,7 @@ fn vm_disks_full_copy_vs_copy_on_write() {
 /// per instance over a shared tree, and VM disks built from a tree.
 #[test]
 fn storage_of_every_kind_is_measured_for_real() {
+    let _one = OVERLAYS.lock().unwrap_or_else(|e| e.into_inner());
     use versus::model::Metric;
     use versus::platform::Storage;
     let t = tempfile::tempdir().unwrap();
