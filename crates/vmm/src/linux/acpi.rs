@@ -87,34 +87,45 @@ fn aml_name(name: &[u8; 4], data: &[u8]) -> Vec<u8> {
     v
 }
 
-/// The AML of one `Device` with `_HID "LNRO0005"`, `_UID` and `_CRS`
-/// (Memory32Fixed + one extended interrupt, edge, active high, exclusive).
-fn aml_virtio_device(index: usize, d: &MmioDev) -> Vec<u8> {
-    let mut crs = vec![0x86, 0x09, 0x00, 0x01];
-    crs.extend_from_slice(&(d.base as u32).to_le_bytes());
-    crs.extend_from_slice(&(d.len as u32).to_le_bytes());
+/// A `_CRS` buffer: `resources` (the device's own descriptors), then one
+/// extended interrupt (consumer, edge, active high, exclusive) and the end
+/// tag, as `Buffer(ByteConst size) { bytes }`.
+fn aml_crs(resources: &[u8], irq: u32) -> Vec<u8> {
+    let mut crs = resources.to_vec();
     crs.extend_from_slice(&[0x89, 0x06, 0x00, 0x03, 0x01]);
-    crs.extend_from_slice(&d.irq.to_le_bytes());
+    crs.extend_from_slice(&irq.to_le_bytes());
     crs.extend_from_slice(&[0x79, 0x00]);
-    // Buffer(ByteConst size) { bytes }
     let mut buf_body = vec![0x0a, crs.len() as u8];
     buf_body.extend_from_slice(&crs);
     let mut buffer = vec![0x11];
     buffer.extend(pkg_length(buf_body.len()));
     buffer.extend(buf_body);
+    buffer
+}
 
-    let mut hid = vec![0x0d];
-    hid.extend_from_slice(VIRTIO_MMIO_HID.as_bytes());
-    hid.push(0);
-    let name = format!("VR{:02X}", index.min(0xff));
-    let mut body = name.as_bytes().to_vec();
-    body.extend(aml_name(b"_HID", &hid));
-    body.extend(aml_name(b"_UID", &[0x0a, index as u8]));
-    body.extend(aml_name(b"_CRS", &buffer));
+/// A `Device(name)` with `_HID` (already encoded), `_UID` (a byte) and `_CRS`.
+fn aml_device(name: &[u8], hid: &[u8], uid: u8, crs: &[u8]) -> Vec<u8> {
+    let mut body = name.to_vec();
+    body.extend(aml_name(b"_HID", hid));
+    body.extend(aml_name(b"_UID", &[0x0a, uid]));
+    body.extend(aml_name(b"_CRS", crs));
     let mut dev = vec![0x5b, 0x82];
     dev.extend(pkg_length(body.len()));
     dev.extend(body);
     dev
+}
+
+/// The AML of one `Device` with `_HID "LNRO0005"`, `_UID` and `_CRS`
+/// (Memory32Fixed + one extended interrupt).
+fn aml_virtio_device(index: usize, d: &MmioDev) -> Vec<u8> {
+    let mut mem = vec![0x86, 0x09, 0x00, 0x01];
+    mem.extend_from_slice(&(d.base as u32).to_le_bytes());
+    mem.extend_from_slice(&(d.len as u32).to_le_bytes());
+    let mut hid = vec![0x0d];
+    hid.extend_from_slice(VIRTIO_MMIO_HID.as_bytes());
+    hid.push(0);
+    let name = format!("VR{:02X}", index.min(0xff));
+    aml_device(name.as_bytes(), &hid, index as u8, &aml_crs(&mem, d.irq))
 }
 
 /// The legacy UARTs the guest's serial driver must keep using: in
@@ -127,29 +138,14 @@ pub const UARTS: [(u16, u32); 2] = [(0x3f8, 4), (0x2f8, 3)];
 /// The AML of a 16550 UART (`PNP0501`) at `port` with interrupt `irq`.
 fn aml_uart(index: usize, port: u16, irq: u32) -> Vec<u8> {
     // IO(Decode16, port, port, 1, 8)
-    let mut crs = vec![0x47, 0x01];
-    crs.extend_from_slice(&port.to_le_bytes());
-    crs.extend_from_slice(&port.to_le_bytes());
-    crs.extend_from_slice(&[0x01, 0x08]);
-    crs.extend_from_slice(&[0x89, 0x06, 0x00, 0x03, 0x01]);
-    crs.extend_from_slice(&irq.to_le_bytes());
-    crs.extend_from_slice(&[0x79, 0x00]);
-    let mut buf_body = vec![0x0a, crs.len() as u8];
-    buf_body.extend_from_slice(&crs);
-    let mut buffer = vec![0x11];
-    buffer.extend(pkg_length(buf_body.len()));
-    buffer.extend(buf_body);
+    let mut io = vec![0x47, 0x01];
+    io.extend_from_slice(&port.to_le_bytes());
+    io.extend_from_slice(&port.to_le_bytes());
+    io.extend_from_slice(&[0x01, 0x08]);
     // _HID as an EISA id: PNP0501 compressed to a DWord.
     let mut hid = vec![0x0c];
     hid.extend_from_slice(&eisa_id("PNP0501").to_le_bytes());
-    let mut body = format!("COM{}", index + 1).into_bytes();
-    body.extend(aml_name(b"_HID", &hid));
-    body.extend(aml_name(b"_UID", &[0x0a, index as u8 + 1]));
-    body.extend(aml_name(b"_CRS", &buffer));
-    let mut dev = vec![0x5b, 0x82];
-    dev.extend(pkg_length(body.len()));
-    dev.extend(body);
-    dev
+    aml_device(format!("COM{}", index + 1).as_bytes(), &hid, index as u8 + 1, &aml_crs(&io, irq))
 }
 
 /// A compressed EISA id (`PNP0501` -> 0x0105d041), as the ACPI spec's
