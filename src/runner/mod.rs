@@ -309,10 +309,8 @@ fn measure_costs(
     // and storm steps launch such instances and must stop them within the
     // budget too (gVisor's teardown takes seven times its boot).
     let median_of = |metric: Metric| {
-        let mut v: Vec<f64> =
-            out.samples.iter().filter(|s| s.platform == name && s.metric == metric && s.workload.starts_with("idle")).map(|s| s.value).collect();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).map(|ms| Duration::from_secs_f64(ms / 1e3))
+        let v: Vec<f64> = out.samples.iter().filter(|s| s.platform == name && s.metric == metric && s.workload.starts_with("idle")).map(|s| s.value).collect();
+        (!v.is_empty()).then(|| Duration::from_secs_f64(crate::stats::median(&v) / 1e3))
     };
     let instance_cost = match (median_of(Metric::Boot), median_of(Metric::Teardown)) {
         (Some(l), Some(t)) => Some((l, t)),
