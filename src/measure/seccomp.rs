@@ -277,6 +277,88 @@ pub fn may_allow(prog: &[Insn], nr: u32, arch: u32) -> bool {
     false
 }
 
+/// What a filter returns for one concrete system call: its number,
+/// architecture and six arguments (the instruction pointer reads as 0).
+/// `None` when the program misbehaves (runs off its end, divides by zero,
+/// an unknown instruction), which the kernel's checker would have refused.
+pub fn evaluate(prog: &[Insn], nr: u32, arch: u32, args: [u64; 6]) -> Option<u32> {
+    let load = |off: u32| -> Option<u32> {
+        match off {
+            0 => Some(nr),
+            4 => Some(arch),
+            8 | 12 => Some(0),
+            16..=63 if off % 4 == 0 => {
+                let arg = args[(off as usize - 16) / 8];
+                Some(if off % 8 == 0 { arg as u32 } else { (arg >> 32) as u32 })
+            }
+            _ => None,
+        }
+    };
+    let (mut a, mut x, mut m, mut pc) = (0u32, 0u32, [0u32; 16], 0usize);
+    loop {
+        let i = prog.get(pc)?;
+        pc += 1;
+        let src = if i.code & 0x08 != 0 { x } else { i.k };
+        match i.code & 0x07 {
+            BPF_LD | BPF_LDX => {
+                let v = match i.code & 0xE0 {
+                    0x00 => i.k,
+                    0x20 if i.code & 0x18 == 0x00 => load(i.k)?,
+                    0x60 => *m.get(i.k as usize)?,
+                    0x80 => DATA_LEN,
+                    _ => return None,
+                };
+                if i.code & 0x07 == BPF_LD {
+                    a = v;
+                } else {
+                    x = v;
+                }
+            }
+            BPF_ST => *m.get_mut(i.k as usize)? = a,
+            BPF_STX => *m.get_mut(i.k as usize)? = x,
+            BPF_ALU => {
+                a = match i.code & 0xF0 {
+                    0x00 => a.wrapping_add(src),
+                    0x10 => a.wrapping_sub(src),
+                    0x20 => a.wrapping_mul(src),
+                    0x30 => a.checked_div(src)?,
+                    0x40 => a | src,
+                    0x50 => a & src,
+                    0x60 => a.checked_shl(src).unwrap_or(0),
+                    0x70 => a.checked_shr(src).unwrap_or(0),
+                    0x80 => a.wrapping_neg(),
+                    0x90 => a.checked_rem(src)?,
+                    0xA0 => a ^ src,
+                    _ => return None,
+                }
+            }
+            BPF_JMP => {
+                let taken = match i.code & 0xF0 {
+                    0x00 => {
+                        pc += i.k as usize;
+                        continue;
+                    }
+                    0x10 => a == src,
+                    0x20 => a > src,
+                    0x30 => a >= src,
+                    0x40 => a & src != 0,
+                    _ => return None,
+                };
+                pc += if taken { i.jt } else { i.jf } as usize;
+            }
+            BPF_RET => return Some(if i.code & 0x18 == 0x10 { a } else { i.k }),
+            BPF_MISC => {
+                if i.code & 0xF8 == 0x80 {
+                    a = x;
+                } else {
+                    x = a;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +404,18 @@ mod tests {
         let only_read = vec![stmt(LD_W_ABS, 0), jump(JEQ_K, 0, 0, 1), stmt(RET_K, SECCOMP_RET_ALLOW), stmt(RET_K, KILL)];
         assert_eq!(allowed_syscalls(&[filter(), only_read], AUDIT_ARCH_X86_64).into_iter().collect::<Vec<_>>(), vec![0]);
         assert!(allowed_syscalls(&[], AUDIT_ARCH_X86_64).is_empty());
+    }
+
+    #[test]
+    fn evaluates_one_call() {
+        let f = filter();
+        assert_eq!(evaluate(&f, 0, AUDIT_ARCH_X86_64, [0; 6]), Some(SECCOMP_RET_ALLOW));
+        assert_eq!(evaluate(&f, 2, AUDIT_ARCH_X86_64, [0; 6]), Some(ERRNO));
+        assert_eq!(evaluate(&f, 16, AUDIT_ARCH_X86_64, [0, 0x5401, 0, 0, 0, 0]), Some(SECCOMP_RET_ALLOW));
+        assert_eq!(evaluate(&f, 16, AUDIT_ARCH_X86_64, [0, 0x1_0000_5401, 0, 0, 0, 0]), Some(SECCOMP_RET_ALLOW), "the low half only");
+        assert_eq!(evaluate(&f, 16, AUDIT_ARCH_X86_64, [0, 0x5402, 0, 0, 0, 0]), Some(KILL));
+        assert_eq!(evaluate(&f, 0, 0x4000_0003, [0; 6]), Some(KILL));
+        assert_eq!(evaluate(&f[..5], 5, AUDIT_ARCH_X86_64, [0; 6]), None, "off the end");
     }
 
     #[test]

@@ -12,9 +12,10 @@
 //!    no /sys, so /sys/firmware needs no mask and there is no /sys to make
 //!    read-only.
 //! 2. After every mount and the cgroup namespace ([`Hardening::lock`]):
-//!    `no_new_privs`, then the seccomp filters ([`DENIED`], compiled by the
-//!    parent with `seccompiler` when the platform is created; the child only
-//!    installs them), then the capability sets: the bounding set drops all
+//!    `no_new_privs`, then the seccomp filter ([`DENIED`], compiled by the
+//!    parent when the platform is created ([`compile_filter`]: a binary
+//!    search over the numbers, the argument rules compiled by
+//!    `seccompiler`); the child only installs it), then the capability sets: the bounding set drops all
 //!    but the 14 capabilities Docker and runc grant ([`DEFAULT_CAPS`]), the
 //!    ambient set is cleared, and effective and permitted become those 14.
 //!    The inheritable set is left empty, as runc (since 1.1.2) and Docker
@@ -25,7 +26,6 @@
 //! execve stays allowed by every filter, and the workload, exec'd as uid 0
 //! of its namespace, gets its capabilities from the bounding set: the 14.
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -33,7 +33,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use nix::errno::Errno;
-use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch};
+use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 
 use crate::error::{LaunchError, Result};
 use crate::platform::spawn::Failure;
@@ -341,47 +341,162 @@ const CLONE_NEWTIME: u64 = 0x80;
 /// UNAME26, UNAME26|PER_LINUX32, and 0xffffffff (query).
 const PERSONALITIES: [u64; 5] = [0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 
-fn rules(rule: ArgRule) -> std::result::Result<Vec<SeccompRule>, seccompiler::BackendError> {
+/// When an argument rule's call is denied: when one of its rules matches,
+/// or unless one matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sense {
+    DenyWhen,
+    AllowWhen,
+}
+
+/// The argument rules of `rule`, compiled by seccompiler (the rules of a
+/// call are or-ed, the conditions of a rule and-ed), and their sense.
+fn rules(rule: ArgRule) -> std::result::Result<(Vec<SeccompRule>, Sense), seccompiler::BackendError> {
     match rule {
         ArgRule::NamespaceFlags { time } => {
-            let flags = NAMESPACE_FLAGS.iter().copied().chain(time.then_some(CLONE_NEWTIME));
-            // One rule per flag: the rules of a call are or-ed.
-            flags.map(|f| SeccompRule::new(vec![SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(f), f)?])).collect()
+            // Allowed when no CLONE_NEW* flag is set: one masked compare
+            // instead of one rule per flag. The low word is the whole
+            // story: clone(2) keeps only the low 32 bits of its flags
+            // (kernel_clone_args), and unshare(2) rejects any higher bit
+            // with EINVAL before it creates anything.
+            let mask = NAMESPACE_FLAGS.iter().copied().chain(time.then_some(CLONE_NEWTIME)).fold(0, |m, f| m | f);
+            Ok((vec![SeccompRule::new(vec![SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(mask), 0)?])?], Sense::AllowWhen))
         }
         ArgRule::Personality => {
-            // One rule whose conditions are and-ed: none of the allowed values.
+            // Denied when none of the allowed values.
             let conds =
                 PERSONALITIES.iter().map(|p| SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, *p)).collect::<std::result::Result<_, _>>()?;
-            Ok(vec![SeccompRule::new(conds)?])
+            Ok((vec![SeccompRule::new(conds)?], Sense::DenyWhen))
         }
     }
 }
 
-/// Compiles [`DENIED`] into BPF: the EPERM filter and the ENOSYS filter
-/// (a filter has one action on a match). Every other call is allowed.
-/// With `x32`, the x32 numbers of the denied calls are denied too.
-pub fn compile_filters(x32: bool) -> Result<Vec<BpfProgram>> {
-    let bad = |what: &str, e: &dyn fmt::Display| {
-        LaunchError::Unsupported(format!("cannot build the container's seccomp filter ({what}: {e}); use --container-profile privileged"))
-    };
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| bad("architecture", &e))?;
-    let (mut eperm, mut enosys) = (BTreeMap::new(), BTreeMap::new());
+/// One denied system call number of the filter: what it returns, and the
+/// argument rules that decide (none: always denied).
+struct Denial {
+    nr: u32,
+    action: u32,
+    rules: Vec<SeccompRule>,
+    sense: Sense,
+}
+
+/// [`DENIED`] as the filter's entries, sorted by number; with `x32`, the
+/// x32 numbers of the denied calls too.
+fn denials(x32: bool) -> Result<Vec<Denial>> {
+    let mut out = Vec::new();
     for (name, deny, _) in DENIED {
-        let nr = number(name).ok_or_else(|| bad(name, &"no system call number on this architecture"))?;
-        let (map, chain) = match deny {
-            Deny::Always => (&mut eperm, Vec::new()),
-            Deny::Arg(r) => (&mut eperm, rules(*r).map_err(|e| bad(name, &e))?),
-            Deny::Enosys => (&mut enosys, Vec::new()),
+        let nr = number(name).ok_or_else(|| filter_error(name, &"no system call number on this architecture"))?;
+        let (action, (chain, sense)) = match deny {
+            Deny::Always => (SeccompAction::Errno(libc::EPERM as u32), (Vec::new(), Sense::DenyWhen)),
+            Deny::Arg(r) => (SeccompAction::Errno(libc::EPERM as u32), rules(*r).map_err(|e| filter_error(name, &e))?),
+            Deny::Enosys => (SeccompAction::Errno(libc::ENOSYS as u32), (Vec::new(), Sense::DenyWhen)),
         };
         let aliases = [Some(nr | X32), x32_number(name)].into_iter().flatten().filter(|_| x32);
         for n in std::iter::once(nr).chain(aliases) {
-            map.insert(n, chain.clone());
+            let nr = u32::try_from(n).map_err(|e| filter_error(name, &e))?;
+            out.push(Denial { nr, action: action.clone().into(), rules: chain.clone(), sense });
         }
     }
+    out.sort_by_key(|d| d.nr);
+    Ok(out)
+}
+
+fn filter_error(what: &str, e: &dyn fmt::Display) -> LaunchError {
+    LaunchError::Unsupported(format!("cannot build the container's seccomp filter ({what}: {e}); use --container-profile privileged"))
+}
+
+const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+const AUDIT_ARCH_X86_64: u32 = crate::measure::seccomp::AUDIT_ARCH_X86_64;
+/// Entries a leaf of the search compares one by one.
+const LEAF: usize = 4;
+
+fn insn(code: u16, k: u32, jt: u8, jf: u8) -> seccompiler::sock_filter {
+    seccompiler::sock_filter { code, jt, jf, k }
+}
+
+/// `len` instructions forward, for a conditional jump's offset (`None`:
+/// too far for its 8 bits; the caller jumps with a JA instead).
+fn near(len: usize) -> Option<u8> {
+    u8::try_from(len).ok()
+}
+
+/// The code for one denied number, reached with the number matched: its
+/// action, or its rules (seccompiler's compilation of each rule, each
+/// followed by what a match returns) and what no match returns.
+fn denial_body(d: &Denial) -> BpfProgram {
+    if d.rules.is_empty() {
+        return vec![insn(RET_K, d.action, 0, 0)];
+    }
+    let (on_match, otherwise) = match d.sense {
+        Sense::DenyWhen => (d.action, libc::SECCOMP_RET_ALLOW),
+        Sense::AllowWhen => (libc::SECCOMP_RET_ALLOW, d.action),
+    };
     let mut out = Vec::new();
-    for (map, errno) in [(eperm, libc::EPERM), (enosys, libc::ENOSYS)] {
-        let filter = SeccompFilter::new(map, SeccompAction::Allow, SeccompAction::Errno(errno as u32), arch).map_err(|e| bad("filter", &e))?;
-        out.push(BpfProgram::try_from(filter).map_err(|e| bad("compiling", &e))?);
+    for rule in d.rules.iter().cloned() {
+        out.extend(BpfProgram::from(rule));
+        out.push(insn(RET_K, on_match, 0, 0));
+    }
+    out.push(insn(RET_K, otherwise, 0, 0));
+    out
+}
+
+/// A binary search over `ds` (sorted) with the number in A: JGE splits
+/// down to leaves of [`LEAF`] numbers compared with JEQ. Every path ends
+/// in a return.
+fn search(ds: &[Denial]) -> BpfProgram {
+    let mut out = Vec::new();
+    if ds.len() <= LEAF {
+        for d in ds {
+            let body = denial_body(d);
+            match near(body.len()) {
+                Some(skip) => out.push(insn(JEQ_K, d.nr, 0, skip)),
+                None => out.extend([insn(JEQ_K, d.nr, 1, 0), insn(JA, body.len() as u32, 0, 0)]),
+            }
+            out.extend(body);
+        }
+        out.push(insn(RET_K, libc::SECCOMP_RET_ALLOW, 0, 0));
+        return out;
+    }
+    let (low, high) = ds.split_at(ds.len() / 2);
+    let left = search(low);
+    // A >= the first number of `high`: past the lower half.
+    match near(left.len()) {
+        Some(skip) => out.push(insn(JGE_K, high[0].nr, skip, 0)),
+        None => out.extend([insn(JGE_K, high[0].nr, 0, 1), insn(JA, left.len() as u32, 0, 0)]),
+    }
+    out.extend(left);
+    out.extend(search(high));
+    out
+}
+
+/// Compiles [`DENIED`] into one classic-BPF program: the architecture
+/// check (another architecture kills the process, as seccompiler's
+/// filters do), then a binary search over the denied numbers, each with
+/// its action (EPERM, or ENOSYS for clone3) and its argument rules, which
+/// seccompiler compiles. Every other call is allowed. With `x32`, the x32
+/// numbers of the denied calls are denied too.
+///
+/// Why not seccompiler's own filter: it compares the number against each
+/// denied call in turn, and installing a filter costs the kernel a walk of
+/// it for every system call number (the action cache of Linux 5.11+) plus
+/// its JIT, paid by every launch: 429 instructions walked linearly, and a
+/// second filter for the ENOSYS action, took 0.39 ms of a 1.86 ms boot
+/// here (docs/design.md, "The container's seccomp filter").
+pub fn compile_filter(x32: bool) -> Result<BpfProgram> {
+    let ds = denials(x32)?;
+    let mut out = vec![
+        insn(LD_W_ABS, 4, 0, 0), // seccomp_data.arch
+        insn(JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        insn(RET_K, libc::SECCOMP_RET_KILL_PROCESS, 0, 0),
+        insn(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+    ];
+    out.extend(search(&ds));
+    if out.len() > libc::BPF_MAXINSNS as usize {
+        return Err(filter_error("filter", &format!("{} instructions, more than the kernel's {}", out.len(), libc::BPF_MAXINSNS)));
     }
     Ok(out)
 }
@@ -412,7 +527,8 @@ pub struct ProcPath {
 pub struct Hardening {
     pub profile: Profile,
     proc_paths: Vec<ProcPath>,
-    filters: Vec<BpfProgram>,
+    /// The seccomp filter ([`compile_filter`]); empty for `privileged`.
+    filter: BpfProgram,
     /// Capabilities kept (bit n = capability n).
     keep: u64,
     last_cap: u32,
@@ -430,7 +546,7 @@ impl Hardening {
     /// nothing else.
     pub fn new(profile: Profile, rootfs: &Path) -> Result<Hardening> {
         if profile == Profile::Privileged {
-            return Ok(Hardening { profile, proc_paths: Vec::new(), filters: Vec::new(), keep: u64::MAX, last_cap: 0 });
+            return Ok(Hardening { profile, proc_paths: Vec::new(), filter: Vec::new(), keep: u64::MAX, last_cap: 0 });
         }
         let mut proc_paths = Vec::new();
         let paths = MASKED.iter().map(|p| (*p, true)).chain(READ_ONLY.iter().map(|p| (*p, false)));
@@ -447,7 +563,7 @@ impl Hardening {
             proc_paths.push(ProcPath { path, target, kind });
         }
         let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(63).min(63);
-        Ok(Hardening { profile, proc_paths, filters: compile_filters(x32_enabled())?, keep: default_caps_mask(), last_cap })
+        Ok(Hardening { profile, proc_paths, filter: compile_filter(x32_enabled())?, keep: default_caps_mask(), last_cap })
     }
 
     /// The masked and read-only paths, in the order they are mounted.
@@ -455,13 +571,13 @@ impl Hardening {
         &self.proc_paths
     }
 
-    /// How many seccomp filters the child installs.
-    pub fn filters(&self) -> usize {
-        self.filters.len()
+    /// The seccomp filter the child installs (empty: none).
+    pub fn filter(&self) -> &[seccompiler::sock_filter] {
+        &self.filter
     }
 
     /// The child's last steps before its stdio and execve: no_new_privs,
-    /// the seccomp filters, the capability sets. Nothing for the
+    /// the seccomp filter, the capability sets. Nothing for the
     /// privileged profile. Allocation-free with the real system calls.
     pub fn lock(&self, sys: &dyn Syscall) -> std::result::Result<(), Failure> {
         if self.profile == Profile::Privileged {
@@ -469,11 +585,10 @@ impl Hardening {
         }
         let fail = |i: usize, errno: Errno| Failure { step: LOCK_STEPS[i], errno, detail: 0 };
         sys.set_no_new_privs().map_err(|e| fail(0, e))?;
-        for f in &self.filters {
-            // The kernel copies the program; `f` outlives the call.
-            let prog = libc::sock_fprog { len: f.len() as u16, filter: f.as_ptr() as *mut libc::sock_filter };
-            sys.seccomp_filter(&prog).map_err(|e| fail(1, e))?;
-        }
+        // The kernel copies the program; `self.filter` outlives the call.
+        // compile_filter keeps it under BPF_MAXINSNS, so its length fits.
+        let prog = libc::sock_fprog { len: self.filter.len() as u16, filter: self.filter.as_ptr() as *mut libc::sock_filter };
+        sys.seccomp_filter(&prog).map_err(|e| fail(1, e))?;
         for cap in (0..=self.last_cap).filter(|c| self.keep & (1 << c) == 0) {
             match sys.drop_bounding_cap(cap) {
                 // Above what this kernel knows: nothing to drop.
@@ -493,7 +608,10 @@ impl Hardening {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::seccomp::{evaluate, Insn};
     use crate::platform::syscall::recording::RecordingSyscall;
+    use seccompiler::{SeccompFilter, TargetArch};
+    use std::collections::BTreeMap;
 
     #[test]
     fn the_default_capabilities_are_dockers() {
@@ -513,21 +631,143 @@ mod tests {
     }
 
     #[test]
-    fn every_denied_call_has_a_number_and_the_filters_compile() {
+    fn every_denied_call_has_a_number_and_the_filter_compiles() {
         for (name, _, why) in DENIED {
             assert!(number(name).is_some(), "{name}");
             assert!(!why.is_empty());
         }
-        let f = compile_filters(false).unwrap();
-        assert_eq!(f.len(), 2, "the EPERM filter and the ENOSYS filter");
-        assert!(f.iter().all(|p| !p.is_empty() && p.len() < 4096));
-        let with_x32 = compile_filters(true).unwrap();
-        assert!(with_x32[0].len() > f[0].len() * 3 / 2, "x32 numbers denied too: {} vs {} instructions", with_x32[0].len(), f[0].len());
+        let f = compile_filter(false).unwrap();
+        // The whole policy in under 200 instructions (seccompiler's linear
+        // filters took 429 + 10): every launch installs it.
+        assert!(!f.is_empty() && f.len() < 200, "{} instructions", f.len());
+        let with_x32 = compile_filter(true).unwrap();
+        assert!(with_x32.len() > f.len() * 3 / 2, "x32 numbers denied too: {} vs {} instructions", with_x32.len(), f.len());
         for must in ["init_module", "mount", "ptrace", "bpf", "keyctl", "kexec_load", "setns", "open_by_handle_at"] {
             assert!(DENIED.iter().any(|(n, _, _)| *n == must), "{must} must be denied");
         }
         for allowed in ["execve", "execveat", "write", "dup2", "capset", "prctl", "seccomp", "rt_sigprocmask", "exit_group"] {
             assert!(DENIED.iter().all(|(n, _, _)| *n != allowed), "{allowed} must stay allowed: the child calls it after the filter");
+        }
+    }
+
+    fn to_insns(p: &[seccompiler::sock_filter]) -> Vec<Insn> {
+        p.iter().map(|i| Insn { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect()
+    }
+
+    /// The same policy as seccompiler compiles it on its own: an EPERM
+    /// filter and an ENOSYS filter, each comparing the number with every
+    /// denied call in turn (the filters versus installed before).
+    /// Its argument rules are written out as deny rules, one per
+    /// namespace flag, independently of [`rules`].
+    fn seccompilers_filters(x32: bool) -> Vec<Vec<Insn>> {
+        let deny_rules = |r: ArgRule| -> Vec<SeccompRule> {
+            let cond = |op, v| SeccompCondition::new(0, SeccompCmpArgLen::Dword, op, v).unwrap();
+            match r {
+                ArgRule::NamespaceFlags { time } => NAMESPACE_FLAGS
+                    .iter()
+                    .copied()
+                    .chain(time.then_some(CLONE_NEWTIME))
+                    .map(|f| SeccompRule::new(vec![cond(SeccompCmpOp::MaskedEq(f), f)]).unwrap())
+                    .collect(),
+                ArgRule::Personality => vec![SeccompRule::new(PERSONALITIES.iter().map(|p| cond(SeccompCmpOp::Ne, *p)).collect()).unwrap()],
+            }
+        };
+        let (mut eperm, mut enosys) = (BTreeMap::new(), BTreeMap::new());
+        for (name, deny, _) in DENIED {
+            let nr = number(name).unwrap();
+            let (map, chain) = match deny {
+                Deny::Always => (&mut eperm, Vec::new()),
+                Deny::Arg(r) => (&mut eperm, deny_rules(*r)),
+                Deny::Enosys => (&mut enosys, Vec::new()),
+            };
+            let aliases = [Some(nr | X32), x32_number(name)].into_iter().flatten().filter(|_| x32);
+            for n in std::iter::once(nr).chain(aliases) {
+                map.insert(n, chain.clone());
+            }
+        }
+        [(eperm, libc::EPERM), (enosys, libc::ENOSYS)]
+            .into_iter()
+            .map(|(map, errno)| {
+                let f = SeccompFilter::new(map, SeccompAction::Allow, SeccompAction::Errno(errno as u32), TargetArch::x86_64).unwrap();
+                to_insns(&BpfProgram::try_from(f).unwrap())
+            })
+            .collect()
+    }
+
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+
+    /// What the kernel returns for a call through several filters: the
+    /// action of highest precedence (lowest action value), the newest
+    /// filter's on a tie.
+    fn through(filters: &[Vec<Insn>], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+        let rets: Vec<u32> = filters.iter().map(|f| evaluate(f, nr, arch, args).expect("a well-formed filter")).collect();
+        rets.iter().rev().copied().min_by_key(|r| (r & 0xFFFF_0000) as i32).unwrap()
+    }
+
+    #[test]
+    fn the_search_filter_decides_every_call_as_seccompilers_filters_do() {
+        let mut args: Vec<[u64; 6]> = vec![[0; 6], [u64::MAX; 6], [0xffff_ffff, 0, 0, 0, 0, 0], [1 << 32, 0, 0, 0, 0, 0]];
+        for f in NAMESPACE_FLAGS.iter().chain([CLONE_NEWTIME].iter()) {
+            args.push([*f, 0, 0, 0, 0, 0]);
+            args.push([*f | libc::SIGCHLD as u64 | libc::CLONE_VM as u64, 0, 0, 0, 0, 0]);
+        }
+        for p in PERSONALITIES.iter().chain([1, 0x20001, 0x0400_0000].iter()) {
+            args.push([*p, 0, 0, 0, 0, 0]);
+        }
+        // fork, vfork and pthread_create's flags: allowed.
+        args.push([(libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES | libc::CLONE_SIGHAND | libc::CLONE_THREAD) as u64, 1, 2, 3, 4, 5]);
+        for x32 in [false, true] {
+            let tree = to_insns(&compile_filter(x32).unwrap());
+            let linear = seccompilers_filters(x32);
+            let numbers = (0..600u32).chain((0..600).map(|n| n | X32 as u32)).chain([u32::MAX, 0x7fff_ffff]);
+            let mut denied = 0;
+            for nr in numbers {
+                for a in &args {
+                    for arch in [AUDIT_ARCH_X86_64, 0x4000_0003] {
+                        let (got, want) = (through(std::slice::from_ref(&tree), nr, arch, *a), through(&linear, nr, arch, *a));
+                        assert_eq!(got, want, "x32 {x32}: call {nr:#x} arch {arch:#x} args {a:x?}");
+                        denied += usize::from(arch == AUDIT_ARCH_X86_64 && got != libc::SECCOMP_RET_ALLOW);
+                    }
+                }
+            }
+            assert!(denied > DENIED.len() * 4, "the comparison saw denials: {denied}");
+        }
+        // Spot checks against the policy itself.
+        let tree = to_insns(&compile_filter(false).unwrap());
+        let eperm = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let run = |nr: i64, a0: u64| evaluate(&tree, nr as u32, AUDIT_ARCH_X86_64, [a0, 0, 0, 0, 0, 0]).unwrap();
+        assert_eq!(run(libc::SYS_init_module, 0), eperm);
+        assert_eq!(run(libc::SYS_clone3, 0), SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+        assert_eq!(run(libc::SYS_clone, libc::CLONE_NEWNS as u64), eperm);
+        assert_eq!(run(libc::SYS_clone, libc::SIGCHLD as u64), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(libc::SYS_unshare, CLONE_NEWTIME), eperm);
+        assert_eq!(run(libc::SYS_unshare, libc::CLONE_FILES as u64), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(libc::SYS_personality, 0xffff_ffff), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(libc::SYS_personality, 1), eperm);
+        assert_eq!(run(libc::SYS_write, 0), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(evaluate(&tree, 0, 0x4000_0003, [0; 6]), Some(libc::SECCOMP_RET_KILL_PROCESS));
+    }
+
+    #[test]
+    fn far_jumps_go_through_ja() {
+        // Bodies longer than a conditional jump's 8 bits reach: every path
+        // still returns what the entry says.
+        let big = |nr: u32| Denial {
+            nr,
+            action: 0x0005_0001,
+            rules: (0..40).map(|v| SeccompRule::new(vec![SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, v).unwrap()]).unwrap()).collect(),
+            sense: Sense::DenyWhen,
+        };
+        let ds: Vec<Denial> = (0..12).map(|i| big(i * 10)).collect();
+        let mut prog = vec![insn(LD_W_ABS, 0, 0, 0)];
+        prog.extend(search(&ds));
+        assert!(prog.len() > 3 * 256, "{} instructions", prog.len());
+        let prog = to_insns(&prog);
+        for nr in 0..130 {
+            for a0 in [0u64, 7, 39, 40, 1 << 33] {
+                let want = if nr % 10 == 0 && nr < 120 && a0 < 40 { 0x0005_0001 } else { libc::SECCOMP_RET_ALLOW };
+                assert_eq!(evaluate(&prog, nr, AUDIT_ARCH_X86_64, [a0, 0, 0, 0, 0, 0]), Some(want), "call {nr} arg {a0}");
+            }
         }
     }
 
@@ -539,7 +779,7 @@ mod tests {
         h.lock(&sys).unwrap();
         let calls = sys.calls();
         assert_eq!(calls[0], "no_new_privs");
-        assert!(calls[1].starts_with("seccomp ") && calls[2].starts_with("seccomp "), "{calls:?}");
+        assert!(calls[1].starts_with("seccomp ") && !calls[2].starts_with("seccomp "), "one filter: {calls:?}");
         let drops: Vec<u32> = calls.iter().filter_map(|c| c.strip_prefix("capbset_drop ")).map(|c| c.parse().unwrap()).collect();
         assert!(drops.contains(&21) && drops.contains(&16), "CAP_SYS_ADMIN and CAP_SYS_MODULE leave the bounding set");
         assert!(DEFAULT_CAPS.iter().all(|(c, _)| !drops.contains(c)), "the 14 stay");
