@@ -7,7 +7,8 @@ use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
 use versus_workload::protocol::Message;
 
 use crate::error::{LaunchError, Result};
@@ -61,8 +62,9 @@ impl Channel {
             }
             let slice = (deadline - now).min(POLL_SLICE);
             let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-            let ms = PollTimeout::try_from(slice.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, ms) {
+            // ppoll: the wait ends at the deadline to the nanosecond (poll's
+            // milliseconds would round a short timeout up to 1 ms).
+            match ppoll(&mut fds, Some(TimeSpec::from_duration(slice)), None) {
                 Ok(0) => continue,
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,

@@ -64,6 +64,9 @@ pub struct ChildWorkload {
     /// The child's standard input; closing it asks an `idle` workload to stop.
     control: Option<OwnedFd>,
     pub timeout: Duration,
+    /// When the spawn began: READY is due `timeout` after it, so the set-up
+    /// before the exec counts against the timeout as it counts in boot.
+    spawned: Instant,
     exit: Option<WaitStatus>,
     /// The child's own cgroup, removed once the child is reaped (on drop
     /// too: fields drop after [`Drop::drop`] has reaped it).
@@ -71,11 +74,11 @@ pub struct ChildWorkload {
 }
 
 impl ChildWorkload {
-    pub fn new(pid: Pid, channel: Channel, stderr: OwnedFd, control: OwnedFd, timeout: Duration) -> ChildWorkload {
+    pub fn new(pid: Pid, channel: Channel, stderr: OwnedFd, control: OwnedFd, timeout: Duration, spawned: Instant) -> ChildWorkload {
         // Non-blocking so a crash report never waits on a child that holds
         // its stderr open.
         let _ = nix::fcntl::fcntl(&stderr, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-        ChildWorkload { pid: Some(pid), channel, stderr: Some(File::from(stderr)), control: Some(control), timeout, exit: None, cgroup: None }
+        ChildWorkload { pid: Some(pid), channel, stderr: Some(File::from(stderr)), control: Some(control), timeout, spawned, exit: None, cgroup: None }
     }
 
     /// Gives the child's cgroup to this handle, which removes it after
@@ -111,7 +114,7 @@ impl ChildWorkload {
 
     /// Waits for READY; returns (host receive ns, workload's `started` ns).
     pub fn wait_ready(&mut self) -> Result<(u64, Option<u64>)> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.spawned + self.timeout;
         loop {
             match self.channel.recv(deadline, "signal ready", self.timeout)? {
                 Some((Received::Ready { started_ns, .. }, t)) => return Ok((t, started_ns)),

@@ -393,6 +393,7 @@ pub struct ChildStatus {
 /// Clones the child of `req` (see the module documentation). With shared
 /// memory it returns once the child has exec'd or failed.
 pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
+    let spawned = std::time::Instant::now();
     let pipe = |p: &str| pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys(format!("creating the {p} pipe"), e));
     let (chan_r, chan_w) = pipe("channel")?;
     let (ctl_r, ctl_w) = pipe("control")?;
@@ -443,7 +444,7 @@ pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
     // The child holds its own copies; ours must close so that end of file
     // reaches the right side.
     drop((status_w, ctl_r, err_w, chan_w));
-    let child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, req.timeout).with_cgroup(cgroup);
+    let child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, req.timeout, spawned).with_cgroup(cgroup);
     let sync_w = sync.map(|(r, w)| {
         drop(r);
         w
