@@ -87,7 +87,15 @@ pub fn run_shell(line: &str, timeout: Duration) -> Option<HostRun> {
 /// `$VERSUS_DISK` (on the emulated host, a copy-on-write virtio disk,
 /// /dev/vdb; here, the file itself).
 pub fn run_shell_with_disk(line: &str, disk: &Path, timeout: Duration) -> Option<HostRun> {
-    run_with(Cmd::Shell(line), Some(disk), timeout)
+    run_with(Cmd::Shell(line), Some(disk), None, timeout)
+}
+
+/// [`run_versus`] where the OS image `image` (built and cached on this
+/// host) and the host tools its experiments run are at hand: on the
+/// emulated host, carried in by `harness/kvm-host --image` (with the RAM
+/// its disks need); here, this host's own.
+pub fn run_versus_with_image(args: &[&str], image: &str, timeout: Duration) -> Option<HostRun> {
+    run_with(Cmd::Versus(args), None, Some(image), timeout)
 }
 
 enum Cmd<'a> {
@@ -96,10 +104,10 @@ enum Cmd<'a> {
 }
 
 fn run(what: Cmd, timeout: Duration) -> Option<HostRun> {
-    run_with(what, None, timeout)
+    run_with(what, None, None, timeout)
 }
 
-fn run_with(what: Cmd, disk: Option<&Path>, timeout: Duration) -> Option<HostRun> {
+fn run_with(what: Cmd, disk: Option<&Path>, image: Option<&str>, timeout: Duration) -> Option<HostRun> {
     let host = match kvm_host() {
         Ok(h) => h,
         Err(why) => {
@@ -131,6 +139,9 @@ fn run_with(what: Cmd, disk: Option<&Path>, timeout: Duration) -> Option<HostRun
             c.arg("--timeout").arg(timeout.as_secs().max(1).to_string()).arg("--out").arg(&dir).arg("--versus").arg(versus);
             if let Some(d) = disk {
                 c.arg("--disk").arg(d);
+            }
+            if let Some(i) = image {
+                c.args(["--image", i, "--mem", "6144"]);
             }
             match what {
                 Cmd::Versus(args) => c.arg("--").args(args),
