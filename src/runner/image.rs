@@ -90,6 +90,12 @@ pub fn run_image(
             return Ok(());
         }
     };
+    if o.patch_instances > 0 && on_tmpfs(work.tmp.path()) {
+        out.not_measured.push(format!(
+            "patch.bytes_written of what went to tmpfs: the drill's disks and layers are in {} (tmpfs), and the kernel's write accounting (ru_oublock) counts block I/O only, so a disk copy made there counts 0 bytes; set TMPDIR to a disk-backed directory to count them",
+            work.tmp.path().display()
+        ));
+    }
     for (p, idx) in ran {
         let status = &mut statuses[*idx];
         let mode = p.image_mode();
@@ -179,6 +185,11 @@ pub fn run_image(
     Ok(())
 }
 
+/// Whether `path` lies on a tmpfs (whose writes are no block I/O).
+fn on_tmpfs(path: &std::path::Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +200,11 @@ mod tests {
         assert_eq!(drill_ns(6), vec![1, 2, 4, 6]);
         assert_eq!(drill_ns(1), vec![1]);
         assert!(drill_ns(0).is_empty());
+    }
+
+    #[test]
+    fn tmpfs_is_recognised() {
+        assert!(on_tmpfs(std::path::Path::new("/dev/shm")) || !std::path::Path::new("/dev/shm").exists());
+        assert!(!on_tmpfs(std::path::Path::new("/proc")), "procfs is not tmpfs");
     }
 }
