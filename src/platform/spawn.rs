@@ -12,13 +12,8 @@
 //!
 //! 1. (a user namespace only) wait for the parent's byte: its uid/gid maps
 //!    are written;
-//! 2. join its own cgroup, when the instance has one: a thread of the
-//!    parent creates it and writes its limits ([`CgroupPlan::make`]) while
-//!    the kernel clones the child, on another CPU where there is one (a
-//!    v1 memory cgroup alone takes about 0.1 ms to create); the child
-//!    waits for that thread's word on a pipe, then joins
-//!    ([`CgroupPlan::join`]). Where no thread can be started the child
-//!    makes the cgroup itself ([`CgroupPlan::apply`]);
+//! 2. create and join its own cgroup, when the instance has one
+//!    ([`CgroupPlan::apply`]);
 //! 3. the launcher's own set-up ([`ChildSetup::run`]: a container's rootfs
 //!    and hardening); a plain process has none;
 //! 4. an empty signal mask and the default SIGPIPE action (as posix_spawn
@@ -195,12 +190,6 @@ struct ChildPlan<'a> {
     setup: Option<&'a dyn ChildSetup>,
     /// The read end of the sync pipe, or -1.
     wait_fd: RawFd,
-    /// The read end of the pipe on which the parent's thread says the
-    /// cgroup is made (0, or the failed step and errno), or -1: the child
-    /// makes it itself.
-    cgroup_made: RawFd,
-    /// How long the child waits for that word, in ms.
-    cgroup_wait_ms: i32,
     status_w: RawFd,
     stdin: RawFd,
     stderr: RawFd,
@@ -230,20 +219,6 @@ fn fail(plan: &ChildPlan, sys: &dyn Syscall, step: u64, errno: Errno, detail: u6
     127
 }
 
-/// The word the cgroup thread sends: 0 when the cgroup is made, else the
-/// failed step ([`CgroupStep::encode`], below bit 48) and the errno above.
-fn made_word(r: std::result::Result<(), (CgroupStep, Errno)>) -> u64 {
-    match r {
-        Ok(()) => 0,
-        Err((step, e)) => (e as i32 as u64) << 48 | step.encode() & ((1 << 48) - 1),
-    }
-}
-
-fn made_error(word: u64) -> (CgroupStep, Errno) {
-    let step = CgroupStep::decode(word & ((1 << 48) - 1)).unwrap_or(CgroupStep::Create(0));
-    (step, Errno::from_raw((word >> 48) as i32))
-}
-
 /// The child's body (see the module documentation). Returns only when a
 /// step failed, with the exit status to end with (the record is written).
 fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> i32 {
@@ -253,16 +228,7 @@ fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> i32 {
     }
     let t_start = now_ns();
     if let Some(cg) = plan.cgroup {
-        let r = match plan.cgroup_made {
-            -1 => cg.apply(sys),
-            fd => match sys.read_word(fd, plan.cgroup_wait_ms) {
-                Ok(0) => cg.join(sys),
-                Ok(word) => Err(made_error(word)),
-                // The thread ended without a word, or took too long.
-                Err(e) => Err((CgroupStep::Create(0), e)),
-            },
-        };
-        if let Err((step, e)) = r {
+        if let Err((step, e)) = cg.apply(sys) {
             return fail(plan, sys, generic("set up the cgroup"), e, step.encode());
         }
     }
@@ -441,17 +407,11 @@ pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
         Some((c, p)) => (Some(c), Some(p)),
         None => (None, None),
     };
-    let made = match cgroup_plan {
-        Some(_) => Some(pipe("cgroup")?),
-        None => None,
-    };
-    let mut plan = ChildPlan {
+    let plan = ChildPlan {
         program: req.program,
         cgroup: cgroup_plan.as_ref(),
         setup: req.setup,
         wait_fd: sync.as_ref().map_or(-1, |(r, _)| r.as_raw_fd()),
-        cgroup_made: -1,
-        cgroup_wait_ms: i32::try_from(req.timeout.as_millis()).unwrap_or(i32::MAX).max(1),
         status_w: status_w.as_raw_fd(),
         stdin: ctl_r.as_raw_fd(),
         stderr: err_w.as_raw_fd(),
@@ -459,26 +419,11 @@ pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
         channel_fd: req.channel_fd,
     };
     let flags = clone_flags(req.namespaces, !req.wait_for_parent);
-    let (made_r, made_w) = made.unzip();
-    // The scope ends only when the cgroup thread has ended: the cgroup
-    // handle, which removes the cgroup on an error, never races its making.
-    let pid = std::thread::scope(|scope| {
-        if let (Some(cg), Some(w), Some(r)) = (cgroup_plan.as_ref(), made_w, made_r.as_ref()) {
-            let maker = std::thread::Builder::new().name("versus-cgroup".into()).spawn_scoped(scope, move || {
-                let word = made_word(cg.make(&LinuxSyscall));
-                // A failed write leaves the child to its timeout.
-                let _ = LinuxSyscall.write(w.as_raw_fd(), &word.to_ne_bytes());
-            });
-            // No thread (EAGAIN): the child makes the cgroup itself.
-            if maker.is_ok() {
-                plan.cgroup_made = r.as_raw_fd();
-            }
-        }
-        let plan = &plan;
+    let pid = {
         let mut stack = PooledStack::take()?;
         let Some(stack) = stack.0.as_mut() else { return Err(LaunchError::Unsupported("no child stack".into())) };
         let cb: nix::sched::CloneCb = Box::new(|| {
-            let code = child_main(plan, &LinuxSyscall);
+            let code = child_main(&plan, &LinuxSyscall);
             // SAFETY: _exit ends the cloned child without running the
             // parent's atexit handlers or destructors, which belong to the
             // parent.
@@ -490,15 +435,12 @@ pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
         // (CLONE_VFORK) until the child has exec'd or exited, so `plan`,
         // `cb` and `stack` stay valid and untouched for it; without
         // CLONE_VM it has its own copy of them. The child only makes
-        // system calls on prepared data and ends in execve or _exit; the
-        // cgroup thread, running beside it in the same memory, touches
-        // neither its stack nor anything it reads but the plan, which
-        // both only read. Signal handlers it inherits (the interrupt flag)
-        // only store atomics, which is as right in the child as in the
-        // parent; its mask is reset before execve.
-        unsafe { nix::sched::clone(cb, stack.usable(), flags, Some(libc::SIGCHLD)) }.map_err(|e| LaunchError::sys(format!("clone({flags:?})"), e))
-    })?;
-    drop(made_r);
+        // system calls on prepared data and ends in execve or _exit.
+        // Signal handlers it inherits (the interrupt flag) only store
+        // atomics, which is as right in the child as in the parent; its
+        // mask is reset before execve.
+        unsafe { nix::sched::clone(cb, stack.usable(), flags, Some(libc::SIGCHLD)) }.map_err(|e| LaunchError::sys(format!("clone({flags:?})"), e))?
+    };
     // The child holds its own copies; ours must close so that end of file
     // reaches the right side.
     drop((status_w, ctl_r, err_w, chan_w));
@@ -591,7 +533,7 @@ mod tests {
     use crate::platform::syscall::recording::RecordingSyscall;
 
     fn plan<'a>(program: &'a Program<'a>, cgroup: Option<&'a CgroupPlan>, setup: Option<&'a dyn ChildSetup>) -> ChildPlan<'a> {
-        ChildPlan { program, cgroup, setup, wait_fd: -1, cgroup_made: -1, cgroup_wait_ms: 1000, status_w: 9, stdin: 5, stderr: 6, channel: 7, channel_fd: 3 }
+        ChildPlan { program, cgroup, setup, wait_fd: -1, status_w: 9, stdin: 5, stderr: 6, channel: 7, channel_fd: 3 }
     }
 
     #[test]
@@ -643,31 +585,6 @@ mod tests {
         rec[..4].copy_from_slice(&[REC_ERROR, generic("set up the cgroup"), Errno::EPERM as u64, CgroupStep::Join(0).encode()]);
         let e = error_of(rec, Some(&cgplan), None, "prog").to_string();
         assert!(e.contains("versus-test-x/cgroup.procs"), "{e}");
-    }
-
-    #[test]
-    fn a_cgroup_made_by_the_parents_thread_is_only_joined() {
-        let p = Program::new("/bin/prog", Vec::<String>::new(), Environment::empty()).unwrap();
-        let controls = crate::platform::cgroup::Controls { memory: Some(Some(1 << 20)), ..Default::default() };
-        let (_cg, cgplan) = Cgroup::plan(crate::host::CgroupMode::V2, "versus-test-y", &controls).unwrap();
-        let mut cp = plan(&p, Some(&cgplan), None);
-        cp.cgroup_made = 11;
-        let sys = RecordingSyscall::default();
-        child_main(&cp, &sys);
-        let calls = sys.calls();
-        assert_eq!(calls[0], "read_word 11", "the child waits for the thread's word first");
-        assert_eq!(calls[1], "write /sys/fs/cgroup/versus-test-y/cgroup.procs 0", "then joins: no mkdir, no limit");
-        assert!(calls.iter().all(|c| !c.starts_with("mkdir")));
-        // The thread's failure travels as one word and names its step.
-        let word = made_word(Err((CgroupStep::Limit(1), Errno::EACCES)));
-        assert_ne!(word, 0);
-        assert_eq!(made_error(word), (CgroupStep::Limit(1), Errno::EACCES));
-        assert_eq!(made_word(Ok(())), 0);
-        let mut rec = [0u64; REC_WORDS];
-        let (step, errno) = made_error(word);
-        rec[..4].copy_from_slice(&[REC_ERROR, generic("set up the cgroup"), errno as u64, step.encode()]);
-        let e = error_of(rec, Some(&cgplan), None, "prog").to_string();
-        assert!(e.contains("versus-test-y/"), "{e}");
     }
 
     struct TwoSteps;

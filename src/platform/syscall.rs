@@ -45,10 +45,6 @@ pub trait Syscall {
     fn reset_signals(&self) -> nix::Result<()>;
     /// Reads one byte from `fd` (the rootless child waits for its maps).
     fn read_byte(&self, fd: RawFd) -> nix::Result<u8>;
-    /// Waits up to `timeout_ms` for `fd` to be readable, then reads one
-    /// word (the child waits for the cgroup its parent's thread makes).
-    /// ETIMEDOUT when nothing came, EPIPE at end of file or a short read.
-    fn read_word(&self, fd: RawFd, timeout_ms: i32) -> nix::Result<u64>;
     /// `dup2(from, to)` (clears FD_CLOEXEC on `to`).
     fn dup2(&self, from: RawFd, to: RawFd) -> nix::Result<()>;
     /// Writes `data` to `fd` in one write (a status record: at most
@@ -186,25 +182,6 @@ impl Syscall for LinuxSyscall {
             _ => Err(Errno::EPIPE),
         }
     }
-    fn read_word(&self, fd: RawFd, timeout_ms: i32) -> nix::Result<u64> {
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        loop {
-            // SAFETY: polls one descriptor described by a local pollfd.
-            match Errno::result(unsafe { libc::poll(&mut p, 1, timeout_ms) }) {
-                Ok(0) => return Err(Errno::ETIMEDOUT),
-                Ok(_) => break,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        let mut b = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into a local buffer.
-        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), b.len()) };
-        match Errno::result(n)? {
-            8 => Ok(u64::from_ne_bytes(b)),
-            _ => Err(Errno::EPIPE),
-        }
-    }
     fn dup2(&self, from: RawFd, to: RawFd) -> nix::Result<()> {
         // SAFETY: dup2 on descriptors of this process; it clears CLOEXEC on
         // the new descriptor so that it survives execve.
@@ -307,9 +284,6 @@ pub mod recording {
         }
         fn read_byte(&self, fd: RawFd) -> nix::Result<u8> {
             self.rec(format!("read {fd}")).map(|_| 1)
-        }
-        fn read_word(&self, fd: RawFd, _timeout_ms: i32) -> nix::Result<u64> {
-            self.rec(format!("read_word {fd}")).map(|_| 0)
         }
         fn dup2(&self, from: RawFd, to: RawFd) -> nix::Result<()> {
             self.rec(format!("dup2 {from} {to}"))
