@@ -149,7 +149,8 @@ fn ctrl_c_during_a_run_tears_everything_down() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as i32;
+    let child = Running(Some(child));
+    let pid = child.pid();
     // Let it get going, then interrupt as a terminal would.
     let prefix = format!("versus-{pid}-");
     let t = Instant::now();
@@ -179,7 +180,7 @@ fn ctrl_c_during_a_run_tears_everything_down() {
     kill(p, Signal::SIGINT).unwrap();
     kill(p, Signal::SIGTERM).unwrap();
     kill(p, Signal::SIGCONT).unwrap();
-    let mut child = child;
+    let mut child = child.take();
     let t = Instant::now();
     while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(10));
@@ -194,6 +195,42 @@ fn ctrl_c_during_a_run_tears_everything_down() {
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "temp dirs left in TMPDIR");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "a partial run dir was left");
     assert_eq!(children_of(pid), 0, "children of the interrupted versus still alive");
+}
+
+/// A versus under test that a failing test does not leave behind (running,
+/// or stopped by the test's SIGSTOP): on drop, unless taken, it is resumed
+/// and asked to stop as a supervisor would (SIGTERM, so that it cleans up),
+/// and killed if it has not exited within 30 s.
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn pid(&self) -> i32 {
+        self.0.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// The child, for the test to wait on itself.
+    fn take(mut self) -> std::process::Child {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(c) = self.0.as_mut() else { return };
+        if !matches!(c.try_wait(), Ok(None)) {
+            return;
+        }
+        use nix::sys::signal::{kill, Signal};
+        let p = nix::unistd::Pid::from_raw(c.id() as i32);
+        let _ = kill(p, Signal::SIGTERM);
+        let _ = kill(p, Signal::SIGCONT);
+        let t = Instant::now();
+        while matches!(c.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
 
 /// The fields of /proc/PID/stat after the command name: state, ppid, ...
@@ -239,7 +276,8 @@ fn ctrl_c_during_the_ksm_pass_restores_ksm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as i32;
+    let child = Running(Some(child));
+    let pid = child.pid();
     // Wait for the KSM pass to turn KSM on with versus' own tuning, then
     // interrupt in the middle of it.
     let t = Instant::now();
@@ -258,7 +296,7 @@ fn ctrl_c_during_the_ksm_pass_restores_ksm() {
     } else {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
     }
-    let o = child.wait_with_output().unwrap();
+    let o = child.take().wait_with_output().unwrap();
     let after = ksm_settings();
     if after != before {
         // Put the host back before failing.
