@@ -571,11 +571,6 @@ impl Hardening {
         &self.proc_paths
     }
 
-    /// The seccomp filter the child installs (empty: none).
-    pub fn filter(&self) -> &[seccompiler::sock_filter] {
-        &self.filter
-    }
-
     /// The child's last steps before its stdio and execve: no_new_privs,
     /// the seccomp filter, the capability sets. Nothing for the
     /// privileged profile. Allocation-free with the real system calls.
@@ -694,8 +689,6 @@ mod tests {
             .collect()
     }
 
-    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-
     /// What the kernel returns for a call through several filters: the
     /// action of highest precedence (lowest action value), the newest
     /// filter's on a tie.
@@ -734,10 +727,10 @@ mod tests {
         }
         // Spot checks against the policy itself.
         let tree = to_insns(&compile_filter(false).unwrap());
-        let eperm = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
         let run = |nr: i64, a0: u64| evaluate(&tree, nr as u32, AUDIT_ARCH_X86_64, [a0, 0, 0, 0, 0, 0]).unwrap();
         assert_eq!(run(libc::SYS_init_module, 0), eperm);
-        assert_eq!(run(libc::SYS_clone3, 0), SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+        assert_eq!(run(libc::SYS_clone3, 0), libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
         assert_eq!(run(libc::SYS_clone, libc::CLONE_NEWNS as u64), eperm);
         assert_eq!(run(libc::SYS_clone, libc::SIGCHLD as u64), libc::SECCOMP_RET_ALLOW);
         assert_eq!(run(libc::SYS_unshare, CLONE_NEWTIME), eperm);
