@@ -126,6 +126,14 @@ impl CgroupPlan {
     /// Creates, limits and joins, in that order; stops at the first error.
     /// Allocation-free with [`super::syscall::LinuxSyscall`].
     pub fn apply(&self, sys: &dyn Syscall) -> std::result::Result<(), (CgroupStep, nix::errno::Errno)> {
+        self.make(sys)?;
+        self.join(sys)
+    }
+
+    /// Creates and limits (what [`super::spawn`] has a thread of the
+    /// launcher do while the kernel clones the child); stops at the first
+    /// error.
+    pub fn make(&self, sys: &dyn Syscall) -> std::result::Result<(), (CgroupStep, nix::errno::Errno)> {
         for (i, d) in self.dirs.iter().enumerate() {
             sys.mkdir(d).map_err(|e| (CgroupStep::Create(i), e))?;
         }
@@ -135,6 +143,12 @@ impl CgroupPlan {
                 r => r.map_err(|e| (CgroupStep::Limit(i), e))?,
             }
         }
+        Ok(())
+    }
+
+    /// Moves the calling process into the made cgroup. Allocation-free
+    /// with [`super::syscall::LinuxSyscall`].
+    pub fn join(&self, sys: &dyn Syscall) -> std::result::Result<(), (CgroupStep, nix::errno::Errno)> {
         for (i, p) in self.procs.iter().enumerate() {
             sys.write_file(p, JOIN_SELF).map_err(|e| (CgroupStep::Join(i), e))?;
         }

@@ -65,7 +65,7 @@ impl Platform for ProcessPlatform {
     fn notes(&self) -> Vec<String> {
         vec![
             "call: one getpid() system call per round trip".into(),
-            "no isolation, no limits: the baseline; started with a vfork-like clone (CLONE_VM | CLONE_VFORK, as posix_spawn) and execve, like every host child of versus".into(),
+            "no isolation, no limits: the baseline; started with a vfork-like clone (CLONE_VM | CLONE_VFORK, as posix_spawn) and execve, like every host child of versus (CLONE_VM alone when a thread of versus makes its cgroup meanwhile, as a container's)".into(),
             "a cgroup of its own only where a measurement asks for one: memory accounting (mem.cgroup) for the memory and density measurements, without a limit; a one-CPU quota for the interference neighbours, as a container's".into(),
         ]
     }

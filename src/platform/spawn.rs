@@ -12,32 +12,52 @@
 //!
 //! 1. (a user namespace only) wait for the parent's byte: its uid/gid maps
 //!    are written;
-//! 2. create and join its own cgroup, when the instance has one
-//!    ([`CgroupPlan::apply`]);
-//! 3. the launcher's own set-up ([`ChildSetup::run`]: a container's rootfs
-//!    and hardening); a plain process has none;
-//! 4. an empty signal mask and the default SIGPIPE action (as posix_spawn
+//! 2. the launcher's set-up that needs no cgroup
+//!    ([`ChildSetup::before_cgroup`]: a container's mounts);
+//! 3. join its own cgroup, when the instance has one. A thread of the
+//!    launcher creates it and writes its limits ([`CgroupPlan::make`])
+//!    while the kernel clones the child into its namespaces (on another
+//!    CPU where there is one: a v1 memory cgroup alone takes about 0.1 ms
+//!    to create); the child waits for that thread's word on a pipe, then
+//!    joins ([`CgroupPlan::join`]). Where no thread can be started the
+//!    child makes the cgroup itself ([`CgroupPlan::apply`]);
+//! 4. the rest of the launcher's set-up ([`ChildSetup::run`]: a
+//!    container's pivot_root and hardening); a plain process has none;
+//! 5. an empty signal mask and the default SIGPIPE action (as posix_spawn
 //!    and `std::process::Command` leave a new program);
-//! 5. its fds: the control pipe as standard input, the stderr pipe as
+//! 6. its fds: the control pipe as standard input, the stderr pipe as
 //!    standard output and error, the channel as fd `channel_fd` (3);
-//! 6. a record of its timestamps on the status pipe, then execve.
+//! 7. a record of its timestamps, then execve.
+//!
+//! The calling thread sleeps in the clone (`CLONE_VFORK`) when it has
+//! nothing else to do. When a thread makes the child's cgroup the clone
+//! has `CLONE_VM` alone and the caller waits for the child's exec on the
+//! status pipe instead: a vfork parent cannot be stopped, and a child
+//! waiting for a stopped thread of its parent would hold a stopped versus
+//! (Ctrl-Z, SIGSTOP) in the kernel until its timeout. Either way the
+//! launch returns only once the child has exec'd or exited, and the child
+//! touches nothing of the parent's but the prepared data, its own stack
+//! and its record: it runs on the calling thread's thread-local block, so
+//! its system calls go through no libc wrapper ([`LinuxSyscall`]).
 //!
 //! A plain process and a VMM process get no namespaces; a container gets
 //! its own. In a user namespace (rootless containers) the parent must write
 //! the child's uid/gid maps while the child waits, which a suspended parent
 //! cannot do: that child is cloned with its own copy of the memory instead.
 //!
-//! The status pipe (CLOEXEC) carries the record with the child's timestamps
-//! just before execve, or an error record naming the failed step. execve
-//! closes it, so end of file means the program is running.
+//! The status pipe (CLOEXEC) carries an error record naming the failed
+//! step; a child with its own copy of the memory writes its record of
+//! timestamps there too, just before execve, and a child sharing the
+//! parent's memory stores it in the plan. execve closes the pipe, so end of
+//! file means the program is running.
 //!
 //! Every clone holds [`crate::workload::fork_guard`], so that no child
 //! inherits an executable another thread is writing (ETXTBSY at exec).
 
 use std::ffi::{c_char, CString, OsStr, OsString};
-use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -157,14 +177,21 @@ pub struct Failure {
     pub detail: u64,
 }
 
-/// What a launcher adds between the cgroup and the child's stdio: a
+/// What a launcher adds to the child's set-up around its cgroup: a
 /// container's rootfs, namespaces and hardening.
 pub trait ChildSetup {
-    /// Every step name `run` may fail at.
+    /// Every step name `before_cgroup` and `run` may fail at.
     fn steps(&self) -> &'static [&'static str];
-    /// Runs in the child (sharing the parent's memory: system calls on
-    /// prepared data only, no allocation). Stamps its own progress into
-    /// `marks` (they start as the time the cgroup was joined).
+    /// Runs in the child before it joins its cgroup, while a thread of the
+    /// launcher may still be making it (system calls on prepared data
+    /// only, no allocation). Stamps its progress into `marks` (they start
+    /// as the child's first stamp).
+    fn before_cgroup(&self, _sys: &dyn Syscall, _marks: &mut [u64; SETUP_MARKS]) -> std::result::Result<(), Failure> {
+        Ok(())
+    }
+    /// Runs in the child once it is in its cgroup (sharing the parent's
+    /// memory: system calls on prepared data only, no allocation). Stamps
+    /// its own progress into `marks`.
     fn run(&self, sys: &dyn Syscall, marks: &mut [u64; SETUP_MARKS]) -> std::result::Result<(), Failure>;
     /// The error the parent reports for a failure of `run`.
     fn error(&self, f: Failure) -> LaunchError {
@@ -190,6 +217,18 @@ struct ChildPlan<'a> {
     setup: Option<&'a dyn ChildSetup>,
     /// The read end of the sync pipe, or -1.
     wait_fd: RawFd,
+    /// The read end of the pipe on which the launcher's thread says the
+    /// cgroup is made (0, or the failed step and errno), or -1: the child
+    /// makes it itself.
+    cgroup_made: RawFd,
+    /// The thread's write end, which the child closes (its copy), so that
+    /// the pipe ends when the thread does.
+    cgroup_made_w: RawFd,
+    /// How long the child waits for that word.
+    cgroup_wait_ns: u64,
+    /// Where a child sharing the parent's memory stores its record of
+    /// timestamps (None: it writes it to the status pipe).
+    record: Option<&'a [AtomicU64; REC_WORDS]>,
     status_w: RawFd,
     stdin: RawFd,
     stderr: RawFd,
@@ -219,25 +258,61 @@ fn fail(plan: &ChildPlan, sys: &dyn Syscall, step: u64, errno: Errno, detail: u6
     127
 }
 
+/// The word the cgroup thread sends: 0 when the cgroup is made, else the
+/// failed step ([`CgroupStep::encode`], below bit 48) and the errno above.
+fn made_word(r: std::result::Result<(), (CgroupStep, Errno)>) -> u64 {
+    match r {
+        Ok(()) => 0,
+        Err((step, e)) => (e as i32 as u64) << 48 | step.encode() & ((1 << 48) - 1),
+    }
+}
+
+fn made_error(word: u64) -> (CgroupStep, Errno) {
+    let step = CgroupStep::decode(word & ((1 << 48) - 1)).unwrap_or(CgroupStep::Create(0));
+    (step, Errno::from_raw((word >> 48) as i32))
+}
+
+/// The status code of a launcher's failed step.
+fn setup_failure(plan: &ChildPlan, sys: &dyn Syscall, setup: &dyn ChildSetup, f: Failure) -> i32 {
+    let code = setup.steps().iter().position(|s| *s == f.step).map_or(generic("execve"), |i| SETUP_BASE + i as u64);
+    fail(plan, sys, code, f.errno, f.detail)
+}
+
 /// The child's body (see the module documentation). Returns only when a
 /// step failed, with the exit status to end with (the record is written).
 fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> i32 {
+    if plan.cgroup_made_w >= 0 {
+        sys.close(plan.cgroup_made_w);
+    }
     if plan.wait_fd >= 0 && sys.read_byte(plan.wait_fd).is_err() {
         // The parent gave up (error or crash) before letting us run.
         return 126;
     }
     let t_start = now_ns();
+    let mut marks = [t_start; SETUP_MARKS];
+    if let Some(setup) = plan.setup {
+        if let Err(f) = setup.before_cgroup(sys, &mut marks) {
+            return setup_failure(plan, sys, setup, f);
+        }
+    }
     if let Some(cg) = plan.cgroup {
-        if let Err((step, e)) = cg.apply(sys) {
+        let r = match plan.cgroup_made {
+            -1 => cg.apply(sys),
+            fd => match sys.read_word(fd, plan.cgroup_wait_ns) {
+                Ok(0) => cg.join(sys),
+                Ok(word) => Err(made_error(word)),
+                // The thread ended without a word, or took too long.
+                Err(e) => Err((CgroupStep::Create(0), e)),
+            },
+        };
+        if let Err((step, e)) = r {
             return fail(plan, sys, generic("set up the cgroup"), e, step.encode());
         }
     }
     let t_cgroup = now_ns();
-    let mut marks = [t_cgroup; SETUP_MARKS];
     if let Some(setup) = plan.setup {
         if let Err(f) = setup.run(sys, &mut marks) {
-            let code = setup.steps().iter().position(|s| *s == f.step).map_or(generic("execve"), |i| SETUP_BASE + i as u64);
-            return fail(plan, sys, code, f.errno, f.detail);
+            return setup_failure(plan, sys, setup, f);
         }
     }
     if let Err(e) = sys.reset_signals() {
@@ -254,7 +329,14 @@ fn child_main(plan: &ChildPlan, sys: &dyn Syscall) -> i32 {
     rec[6..6 + SETUP_MARKS].copy_from_slice(&marks);
     rec[REC_WORDS - 1] = now_ns();
     rec[0] = REC_READY_TO_EXEC;
-    let _ = sys.write(plan.status_w, &record_bytes(&rec));
+    match plan.record {
+        // The parent reads it after end of file on the status pipe, which
+        // execve's close (or the exit) publishes.
+        Some(shared) => shared.iter().zip(rec).for_each(|(w, v)| w.store(v, Ordering::Release)),
+        None => {
+            let _ = sys.write(plan.status_w, &record_bytes(&rec));
+        }
+    }
     // SAFETY: argv and the environment's pointers are the NULL-terminated
     // arrays of the Program and its Environment, which the parent keeps
     // alive across the clone.
@@ -300,6 +382,12 @@ impl ChildStack {
         Ok(stack)
     }
 
+    /// The top of the stack, 16-byte aligned: where a clone starts it.
+    fn top(&mut self) -> *mut libc::c_void {
+        let end = self.usable().as_mut_ptr_range().end as usize;
+        (end & !15) as *mut libc::c_void
+    }
+
     fn usable(&mut self) -> &mut [u8] {
         // SAFETY: the mapping is `len` bytes, readable and writable above
         // the guard page, and lives as long as `self`.
@@ -339,12 +427,27 @@ impl Drop for PooledStack {
     }
 }
 
-/// The flags of the clone: the namespaces, SIGCHLD as the exit signal,
-/// and with `share_memory` `CLONE_VM | CLONE_VFORK`.
-pub fn clone_flags(namespaces: CloneFlags, share_memory: bool) -> CloneFlags {
-    match share_memory {
-        true => namespaces | CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
-        false => namespaces,
+/// How the child gets the parent's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    /// Shared, the calling thread asleep in the clone until the child has
+    /// exec'd (`CLONE_VM | CLONE_VFORK`, as posix_spawn).
+    Vfork,
+    /// Shared, the calling thread awake (`CLONE_VM`): a thread of the
+    /// launcher makes the cgroup meanwhile, and the caller waits for the
+    /// exec on the status pipe.
+    Shared,
+    /// A copy (no flag): the child waits for its parent's uid/gid maps.
+    Copy,
+}
+
+/// The flags of the clone: the namespaces and the memory flags (SIGCHLD,
+/// the exit signal, is added at the clone).
+pub fn clone_flags(namespaces: CloneFlags, memory: Memory) -> CloneFlags {
+    match memory {
+        Memory::Vfork => namespaces | CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
+        Memory::Shared => namespaces | CloneFlags::CLONE_VM,
+        Memory::Copy => namespaces,
     }
 }
 
@@ -378,6 +481,12 @@ pub struct Spawned<'a> {
     cgroup_plan: Option<CgroupPlan>,
     setup: Option<&'a dyn ChildSetup>,
     what: &'a str,
+    /// The clone's memory flags (for tests and notes).
+    memory: Memory,
+    /// What a child that shared our memory reported (its status, an
+    /// error record, or None: it ended before execve without one), read
+    /// before the launch returned.
+    early: Option<std::result::Result<ChildStatus, Option<[u64; REC_WORDS]>>>,
 }
 
 /// What the child reported: its timestamps when it started running, when
@@ -390,8 +499,24 @@ pub struct ChildStatus {
     pub t_exec: u64,
 }
 
-/// Clones the child of `req` (see the module documentation). With shared
-/// memory it returns once the child has exec'd or failed.
+impl ChildStatus {
+    fn of(rec: &[u64; REC_WORDS]) -> ChildStatus {
+        let mut marks = [0u64; SETUP_MARKS];
+        marks.copy_from_slice(&rec[6..6 + SETUP_MARKS]);
+        ChildStatus { t_start: rec[4], t_cgroup: rec[5], marks, t_exec: rec[REC_WORDS - 1] }
+    }
+}
+
+/// The child's entry point: `arg` is the [`ChildPlan`].
+extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `spawn` passes a pointer to its ChildPlan, which stays alive
+    // and unchanged until this child has exec'd or exited (see `spawn`).
+    let plan = unsafe { &*(arg as *const ChildPlan) };
+    crate::platform::syscall::raw::exit(child_main(plan, &LinuxSyscall))
+}
+
+/// Clones the child of `req` (see the module documentation). When the
+/// child shares our memory it returns once the child has exec'd or failed.
 pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
     let spawned = std::time::Instant::now();
     let pipe = |p: &str| pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::sys(format!("creating the {p} pipe"), e));
@@ -407,55 +532,151 @@ pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
         Some((c, p)) => (Some(c), Some(p)),
         None => (None, None),
     };
-    let plan = ChildPlan {
+    let (made_r, made_w) = match (&cgroup_plan, req.wait_for_parent) {
+        (Some(_), false) => {
+            let (r, w) = pipe("cgroup")?;
+            (Some(r), Some(w))
+        }
+        _ => (None, None),
+    };
+    let record: [AtomicU64; REC_WORDS] = Default::default();
+    let mut plan = ChildPlan {
         program: req.program,
         cgroup: cgroup_plan.as_ref(),
         setup: req.setup,
         wait_fd: sync.as_ref().map_or(-1, |(r, _)| r.as_raw_fd()),
+        cgroup_made: -1,
+        cgroup_made_w: -1,
+        // Longer than the parent waits for the exec: a thread that is
+        // late is reported by the parent, which then kills the child.
+        cgroup_wait_ns: u64::try_from(req.timeout.saturating_mul(2).as_nanos()).unwrap_or(u64::MAX).saturating_add(1_000_000_000),
+        record: match req.wait_for_parent {
+            true => None,
+            false => Some(&record),
+        },
         status_w: status_w.as_raw_fd(),
         stdin: ctl_r.as_raw_fd(),
         stderr: err_w.as_raw_fd(),
         channel: chan_w.as_raw_fd(),
         channel_fd: req.channel_fd,
     };
-    let flags = clone_flags(req.namespaces, !req.wait_for_parent);
-    let pid = {
-        let mut stack = PooledStack::take()?;
-        let Some(stack) = stack.0.as_mut() else { return Err(LaunchError::Unsupported("no child stack".into())) };
-        let cb: nix::sched::CloneCb = Box::new(|| {
-            let code = child_main(&plan, &LinuxSyscall);
-            // SAFETY: _exit ends the cloned child without running the
-            // parent's atexit handlers or destructors, which belong to the
-            // parent.
-            unsafe { libc::_exit(code) }
-        });
+    // Declared before the child's handle, so that on an early return the
+    // handle (which kills and reaps the child) goes first.
+    let mut stack = PooledStack::take()?;
+    let Some(child_stack) = stack.0.as_mut() else { return Err(LaunchError::Unsupported("no child stack".into())) };
+    // The scope ends only when the cgroup thread has ended: the cgroup
+    // handle, which removes the cgroup on an error, never races its making.
+    let (pid, memory) = std::thread::scope(|scope| {
+        let mut memory = if req.wait_for_parent { Memory::Copy } else { Memory::Vfork };
+        if let (Some(cg), Some(w), Some(r)) = (cgroup_plan.as_ref(), made_w, made_r.as_ref()) {
+            let w_fd = w.as_raw_fd();
+            let maker = std::thread::Builder::new().name("versus-cgroup".into()).spawn_scoped(scope, move || {
+                let word = made_word(cg.make(&LinuxSyscall));
+                // A failed write ends the pipe with the thread: the child
+                // reads end of file and reports it.
+                let _ = LinuxSyscall.write(w.as_raw_fd(), &word.to_ne_bytes());
+            });
+            // No thread (EAGAIN): the child makes the cgroup itself.
+            if maker.is_ok() {
+                plan.cgroup_made = r.as_raw_fd();
+                plan.cgroup_made_w = w_fd;
+                memory = Memory::Shared;
+            }
+        }
+        let flags = clone_flags(req.namespaces, memory);
+        let top = child_stack.top();
         let _fork = crate::workload::fork_guard();
-        // SAFETY: the child runs `child_main` on `stack`, which this call
-        // holds exclusively: with CLONE_VM the parent thread is suspended
-        // (CLONE_VFORK) until the child has exec'd or exited, so `plan`,
-        // `cb` and `stack` stay valid and untouched for it; without
-        // CLONE_VM it has its own copy of them. The child only makes
-        // system calls on prepared data and ends in execve or _exit.
+        // SAFETY: the child runs `child_entry` on `child_stack`, which this
+        // launch holds exclusively, with a pointer to `plan`. With
+        // CLONE_VFORK this thread sleeps until the child has exec'd or
+        // exited; with CLONE_VM alone it reads the status pipe to its end
+        // (the child's exec or exit) before `plan`, `record`, the program
+        // or the stack can go (an error on the way kills and reaps the
+        // child first; see below); without CLONE_VM the child has its own
+        // copy. The child only makes raw system calls on prepared data
+        // (no allocation, no thread-local state) and ends in execve or
+        // exit_group; the cgroup thread beside it only reads the plan.
         // Signal handlers it inherits (the interrupt flag) only store
-        // atomics, which is as right in the child as in the parent; its
-        // mask is reset before execve.
-        unsafe { nix::sched::clone(cb, stack.usable(), flags, Some(libc::SIGCHLD)) }.map_err(|e| LaunchError::sys(format!("clone({flags:?})"), e))?
-    };
+        // atomics, as right in the child as in the parent; its mask is
+        // reset before execve.
+        let pid = unsafe { libc::clone(child_entry, top, flags.bits() | libc::SIGCHLD, std::ptr::addr_of!(plan) as *mut libc::c_void) };
+        match pid {
+            -1 => Err(LaunchError::sys(format!("clone({flags:?})"), Errno::last())),
+            pid => Ok((Pid::from_raw(pid), memory)),
+        }
+    })?;
+    drop(made_r);
     // The child holds its own copies; ours must close so that end of file
     // reaches the right side.
     drop((status_w, ctl_r, err_w, chan_w));
-    let child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, req.timeout, spawned).with_cgroup(cgroup);
+    let mut child = ChildWorkload::new(pid, Channel::new(chan_r), err_r, ctl_w, req.timeout, spawned).with_cgroup(cgroup);
     let sync_w = sync.map(|(r, w)| {
         drop(r);
         w
     });
-    Ok(Spawned { child, status_r, sync_w, cgroup_plan, setup: req.setup, what: req.what })
+    // A child that shared our memory has exec'd or failed by now (vfork),
+    // or will before the timeout; read its status before the plan, the
+    // record and the stack go.
+    let early = match memory {
+        Memory::Copy => None,
+        Memory::Vfork | Memory::Shared => match read_status(&status_r, Some(spawned + req.timeout), req.timeout) {
+            Ok(Status::Exec(Some(rec))) => Some(Ok(ChildStatus::of(&rec))),
+            Ok(Status::Exec(None)) => {
+                let rec = record.each_ref().map(|w| w.load(Ordering::Acquire));
+                // t_exec is stored last: zero means it never got there.
+                Some(match rec[REC_WORDS - 1] {
+                    0 => Err(None),
+                    _ => Ok(ChildStatus::of(&rec)),
+                })
+            }
+            Ok(Status::Failed(rec)) => Some(Err(Some(rec))),
+            Err(e) => {
+                // The child may still run on our memory: it must be gone
+                // before the stack and the plan are.
+                let _ = child.kill_and_reap();
+                if child.pid().is_some() {
+                    tracing::warn!("a child that did not exec in time could not be reaped; its stack is left mapped");
+                    std::mem::forget(stack);
+                }
+                return Err(e);
+            }
+        },
+    };
+    drop(stack);
+    Ok(Spawned { child, status_r, sync_w, cgroup_plan, setup: req.setup, what: req.what, memory, early })
+}
+
+/// What the status pipe said, read to its end.
+enum Status {
+    /// End of file (execve), after a record of timestamps where the child
+    /// wrote one there (a child with its own copy of the memory).
+    Exec(Option<[u64; REC_WORDS]>),
+    /// An error record.
+    Failed([u64; REC_WORDS]),
+}
+
+/// Reads the status pipe to its end, no later than `deadline` where given
+/// (`timeout` is what it came from, for the error).
+fn read_status(fd: &OwnedFd, deadline: Option<Instant>, timeout: Duration) -> Result<Status> {
+    match read_record(fd, deadline, timeout)? {
+        Some(r) if r[0] == REC_ERROR => Ok(Status::Failed(r)),
+        None => Ok(Status::Exec(None)),
+        Some(r) => match read_record(fd, deadline, timeout)? {
+            None => Ok(Status::Exec(Some(r))),
+            Some(e) => Ok(Status::Failed(e)),
+        },
+    }
 }
 
 impl Spawned<'_> {
     /// The child's pid.
     pub fn pid(&self) -> Pid {
         self.child.pid().unwrap_or(Pid::from_raw(0))
+    }
+
+    /// How the child got the parent's memory.
+    pub fn memory(&self) -> Memory {
+        self.memory
     }
 
     /// Lets a child that waits for its parent go on.
@@ -471,31 +692,41 @@ impl Spawned<'_> {
     /// its cgroup removed).
     pub fn wait_exec(mut self) -> Result<(ChildWorkload, ChildStatus)> {
         self.release()?;
-        let mut f = File::from(self.status_r);
-        let first = match read_record(&mut f)? {
-            None => return Err(self.child.crash_error(&format!("{} exited during its set-up, before execve", self.what))),
-            Some(r) if r[0] == REC_ERROR => return Err(error_of(r, self.cgroup_plan.as_ref(), self.setup, self.what)),
+        let r = match self.early.take() {
             Some(r) => r,
+            None => match read_status(&self.status_r, None, Duration::ZERO)? {
+                Status::Exec(Some(rec)) => Ok(ChildStatus::of(&rec)),
+                Status::Exec(None) => Err(None),
+                Status::Failed(rec) => Err(Some(rec)),
+            },
         };
-        let mut marks = [0u64; SETUP_MARKS];
-        marks.copy_from_slice(&first[6..6 + SETUP_MARKS]);
-        let status = ChildStatus { t_start: first[4], t_cgroup: first[5], marks, t_exec: first[REC_WORDS - 1] };
-        match read_record(&mut f)? {
-            None => Ok((self.child, status)),
-            Some(r) => Err(error_of(r, self.cgroup_plan.as_ref(), self.setup, self.what)),
+        match r {
+            Ok(status) => Ok((self.child, status)),
+            Err(Some(rec)) => Err(error_of(rec, self.cgroup_plan.as_ref(), self.setup, self.what)),
+            Err(None) => Err(self.child.crash_error(&format!("{} exited during its set-up, before execve", self.what))),
         }
     }
 }
 
-fn read_record(f: &mut File) -> Result<Option<[u64; REC_WORDS]>> {
+fn read_record(fd: &OwnedFd, deadline: Option<Instant>, timeout: Duration) -> Result<Option<[u64; REC_WORDS]>> {
     let mut buf = [0u8; REC_WORDS * 8];
     let mut got = 0;
     while got < buf.len() {
-        match f.read(&mut buf[got..]) {
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            let ts = nix::sys::time::TimeSpec::from_duration(left);
+            let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+            match nix::poll::ppoll(&mut fds, Some(ts), None) {
+                Ok(0) => return Err(LaunchError::Timeout { what: "get through its set-up to execve", after: timeout }),
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(LaunchError::sys("waiting for the child's status", e)),
+            }
+        }
+        match nix::unistd::read(fd, &mut buf[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(LaunchError::io("reading the child's status", e)),
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+            Err(e) => return Err(LaunchError::sys("reading the child's status", e)),
         }
     }
     if got == 0 {
@@ -533,15 +764,59 @@ mod tests {
     use crate::platform::syscall::recording::RecordingSyscall;
 
     fn plan<'a>(program: &'a Program<'a>, cgroup: Option<&'a CgroupPlan>, setup: Option<&'a dyn ChildSetup>) -> ChildPlan<'a> {
-        ChildPlan { program, cgroup, setup, wait_fd: -1, status_w: 9, stdin: 5, stderr: 6, channel: 7, channel_fd: 3 }
+        ChildPlan {
+            program,
+            cgroup,
+            setup,
+            wait_fd: -1,
+            cgroup_made: -1,
+            cgroup_made_w: -1,
+            cgroup_wait_ns: 1_000_000_000,
+            record: None,
+            status_w: 9,
+            stdin: 5,
+            stderr: 6,
+            channel: 7,
+            channel_fd: 3,
+        }
     }
 
     #[test]
     fn a_plain_process_is_cloned_vfork_like_without_namespaces() {
-        assert_eq!(clone_flags(CloneFlags::empty(), true), CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK);
+        assert_eq!(clone_flags(CloneFlags::empty(), Memory::Vfork), CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK);
         let ns = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
-        assert_eq!(clone_flags(ns, true), ns | CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK);
-        assert_eq!(clone_flags(ns, false), ns, "a child that waits for its parent gets a copy of the memory");
+        assert_eq!(clone_flags(ns, Memory::Vfork), ns | CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK);
+        assert_eq!(clone_flags(ns, Memory::Shared), ns | CloneFlags::CLONE_VM, "the caller stays awake (and stoppable) while a thread makes the cgroup");
+        assert_eq!(clone_flags(ns, Memory::Copy), ns, "a child that waits for its parent gets a copy of the memory");
+    }
+
+    #[test]
+    fn a_cgroup_made_by_the_launchers_thread_is_only_joined() {
+        let p = Program::new("/bin/prog", Vec::<String>::new(), Environment::empty()).unwrap();
+        let controls = crate::platform::cgroup::Controls { memory: Some(Some(1 << 20)), ..Default::default() };
+        let (_cg, cgplan) = Cgroup::plan(crate::host::CgroupMode::V2, "versus-test-y", &controls).unwrap();
+        let mut cp = plan(&p, Some(&cgplan), Some(&TwoSteps));
+        cp.cgroup_made = 11;
+        cp.cgroup_made_w = 12;
+        let sys = RecordingSyscall::default();
+        child_main(&cp, &sys);
+        let calls = sys.calls();
+        assert_eq!(calls[0], "close 12", "the child drops its copy of the thread's end, so the pipe ends with the thread");
+        assert_eq!(calls[1], "chdir /x", "the launcher's set-up before the cgroup runs while the thread makes it");
+        assert_eq!(calls[2], "read_word 11", "then the child waits for the thread's word");
+        assert_eq!(calls[3], "write /sys/fs/cgroup/versus-test-y/cgroup.procs 0", "then joins: no mkdir, no limit");
+        assert_eq!(calls[4], "sethostname h", "and the rest of the set-up follows in the cgroup");
+        assert!(calls.iter().all(|c| !c.starts_with("mkdir")));
+        // The thread's failure travels as one word and names its step.
+        let word = made_word(Err((CgroupStep::Limit(1), Errno::EACCES)));
+        assert_ne!(word, 0);
+        assert_eq!(made_error(word), (CgroupStep::Limit(1), Errno::EACCES));
+        assert_eq!(made_word(Ok(())), 0);
+        let mut rec = [0u64; REC_WORDS];
+        let (step, errno) = made_error(word);
+        rec[..4].copy_from_slice(&[REC_ERROR, generic("set up the cgroup"), errno as u64, step.encode()]);
+        let e = error_of(rec, Some(&cgplan), None, "prog").to_string();
+        assert!(e.contains("versus-test-y/"), "{e}");
     }
 
     #[test]
@@ -592,9 +867,12 @@ mod tests {
         fn steps(&self) -> &'static [&'static str] {
             &["first", "second"]
         }
-        fn run(&self, sys: &dyn Syscall, marks: &mut [u64; SETUP_MARKS]) -> std::result::Result<(), Failure> {
+        fn before_cgroup(&self, sys: &dyn Syscall, marks: &mut [u64; SETUP_MARKS]) -> std::result::Result<(), Failure> {
             sys.chdir(c"/x").map_err(|errno| Failure { step: "first", errno, detail: 0 })?;
             marks[0] = 1;
+            Ok(())
+        }
+        fn run(&self, sys: &dyn Syscall, _marks: &mut [u64; SETUP_MARKS]) -> std::result::Result<(), Failure> {
             sys.sethostname(c"h").map_err(|errno| Failure { step: "second", errno, detail: 7 })
         }
     }

@@ -45,6 +45,13 @@ pub trait Syscall {
     fn reset_signals(&self) -> nix::Result<()>;
     /// Reads one byte from `fd` (the rootless child waits for its maps).
     fn read_byte(&self, fd: RawFd) -> nix::Result<u8>;
+    /// Waits up to `timeout_ns` for `fd` to be readable, then reads one
+    /// word (the child waits for the cgroup a thread of its launcher
+    /// makes). ETIMEDOUT when nothing came, EPIPE at end of file or a
+    /// short read.
+    fn read_word(&self, fd: RawFd, timeout_ns: u64) -> nix::Result<u64>;
+    /// Closes `fd` (errors ignored: the descriptor is gone either way).
+    fn close(&self, fd: RawFd);
     /// `dup2(from, to)` (clears FD_CLOEXEC on `to`).
     fn dup2(&self, from: RawFd, to: RawFd) -> nix::Result<()>;
     /// Writes `data` to `fd` in one write (a status record: at most
@@ -59,7 +66,14 @@ pub trait Syscall {
     unsafe fn execve(&self, path: &CStr, argv: *const *const c_char, envp: *const *const c_char) -> Errno;
 }
 
-/// The real system calls.
+/// The real system calls, made with the `syscall` instruction itself
+/// ([`raw`]): no libc wrapper, so nothing is written to errno or to any
+/// other thread-local state. A child cloned with `CLONE_VM` runs on the
+/// thread-local block of the thread that cloned it, and when a thread of
+/// the launcher makes the child's cgroup (see [`super::spawn`]) that
+/// thread is not suspended while the child runs: the child must not touch
+/// it (glibc's wrappers set errno and, in a multi-threaded process, the
+/// thread's cancellation state).
 pub struct LinuxSyscall;
 
 /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
@@ -79,126 +93,207 @@ struct CapData {
     inheritable: u32,
 }
 
+/// The kernel's `struct sigaction` on x86_64 (rt_sigaction).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// The kernel's signal set size on x86_64 (64 signals).
+const SIGSET_BYTES: usize = 8;
+
+/// System calls without libc.
+pub mod raw {
+    use nix::errno::Errno;
+
+    #[cfg(not(target_arch = "x86_64"))]
+    compile_error!("versus launches its children with x86_64 system calls (src/platform/syscall.rs)");
+
+    /// System call `nr` with six arguments (unused ones 0): the kernel's
+    /// result, or its error number. No errno, no thread-local state.
+    ///
+    /// # Safety
+    ///
+    /// The arguments must be what system call `nr` expects: pointers to
+    /// live memory of the kinds and sizes it reads or writes.
+    #[inline(always)]
+    pub unsafe fn syscall(nr: libc::c_long, a: [usize; 6]) -> Result<usize, Errno> {
+        let ret: isize;
+        // SAFETY: the x86_64 Linux system-call convention: the number in
+        // rax, the arguments in rdi, rsi, rdx, r10, r8, r9, the result in
+        // rax; the kernel clobbers rcx and r11 and uses no user stack. The
+        // caller vouches for the arguments (see above); memory is not
+        // declared untouched, as the kernel may read and write it.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                inlateout("rax") nr as isize => ret,
+                in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+                in("r10") a[3], in("r8") a[4], in("r9") a[5],
+                lateout("rcx") _, lateout("r11") _,
+                options(nostack),
+            );
+        }
+        match ret {
+            -4095..=-1 => Err(Errno::from_raw(-ret as i32)),
+            r => Ok(r as usize),
+        }
+    }
+
+    /// Ends the process (exit_group) without running anything of the
+    /// parent's: no atexit handler, no destructor, no libc state.
+    pub fn exit(code: i32) -> ! {
+        loop {
+            // SAFETY: exit_group takes one integer and does not return.
+            let _ = unsafe { syscall(libc::SYS_exit_group, [code as usize, 0, 0, 0, 0, 0]) };
+        }
+    }
+}
+
+fn ptr<T>(p: *const T) -> usize {
+    p as usize
+}
+
+fn opt(c: Option<&CStr>) -> usize {
+    c.map_or(0, |c| ptr(c.as_ptr()))
+}
+
 impl Syscall for LinuxSyscall {
     fn mount(&self, source: Option<&CStr>, target: &CStr, fstype: Option<&CStr>, flags: MsFlags) -> nix::Result<()> {
-        nix::mount::mount::<CStr, CStr, CStr, CStr>(source, target, fstype, flags, None)
+        // SAFETY: C strings (or NULL) alive for the call, no data.
+        unsafe { raw::syscall(libc::SYS_mount, [opt(source), ptr(target.as_ptr()), opt(fstype), flags.bits() as usize, 0, 0]) }.map(drop)
     }
     fn umount2(&self, target: &CStr, flags: MntFlags) -> nix::Result<()> {
-        nix::mount::umount2(target, flags)
+        // SAFETY: a C string alive for the call.
+        unsafe { raw::syscall(libc::SYS_umount2, [ptr(target.as_ptr()), flags.bits() as usize, 0, 0, 0, 0]) }.map(drop)
     }
     fn mount_data(&self, source: &CStr, target: &CStr, fstype: &CStr, data: &CStr) -> nix::Result<()> {
-        nix::mount::mount(Some(source), target, Some(fstype), MsFlags::empty(), Some(data))
+        // SAFETY: C strings alive for the call; the data is a C string of
+        // options, which is what overlayfs reads.
+        unsafe { raw::syscall(libc::SYS_mount, [ptr(source.as_ptr()), ptr(target.as_ptr()), ptr(fstype.as_ptr()), 0, ptr(data.as_ptr()), 0]) }.map(drop)
     }
     fn pivot_root(&self, new_root: &CStr, put_old: &CStr) -> nix::Result<()> {
-        nix::unistd::pivot_root(new_root, put_old)
+        // SAFETY: C strings alive for the call.
+        unsafe { raw::syscall(libc::SYS_pivot_root, [ptr(new_root.as_ptr()), ptr(put_old.as_ptr()), 0, 0, 0, 0]) }.map(drop)
     }
     fn chdir(&self, dir: &CStr) -> nix::Result<()> {
-        nix::unistd::chdir(dir)
+        // SAFETY: a C string alive for the call.
+        unsafe { raw::syscall(libc::SYS_chdir, [ptr(dir.as_ptr()), 0, 0, 0, 0, 0]) }.map(drop)
     }
     fn sethostname(&self, name: &CStr) -> nix::Result<()> {
-        // SAFETY: `name` is a valid C string; sethostname reads `len` bytes of it.
-        let r = unsafe { libc::sethostname(name.as_ptr(), name.to_bytes().len()) };
-        Errno::result(r).map(drop)
+        // SAFETY: the kernel reads `len` bytes of the live string.
+        unsafe { raw::syscall(libc::SYS_sethostname, [ptr(name.as_ptr()), name.to_bytes().len(), 0, 0, 0, 0]) }.map(drop)
     }
     fn unshare(&self, flags: CloneFlags) -> nix::Result<()> {
-        nix::sched::unshare(flags)
+        // SAFETY: integer flags only.
+        unsafe { raw::syscall(libc::SYS_unshare, [flags.bits() as usize, 0, 0, 0, 0, 0]) }.map(drop)
     }
     fn mkdir(&self, path: &CStr) -> nix::Result<()> {
-        // SAFETY: `path` is a valid C string.
-        let r = unsafe { libc::mkdir(path.as_ptr(), 0o755) };
-        Errno::result(r).map(drop)
+        // SAFETY: a C string alive for the call.
+        unsafe { raw::syscall(libc::SYS_mkdir, [ptr(path.as_ptr()), 0o755, 0, 0, 0, 0]) }.map(drop)
     }
     fn write_file(&self, path: &CStr, data: &CStr) -> nix::Result<()> {
-        // SAFETY: `path` is a valid C string; O_CLOEXEC so the fd never
+        // SAFETY: a C string alive for the call; O_CLOEXEC so the fd never
         // reaches the workload.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-        let fd = Errno::result(fd)?;
-        let bytes = data.to_bytes();
-        // SAFETY: writes `bytes.len()` bytes of a live buffer to the fd
-        // just opened.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        let written = Errno::result(n);
-        // SAFETY: closes the fd opened above, exactly once.
-        unsafe { libc::close(fd) };
-        match written? {
-            n if n as usize == bytes.len() => Ok(()),
-            _ => Err(Errno::EIO),
-        }
+        let fd = unsafe { raw::syscall(libc::SYS_open, [ptr(path.as_ptr()), (libc::O_WRONLY | libc::O_CLOEXEC) as usize, 0, 0, 0, 0]) }?;
+        let written = self.write(fd as RawFd, data.to_bytes());
+        self.close(fd as RawFd);
+        written
     }
 
     fn set_no_new_privs(&self) -> nix::Result<()> {
         // SAFETY: prctl with integer arguments only.
-        let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
-        Errno::result(r).map(drop)
+        unsafe { raw::syscall(libc::SYS_prctl, [libc::PR_SET_NO_NEW_PRIVS as usize, 1, 0, 0, 0, 0]) }.map(drop)
     }
     fn seccomp_filter(&self, prog: &libc::sock_fprog) -> nix::Result<()> {
         // SAFETY: `prog` points to `len` BPF instructions that the caller
         // keeps alive for the call; the kernel copies them.
-        let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0 as libc::c_ulong, prog as *const libc::sock_fprog) };
-        Errno::result(r).map(drop)
+        unsafe { raw::syscall(libc::SYS_seccomp, [libc::SECCOMP_SET_MODE_FILTER as usize, 0, ptr(prog), 0, 0, 0]) }.map(drop)
     }
     fn drop_bounding_cap(&self, cap: u32) -> nix::Result<()> {
         // SAFETY: prctl with integer arguments only.
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
-        Errno::result(r).map(drop)
+        unsafe { raw::syscall(libc::SYS_prctl, [libc::PR_CAPBSET_DROP as usize, cap as usize, 0, 0, 0, 0]) }.map(drop)
     }
     fn clear_ambient_caps(&self) -> nix::Result<()> {
         // SAFETY: prctl with integer arguments only.
-        let r = unsafe {
-            libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong)
-        };
-        Errno::result(r).map(drop)
+        unsafe { raw::syscall(libc::SYS_prctl, [libc::PR_CAP_AMBIENT as usize, libc::PR_CAP_AMBIENT_CLEAR_ALL as usize, 0, 0, 0, 0]) }.map(drop)
     }
     fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> nix::Result<()> {
-        let mut header = CapHeader { version: CAP_VERSION_3, pid: 0 };
+        let header = CapHeader { version: CAP_VERSION_3, pid: 0 };
         let word = |v: u64, i: u32| (v >> (32 * i)) as u32;
         let data = [0, 1].map(|i| CapData { effective: word(effective, i), permitted: word(permitted, i), inheritable: word(inheritable, i) });
         // SAFETY: a version-3 header and the two data words it expects,
         // both local and alive for the call; pid 0 is this thread.
-        let r = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
-        Errno::result(r).map(drop)
+        unsafe { raw::syscall(libc::SYS_capset, [ptr(&header), ptr(data.as_ptr()), 0, 0, 0, 0]) }.map(drop)
     }
 
     fn reset_signals(&self) -> nix::Result<()> {
-        // SAFETY: a local, empty signal set; sigprocmask and signal only
-        // change this process's own signal state (the child has its own
-        // copy of the handler table: no CLONE_SIGHAND).
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            Errno::result(libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()))?;
-            if libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR {
-                return Err(Errno::last());
-            }
-        }
-        Ok(())
+        let empty: u64 = 0;
+        // SAFETY: a local, empty signal set of the kernel's size; only this
+        // process's own mask changes.
+        unsafe { raw::syscall(libc::SYS_rt_sigprocmask, [libc::SIG_SETMASK as usize, ptr(&empty), 0, SIGSET_BYTES, 0, 0]) }?;
+        let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+        // SAFETY: a local kernel sigaction for SIGPIPE's default action
+        // (no handler, so no restorer); the child has its own copy of the
+        // handler table (no CLONE_SIGHAND).
+        unsafe { raw::syscall(libc::SYS_rt_sigaction, [libc::SIGPIPE as usize, ptr(&dfl), 0, SIGSET_BYTES, 0, 0]) }.map(drop)
     }
     fn read_byte(&self, fd: RawFd) -> nix::Result<u8> {
         let mut b = [0u8; 1];
-        // SAFETY: reads one byte into a local buffer.
-        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
-        match Errno::result(n)? {
+        // SAFETY: reads at most one byte into a local buffer.
+        match unsafe { raw::syscall(libc::SYS_read, [fd as usize, ptr(b.as_mut_ptr()), 1, 0, 0, 0]) }? {
             1 => Ok(b[0]),
             _ => Err(Errno::EPIPE),
         }
     }
+    fn read_word(&self, fd: RawFd, timeout_ns: u64) -> nix::Result<u64> {
+        let deadline = crate::measure::clock::now_ns().saturating_add(timeout_ns);
+        loop {
+            let left = deadline.saturating_sub(crate::measure::clock::now_ns());
+            let ts = libc::timespec { tv_sec: (left / 1_000_000_000) as libc::time_t, tv_nsec: (left % 1_000_000_000) as libc::c_long };
+            let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: one local pollfd, a local timeout, no signal mask.
+            match unsafe { raw::syscall(libc::SYS_ppoll, [ptr(&mut p), 1, ptr(&ts), 0, SIGSET_BYTES, 0]) } {
+                Ok(0) => return Err(Errno::ETIMEDOUT),
+                Ok(_) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut b = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a local buffer.
+        match unsafe { raw::syscall(libc::SYS_read, [fd as usize, ptr(b.as_mut_ptr()), b.len(), 0, 0, 0]) }? {
+            8 => Ok(u64::from_ne_bytes(b)),
+            _ => Err(Errno::EPIPE),
+        }
+    }
+    fn close(&self, fd: RawFd) {
+        // SAFETY: closes one descriptor of this process's own table; the
+        // caller no longer uses it.
+        let _ = unsafe { raw::syscall(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) };
+    }
     fn dup2(&self, from: RawFd, to: RawFd) -> nix::Result<()> {
-        // SAFETY: dup2 on descriptors of this process; it clears CLOEXEC on
-        // the new descriptor so that it survives execve.
-        Errno::result(unsafe { libc::dup2(from, to) }).map(drop)
+        // SAFETY: dup2 on descriptors of this process; the new descriptor
+        // has no FD_CLOEXEC, so it survives execve.
+        unsafe { raw::syscall(libc::SYS_dup2, [from as usize, to as usize, 0, 0, 0, 0]) }.map(drop)
     }
     fn write(&self, fd: RawFd, data: &[u8]) -> nix::Result<()> {
-        // SAFETY: writes `data.len()` bytes of a live buffer.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        match Errno::result(n)? {
-            n if n as usize == data.len() => Ok(()),
+        // SAFETY: the kernel reads `data.len()` bytes of a live buffer.
+        match unsafe { raw::syscall(libc::SYS_write, [fd as usize, ptr(data.as_ptr()), data.len(), 0, 0, 0]) }? {
+            n if n == data.len() => Ok(()),
             _ => Err(Errno::EIO),
         }
     }
     unsafe fn execve(&self, path: &CStr, argv: *const *const c_char, envp: *const *const c_char) -> Errno {
-        // SAFETY: the caller guarantees argv and envp (see the trait).
-        unsafe { libc::execve(path.as_ptr(), argv, envp) };
-        Errno::last()
+        // SAFETY: the caller guarantees argv and envp (see the trait); the
+        // path is a live C string.
+        match unsafe { raw::syscall(libc::SYS_execve, [ptr(path.as_ptr()), ptr(argv), ptr(envp), 0, 0, 0]) } {
+            Err(e) => e,
+            Ok(_) => Errno::UnknownErrno,
+        }
     }
 }
 
@@ -284,6 +379,12 @@ pub mod recording {
         }
         fn read_byte(&self, fd: RawFd) -> nix::Result<u8> {
             self.rec(format!("read {fd}")).map(|_| 1)
+        }
+        fn read_word(&self, fd: RawFd, _timeout_ns: u64) -> nix::Result<u64> {
+            self.rec(format!("read_word {fd}")).map(|_| 0)
+        }
+        fn close(&self, fd: RawFd) {
+            let _ = self.rec(format!("close {fd}"));
         }
         fn dup2(&self, from: RawFd, to: RawFd) -> nix::Result<()> {
             self.rec(format!("dup2 {from} {to}"))

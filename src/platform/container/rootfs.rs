@@ -124,15 +124,23 @@ impl RootfsPlan {
         Ok(self)
     }
 
-    /// The child's set-up, in order; on failure returns the step's name and
-    /// the error (for a masked or read-only path, its index in `paths` as
-    /// the detail). `paths` are the profile's masked and read-only /proc
+    /// The child's set-up, in order ([`Self::mount`], then
+    /// [`Self::enter`]).
+    pub fn apply(&self, sys: &dyn Syscall, paths: &[ProcPath]) -> Result<(), Failure> {
+        self.mount(sys, paths)?;
+        self.enter(sys)
+    }
+
+    /// The mounts, up to pivot_root (what the child does while a thread of
+    /// its launcher makes its cgroup); on failure returns the step's name
+    /// and the error (for a masked or read-only path, its index in `paths`
+    /// as the detail). `paths` are the profile's masked and read-only /proc
     /// paths ([`super::hardening::Hardening::proc_paths`]): mounted on the
     /// rootfs's /proc before pivot_root, while the host's /dev/null can
     /// still be bound (a bind needs its source in this mount namespace,
     /// which the old root leaves at the detach). A path this kernel's /proc
     /// lacks is skipped. Allocation-free with the real system calls.
-    pub fn apply(&self, sys: &dyn Syscall, paths: &[ProcPath]) -> Result<(), Failure> {
+    pub fn mount(&self, sys: &dyn Syscall, paths: &[ProcPath]) -> Result<(), Failure> {
         let step = |name: &'static str| move |errno| Failure { step: name, errno, detail: 0 };
         sys.sethostname(&self.hostname).map_err(step("sethostname"))?;
         // Nothing below may propagate back to the host's mounts.
@@ -161,6 +169,14 @@ impl RootfsPlan {
                 Err(errno) => return Err(Failure { step: name, errno, detail: i as u64 }),
             }
         }
+        Ok(())
+    }
+
+    /// Into the rootfs: pivot_root, the old root detached, / read-only
+    /// unless an image's overlay is the root (after the cgroup is joined,
+    /// by its host path).
+    pub fn enter(&self, sys: &dyn Syscall) -> Result<(), Failure> {
+        let step = |name: &'static str| move |errno| Failure { step: name, errno, detail: 0 };
         sys.chdir(&self.rootfs).map_err(step("chdir rootfs"))?;
         // pivot_root(".", ".") stacks the old root on top of the new one;
         // detaching "." then removes the old root (as runc does).
