@@ -56,11 +56,11 @@
 
 use std::ffi::{c_char, CString, OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;

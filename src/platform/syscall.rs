@@ -256,7 +256,7 @@ impl Syscall for LinuxSyscall {
             let ts = libc::timespec { tv_sec: (left / 1_000_000_000) as libc::time_t, tv_nsec: (left % 1_000_000_000) as libc::c_long };
             let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
             // SAFETY: one local pollfd, a local timeout, no signal mask.
-            match unsafe { raw::syscall(libc::SYS_ppoll, [ptr(&mut p), 1, ptr(&ts), 0, SIGSET_BYTES, 0]) } {
+            match unsafe { raw::syscall(libc::SYS_ppoll, [std::ptr::addr_of_mut!(p) as usize, 1, ptr(&ts), 0, SIGSET_BYTES, 0]) } {
                 Ok(0) => return Err(Errno::ETIMEDOUT),
                 Ok(_) => break,
                 Err(Errno::EINTR) => continue,
