@@ -45,6 +45,10 @@ pub struct Config {
     pub max_procs: u32,
     /// Bound on every launch and wait.
     pub timeout: Duration,
+    /// `max_window` was cut by the run's time budget: a window too short
+    /// for one run of each victim is then not measured (and said so), not
+    /// a failure.
+    pub budget_limited: bool,
 }
 
 impl Default for Config {
@@ -56,6 +60,7 @@ impl Default for Config {
             max_window: Duration::from_secs(10),
             max_procs: 256,
             timeout: Duration::from_secs(30),
+            budget_limited: false,
         }
     }
 }
@@ -88,6 +93,9 @@ pub struct Interference {
     /// a fork bomb in a guest with no kernel), with its reason. They have
     /// no rows: not applicable, never a stand-in measurement.
     pub not_applicable: Vec<(StressKind, String)>,
+    /// Why nothing was measured under a neighbour: the budget's window
+    /// cannot hold one run of each victim (see [`Config::budget_limited`]).
+    pub not_measured: Option<String>,
 }
 
 /// The (device, inode) of a process's executable.
@@ -146,6 +154,7 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
     let mut out = Interference::default();
     let mut alone = BTreeMap::new();
     let mut wall_total = Duration::ZERO;
+    let mut alone_walls = Vec::new();
     let mut exe = None;
     for v in &cfg.victims {
         let mut spec = LaunchSpec::new(*v);
@@ -155,6 +164,7 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
             let (el, wall, id) = run_victim(platform, &spec)?;
             exe = exe.or(id);
             wall_total += wall;
+            alone_walls.push(wall);
             out.samples.push(sample(platform.name(), v, Metric::InterferenceAlone, i, el / 1e6));
             times.push(el);
         }
@@ -164,6 +174,23 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
     // Room for every victim run at up to 12x its time alone (launch
     // included: a fork bomb slows launches most), plus margin.
     let window = (warmup + wall_total * 12 + Duration::from_millis(500)).min(cfg.max_window);
+    // One run of each victim, each allowed twice the longest alone (the
+    // loop's own guard below), after the neighbour's warm-up: a window cut
+    // by the budget below that measures nothing, which is the budget's
+    // doing (a slow platform's victim runs include its launch and
+    // teardown: 1.7 s under runsc here).
+    let longest = alone_walls.iter().copied().max().unwrap_or_default();
+    let need = warmup + wall_total + longest * 2 + Duration::from_millis(100);
+    if cfg.budget_limited && window < need {
+        out.samples.clear();
+        out.not_measured = Some(format!(
+            "the run's time budget limits a neighbour's window to {} ms, and one run of each victim needs about {} ms here (alone, launch and teardown included: {} ms in all); give --max-time more, or fewer platforms with -p",
+            window.as_millis(),
+            need.as_millis(),
+            wall_total.as_millis()
+        ));
+        return Ok(out);
+    }
     for &stress in &cfg.stresses {
         // A fork bomb slows launches far more than the other stresses (36x
         // for `cpu` on the process platform here): give it the whole bound.
@@ -243,5 +270,35 @@ mod tests {
         assert!(median(&[]).is_nan());
         let me = exe_id(std::process::id() as i32).expect("own exe");
         assert!(count_running(me) >= 1);
+    }
+
+    /// A window the budget cut below one run of each victim measures
+    /// nothing and says why; the same victims in a long enough window are
+    /// measured (here the fake neighbour then fails on its missing work,
+    /// which is not the budget's doing).
+    #[test]
+    fn a_budget_window_too_short_for_the_victims_is_not_measured() {
+        use crate::platform::fake::{FakePlatform, Log, FAKE_A};
+        let mut fake = FakePlatform::new(&FAKE_A, std::sync::Arc::new(Log::default()));
+        fake.call_ns = 300_000; // a call:1000 victim takes 300 ms
+        let cfg = Config {
+            victims: vec!["call:1000".parse().unwrap()],
+            stresses: vec![StressKind::Cpu],
+            reps: 1,
+            max_window: Duration::from_millis(900),
+            budget_limited: true,
+            ..Config::default()
+        };
+        let r = run_interference(&fake, &cfg).expect("not measured is not a failure");
+        let why = r.not_measured.expect("said why");
+        assert!(why.contains("900 ms") && why.contains("--max-time"), "{why}");
+        assert!(r.samples.is_empty() && r.neighbours.is_empty());
+        let roomy = Config { max_window: Duration::from_secs(5), ..cfg.clone() };
+        assert!(!matches!(run_interference(&fake, &roomy), Ok(Interference { not_measured: Some(_), .. })));
+        let unlimited = Config { budget_limited: false, ..cfg };
+        assert!(
+            !matches!(run_interference(&fake, &unlimited), Ok(Interference { not_measured: Some(_), .. })),
+            "without the budget a short window stays an error"
+        );
     }
 }

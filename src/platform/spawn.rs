@@ -23,8 +23,10 @@
 //!    child makes the cgroup itself ([`CgroupPlan::apply`]);
 //! 4. the rest of the launcher's set-up ([`ChildSetup::run`]: a
 //!    container's pivot_root and hardening); a plain process has none;
-//! 5. an empty signal mask and the default SIGPIPE action (as posix_spawn
-//!    and `std::process::Command` leave a new program);
+//! 5. versus' handled and ignored signals back to their defaults, then an
+//!    empty signal mask (as posix_spawn and `std::process::Command` leave a
+//!    new program; it is cloned with every signal blocked, so that no
+//!    handler of versus runs in it);
 //! 6. its fds: the control pipe as standard input, the stderr pipe as
 //!    standard output and error, the channel as fd `channel_fd` (3);
 //! 7. a record of its timestamps, then execve.
@@ -507,6 +509,29 @@ impl ChildStatus {
     }
 }
 
+/// Every signal blocked in the calling thread while it lives (the mask
+/// before it is restored on drop).
+struct BlockedSignals(Option<nix::sys::signal::SigSet>);
+
+impl BlockedSignals {
+    fn new() -> BlockedSignals {
+        use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+        let mut old = SigSet::empty();
+        match pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old)) {
+            Ok(()) => BlockedSignals(Some(old)),
+            Err(_) => BlockedSignals(None),
+        }
+    }
+}
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        if let Some(old) = self.0.take() {
+            let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&old), None);
+        }
+    }
+}
+
 /// The child's entry point: `arg` is the [`ChildPlan`].
 extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `spawn` passes a pointer to its ChildPlan, which stays alive
@@ -586,6 +611,11 @@ pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
         let flags = clone_flags(req.namespaces, memory);
         let top = child_stack.top();
         let _fork = crate::workload::fork_guard();
+        // The child starts with every signal blocked, until it has set the
+        // ones versus handles back to their defaults (see
+        // `Syscall::reset_signals`): versus' handlers must not run in it
+        // (they would count a Ctrl-C twice in versus' memory).
+        let _blocked = BlockedSignals::new();
         // SAFETY: the child runs `child_entry` on `child_stack`, which this
         // launch holds exclusively, with a pointer to `plan`. With
         // CLONE_VFORK this thread sleeps until the child has exec'd or

@@ -38,10 +38,12 @@ pub trait Syscall {
     /// (bit n = capability n).
     fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> nix::Result<()>;
 
-    /// An empty signal mask and SIGPIPE back to its default action, as
-    /// posix_spawn and `std::process::Command` leave a new program (the
-    /// child inherits the mask of the thread that cloned it and versus'
-    /// ignored SIGPIPE).
+    /// The signals versus handles or ignores ([`RESET_SIGNALS`]) back to
+    /// their default actions, then an empty signal mask, as posix_spawn
+    /// and `std::process::Command` leave a new program. The child is
+    /// cloned with every signal blocked (see [`super::spawn`]): a signal
+    /// that reached it before this point is delivered here, to the
+    /// default action, never to versus' handler in versus' memory.
     fn reset_signals(&self) -> nix::Result<()>;
     /// Reads one byte from `fd` (the rootless child waits for its maps).
     fn read_byte(&self, fd: RawFd) -> nix::Result<u8>;
@@ -101,6 +103,10 @@ struct KernelSigaction {
     restorer: usize,
     mask: u64,
 }
+
+/// The signals versus handles (SIGINT and SIGTERM: the interrupt flag) or
+/// ignores (SIGPIPE), which a new program gets back at their defaults.
+pub const RESET_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGPIPE];
 
 /// The kernel's signal set size on x86_64 (64 signals).
 const SIGSET_BYTES: usize = 8;
@@ -231,15 +237,17 @@ impl Syscall for LinuxSyscall {
     }
 
     fn reset_signals(&self) -> nix::Result<()> {
+        let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+        for sig in RESET_SIGNALS {
+            // SAFETY: a local kernel sigaction for the default action (no
+            // handler, so no restorer); the child has its own copy of the
+            // handler table (no CLONE_SIGHAND).
+            unsafe { raw::syscall(libc::SYS_rt_sigaction, [sig as usize, ptr(&dfl), 0, SIGSET_BYTES, 0, 0]) }?;
+        }
         let empty: u64 = 0;
         // SAFETY: a local, empty signal set of the kernel's size; only this
         // process's own mask changes.
-        unsafe { raw::syscall(libc::SYS_rt_sigprocmask, [libc::SIG_SETMASK as usize, ptr(&empty), 0, SIGSET_BYTES, 0, 0]) }?;
-        let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
-        // SAFETY: a local kernel sigaction for SIGPIPE's default action
-        // (no handler, so no restorer); the child has its own copy of the
-        // handler table (no CLONE_SIGHAND).
-        unsafe { raw::syscall(libc::SYS_rt_sigaction, [libc::SIGPIPE as usize, ptr(&dfl), 0, SIGSET_BYTES, 0, 0]) }.map(drop)
+        unsafe { raw::syscall(libc::SYS_rt_sigprocmask, [libc::SIG_SETMASK as usize, ptr(&empty), 0, SIGSET_BYTES, 0, 0]) }.map(drop)
     }
     fn read_byte(&self, fd: RawFd) -> nix::Result<u8> {
         let mut b = [0u8; 1];

@@ -380,6 +380,7 @@ fn measure_costs(
             if per_window < cfg.max_window {
                 cfg.max_window = per_window;
                 cfg.reps = 1;
+                cfg.budget_limited = true;
                 status.notes.push(format!("interference windows limited to {} ms by the run's time budget", cfg.max_window.as_millis()));
             }
         }
@@ -452,6 +453,9 @@ fn measure_costs(
         let t = std::time::Instant::now();
         match experiment::interference::run_interference(p, cfg) {
             Ok(r) => {
+                if let Some(why) = &r.not_measured {
+                    out.not_measured.push(format!("{name} interference: {why}"));
+                }
                 for (stress, why) in &r.not_applicable {
                     status.notes.push(format!("interference.{}: not applicable: {why}", stress.name()));
                 }
