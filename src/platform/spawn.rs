@@ -626,9 +626,9 @@ pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
         // copy. The child only makes raw system calls on prepared data
         // (no allocation, no thread-local state) and ends in execve or
         // exit_group; the cgroup thread beside it only reads the plan.
-        // Signal handlers it inherits (the interrupt flag) only store
-        // atomics, as right in the child as in the parent; its mask is
-        // reset before execve.
+        // It starts with every signal blocked, so no handler of versus
+        // runs in it; those signals are back at their defaults before it
+        // unblocks them.
         let pid = unsafe { libc::clone(child_entry, top, flags.bits() | libc::SIGCHLD, std::ptr::addr_of!(plan) as *mut libc::c_void) };
         match pid {
             -1 => Err(LaunchError::sys(format!("clone({flags:?})"), Errno::last())),
