@@ -154,7 +154,7 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
     let mut out = Interference::default();
     let mut alone = BTreeMap::new();
     let mut wall_total = Duration::ZERO;
-    let mut alone_walls = Vec::new();
+    let mut longest = Duration::ZERO;
     let mut exe = None;
     for v in &cfg.victims {
         let mut spec = LaunchSpec::new(*v);
@@ -164,7 +164,7 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
             let (el, wall, id) = run_victim(platform, &spec)?;
             exe = exe.or(id);
             wall_total += wall;
-            alone_walls.push(wall);
+            longest = longest.max(wall);
             out.samples.push(sample(platform.name(), v, Metric::InterferenceAlone, i, el / 1e6));
             times.push(el);
         }
@@ -179,7 +179,6 @@ pub fn run_interference(platform: &dyn Platform, cfg: &Config) -> Result<Interfe
     // by the budget below that measures nothing, which is the budget's
     // doing (a slow platform's victim runs include its launch and
     // teardown: 1.7 s under runsc here).
-    let longest = alone_walls.iter().copied().max().unwrap_or_default();
     let need = warmup + wall_total + longest * 2 + Duration::from_millis(100);
     if cfg.budget_limited && window < need {
         out.samples.clear();

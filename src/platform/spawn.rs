@@ -483,12 +483,9 @@ pub struct Spawned<'a> {
     cgroup_plan: Option<CgroupPlan>,
     setup: Option<&'a dyn ChildSetup>,
     what: &'a str,
-    /// The clone's memory flags (for tests and notes).
-    memory: Memory,
-    /// What a child that shared our memory reported (its status, an
-    /// error record, or None: it ended before execve without one), read
-    /// before the launch returned.
-    early: Option<std::result::Result<ChildStatus, Option<[u64; REC_WORDS]>>>,
+    /// What a child that shared our memory reported, read before the
+    /// launch returned.
+    early: Option<Outcome>,
 }
 
 /// What the child reported: its timestamps when it started running, when
@@ -650,16 +647,7 @@ pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
     let early = match memory {
         Memory::Copy => None,
         Memory::Vfork | Memory::Shared => match read_status(&status_r, Some(spawned + req.timeout), req.timeout) {
-            Ok(Status::Exec(Some(rec))) => Some(Ok(ChildStatus::of(&rec))),
-            Ok(Status::Exec(None)) => {
-                let rec = record.each_ref().map(|w| w.load(Ordering::Acquire));
-                // t_exec is stored last: zero means it never got there.
-                Some(match rec[REC_WORDS - 1] {
-                    0 => Err(None),
-                    _ => Ok(ChildStatus::of(&rec)),
-                })
-            }
-            Ok(Status::Failed(rec)) => Some(Err(Some(rec))),
+            Ok(status) => Some(status.outcome(Some(&record))),
             Err(e) => {
                 // The child may still run on our memory: it must be gone
                 // before the stack and the plan are.
@@ -673,7 +661,7 @@ pub fn spawn(req: Spawn<'_>) -> Result<Spawned<'_>> {
         },
     };
     drop(stack);
-    Ok(Spawned { child, status_r, sync_w, cgroup_plan, setup: req.setup, what: req.what, memory, early })
+    Ok(Spawned { child, status_r, sync_w, cgroup_plan, setup: req.setup, what: req.what, early })
 }
 
 /// What the status pipe said, read to its end.
@@ -683,6 +671,26 @@ enum Status {
     Exec(Option<[u64; REC_WORDS]>),
     /// An error record.
     Failed([u64; REC_WORDS]),
+}
+
+/// What the child reported: its status, an error record, or None (it
+/// ended before execve without one).
+type Outcome = std::result::Result<ChildStatus, Option<[u64; REC_WORDS]>>;
+
+impl Status {
+    /// The outcome; `shared` is where a child sharing our memory stored
+    /// its record of timestamps.
+    fn outcome(self, shared: Option<&[AtomicU64; REC_WORDS]>) -> Outcome {
+        match self {
+            Status::Exec(Some(rec)) => Ok(ChildStatus::of(&rec)),
+            Status::Exec(None) => match shared.map(|r| r.each_ref().map(|w| w.load(Ordering::Acquire))) {
+                // t_exec is stored last: zero means it never got there.
+                Some(rec) if rec[REC_WORDS - 1] != 0 => Ok(ChildStatus::of(&rec)),
+                _ => Err(None),
+            },
+            Status::Failed(rec) => Err(Some(rec)),
+        }
+    }
 }
 
 /// Reads the status pipe to its end, no later than `deadline` where given
@@ -704,11 +712,6 @@ impl Spawned<'_> {
         self.child.pid().unwrap_or(Pid::from_raw(0))
     }
 
-    /// How the child got the parent's memory.
-    pub fn memory(&self) -> Memory {
-        self.memory
-    }
-
     /// Lets a child that waits for its parent go on.
     pub fn release(&mut self) -> Result<()> {
         if let Some(w) = self.sync_w.take() {
@@ -724,11 +727,7 @@ impl Spawned<'_> {
         self.release()?;
         let r = match self.early.take() {
             Some(r) => r,
-            None => match read_status(&self.status_r, None, Duration::ZERO)? {
-                Status::Exec(Some(rec)) => Ok(ChildStatus::of(&rec)),
-                Status::Exec(None) => Err(None),
-                Status::Failed(rec) => Err(Some(rec)),
-            },
+            None => read_status(&self.status_r, None, Duration::ZERO)?.outcome(None),
         };
         match r {
             Ok(status) => Ok((self.child, status)),

@@ -228,8 +228,8 @@ impl Platform for ContainerPlatform {
             }
             Some(_) => spec.refuse_root("container")?,
         }
-        // The handle removes the cgroup on every path from here on; the
-        // child creates and joins it.
+        // The handle removes the cgroup on every path from here on; spawn
+        // has a thread make it beside the clone, and the child joins it.
         let cgroup = match use_cgroup {
             true => Some(Cgroup::plan(self.cgroup_mode, &name, &controls)?),
             false => None,
